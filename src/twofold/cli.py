@@ -1,0 +1,50 @@
+"""The `twofold` command line: parse, call the library, print.
+
+User errors (`TwofoldError`) print one line and exit 2; anything else is a bug and keeps
+its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+import twofold.commands
+from twofold import __version__
+from twofold.errors import TwofoldError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="twofold",
+        description="Train, convert, evaluate and compare paired encoder/decoder language models.",
+    )
+    parser.add_argument("--version", action="version", version=f"twofold {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_info in sorted(pkgutil.iter_modules(twofold.commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"twofold.commands.{module_info.name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except TwofoldError as error:
+        print(f"twofold: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("twofold: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
