@@ -1,0 +1,142 @@
+"""`ModelConfig`: the shape of one member of an encoder/decoder pair, and named presets.
+
+Field names follow transformers' ModernBERT config wherever they mean the same thing, so a
+config.json maps onto this dataclass almost one to one (see `twofold.hf`). The only switch
+between the encoder and the decoder is `causal`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from twofold.errors import TwofoldError
+
+GLOBAL = "full_attention"
+LOCAL = "sliding_attention"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int = 50368
+    hidden_size: int = 768
+    intermediate_size: int = 1152
+    num_hidden_layers: int = 22
+    num_attention_heads: int = 12
+    causal: bool = False
+    # Alternating attention: layer i is global iff i % global_attn_every_n_layers == 0,
+    # unless `layer_types` lists each layer explicitly (transformers v5 configs do).
+    local_attention: int = 128
+    global_attn_every_n_layers: int = 3
+    layer_types: tuple[str, ...] | None = None
+    global_rope_theta: float = 160_000.0
+    local_rope_theta: float = 10_000.0
+    max_position_embeddings: int = 8192
+    norm_eps: float = 1e-5
+    norm_bias: bool = False
+    attention_bias: bool = False
+    mlp_bias: bool = False
+    decoder_bias: bool = True
+    classifier_bias: bool = False
+    embedding_dropout: float = 0.0
+    attention_dropout: float = 0.0
+    mlp_dropout: float = 0.0
+    classifier_dropout: float = 0.0
+    classifier_pooling: str = "cls"
+    initializer_range: float = 0.02
+    initializer_cutoff_factor: float = 2.0
+    tie_word_embeddings: bool = True
+    pad_token_id: int = 50283
+    bos_token_id: int = 50281
+    eos_token_id: int = 50282
+    cls_token_id: int = 50281
+    sep_token_id: int = 50282
+    mask_token_id: int = 50284
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_attention_heads:
+            raise TwofoldError(
+                f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads "
+                f"{self.num_attention_heads}; choose sizes whose ratio is the head dimension"
+            )
+        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                     "num_attention_heads", "local_attention", "global_attn_every_n_layers"):
+            if getattr(self, name) <= 0:
+                raise TwofoldError(f"model config: {name} must be positive, got {getattr(self, name)}")
+        if self.layer_types is None:
+            types = tuple(
+                GLOBAL if i % self.global_attn_every_n_layers == 0 else LOCAL
+                for i in range(self.num_hidden_layers)
+            )
+            object.__setattr__(self, "layer_types", types)
+        else:
+            object.__setattr__(self, "layer_types", tuple(self.layer_types))
+        if len(self.layer_types) != self.num_hidden_layers or not set(self.layer_types) <= {GLOBAL, LOCAL}:
+            raise TwofoldError(
+                f"model config: layer_types must list {self.num_hidden_layers} entries of "
+                f"'{GLOBAL}' or '{LOCAL}', got {list(self.layer_types)}"
+            )
+        if self.classifier_pooling not in ("cls", "mean", "last"):
+            raise TwofoldError(
+                f"model config: classifier_pooling must be 'cls', 'mean' or 'last', got {self.classifier_pooling!r}"
+            )
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def window_radius(self) -> int:
+        """Keys a sliding-window query may look back (and, for the encoder, ahead).
+
+        Encoder: |i - j| <= local_attention // 2. Decoder (as transformers'
+        ModernBertDecoder does): i - local_attention // 2 < j <= i.
+        """
+        return self.local_attention // 2
+
+    def replace(self, **changes) -> ModelConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["layer_types"] = list(self.layer_types)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TwofoldError(f"model config: unknown keys {unknown}; valid keys are {sorted(known)}")
+        return cls(**data)
+
+
+def _shape(layers: int, hidden: int, intermediate: int, heads: int, **extra) -> dict:
+    return dict(num_hidden_layers=layers, hidden_size=hidden, intermediate_size=intermediate,
+                num_attention_heads=heads, **extra)
+
+
+# Published shapes (facts file, section 2). Vocab 50,368 (ModernBERT/OLMo tokenizer) for Ettin;
+# 256,000 (Gemma 2) for mmBERT, whose special ids are pad 0, eos/sep/cls 1, bos 2, mask 4.
+_MMBERT_IDS = dict(vocab_size=256_000, pad_token_id=0, eos_token_id=1, sep_token_id=1,
+                   cls_token_id=1, bos_token_id=2, mask_token_id=4)
+PRESETS: dict[str, dict] = {
+    "ettin-17m": _shape(7, 256, 384, 4),
+    "ettin-32m": _shape(10, 384, 576, 6),
+    "ettin-68m": _shape(19, 512, 768, 8),
+    "ettin-150m": _shape(22, 768, 1152, 12),
+    "ettin-400m": _shape(28, 1024, 2624, 16),
+    "ettin-1b": _shape(28, 1792, 3840, 28),
+    "mmbert-small": _shape(22, 384, 1152, 6, **_MMBERT_IDS),
+    "mmbert-base": _shape(22, 768, 1152, 12, **_MMBERT_IDS),
+    # Small shapes for tests and the laptop demo; the vocab comes from the tokenizer.
+    "tiny": _shape(2, 64, 96, 2, vocab_size=512, local_attention=16, max_position_embeddings=1024),
+    "demo": _shape(4, 128, 192, 2, vocab_size=4096, local_attention=64, max_position_embeddings=2048),
+}
+
+
+def preset(name: str, **overrides) -> ModelConfig:
+    """A named shape (`ettin-17m` … `mmbert-base`, `tiny`, `demo`) with optional overrides."""
+    if name not in PRESETS:
+        raise TwofoldError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return ModelConfig(**{**PRESETS[name], **overrides})
