@@ -63,6 +63,12 @@ class ModelConfig:
                      "num_attention_heads", "local_attention", "global_attn_every_n_layers"):
             if getattr(self, name) <= 0:
                 raise TwofoldError(f"model config: {name} must be positive, got {getattr(self, name)}")
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id", "cls_token_id", "sep_token_id", "mask_token_id"):
+            if not 0 <= getattr(self, name) < self.vocab_size:
+                raise TwofoldError(
+                    f"model config: {name} {getattr(self, name)} is outside the vocabulary [0, {self.vocab_size}); "
+                    "take the special ids from the tokenizer"
+                )
         if self.layer_types is None:
             types = tuple(
                 GLOBAL if i % self.global_attn_every_n_layers == 0 else LOCAL
@@ -120,6 +126,8 @@ def _shape(layers: int, hidden: int, intermediate: int, heads: int, **extra) -> 
 # 256,000 (Gemma 2) for mmBERT, whose special ids are pad 0, eos/sep/cls 1, bos 2, mask 4.
 _MMBERT_IDS = dict(vocab_size=256_000, pad_token_id=0, eos_token_id=1, sep_token_id=1,
                    cls_token_id=1, bos_token_id=2, mask_token_id=4)
+_SMALL_IDS = dict(cls_token_id=0, bos_token_id=0, sep_token_id=1, eos_token_id=1, pad_token_id=2,
+                  mask_token_id=3)
 PRESETS: dict[str, dict] = {
     "ettin-17m": _shape(7, 256, 384, 4),
     "ettin-32m": _shape(10, 384, 576, 6),
@@ -129,9 +137,10 @@ PRESETS: dict[str, dict] = {
     "ettin-1b": _shape(28, 1792, 3840, 28),
     "mmbert-small": _shape(22, 384, 1152, 6, **_MMBERT_IDS),
     "mmbert-base": _shape(22, 768, 1152, 12, **_MMBERT_IDS),
-    # Small shapes for tests and the laptop demo; the vocab comes from the tokenizer.
-    "tiny": _shape(2, 64, 96, 2, vocab_size=512, local_attention=16, max_position_embeddings=1024),
-    "demo": _shape(4, 128, 192, 2, vocab_size=4096, local_attention=64, max_position_embeddings=2048),
+    # Small shapes for tests and the laptop demo. Vocab and special ids normally come from the
+    # tokenizer; these defaults follow a BPE trained with [CLS] [SEP] [PAD] [MASK] [UNK] first.
+    "tiny": _shape(2, 64, 96, 2, vocab_size=512, local_attention=16, max_position_embeddings=1024, **_SMALL_IDS),
+    "demo": _shape(4, 128, 192, 2, vocab_size=4096, local_attention=64, max_position_embeddings=2048, **_SMALL_IDS),
 }
 
 

@@ -244,6 +244,24 @@ class TwofoldModel(nn.Module):
         inputs = pack_inputs(self.config, input_ids, attention_mask, None, cu_seqlens, max_seqlen)
         return inputs.restore(self.model(inputs.input_ids, inputs.layout))
 
+    def generate(self, input_ids, attention_mask=None, **kwargs) -> torch.Tensor:
+        """Decoder generation; see `twofold.model.generate.generate`."""
+        from twofold.model.generate import generate
+
+        return generate(self, input_ids, attention_mask, **kwargs)
+
+    def fill_mask(self, text_or_ids, tokenizer=None, top_k: int = 5) -> list[list[dict]]:
+        """Encoder mask filling; see `twofold.model.generate.fill_mask`."""
+        from twofold.model.generate import fill_mask
+
+        return fill_mask(self, text_or_ids, tokenizer, top_k)
+
+    def save_pretrained(self, path, tokenizer=None, **kwargs):
+        """Write the Hugging Face format; see `twofold.hf.save_pretrained`."""
+        from twofold.hf import save_pretrained
+
+        return save_pretrained(self, path, tokenizer=tokenizer, **kwargs)
+
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
         total = sum(p.numel() for p in self.parameters())  # tied weights counted once
         if exclude_embeddings:
@@ -282,5 +300,8 @@ def init_weights(module: nn.Module, config: ModelConfig) -> None:
             if sub.bias is not None:
                 nn.init.zeros_(sub.bias)
     decoder = getattr(module, "decoder", None)
-    if isinstance(decoder, nn.Linear) and decoder.bias is not None:
-        nn.init.zeros_(decoder.bias)
+    if isinstance(decoder, nn.Linear):
+        if not config.tie_word_embeddings:
+            normal(decoder, std_out)
+        elif decoder.bias is not None:
+            nn.init.zeros_(decoder.bias)
