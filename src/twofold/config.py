@@ -1,0 +1,445 @@
+"""Training recipes as typed data: YAML presets, size variants, `--set` overrides, `--scale`.
+
+A recipe is an ordered set of phases (Ettin: `pretrain`, `extension`, `decay`, plus `cross` for
+cross-objective continuation, which starts a new run and so stands outside the token axis of
+the others). Each phase owns its token budget, sequence length, RoPE θ, MLM mask rate, data
+mixture, LR schedule, batch size (+ warmup) and checkpoint interval with its tag prefix.
+
+Loading goes: preset YAML (`yaml.safe_load`) → the chosen size's overrides → `--set`
+overrides → typed build with validation → `--scale`. So `--set` values are in the recipe's
+own (unscaled) units and `--scale` shrinks everything uniformly afterwards.
+
+Every mistake (unknown key, wrong type, impossible value) is one `TwofoldError` line naming
+the key path as `--set` would spell it, e.g. `phase.decay.lr_min_ratio`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from twofold.errors import TwofoldError
+
+ALL = "all"
+CROSS = "cross"
+LR_DECAYS = ("none", "linear", "cosine", "one_minus_sqrt")
+OPTIMIZERS = ("stable_adamw", "adamw")
+# Fields counted in tokens: `--scale` multiplies exactly these.
+TOKEN_FIELDS = ("tokens", "lr_warmup_tokens", "lr_decay_tokens", "batch_warmup_tokens",
+                "checkpoint_every_tokens")
+_SUFFIXES = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """Which data groups a phase draws from, and how they are weighted."""
+
+    groups: tuple[str, ...] | str = ALL  # group names of the data store, or "all"
+    temperature: float | None = None  # p_i ∝ n_i^τ over the groups' token counts (mmBERT)
+    weights: dict[str, float] | None = None  # fixed weights per group instead of τ
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The learning rate across one phase: warmup, a stable stretch, then a decay to the end."""
+
+    peak: float
+    tokens: int  # phase length
+    warmup_tokens: int = 0
+    decay: str = "none"  # shape: none | linear | cosine | one_minus_sqrt
+    decay_tokens: int = 0  # the decay occupies the last `decay_tokens` of the phase
+    start_ratio: float = 1.0  # LR after warmup, as a fraction of peak
+    min_ratio: float = 1.0  # LR at the phase end (α_f), as a fraction of peak
+
+
+@dataclass(frozen=True)
+class BatchSchedule:
+    """Global batch in sequences, ramped linearly from `start_sequences` over the first tokens."""
+
+    sequences: int
+    start_sequences: int
+    warmup_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    tokens: int
+    seq_len: int
+    batch_sequences: int
+    checkpoint_every_tokens: int
+    tag: str  # checkpoint tag prefix: step, ext, decay, cross
+    mask_rate: float = 0.30  # MLM only
+    rope_theta_global: float = 160_000.0
+    rope_theta_local: float = 10_000.0
+    mixture: Mixture = field(default_factory=Mixture)
+    lr: float | None = None  # peak LR of this phase; None: the optimizer's
+    lr_warmup_tokens: int = 0
+    lr_decay: str = "none"
+    lr_decay_tokens: int | None = None  # None: the decay spans the whole phase after warmup
+    lr_start_ratio: float = 1.0
+    lr_min_ratio: float = 1.0
+    batch_start_sequences: int | None = None  # None: no batch-size warmup
+    batch_warmup_tokens: int = 0
+
+    def lr_schedule(self, optimizer_lr: float) -> Schedule:
+        decay_tokens = self.lr_decay_tokens
+        if decay_tokens is None:
+            decay_tokens = self.tokens - self.lr_warmup_tokens
+        return Schedule(
+            peak=self.lr if self.lr is not None else optimizer_lr, tokens=self.tokens,
+            warmup_tokens=self.lr_warmup_tokens, decay=self.lr_decay,
+            decay_tokens=0 if self.lr_decay == "none" else decay_tokens,
+            start_ratio=self.lr_start_ratio,
+            min_ratio=self.lr_start_ratio if self.lr_decay == "none" else self.lr_min_ratio,
+        )
+
+    @property
+    def batch(self) -> BatchSchedule:
+        start = self.batch_start_sequences
+        return BatchSchedule(
+            sequences=self.batch_sequences,
+            start_sequences=self.batch_sequences if start is None else start,
+            warmup_tokens=0 if start is None else self.batch_warmup_tokens,
+        )
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = "stable_adamw"  # or adamw (torch's)
+    lr: float = 1e-3  # peak learning rate
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    weight_decay: float = 0.0  # never applied to norms and biases
+    grad_clip: float | None = None  # max global grad norm; None: off
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    model: str  # model preset, see twofold.model.preset
+    optimizer: OptimizerConfig
+    phase: dict[str, Phase]  # in training order
+    seed: int = 21
+    size: str | None = None
+    scale: float = 1.0
+
+    @property
+    def phases(self) -> tuple[Phase, ...]:
+        """The phases of one run from scratch, in order (all but `cross`)."""
+        return tuple(p for p in self.phase.values() if p.name != CROSS)
+
+    @property
+    def cross(self) -> Phase | None:
+        return self.phase.get(CROSS)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def preset_names() -> list[str]:
+    folder = resources.files("twofold") / "recipes"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_recipe(name_or_path: str, size: str | None = None, overrides: list[str] = (),
+                scale: float = 1.0, budget: int | None = None) -> Recipe:
+    """A preset name (`ettin`, `mmbert`, `demo`) or a YAML path → a validated `Recipe`.
+
+    `overrides` are `KEY.PATH=VALUE` strings; `scale` (or a total token `budget` for the
+    run's phases) shrinks every token count keeping its proportions.
+    """
+    raw, label = _read_yaml(name_or_path)
+    raw = _apply_size(raw, size, label)
+    for item in overrides:
+        _apply_override(raw, item)
+    recipe = recipe_from_dict(raw, label)
+    if budget is not None:
+        if budget <= 0:
+            raise TwofoldError(f"--budget {budget} must be a positive token count")
+        scale = budget / sum(p.tokens for p in recipe.phases)
+    return scaled(recipe, scale) if scale != 1.0 else recipe
+
+
+def recipe_from_dict(raw: dict, label: str = "recipe") -> Recipe:
+    if not isinstance(raw, dict):
+        raise TwofoldError(f"{label}: expected a mapping of recipe keys, got {raw!r}")
+    raw = dict(raw)
+    raw.setdefault("name", label)
+    phases = raw.get("phase")
+    if not isinstance(phases, dict) or not phases:
+        raise TwofoldError(f"{label}: `phase` must map phase names to their settings, got {phases!r}")
+    built = {}
+    for name, settings in phases.items():
+        if isinstance(settings, dict) and "name" in settings:
+            raise TwofoldError(f"{label}: phase.{name}.name: a phase is named by its key; remove `name`")
+        settings = {**settings, "name": name} if isinstance(settings, dict) else settings
+        built[name] = _build(Phase, settings, f"phase.{name}", label)
+    recipe = _build(Recipe, {**raw, "phase": {}}, "", label)
+    recipe = dataclasses.replace(recipe, phase=built)
+    validate(recipe, label)
+    return recipe
+
+
+def scaled(recipe: Recipe, factor: float) -> Recipe:
+    """The same recipe at `factor` × its token counts, every proportion kept.
+
+    Budgets round to the nearest token; the parts inside a phase (warmups, decay length,
+    checkpoint interval) round down so they never outgrow it.
+    """
+    if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0):
+        raise TwofoldError(f"--scale {factor!r} must be a positive number (e.g. 1e-6)")
+
+    def shrink(phase: Phase) -> Phase:
+        changes = {"tokens": max(1, round(phase.tokens * factor))}
+        for name in TOKEN_FIELDS[1:]:
+            value = getattr(phase, name)
+            if value is not None:
+                changes[name] = math.floor(value * factor)
+        changes["checkpoint_every_tokens"] = max(1, changes["checkpoint_every_tokens"])
+        return dataclasses.replace(phase, **changes)
+
+    phases = {name: shrink(p) for name, p in recipe.phase.items()}
+    result = dataclasses.replace(recipe, phase=phases, scale=recipe.scale * factor)
+    validate(result, f"{recipe.name} at --scale {factor:g}")
+    return result
+
+
+def _read_yaml(name_or_path: str) -> tuple[dict, str]:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise TwofoldError(f"recipe file {path} does not exist; give a YAML path or one of {', '.join(preset_names())}")
+        text, label = path.read_text(), str(path)
+    elif name_or_path in preset_names():
+        text = (resources.files("twofold") / "recipes" / f"{name_or_path}.yaml").read_text()
+        label = name_or_path
+    else:
+        raise TwofoldError(f"unknown recipe {name_or_path!r}; choose one of {', '.join(preset_names())} or a .yaml path")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise TwofoldError(f"recipe {label} is not valid YAML: {' '.join(str(error).split())}") from None
+    if not isinstance(raw, dict):
+        raise TwofoldError(f"recipe {label} must be a YAML mapping of recipe keys")
+    return raw, label
+
+
+def _apply_size(raw: dict, size: str | None, label: str) -> dict:
+    sizes = raw.pop("sizes", None) or {}
+    if size is None:
+        if sizes:
+            raise TwofoldError(f"recipe {label} needs --size, one of {', '.join(map(str, sizes))}")
+        return raw
+    if size not in sizes:
+        choices = ", ".join(map(str, sizes)) if sizes else "none (omit --size)"
+        raise TwofoldError(f"recipe {label} has no size {size!r}; sizes: {choices}")
+    return {**_merge(raw, sizes[size]), "size": size}
+
+
+def _merge(base: dict, top: dict) -> dict:
+    merged = dict(base)
+    for key, value in (top or {}).items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _apply_override(raw: dict, item: str) -> None:
+    """`phase.decay.lr_min_ratio=0.02` → raw["phase"]["decay"]["lr_min_ratio"] = 0.02."""
+    key, sep, text = item.partition("=")
+    keys = key.strip().split(".")
+    if not sep or not all(keys):
+        raise TwofoldError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. phase.decay.lr_min_ratio=0.02")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        raise TwofoldError(f"--set {item!r}: {text!r} is not a YAML value; quote text or write a number") from None
+    node = raw
+    for depth, name in enumerate(keys[:-1]):
+        if depth == 1 and keys[0] == "phase" and name not in node:
+            raise TwofoldError(f"--set {key}: no phase {name!r}; phases: {', '.join(node)}")
+        child = node.get(name)
+        if child is None:
+            child = node[name] = {}
+        if not isinstance(child, dict):
+            raise TwofoldError(f"--set {key}: {'.'.join(keys[:depth + 1])} is a value, not a group of keys")
+        node = child
+    node[keys[-1]] = value
+
+
+# ---------------------------------------------------------------- typed build
+
+
+def _fail(label: str, path: str, value: Any, problem: str) -> typing.NoReturn:
+    raise TwofoldError(f"recipe {label}: {path} = {value!r} {problem}; fix the recipe or use --set {path}=…")
+
+
+def _build(cls, raw: Any, path: str, label: str):
+    if not isinstance(raw, dict):
+        _fail(label, path or "(top level)", raw, f"must be a mapping of {cls.__name__} keys")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise TwofoldError(f"recipe {label}: unknown key {_join(path, key)}; known keys here: {known}")
+    values = {}
+    for name, spec in fields.items():
+        if name in raw:
+            values[name] = _coerce(raw[name], hints[name], _join(path, name), label)
+        elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+            raise TwofoldError(f"recipe {label}: missing key {_join(path, name)}; add it to the recipe or --set it")
+    return cls(**values)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _coerce(value: Any, tp: Any, path: str, label: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        for option in options:
+            try:
+                return _coerce(value, option, path, label)
+            except TwofoldError:
+                if option is options[-1]:
+                    raise
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path, label)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        _fail(label, path, value, "must be true or false")
+    if tp is int:
+        number = _number(value)
+        if number is None or number != int(number):
+            _fail(label, path, value, "must be a whole number (token counts may use K/M/B/T, e.g. 8.5B)")
+        return int(number)
+    if tp is float:
+        number = _number(value, suffixes=False)
+        if number is None:
+            _fail(label, path, value, "must be a number")
+        return float(number)
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        _fail(label, path, value, "must be text")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            _fail(label, path, value, "must be a list")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{path}[{i}]", label) for i, v in enumerate(value))
+        if len(value) != len(args):
+            _fail(label, path, value, f"must be a list of {len(args)} values")
+        return tuple(_coerce(v, a, f"{path}[{i}]", label) for i, (v, a) in enumerate(zip(value, args)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            _fail(label, path, value, "must be a mapping")
+        return {str(k): _coerce(v, args[1], f"{path}.{k}", label) for k, v in value.items()}
+    raise TypeError(f"no coercion for {tp}")  # a bug in this module, not user input
+
+
+def _number(value: Any, suffixes: bool = True) -> float | None:
+    """A YAML number, or text such as `3e-3` (YAML 1.1 reads it as text) or `8.5B`."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value if math.isfinite(value) else None
+    if not isinstance(value, str):
+        return None
+    text = value.strip().replace("_", "")
+    scale = 1.0
+    if suffixes and text[-1:].lower() in _SUFFIXES:
+        text, scale = text[:-1], _SUFFIXES[text[-1].lower()]
+    try:
+        number = float(text) * scale
+    except ValueError:
+        return None
+    if not math.isfinite(number):
+        return None
+    return round(number) if suffixes and abs(number - round(number)) < 1e-6 * max(1.0, abs(number)) else number
+
+
+# ---------------------------------------------------------------- validation
+
+
+def validate(recipe: Recipe, label: str) -> None:
+    """Impossible values → one clear line naming the key."""
+    def need(ok: bool, path: str, value: Any, rule: str) -> None:
+        if not ok:
+            _fail(label, path, value, rule)
+
+    opt = recipe.optimizer
+    need(opt.name in OPTIMIZERS, "optimizer.name", opt.name, f"must be one of {', '.join(OPTIMIZERS)}")
+    need(opt.lr > 0, "optimizer.lr", opt.lr, "must be positive")
+    for i, beta in enumerate(opt.betas):
+        need(0 <= beta < 1, f"optimizer.betas[{i}]", beta, "must be in [0, 1)")
+    need(opt.eps > 0, "optimizer.eps", opt.eps, "must be positive")
+    need(opt.weight_decay >= 0, "optimizer.weight_decay", opt.weight_decay, "must be >= 0")
+    need(opt.grad_clip is None or opt.grad_clip > 0, "optimizer.grad_clip", opt.grad_clip,
+         "must be positive or null")
+    need(recipe.seed >= 0, "seed", recipe.seed, "must be >= 0")
+    need(bool(recipe.phases), "phase", list(recipe.phase), "must hold at least one phase besides cross")
+    tags = []
+    for name, p in recipe.phase.items():
+        at = f"phase.{name}"
+        need(p.tokens > 0, f"{at}.tokens", p.tokens, "must be a positive token count")
+        need(p.seq_len >= 4, f"{at}.seq_len", p.seq_len, "must be at least 4")
+        need(0 <= p.mask_rate < 1, f"{at}.mask_rate", p.mask_rate, "must be in [0, 1)")
+        need(p.rope_theta_global > 0, f"{at}.rope_theta_global", p.rope_theta_global, "must be positive")
+        need(p.rope_theta_local > 0, f"{at}.rope_theta_local", p.rope_theta_local, "must be positive")
+        _check_mixture(p.mixture, f"{at}.mixture", need)
+        need(p.lr is None or p.lr > 0, f"{at}.lr", p.lr, "must be positive or null")
+        need(0 <= p.lr_warmup_tokens <= p.tokens, f"{at}.lr_warmup_tokens", p.lr_warmup_tokens,
+             f"must be in [0, tokens = {p.tokens}]")
+        need(p.lr_decay in LR_DECAYS, f"{at}.lr_decay", p.lr_decay, f"must be one of {', '.join(LR_DECAYS)}")
+        room = p.tokens - p.lr_warmup_tokens
+        need(p.lr_decay_tokens is None or 0 < p.lr_decay_tokens <= room, f"{at}.lr_decay_tokens",
+             p.lr_decay_tokens, f"must be in (0, tokens - lr_warmup_tokens = {room}] or null")
+        need(p.lr_start_ratio > 0, f"{at}.lr_start_ratio", p.lr_start_ratio, "must be positive")
+        need(p.lr_min_ratio >= 0, f"{at}.lr_min_ratio", p.lr_min_ratio, "must be >= 0")
+        need(p.batch_sequences >= 1, f"{at}.batch_sequences", p.batch_sequences, "must be at least 1")
+        start = p.batch_start_sequences
+        need(start is None or 1 <= start <= p.batch_sequences, f"{at}.batch_start_sequences", start,
+             f"must be in [1, batch_sequences = {p.batch_sequences}] or null")
+        need(p.batch_warmup_tokens >= 0, f"{at}.batch_warmup_tokens", p.batch_warmup_tokens, "must be >= 0")
+        need(p.checkpoint_every_tokens > 0, f"{at}.checkpoint_every_tokens", p.checkpoint_every_tokens,
+             "must be a positive token count")
+        need(re.fullmatch(r"[A-Za-z][A-Za-z_-]*", p.tag) is not None, f"{at}.tag", p.tag,
+             "must be letters, '_' or '-' (the checkpoint number follows it)")
+        need(p.tag not in tags, f"{at}.tag", p.tag, "is used by another phase; tags must differ")
+        tags.append(p.tag)
+
+
+def _check_mixture(mix: Mixture, at: str, need) -> None:
+    if isinstance(mix.groups, str):
+        need(mix.groups == ALL, f"{at}.groups", mix.groups, f"must be {ALL!r} or a list of group names")
+    else:
+        need(len(mix.groups) > 0, f"{at}.groups", list(mix.groups), f"must name at least one group (or be {ALL!r})")
+    need(mix.temperature is None or mix.temperature > 0, f"{at}.temperature", mix.temperature,
+         "must be positive (p ∝ n^τ) or null")
+    need(mix.temperature is None or mix.weights is None, f"{at}.weights", mix.weights,
+         "cannot be combined with a temperature; keep one")
+    if mix.weights is not None:
+        for group, weight in mix.weights.items():
+            need(weight >= 0, f"{at}.weights.{group}", weight, "must be >= 0")
+        need(sum(mix.weights.values()) > 0, f"{at}.weights", mix.weights, "must not all be zero")

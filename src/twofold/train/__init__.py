@@ -1,0 +1,1 @@
+"""Training: schedules, optimizers, checkpoints and the loop that ties them to a recipe."""

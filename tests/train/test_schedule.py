@@ -1,0 +1,93 @@
+"""Schedules on hand-computed values."""
+
+import math
+
+import pytest
+
+from twofold.config import BatchSchedule, Schedule, load_recipe
+from twofold.train.schedule import (
+    batch_sequences_at,
+    cosine_decay,
+    decay_ratio,
+    linear_decay,
+    locate,
+    lr_at,
+    one_minus_sqrt_decay,
+    phase_starts,
+    warmup,
+)
+
+
+def test_warmup_is_linear_and_saturates():
+    assert [warmup(t, 100) for t in (0, 25, 100, 150)] == [0.0, 0.25, 1.0, 1.0]
+    assert warmup(5, 0) == 1.0
+
+
+def test_decay_shapes():
+    assert linear_decay(0.25) == 0.75
+    assert cosine_decay(0.5) == pytest.approx(0.5)
+    assert cosine_decay(1.0) == pytest.approx(0.0)
+    assert one_minus_sqrt_decay(0.25) == 0.5
+    assert one_minus_sqrt_decay(1.0) == 0.0
+
+
+def test_one_minus_sqrt_matches_the_facts_formula():
+    # lr(t) = peak (α_f + (1 − α_f)(1 − sqrt(t/T))): α_f = 0.02, t/T = 0.25 → 0.02 + 0.98 · 0.5
+    assert decay_ratio("one_minus_sqrt", 0.25, 1.0, 0.02) == pytest.approx(0.51)
+    # Ettin's decay phase: 0.5× → 0.02×; a quarter in: 0.02 + 0.48 · 0.5
+    assert decay_ratio("one_minus_sqrt", 0.25, 0.5, 0.02) == pytest.approx(0.26)
+
+
+def test_warmup_then_constant():
+    s = Schedule(peak=1e-3, tokens=1000, warmup_tokens=100)
+    assert lr_at(s, 0) == 0.0
+    assert lr_at(s, 50) == pytest.approx(5e-4)
+    assert lr_at(s, 100) == pytest.approx(1e-3)
+    assert lr_at(s, 1000) == pytest.approx(1e-3)
+
+
+def test_warmup_stable_decay_within_a_phase():
+    # warmup 100, stable to 600, linear decay over the last 400 to 0.1×
+    s = Schedule(peak=2.0, tokens=1000, warmup_tokens=100, decay="linear", decay_tokens=400, min_ratio=0.1)
+    assert lr_at(s, 100) == pytest.approx(2.0)
+    assert lr_at(s, 600) == pytest.approx(2.0)
+    assert lr_at(s, 800) == pytest.approx(2.0 * (0.1 + 0.9 * 0.5))
+    assert lr_at(s, 1000) == pytest.approx(0.2)
+    assert lr_at(s, 5000) == pytest.approx(0.2)  # past the end: stays at the floor
+
+
+def test_cosine_decay_over_a_phase():
+    s = Schedule(peak=1.0, tokens=100, decay="cosine", decay_tokens=100, min_ratio=0.0)
+    assert lr_at(s, 50) == pytest.approx(0.5)
+    assert lr_at(s, 25) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+
+
+def test_phase_schedule_resolves_decay_span_and_peak():
+    recipe = load_recipe("ettin", size="17m")
+    ext = recipe.phase["extension"].lr_schedule(recipe.optimizer.lr)
+    assert (ext.peak, ext.decay_tokens, ext.start_ratio, ext.min_ratio) == (3e-3, ext.tokens, 1.0, 0.5)
+    cross = recipe.cross.lr_schedule(recipe.optimizer.lr)
+    assert cross.peak == 1.5e-3  # the cross phase has its own peak
+    pretrain = recipe.phase["pretrain"].lr_schedule(recipe.optimizer.lr)
+    assert pretrain.decay_tokens == 0 and pretrain.min_ratio == 1.0
+
+
+def test_batch_size_warmup_in_tokens():
+    b = BatchSchedule(sequences=32, start_sequences=8, warmup_tokens=200)
+    assert batch_sequences_at(b, 0) == 8
+    assert batch_sequences_at(b, 100) == 20
+    assert batch_sequences_at(b, 100, multiple_of=8) == 16
+    assert batch_sequences_at(b, 200) == 32
+    assert batch_sequences_at(b, 10**9) == 32
+    assert batch_sequences_at(BatchSchedule(4, 4), 0) == 4
+    assert batch_sequences_at(BatchSchedule(32, 1, 100), 0, multiple_of=4) == 4
+
+
+def test_locate_phases():
+    phases = load_recipe("demo").phases
+    assert phase_starts(phases) == [0, 1_000_000, 1_300_000]
+    assert locate(phases, 0) == (0, 0)
+    assert locate(phases, 1_000_000) == (0, 1_000_000)  # a boundary belongs to the earlier phase
+    assert locate(phases, 1_000_001) == (1, 1)
+    assert locate(phases, 1_450_000) == (2, 150_000)
+    assert locate(phases, 9_999_999) == (2, 200_000)
