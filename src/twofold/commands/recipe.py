@@ -1,0 +1,48 @@
+"""`twofold recipe show NAME`: the phase table of a recipe and a PNG of its schedules."""
+
+from __future__ import annotations
+
+import argparse
+
+from twofold.config import load_recipe, preset_names
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """--size / --scale / --budget / --set, shared with `twofold train`."""
+    parser.add_argument("--size", help="model size of the recipe, e.g. 17m … 1b (ettin), small/base (mmbert)")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="multiply every token count (budgets, warmups, checkpoint intervals) by this factor")
+    parser.add_argument("--budget", type=_tokens, default=None,
+                        help="total tokens of the run's phases (e.g. 20M); sets --scale accordingly")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe value, e.g. phase.decay.lr_min_ratio=0.02 (repeatable)")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("recipe", help="inspect training recipes")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    show = actions.add_parser("show", help="print a recipe's phase table and plot its schedules")
+    show.add_argument("name", help=f"a preset ({', '.join(preset_names())}) or a recipe .yaml path")
+    add_recipe_arguments(show)
+    show.add_argument("--out", default=None, help="PNG path for the schedule plot (default: recipe-NAME[-SIZE].png)")
+    show.set_defaults(func=run_show)
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from twofold.train.show import phase_table, plot_recipe
+
+    recipe = load_recipe(args.name, size=args.size, overrides=args.overrides, scale=args.scale,
+                         budget=args.budget)
+    print(phase_table(recipe))
+    out = args.out or f"recipe-{recipe.name}{'-' + recipe.size if recipe.size else ''}.png"
+    print(f"schedule plot: {plot_recipe(recipe, out)}")
+    return 0
+
+
+def _tokens(text: str) -> int:
+    from twofold.config import _number
+
+    value = _number(text)
+    if value is None or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a token count (e.g. 20M, 1.5B)")
+    return int(value)

@@ -1,0 +1,98 @@
+"""Human views of a recipe: the phase table and a plot of the schedules against tokens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twofold.config import Phase, Recipe
+from twofold.train.schedule import batch_sequences_at, lr_at, phase_starts
+
+
+def human_tokens(count: float) -> str:
+    """1.7T, 250B, 8.5B, 125K — the way recipes are written."""
+    for suffix, unit in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(count) >= unit:
+            return f"{count / unit:.3g}{suffix}"
+    return f"{count:g}"
+
+
+def _mixture(phase: Phase) -> str:
+    mix = phase.mixture
+    groups = mix.groups if isinstance(mix.groups, str) else "+".join(mix.groups)
+    if mix.temperature is not None:
+        return f"{groups} τ={mix.temperature:g}"
+    if mix.weights is not None:
+        return f"{groups} w={','.join(f'{k}:{v:g}' for k, v in mix.weights.items())}"
+    return groups
+
+
+def phase_table(recipe: Recipe) -> str:
+    header = ["phase", "tokens", "seq_len", "batch (seqs)", "peak LR", "LR ×peak", "decay",
+              "mask", "θ global/local", "data", "ckpt every", "tag"]
+    rows = [header]
+    for phase in recipe.phase.values():
+        s = phase.lr_schedule(recipe.optimizer.lr)
+        b = phase.batch
+        batch = f"{b.start_sequences}→{b.sequences}/{human_tokens(b.warmup_tokens)}" if b.warmup_tokens else str(b.sequences)
+        warm = f"warmup {human_tokens(s.warmup_tokens)}, " if s.warmup_tokens else ""
+        rows.append([
+            phase.name, human_tokens(phase.tokens), str(phase.seq_len), batch, f"{s.peak:.3g}",
+            f"{warm}{s.start_ratio:g}→{s.min_ratio:g}", s.decay if s.decay == "none" else f"{s.decay} over {human_tokens(s.decay_tokens)}",
+            f"{phase.mask_rate:.0%}", f"{phase.rope_theta_global:g}/{phase.rope_theta_local:g}",
+            _mixture(phase), human_tokens(phase.checkpoint_every_tokens), f"{phase.tag}N",
+        ])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    opt = recipe.optimizer
+    title = (f"recipe {recipe.name}" + (f" --size {recipe.size}" if recipe.size else "")
+             + (f" at scale {recipe.scale:g}" if recipe.scale != 1 else "")
+             + f": model {recipe.model}, {opt.name} betas {tuple(opt.betas)} eps {opt.eps:g} "
+             f"wd {opt.weight_decay:g}, seed {recipe.seed}")
+    note = "cross is a separate run (cross-objective continuation from step 0)" if recipe.cross else ""
+    return "\n".join([title, "", *lines] + ([note] if note else []))
+
+
+def plot_recipe(recipe: Recipe, path: str | Path, points: int = 400) -> Path:
+    """PNG of LR, batch size, mask rate and seq_len against total tokens, phases shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    phases = recipe.phases
+    starts = phase_starts(phases)
+    xs, lrs, batches, masks, seq_lens = [], [], [], [], []
+    for phase, start in zip(phases, starts):
+        schedule = phase.lr_schedule(recipe.optimizer.lr)
+        for i in range(points + 1):
+            into = phase.tokens * i / points
+            xs.append(start + into)
+            lrs.append(lr_at(schedule, into))
+            batches.append(batch_sequences_at(phase.batch, into))
+            masks.append(phase.mask_rate)
+            seq_lens.append(phase.seq_len)
+
+    figure, axes = plt.subplots(4, 1, figsize=(9, 9), sharex=True)
+    series = [(lrs, "learning rate"), (batches, "batch (sequences)"), (masks, "MLM mask rate"),
+              (seq_lens, "seq_len")]
+    for axis, (values, label) in zip(axes, series):
+        axis.plot(xs, values, linewidth=1.5)
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+        for index, (phase, start) in enumerate(zip(phases, starts)):
+            if index % 2:
+                axis.axvspan(start, start + phase.tokens, color="grey", alpha=0.1)
+    for phase, start in zip(phases, starts):
+        axes[0].annotate(phase.name, (start + phase.tokens / 2, 1.02), xycoords=("data", "axes fraction"),
+                         ha="center", fontsize=9)
+    axes[-1].set_xlabel("tokens seen")
+    axes[-1].xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: human_tokens(x)))
+    title = f"recipe {recipe.name}" + (f" {recipe.size}" if recipe.size else "")
+    figure.suptitle(title + (f" (scale {recipe.scale:g})" if recipe.scale != 1 else ""))
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

@@ -1,0 +1,43 @@
+"""`twofold recipe show` through the CLI entry point."""
+
+import pytest
+
+from twofold.cli import main
+
+
+def test_show_prints_the_table_and_writes_a_png(tmp_path, capsys):
+    out = tmp_path / "plots" / "ettin.png"
+    assert main(["recipe", "show", "ettin", "--size", "150m", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    for expected in ("pretrain", "extension", "decay", "cross", "1.7T", "8.5B", "0.5→0.02"):
+        assert expected in text
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_show_with_scale_and_overrides(tmp_path, capsys):
+    out = tmp_path / "demo.png"
+    assert main(["recipe", "show", "demo", "--scale", "0.5", "--set", "phase.decay.lr_min_ratio=0.01",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "scale 0.5" in text and "0.5→0.01" in text and "500K" in text
+    assert out.stat().st_size > 0
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["recipe", "show", "ettin", "--size", "3m"], "has no size '3m'"),
+    (["recipe", "show", "nope"], "unknown recipe 'nope'"),
+    (["recipe", "show", "demo", "--set", "phase.decay.mask_rate=2"], "phase.decay.mask_rate = 2.0"),
+    (["recipe", "show", "demo", "--scale", "0"], "--scale 0"),
+])
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, expected):
+    assert main([*argv, "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and err.count("\n") == 0
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_bad_budget_is_rejected_by_argparse(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["recipe", "show", "demo", "--budget", "lots"])
+    assert exit_.value.code == 2
