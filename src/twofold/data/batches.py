@@ -1,0 +1,107 @@
+"""`Batch`: one rank's micro-batch in the packed layout the model consumes.
+
+All real tokens of the rank's sequences are concatenated into 1-D `input_ids`. Each document
+segment is its own attention sequence in `cu_seqlens` (attention never crosses documents),
+with `position_ids` restarting at 0. `sequence_offsets` marks the rows of `seq_len` tokens
+that the segments were packed into. `to_padded()` gives the padded layout: one row per
+document segment, so padded attention sees exactly what packed attention sees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from twofold.data.objectives import IGNORE_INDEX, Masker, causal_labels
+from twofold.data.sampling import STREAM_MASK, Corpus, Segment, rng
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # int64 [num_tokens]
+    labels: torch.Tensor  # int64 [num_tokens], IGNORE_INDEX where nothing is predicted
+    position_ids: torch.Tensor  # int64 [num_tokens], 0 at the start of every segment
+    cu_seqlens: torch.Tensor  # int32 [num_segments + 1]
+    max_seqlen: int
+    sequence_offsets: torch.Tensor  # int32 [num_sequences + 1], token offsets of the rows
+    step: int
+    rank: int
+    first_sequence: int  # global index of this rank's first sequence
+    segments: list[list[Segment]] = field(default_factory=list)  # per sequence: (store, doc, begin, end)
+    groups: list[str] = field(default_factory=list)  # per sequence
+    pad_id: int = 0
+    token_hash: str = ""  # of the tokens before masking: equal for an encoder and a decoder
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.input_ids.numel())
+
+    @property
+    def num_sequences(self) -> int:
+        return len(self.sequence_offsets) - 1
+
+    @property
+    def num_targets(self) -> int:
+        return int((self.labels != IGNORE_INDEX).sum())
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        move = lambda t: t.to(device, non_blocking=non_blocking)
+        return replace(self, input_ids=move(self.input_ids), labels=move(self.labels),
+                       position_ids=move(self.position_ids), cu_seqlens=move(self.cu_seqlens))
+
+    def to_padded(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(input_ids [S, T], attention_mask [S, T], labels [S, T]) with one row per segment."""
+        lengths = (self.cu_seqlens[1:] - self.cu_seqlens[:-1]).long().cpu()
+        rows, width = len(lengths), int(lengths.max()) if len(lengths) else 0
+        mask = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)
+        input_ids = torch.full((rows, width), self.pad_id, dtype=torch.long)
+        labels = torch.full((rows, width), IGNORE_INDEX, dtype=torch.long)
+        input_ids[mask] = self.input_ids.cpu()
+        labels[mask] = self.labels.cpu()
+        device = self.input_ids.device
+        return input_ids.to(device), mask.long().to(device), labels.to(device)
+
+
+def pack(pieces: list[list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Token arrays per segment per sequence → (ids, cu_seqlens, position_ids, sequence_offsets)."""
+    flat = [piece for sequence in pieces for piece in sequence]
+    lengths = np.fromiter((len(p) for p in flat), np.int64, len(flat))
+    cu_seqlens = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    ids = np.concatenate(flat) if flat else np.zeros(0, np.int64)
+    positions = np.arange(len(ids), dtype=np.int64) - np.repeat(cu_seqlens[:-1].astype(np.int64), lengths)
+    per_sequence = np.fromiter((sum(len(p) for p in s) for s in pieces), np.int64, len(pieces))
+    sequence_offsets = np.concatenate([[0], np.cumsum(per_sequence)]).astype(np.int32)
+    return ids, cu_seqlens, positions, sequence_offsets
+
+
+def build_batch(corpus: Corpus, sequences: list[list[Segment]], *, step: int, rank: int,
+                first_sequence: int, seed: int, masker: Masker | None,
+                groups: list[str] | None = None) -> Batch:
+    """Assemble the tokens of `sequences` and apply the objective (MLM if `masker`, else CLM).
+
+    The MLM random stream of sequence j is keyed by (seed, step, global index), so the same
+    sequence is masked the same way whichever rank or worker builds it.
+    """
+    pieces = [[corpus.virtual_tokens(segment) for segment in sequence] for sequence in sequences]
+    ids, cu_seqlens, positions, sequence_offsets = pack(pieces)
+    token_hash = hashlib.sha256(ids.tobytes() + cu_seqlens.tobytes()).hexdigest()[:16]
+    if masker is None:
+        inputs, labels = ids, causal_labels(ids, cu_seqlens)
+    else:
+        inputs, labels = ids.copy(), np.empty_like(ids)
+        for j in range(len(sequences)):
+            start, stop = sequence_offsets[j], sequence_offsets[j + 1]
+            stream = rng(seed, STREAM_MASK, step, first_sequence + j)
+            inputs[start:stop], labels[start:stop] = masker(ids[start:stop], stream)
+    lengths = np.diff(cu_seqlens)
+    return Batch(
+        input_ids=torch.from_numpy(inputs), labels=torch.from_numpy(labels),
+        position_ids=torch.from_numpy(positions), cu_seqlens=torch.from_numpy(cu_seqlens),
+        max_seqlen=int(lengths.max()) if len(lengths) else 0,
+        sequence_offsets=torch.from_numpy(sequence_offsets),
+        step=step, rank=rank, first_sequence=first_sequence, segments=sequences,
+        groups=list(groups or []), pad_id=corpus.special_ids["pad"], token_hash=token_hash,
+    )

@@ -1,0 +1,149 @@
+"""`BatchLoader`: the training loop's source of batches, resumable and written down.
+
+`loader.batch(step)` is a pure function of (store fingerprint, mixture, seed, seq_len,
+layout, batch schedule, step) for the rank; iterating the loader yields `batch(step)`,
+`batch(step + 1)`, … (built in DataLoader worker processes when `num_workers > 0`, which
+changes nothing but speed), and appends each yielded batch to the order log of the run.
+The encoder and the decoder of a pair use two loaders that differ only in `objective`: their
+sequences are the same tokens, which the per-step hashes in their order logs show.
+
+    loader = BatchLoader(["stores/en"], Mixture(temperature=0.7), seq_len=1024,
+                         batch_size=lambda step: 256, objective="mlm", seed=21,
+                         rank=rank, world_size=world, run_dir="runs/enc")
+    loader.load_state_dict(checkpoint["data"])  # on resume; refuses another corpus
+    for batch in loader:                          # batch.step == loader.step - 1
+        ...
+        checkpoint["data"] = loader.state_dict()
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import torch
+
+from twofold.data.batches import Batch, build_batch
+from twofold.data.mixture import Mixture
+from twofold.data.objectives import OBJECTIVES, Masker
+from twofold.data.order import BatchSchedule, rank_slice
+from twofold.data.orderlog import OrderLog
+from twofold.data.sampling import Corpus, SequenceSampler
+from twofold.data.store import TokenStore
+from twofold.errors import TwofoldError
+
+STATE_FORMAT = "twofold-loader/1"
+# State keys that must match on resume (the step and the sequence count are checked apart).
+_PINNED = ("fingerprint", "mixture", "seed", "seq_len", "layout")
+
+
+class BatchLoader:
+    def __init__(self, stores: Sequence[TokenStore | str | Path], mixture: Mixture, *,
+                 seq_len: int, batch_size: int | Callable[[int], int], objective: str = "mlm",
+                 seed: int = 21, rank: int = 0, world_size: int = 1,
+                 batch_unit: str = "sequences", layout: str = "packed", mask_rate: float = 0.3,
+                 num_workers: int = 0, run_dir: str | Path | None = None,
+                 model_vocab_size: int | None = None):
+        if objective not in OBJECTIVES:
+            raise TwofoldError(f"objective {objective!r} is unknown; use one of {', '.join(OBJECTIVES)}")
+        self.corpus = Corpus([s if isinstance(s, TokenStore) else TokenStore(s) for s in stores])
+        if model_vocab_size is not None and self.corpus.vocab_size > model_vocab_size:
+            raise TwofoldError(
+                f"model config: vocab_size {model_vocab_size} is smaller than the stores' tokenizer "
+                f"({self.corpus.vocab_size} tokens); set vocab_size >= {self.corpus.vocab_size}"
+            )
+        self.mixture = mixture
+        self.probabilities = mixture.probabilities(self.corpus.group_tokens)
+        self.seed, self.seq_len, self.layout = seed, seq_len, layout
+        self.objective, self.mask_rate = objective, mask_rate
+        self.rank, self.world_size = rank, world_size
+        rank_slice(world_size, rank, world_size)  # validates rank / world size early
+        self.sampler = SequenceSampler(self.corpus, self.probabilities, seed, seq_len, layout)
+        self.schedule = BatchSchedule(batch_size, batch_unit, seq_len)
+        special = self.corpus.special_ids
+        self.masker = Masker.for_store(mask_rate, self.corpus.vocab_size, special) if objective == "mlm" else None
+        self.num_workers = num_workers
+        self.step = 0
+        self.order_log = OrderLog(run_dir, rank, self.describe()) if run_dir is not None else None
+
+    def batch(self, step: int) -> Batch:
+        """This rank's part of the global batch of `step`."""
+        first = self.schedule.first_sequence(step)
+        start, stop = rank_slice(self.schedule.size(step), self.rank, self.world_size)
+        picked = [self.sampler.sequence(k) for k in range(first + start, first + stop)]
+        return build_batch(self.corpus, [segments for _, segments in picked], step=step,
+                           rank=self.rank, first_sequence=first + start, seed=self.seed,
+                           masker=self.masker, groups=[group for group, _ in picked])
+
+    def __iter__(self) -> Iterator[Batch]:
+        steps = itertools.count(self.step)
+        if self.num_workers > 0:
+            batches = iter(torch.utils.data.DataLoader(
+                _Steps(self), batch_size=None, sampler=steps, num_workers=self.num_workers,
+                collate_fn=_identity, prefetch_factor=2))
+        else:
+            batches = map(self.batch, steps)
+        for batch in batches:
+            if self.order_log is not None:
+                self.order_log.write(batch)
+            self.step = batch.step + 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        return {**self.describe(), "format": STATE_FORMAT, "step": self.step,
+                "sequences_before_step": self.schedule.first_sequence(self.step)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("format") != STATE_FORMAT:
+            raise TwofoldError(f"data loader state: format {state.get('format')!r} is not {STATE_FORMAT!r}")
+        mine = self.describe()
+        for key in _PINNED:
+            if state.get(key) != mine[key]:
+                what = "token store" if key == "fingerprint" else key
+                raise TwofoldError(
+                    f"data loader state: {what} differs from the checkpoint's ({key} "
+                    f"{state.get(key)!r} vs {mine[key]!r}); resume with the same data settings "
+                    "or start a new run"
+                )
+        step = int(state["step"])
+        if self.schedule.first_sequence(step) != state["sequences_before_step"]:
+            raise TwofoldError(
+                f"data loader state: the batch schedule gives {self.schedule.first_sequence(step)} "
+                f"sequences before step {step}, the checkpoint {state['sequences_before_step']}; "
+                "resume with the same batch-size schedule"
+            )
+        self.step = step
+
+    def __getstate__(self) -> dict:  # DataLoader workers never write the log
+        return {**self.__dict__, "order_log": None}
+
+    def describe(self) -> dict:
+        """What defines the order (and, for show-batch, how to rebuild any batch)."""
+        return {
+            "fingerprint": self.corpus.fingerprint,
+            "stores": [str(s.path.resolve()) for s in self.corpus.stores],
+            "mixture": self.mixture.to_dict(),
+            "probabilities": self.probabilities,
+            "seed": self.seed,
+            "seq_len": self.seq_len,
+            "layout": self.layout,
+            "objective": self.objective,
+            "mask_rate": self.mask_rate,
+            "world_size": self.world_size,
+            "batch_unit": self.schedule.unit,
+        }
+
+
+class _Steps(torch.utils.data.Dataset):
+    """Map-style view for DataLoader workers: item s is the rank's batch of step s."""
+
+    def __init__(self, loader: BatchLoader):
+        self.loader = loader
+
+    def __getitem__(self, step: int) -> Batch:
+        return self.loader.batch(step)
+
+
+def _identity(batch: Batch) -> Batch:
+    return batch

@@ -1,0 +1,246 @@
+"""Sources: where documents come from, each with provenance (source, stable id, group).
+
+A source is described by a `SourceSpec`; `read_documents(spec, stats)` streams its documents
+one at a time (never the whole corpus in memory) and fills `stats` with what it saw: input
+file checksums, skipped bad lines, and non-UTF-8 bytes replaced by U+FFFD.
+
+On the command line a source is `PATH`, `stdlib`, or `key=value,...` with the fields of
+`SourceSpec`, e.g. `path=data/fr.jsonl,group=fr,text_field=content`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from twofold.errors import TwofoldError
+
+KINDS = ("text", "jsonl", "parquet", "hf", "stdlib")
+_SUFFIX_KINDS = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+_BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n")
+_REPLACEMENT = "\ufffd"
+
+
+@dataclass(frozen=True)
+class Document:
+    text: str
+    doc_id: str  # stable: the same input gives the same id on every run
+    source: str
+    group: str
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    path: str  # file, directory, dataset name (kind=hf), or "stdlib"
+    kind: str = ""  # inferred from `path` when empty
+    name: str = ""  # defaults to the file/dataset name
+    group: str = ""  # fixed group label; defaults to `name`
+    group_field: str = ""  # or take the group from this field of each record
+    text_field: str = "text"
+    id_field: str = ""  # take doc ids from this field instead of file:line
+    split: str = "file"  # text files: one document per "file" or per "blank-line" block
+    skip_bad_lines: bool = False  # JSONL: skip (and count) bad lines instead of stopping
+    hf_config: str = ""
+    hf_split: str = "train"
+    streaming: bool = False
+    part: str = "train"  # stdlib: "train" or "held-out"
+    packages: str = ""  # stdlib: only these top-level packages, joined by "+" (e.g. json+email)
+
+    def __post_init__(self) -> None:
+        kind = self.kind or _infer_kind(self.path)
+        object.__setattr__(self, "kind", kind)
+        if kind not in KINDS:
+            raise TwofoldError(f"source {self.path}: unknown kind {kind!r}; use one of {', '.join(KINDS)}")
+        if self.split not in ("file", "blank-line"):
+            raise TwofoldError(f"source {self.path}: split={self.split!r}; use 'file' or 'blank-line'")
+        if not self.name:
+            object.__setattr__(self, "name", "stdlib" if kind == "stdlib" else Path(self.path).stem or self.path)
+        if not self.group:
+            object.__setattr__(self, "group", self.name)
+
+
+@dataclass
+class SourceStats:
+    """What reading a source saw; recorded in the store's manifest."""
+
+    files: dict[str, str] = field(default_factory=dict)  # input file -> sha256
+    bad_lines_skipped: int = 0
+    replaced_characters: int = 0
+
+
+def parse_source_spec(text: str) -> SourceSpec:
+    """`PATH`, `stdlib`, or `key=value,key=value` naming `SourceSpec` fields."""
+    if "=" not in text:
+        return SourceSpec(path=text)
+    known = {f.name: f.type for f in fields(SourceSpec)}
+    values: dict[str, object] = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in known:
+            raise TwofoldError(
+                f"--source {text!r}: bad item {item!r}; use key=value with keys {', '.join(known)}"
+            )
+        values[key] = value.strip().lower() in ("1", "true", "yes") if known[key] == "bool" else value.strip()
+    if "path" not in values:
+        raise TwofoldError(f"--source {text!r}: needs path=… (a file, directory, dataset name or stdlib)")
+    return SourceSpec(**values)
+
+
+def read_documents(spec: SourceSpec, stats: SourceStats | None = None) -> Iterator[Document]:
+    stats = stats if stats is not None else SourceStats()
+    if spec.kind == "stdlib":
+        from twofold.data.stdlib import stdlib_documents
+
+        packages = [p for p in spec.packages.split("+") if p] or None
+        yield from stdlib_documents(spec.part, packages)
+        return
+    if spec.kind == "hf":
+        yield from _read_hf(spec)
+        return
+    files = _input_files(spec)
+    reader = {"text": _read_text, "jsonl": _read_jsonl, "parquet": _read_parquet}[spec.kind]
+    count = 0
+    for file, relative in files:
+        for document in reader(spec, file, relative, stats):
+            count += 1
+            yield document
+    if count == 0:
+        raise TwofoldError(f"source {spec.path}: no documents found (empty source); check the path and kind")
+
+
+def decode_utf8(data: bytes) -> tuple[str, int]:
+    """Decode UTF-8, replacing invalid bytes by U+FFFD; return the text and how many were replaced."""
+    try:
+        return data.decode("utf-8"), 0
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", errors="replace")
+        # A U+FFFD already present in the input is the valid sequence EF BF BD.
+        return text, text.count(_REPLACEMENT) - data.count(_REPLACEMENT.encode())
+
+
+def _infer_kind(path: str) -> str:
+    if path == "stdlib":
+        return "stdlib"
+    return _SUFFIX_KINDS.get(Path(path).suffix.lower(), "text")
+
+
+def _input_files(spec: SourceSpec) -> list[tuple[Path, str]]:
+    """Files of a source in a stable order, with the names used in doc ids."""
+    root = Path(spec.path)
+    if root.is_file():
+        return [(root, root.name)]
+    if not root.is_dir():
+        raise TwofoldError(f"source {spec.path}: no such file or directory; check the path")
+    suffixes = {"jsonl": (".jsonl", ".json"), "parquet": (".parquet",)}.get(spec.kind)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if suffixes:
+        files = [p for p in files if p.suffix.lower() in suffixes]
+    if not files:
+        raise TwofoldError(f"source {spec.path}: directory holds no {spec.kind} files (empty source)")
+    return [(p, p.relative_to(root).as_posix()) for p in files]
+
+
+def _read_text(spec: SourceSpec, file: Path, relative: str, stats: SourceStats) -> Iterator[Document]:
+    data = file.read_bytes()
+    stats.files[str(file)] = hashlib.sha256(data).hexdigest()
+    text, replaced = decode_utf8(data)
+    stats.replaced_characters += replaced
+    if spec.split == "file":
+        if text.strip():
+            yield Document(text, relative, spec.name, spec.group)
+        return
+    for index, block in enumerate(b for b in _BLANK_LINES.split(text) if b.strip()):
+        yield Document(block.strip("\n"), f"{relative}#{index}", spec.name, spec.group)
+
+
+def _read_jsonl(spec: SourceSpec, file: Path, relative: str, stats: SourceStats) -> Iterator[Document]:
+    digest = hashlib.sha256()
+    with open(file, "rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            digest.update(raw)
+            if not raw.strip():
+                continue
+            line, replaced = decode_utf8(raw)
+            stats.replaced_characters += replaced
+            try:
+                record = json.loads(line)
+                text = record[spec.text_field]
+                if not isinstance(text, str):
+                    raise TypeError
+            except (ValueError, KeyError, TypeError):
+                if spec.skip_bad_lines:
+                    stats.bad_lines_skipped += 1
+                    continue
+                raise TwofoldError(
+                    f"{file}:{line_number}: not a JSON object with a string field "
+                    f"{spec.text_field!r}; fix the line, set text_field=…, or skip_bad_lines=true"
+                ) from None
+            doc_id = str(record.get(spec.id_field)) if spec.id_field in record else f"{relative}:{line_number}"
+            yield Document(text, doc_id, spec.name, _group(spec, record, file, line_number))
+    stats.files[str(file)] = digest.hexdigest()
+
+
+def _read_parquet(spec: SourceSpec, file: Path, relative: str, stats: SourceStats) -> Iterator[Document]:
+    import pyarrow.parquet as pq
+
+    stats.files[str(file)] = _file_sha256(file)
+    try:
+        parquet = pq.ParquetFile(file)
+    except Exception as error:  # pyarrow raises ArrowInvalid and friends
+        raise TwofoldError(f"{file}: not a readable Parquet file ({error})") from None
+    if spec.text_field not in parquet.schema_arrow.names:
+        raise TwofoldError(
+            f"{file}: no column {spec.text_field!r} (columns: {', '.join(parquet.schema_arrow.names)}); set text_field=…"
+        )
+    row = 0
+    for batch in parquet.iter_batches(batch_size=1024):
+        for record in batch.to_pylist():
+            row += 1
+            text = record.get(spec.text_field)
+            if isinstance(text, str) and text:
+                doc_id = str(record[spec.id_field]) if spec.id_field in record else f"{relative}:{row}"
+                yield Document(text, doc_id, spec.name, _group(spec, record, file, row))
+
+
+def _read_hf(spec: SourceSpec) -> Iterator[Document]:
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(
+            spec.path, spec.hf_config or None, split=spec.hf_split, streaming=spec.streaming
+        )
+    except Exception as error:  # datasets raises many kinds; all mean "cannot load this"
+        raise TwofoldError(f"source {spec.path}: cannot load Hugging Face dataset ({error})") from None
+    count = 0
+    for index, record in enumerate(dataset):
+        if spec.text_field not in record:
+            raise TwofoldError(f"source {spec.path}: record {index} has no field {spec.text_field!r}; set text_field=…")
+        text = record[spec.text_field]
+        if isinstance(text, str) and text:
+            count += 1
+            doc_id = str(record[spec.id_field]) if spec.id_field in record else f"{spec.hf_split}:{index}"
+            yield Document(text, doc_id, spec.name, _group(spec, record, spec.path, index))
+    if count == 0:
+        raise TwofoldError(f"source {spec.path}: no documents found (empty source)")
+
+
+def _group(spec: SourceSpec, record: dict, where: object, line: int) -> str:
+    if not spec.group_field:
+        return spec.group
+    value = record.get(spec.group_field)
+    if value is None or value == "":
+        raise TwofoldError(f"{where}:{line}: no group field {spec.group_field!r}; add it or drop group_field")
+    return str(value)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,167 @@
+"""Tokenizers: load a `tokenizer.json` / HF tokenizer directory, or train a byte-level BPE.
+
+Special tokens follow ModernBERT: `[CLS] [SEP] [PAD] [MASK] [UNK]`. The decoder of a pair
+uses `[CLS]` as BOS and `[SEP]` as EOS, exactly as ModernBERT's tokenizer does, so encoder and
+decoder sequences are made of the same token ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer as BackendTokenizer
+from tokenizers import decoders, models, pre_tokenizers, processors, trainers
+
+from twofold.errors import TwofoldError
+
+SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]")
+# tokenizer_config.json keys (transformers) that name each special token.
+_CONFIG_KEYS = {"cls": "cls_token", "sep": "sep_token", "pad": "pad_token",
+                "mask": "mask_token", "unk": "unk_token"}
+_DEFAULT_NAMES = dict(zip(("cls", "sep", "pad", "mask", "unk"), SPECIAL_TOKENS))
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    """Ids of the special tokens; the decoder's BOS/EOS are CLS/SEP."""
+
+    cls: int
+    sep: int
+    pad: int
+    mask: int
+    unk: int
+
+    @property
+    def bos(self) -> int:
+        return self.cls
+
+    @property
+    def eos(self) -> int:
+        return self.sep
+
+    def all(self) -> tuple[int, ...]:
+        return tuple(sorted({self.cls, self.sep, self.pad, self.mask, self.unk}))
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self) | {"bos": self.bos, "eos": self.eos}
+
+
+@dataclass(frozen=True)
+class Tokenizer:
+    """A `tokenizers.Tokenizer` plus what twofold needs to know about it."""
+
+    backend: BackendTokenizer
+    special: SpecialIds
+    source: str = ""
+
+    @property
+    def vocab_size(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def hash(self) -> str:
+        """Content hash of the tokenizer definition (what the token store records)."""
+        return hashlib.sha256(self.backend.to_str().encode()).hexdigest()
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Token ids without special tokens (the batcher adds them per document)."""
+        return [e.ids for e in self.backend.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
+        return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def check_fits(self, model_vocab_size: int, where: str = "model config") -> None:
+        """Refuse a tokenizer whose ids would index past the model's embedding table."""
+        if self.vocab_size > model_vocab_size:
+            raise TwofoldError(
+                f"{where}: vocab_size {model_vocab_size} is smaller than the tokenizer's "
+                f"{self.vocab_size} tokens ({self.source}); set vocab_size >= {self.vocab_size}"
+            )
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """Load a `tokenizer.json` file or a directory that holds one (HF tokenizer directory)."""
+    path = Path(path)
+    file = path / "tokenizer.json" if path.is_dir() else path
+    if not file.is_file():
+        raise TwofoldError(
+            f"tokenizer not found: {file}; pass a tokenizer.json or a directory holding one "
+            "(train one with `twofold data tokenizer train`)"
+        )
+    try:
+        backend = BackendTokenizer.from_file(str(file))
+    except Exception as error:  # the Rust side raises a bare Exception
+        raise TwofoldError(f"{file}: not a valid tokenizer.json ({error})") from None
+    names = dict(_DEFAULT_NAMES)
+    config = file.parent / "tokenizer_config.json"
+    if config.is_file():
+        settings = json.loads(config.read_text())
+        for field, key in _CONFIG_KEYS.items():
+            value = settings.get(key)
+            value = value.get("content") if isinstance(value, dict) else value
+            if isinstance(value, str):
+                names[field] = value
+    ids = {}
+    for field, name in names.items():
+        token_id = backend.token_to_id(name)
+        if token_id is None:
+            raise TwofoldError(
+                f"{file}: has no special token {name!r} ({field}); twofold needs "
+                f"{', '.join(SPECIAL_TOKENS)} (or their names in tokenizer_config.json)"
+            )
+        ids[field] = token_id
+    return Tokenizer(backend, SpecialIds(**ids), source=str(file))
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path,
+                    min_frequency: int = 2) -> Tokenizer:
+    """Train a byte-level BPE with ModernBERT's special tokens and save it as an HF directory."""
+    if vocab_size < 256 + len(SPECIAL_TOKENS):
+        raise TwofoldError(
+            f"vocab_size {vocab_size} is too small for a byte-level BPE; use at least "
+            f"{256 + len(SPECIAL_TOKENS)}"
+        )
+    backend = BackendTokenizer(models.BPE(unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(texts, trainer=trainer)
+    special = SpecialIds(*(backend.token_to_id(t) for t in SPECIAL_TOKENS))
+    # Like ModernBERT: `tokenizer(text)` gives [CLS] text [SEP]; pairs get a [SEP] between.
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", special.cls), ("[SEP]", special.sep)],
+    )
+    save_tokenizer(backend, special, out_dir)
+    return load_tokenizer(out_dir)
+
+
+def save_tokenizer(backend: BackendTokenizer, special: SpecialIds, out_dir: str | Path) -> None:
+    """Write tokenizer.json + tokenizer_config.json so `AutoTokenizer.from_pretrained` loads it."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    backend.save(str(out_dir / "tokenizer.json"))
+    names = {field: backend.id_to_token(getattr(special, field)) for field in _CONFIG_KEYS}
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        **{key: names[field] for field, key in _CONFIG_KEYS.items()},
+        "bos_token": names["cls"],
+        "eos_token": names["sep"],
+        "model_max_length": 8192,
+        "clean_up_tokenization_spaces": False,
+        "model_input_names": ["input_ids", "attention_mask"],
+    }
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    special_map = {key: names[field] for field, key in _CONFIG_KEYS.items()}
+    (out_dir / "special_tokens_map.json").write_text(json.dumps(special_map, indent=2) + "\n")
