@@ -143,7 +143,19 @@ class Recipe:
         return self.phase.get(CROSS)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The raw form `recipe_from_dict` reads back (phases keyed by name, lists for tuples)."""
+        raw = _plain(dataclasses.asdict(self))
+        for settings in raw["phase"].values():
+            del settings["name"]
+        return raw
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 # ---------------------------------------------------------------- loading

@@ -179,3 +179,14 @@ def test_cross_is_not_a_run_phase():
 def test_bad_scale():
     with pytest.raises(TwofoldError, match="--scale"):
         load_recipe("demo", scale=-1)
+
+
+def test_to_dict_round_trips_through_json():
+    import json
+
+    from twofold.config import recipe_from_dict
+
+    recipe = load_recipe("mmbert", size="small", scale=1e-5, overrides=["phase.decay.mixture.weights={a: 1}",
+                                                                       "phase.decay.mixture.temperature=null"])
+    raw = json.loads(json.dumps(recipe.to_dict()))
+    assert recipe_from_dict(raw, recipe.name) == recipe

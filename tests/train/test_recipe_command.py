@@ -21,7 +21,13 @@ def test_show_with_scale_and_overrides(tmp_path, capsys):
                  "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "scale 0.5" in text and "0.5→0.01" in text and "500K" in text
+    assert "under 10 optimizer steps" not in text
     assert out.stat().st_size > 0
+
+
+def test_show_warns_when_a_scaled_phase_is_a_handful_of_steps(tmp_path, capsys):
+    assert main(["recipe", "show", "ettin", "--size", "17m", "--scale", "1e-6", "--out", str(tmp_path / "e.png")]) == 0
+    assert "pretrain, extension, decay, cross take(s) under 10 optimizer steps" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv,expected", [

@@ -14,6 +14,7 @@ from twofold.train.schedule import (
     lr_at,
     one_minus_sqrt_decay,
     phase_starts,
+    phase_steps,
     warmup,
 )
 
@@ -91,3 +92,17 @@ def test_locate_phases():
     assert locate(phases, 1_000_001) == (1, 1)
     assert locate(phases, 1_450_000) == (2, 150_000)
     assert locate(phases, 9_999_999) == (2, 200_000)
+
+
+def test_phase_steps_follow_the_batch_warmup():
+    import dataclasses
+
+    phase = load_recipe("demo").phase["pretrain"]
+    # no warmup: 1M tokens / (32 × 128) per step, the last step partial
+    assert phase_steps(dataclasses.replace(phase, batch_start_sequences=None)) == math.ceil(1_000_000 / 4096)
+    # tiny hand case: seq 10, batch 1 → 3 over 30 tokens, budget 100
+    tiny = dataclasses.replace(phase, tokens=100, seq_len=10, batch_sequences=3, batch_start_sequences=1,
+                               batch_warmup_tokens=30)
+    # tokens before each step: 0 (1 seq), 10 (1.67 → 1), 20 (2.33 → 2), 40 (3), 70 (3) → 100
+    assert phase_steps(tiny) == 5
+    assert phase_steps(dataclasses.replace(tiny, tokens=5)) == 1  # shorter than a batch: one step

@@ -76,6 +76,17 @@ def batch_sequences_at(batch: BatchSchedule, tokens: float, multiple_of: int = 1
     return max(multiple_of, sequences // multiple_of * multiple_of)
 
 
+def phase_steps(phase: Phase, multiple_of: int = 1) -> int:
+    """Optimizer steps a phase takes: each draws the batch due at the tokens seen before it,
+    and the step that reaches the phase's budget is its last."""
+    tokens, steps = 0, 0
+    while tokens < min(phase.tokens, phase.batch.warmup_tokens):
+        tokens += batch_sequences_at(phase.batch, tokens, multiple_of) * phase.seq_len
+        steps += 1
+    full = batch_sequences_at(phase.batch, phase.tokens, multiple_of) * phase.seq_len
+    return steps + max(0, math.ceil((phase.tokens - tokens) / full))
+
+
 def locate(phases: tuple[Phase, ...], tokens: float) -> tuple[int, float]:
     """Which phase (index) a run is in after `tokens` in total, and the tokens into it.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from twofold.config import Phase, Recipe
-from twofold.train.schedule import batch_sequences_at, lr_at, phase_starts
+from twofold.train.schedule import batch_sequences_at, lr_at, phase_starts, phase_steps
 
 
 def human_tokens(count: float) -> str:
@@ -27,7 +27,7 @@ def _mixture(phase: Phase) -> str:
 
 
 def phase_table(recipe: Recipe) -> str:
-    header = ["phase", "tokens", "seq_len", "batch (seqs)", "peak LR", "LR ×peak", "decay",
+    header = ["phase", "tokens", "steps", "seq_len", "batch (seqs)", "peak LR", "LR ×peak", "decay",
               "mask", "θ global/local", "data", "ckpt every", "tag"]
     rows = [header]
     for phase in recipe.phase.values():
@@ -36,7 +36,7 @@ def phase_table(recipe: Recipe) -> str:
         batch = f"{b.start_sequences}→{b.sequences}/{human_tokens(b.warmup_tokens)}" if b.warmup_tokens else str(b.sequences)
         warm = f"warmup {human_tokens(s.warmup_tokens)}, " if s.warmup_tokens else ""
         rows.append([
-            phase.name, human_tokens(phase.tokens), str(phase.seq_len), batch, f"{s.peak:.3g}",
+            phase.name, human_tokens(phase.tokens), human_tokens(phase_steps(phase)), str(phase.seq_len), batch, f"{s.peak:.3g}",
             f"{warm}{s.start_ratio:g}→{s.min_ratio:g}", s.decay if s.decay == "none" else f"{s.decay} over {human_tokens(s.decay_tokens)}",
             f"{phase.mask_rate:.0%}", f"{phase.rope_theta_global:g}/{phase.rope_theta_local:g}",
             _mixture(phase), human_tokens(phase.checkpoint_every_tokens), f"{phase.tag}N",
@@ -49,8 +49,12 @@ def phase_table(recipe: Recipe) -> str:
              + (f" at scale {recipe.scale:g}" if recipe.scale != 1 else "")
              + f": model {recipe.model}, {opt.name} betas {tuple(opt.betas)} eps {opt.eps:g} "
              f"wd {opt.weight_decay:g}, seed {recipe.seed}")
-    note = "cross is a separate run (cross-objective continuation from step 0)" if recipe.cross else ""
-    return "\n".join([title, "", *lines] + ([note] if note else []))
+    notes = ["cross is a separate run (cross-objective continuation from step 0)"] if recipe.cross else []
+    few = [p.name for p in recipe.phase.values() if phase_steps(p) < 10]
+    if few:
+        notes.append(f"note: {', '.join(few)} take(s) under 10 optimizer steps at this scale; shrink the "
+                     f"batch, e.g. --set phase.{few[0]}.batch_sequences=8")
+    return "\n".join([title, "", *lines, *notes])
 
 
 def plot_recipe(recipe: Recipe, path: str | Path, points: int = 400) -> Path:
