@@ -21,7 +21,7 @@ from twofold.errors import TwofoldError
 
 KINDS = ("text", "jsonl", "parquet", "hf", "stdlib")
 _SUFFIX_KINDS = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
-_BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n")
+_BLANK_LINES = re.compile(r"\n(?:[ \t\r\f\v]*\n)+")
 _REPLACEMENT = "\ufffd"
 
 
@@ -46,6 +46,7 @@ class SourceSpec:
     skip_bad_lines: bool = False  # JSONL: skip (and count) bad lines instead of stopping
     hf_config: str = ""
     hf_split: str = "train"
+    hf_data_files: str = ""  # for builders such as "json"/"parquet": local or remote files
     streaming: bool = False
     part: str = "train"  # stdlib: "train" or "held-out"
     packages: str = ""  # stdlib: only these top-level packages, joined by "+" (e.g. json+email)
@@ -212,7 +213,8 @@ def _read_hf(spec: SourceSpec) -> Iterator[Document]:
 
     try:
         dataset = datasets.load_dataset(
-            spec.path, spec.hf_config or None, split=spec.hf_split, streaming=spec.streaming
+            spec.path, spec.hf_config or None, split=spec.hf_split, streaming=spec.streaming,
+            data_files=spec.hf_data_files or None,
         )
     except Exception as error:  # datasets raises many kinds; all mean "cannot load this"
         raise TwofoldError(f"source {spec.path}: cannot load Hugging Face dataset ({error})") from None

@@ -1,0 +1,223 @@
+"""`twofold data …`: tokenizers, token stores, mixture plans and logged batches."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+
+from twofold.errors import TwofoldError
+
+_SOURCE_HELP = ("a source: PATH (text file/dir, .jsonl, .parquet), 'stdlib', or key=value,… e.g. "
+                "path=fr.jsonl,group=fr,text_field=content (keys: path kind name group group_field "
+                "text_field id_field split skip_bad_lines hf_config hf_split streaming part packages)")
+_SUFFIXES = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("data", help="tokenizers, token stores, mixtures, batches",
+                                   description="Prepare and inspect training data.")
+    commands = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+    defaults = argparse.ArgumentDefaultsHelpFormatter
+
+    prepare = commands.add_parser("prepare", help="tokenize sources into a token store",
+                                  formatter_class=defaults)
+    prepare.add_argument("--source", action="append", required=True, help=_SOURCE_HELP)
+    prepare.add_argument("--tokenizer", required=True, help="tokenizer.json or tokenizer directory")
+    prepare.add_argument("--out", required=True, help="store directory to create")
+    prepare.add_argument("--skip-bad-lines", action="store_true",
+                         help="JSONL: skip and count bad lines instead of stopping")
+    prepare.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    prepare.add_argument("--chunk-chars", type=int, default=4 << 20,
+                         help="characters tokenized per chunk (bounds memory use)")
+    prepare.set_defaults(func=run_prepare)
+
+    info = commands.add_parser("info", help="print a store's manifest as a table")
+    info.add_argument("store")
+    info.add_argument("--verify", action="store_true", help="recompute the data files' checksums")
+    info.set_defaults(func=run_info)
+
+    plan = commands.add_parser("plan", help="epochs per group of a mixture for a token budget",
+                               formatter_class=defaults)
+    plan.add_argument("--store", action="append", required=True, help="token store (repeatable)")
+    plan.add_argument("--mixture", help="YAML file with weights / temperature / include")
+    plan.add_argument("--temperature", type=float, help="p_i ∝ n_i^τ over token counts")
+    plan.add_argument("--weights", help="explicit weights: group=w,group=w")
+    plan.add_argument("--include", help="groups of this phase: g1,g2 (default: all)")
+    plan.add_argument("--tokens", required=True, help="token budget, e.g. 1.7T, 250B, 5e6")
+    plan.add_argument("--png", default="mixture_plan.png", help="bar chart to write")
+    plan.set_defaults(func=run_plan)
+
+    show = commands.add_parser("show-batch", help="print the batch a run consumed at a step")
+    show.add_argument("run_dir")
+    show.add_argument("--step", type=int, required=True)
+    show.add_argument("--rank", type=int, help="only this rank (default: all logged ranks)")
+    show.add_argument("--decode", action="store_true", help="print text instead of token ids")
+    show.add_argument("--tokenizer", help="tokenizer for --decode (default: the store's)")
+    show.set_defaults(func=run_show_batch)
+
+    tokenizer = commands.add_parser("tokenizer", help="train or inspect tokenizers")
+    tokenizer_commands = tokenizer.add_subparsers(dest="tokenizer_command", metavar="SUBCOMMAND",
+                                                  required=True)
+    train = tokenizer_commands.add_parser("train", help="train a byte-level BPE with [CLS] [SEP] "
+                                          "[PAD] [MASK] [UNK]", formatter_class=defaults)
+    train.add_argument("--source", action="append", required=True, help=_SOURCE_HELP)
+    train.add_argument("--vocab-size", type=int, required=True)
+    train.add_argument("--out", required=True, help="directory for tokenizer.json + config")
+    train.add_argument("--max-docs", type=int, help="train on the first N documents only")
+    train.add_argument("--min-frequency", type=int, default=2)
+    train.set_defaults(func=run_tokenizer_train)
+    show_tokenizer = tokenizer_commands.add_parser("info", help="vocab size and special ids")
+    show_tokenizer.add_argument("path")
+    show_tokenizer.set_defaults(func=run_tokenizer_info)
+
+
+def run_prepare(args) -> int:
+    from dataclasses import replace
+
+    from twofold.data.sources import parse_source_spec
+    from twofold.data.store import prepare_store
+    from twofold.tokenizer import load_tokenizer
+
+    specs = [parse_source_spec(text) for text in args.source]
+    if args.skip_bad_lines:
+        specs = [replace(spec, skip_bad_lines=True) for spec in specs]
+    tokenizer = load_tokenizer(args.tokenizer)
+    manifest = prepare_store(specs, tokenizer, args.out, overwrite=args.overwrite,
+                             chunk_chars=args.chunk_chars)
+    print(f"{args.out}: {manifest['num_documents']:,} documents, {manifest['num_tokens']:,} tokens, "
+          f"fingerprint {manifest['fingerprint'][:16]}")
+    return 0
+
+
+def run_info(args) -> int:
+    from twofold.data.store import TokenStore
+
+    store = TokenStore(args.store)
+    manifest = store.manifest
+    tokenizer = manifest["tokenizer"]
+    print(f"store        {store.path}")
+    print(f"fingerprint  {manifest['fingerprint']}")
+    print(f"tokens       {manifest['num_tokens']:,} ({manifest['dtype']}) in "
+          f"{manifest['num_documents']:,} documents")
+    print(f"tokenizer    {tokenizer['path']} (vocab {tokenizer['vocab_size']}, "
+          f"hash {tokenizer['hash'][:12]})")
+    print(f"special ids  {' '.join(f'{k} {v}' for k, v in tokenizer['special_ids'].items())}")
+    print()
+    print(f"{'source':<20} {'kind':<8} {'documents':>10} {'tokens':>14} {'bad lines':>10} "
+          f"{'replaced':>9}  location")
+    for s in manifest["sources"]:
+        print(f"{s['name']:<20} {s['kind']:<8} {s['documents']:>10,} {s['tokens']:>14,} "
+              f"{s['bad_lines_skipped']:>10,} {s['replaced_characters']:>9,}  {s['location']}")
+    print()
+    print(f"{'group':<20} {'documents':>10} {'tokens':>14} {'share':>7}")
+    for g in manifest["groups"]:
+        share = g["tokens"] / max(manifest["num_tokens"], 1)
+        print(f"{g['name']:<20} {g['documents']:>10,} {g['tokens']:>14,} {share:>7.1%}")
+    print()
+    for name, checksum in manifest["files"].items():
+        print(f"{name:<16} sha256 {checksum[:16]}")
+    if args.verify:
+        store.verify()
+        print("checksums    ok")
+    return 0
+
+
+def run_plan(args) -> int:
+    from twofold.data.mixture import Mixture, format_plan, load_mixture, plan, plot_plan
+    from twofold.data.sampling import Corpus
+    from twofold.data.store import TokenStore
+
+    if args.mixture and (args.temperature is not None or args.weights):
+        raise TwofoldError("plan: give --mixture FILE or --temperature/--weights, not both")
+    if args.mixture:
+        mixture = load_mixture(args.mixture)
+    else:
+        include = tuple(g for g in args.include.split(",") if g) if args.include else None
+        mixture = Mixture(weights=_parse_weights(args.weights) if args.weights else None,
+                          temperature=args.temperature, include=include)
+    corpus = Corpus([TokenStore(path) for path in args.store])
+    rows = plan(mixture, corpus.group_tokens, int(parse_count(args.tokens, "--tokens")))
+    print(format_plan(rows))
+    path = plot_plan(rows, args.png, title=f"mixture plan for {args.tokens} tokens")
+    print(f"wrote {path}")
+    return 0
+
+
+def run_show_batch(args) -> int:
+    from twofold.data.objectives import IGNORE_INDEX
+    from twofold.data.orderlog import read_description, replay_batch
+    from twofold.data.store import TokenStore
+
+    batches = replay_batch(args.run_dir, args.step, args.rank)
+    description = read_description(args.run_dir)
+    stores = [TokenStore(path) for path in description["stores"]]
+    tokenizer = None
+    if args.decode:
+        from twofold.tokenizer import load_tokenizer
+
+        path = args.tokenizer or stores[0].manifest["tokenizer"]["path"]
+        tokenizer = load_tokenizer(path)
+    print(f"step {args.step} of {args.run_dir}: objective {description['objective']}, "
+          f"seq_len {description['seq_len']}, seed {description['seed']}")
+    for batch in batches:
+        print(f"rank {batch.rank}: {batch.num_sequences} sequences, {batch.num_tokens} tokens, "
+              f"{batch.num_targets} targets, hash {batch.token_hash}")
+        offsets = batch.sequence_offsets.tolist()
+        for j, segments in enumerate(batch.segments):
+            start, stop = offsets[j], offsets[j + 1]
+            names = ", ".join(f"{stores[s].doc_ids[d]}[{b}:{e}]" for s, d, b, e in segments)
+            print(f"  sequence {batch.first_sequence + j} ({batch.groups[j]}): {names}")
+            ids = batch.input_ids[start:stop].tolist()
+            if tokenizer is None:
+                print(f"    input_ids {ids}")
+                print(f"    labels    {batch.labels[start:stop].tolist()}")
+            else:
+                print("    " + tokenizer.decode(ids).replace("\n", "\n    "))
+                targets = [t for t in batch.labels[start:stop].tolist() if t != IGNORE_INDEX]
+                print(f"    [{len(targets)} targets]")
+    return 0
+
+
+def run_tokenizer_train(args) -> int:
+    from twofold.data.sources import parse_source_spec, read_documents
+    from twofold.tokenizer import train_tokenizer
+
+    documents = itertools.chain.from_iterable(
+        read_documents(parse_source_spec(text)) for text in args.source)
+    texts = (d.text for d in itertools.islice(documents, args.max_docs))
+    tokenizer = train_tokenizer(texts, args.vocab_size, args.out, min_frequency=args.min_frequency)
+    print(f"{args.out}: byte-level BPE, vocab {tokenizer.vocab_size}, special ids "
+          f"{tokenizer.special.to_dict()}")
+    return 0
+
+
+def run_tokenizer_info(args) -> int:
+    from twofold.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(args.path)
+    print(f"{tokenizer.source}: vocab {tokenizer.vocab_size}, hash {tokenizer.hash[:16]}")
+    print(f"special ids  {' '.join(f'{k} {v}' for k, v in tokenizer.special.to_dict().items())}")
+    return 0
+
+
+def parse_count(text: str, where: str) -> float:
+    """'1.7T', '250B', '5e6', '10k' → a number."""
+    value = text.strip().lower().replace("_", "")
+    scale = _SUFFIXES.get(value[-1:], 1.0) if value else 1.0
+    try:
+        return float(value[:-1] if value[-1:] in _SUFFIXES else value) * scale
+    except ValueError:
+        raise TwofoldError(f"{where} {text!r} is not a count; write e.g. 250B, 1.7T or 5e6") from None
+
+
+def _parse_weights(text: str) -> dict[str, float]:
+    weights = {}
+    for item in text.split(","):
+        group, sep, value = item.partition("=")
+        try:
+            weights[group.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not group.strip():
+            raise TwofoldError(f"--weights: bad item {item!r}; write group=weight,group=weight")
+    return weights
