@@ -1,7 +1,13 @@
 import pytest
-
 from tests.data.conftest import write_jsonl
-from twofold.data.sources import SourceSpec, SourceStats, decode_utf8, parse_source_spec, read_documents
+
+from twofold.data.sources import (
+    SourceSpec,
+    SourceStats,
+    decode_utf8,
+    parse_source_spec,
+    read_documents,
+)
 from twofold.errors import TwofoldError
 
 

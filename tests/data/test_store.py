@@ -1,5 +1,4 @@
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -7,8 +6,8 @@ import time
 
 import numpy as np
 import pytest
-
 from tests.data.conftest import paragraphs, write_jsonl
+
 from twofold.data.sources import SourceSpec, read_documents
 from twofold.data.store import TokenStore, prepare_store, token_dtype
 from twofold.errors import TwofoldError

@@ -20,6 +20,7 @@ from pathlib import Path
 from twofold.errors import TwofoldError
 
 KINDS = ("text", "jsonl", "parquet", "hf", "stdlib")
+LOCAL_KINDS = ("text", "jsonl", "parquet")
 _SUFFIX_KINDS = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 _BLANK_LINES = re.compile(r"\n(?:[ \t\r\f\v]*\n)+")
 _REPLACEMENT = "\ufffd"
@@ -103,7 +104,7 @@ def read_documents(spec: SourceSpec, stats: SourceStats | None = None) -> Iterat
     if spec.kind == "hf":
         yield from _read_hf(spec)
         return
-    files = _input_files(spec)
+    files = input_files(spec)
     reader = {"text": _read_text, "jsonl": _read_jsonl, "parquet": _read_parquet}[spec.kind]
     count = 0
     for file, relative in files:
@@ -130,7 +131,7 @@ def _infer_kind(path: str) -> str:
     return _SUFFIX_KINDS.get(Path(path).suffix.lower(), "text")
 
 
-def _input_files(spec: SourceSpec) -> list[tuple[Path, str]]:
+def input_files(spec: SourceSpec) -> list[tuple[Path, str]]:
     """Files of a source in a stable order, with the names used in doc ids."""
     root = Path(spec.path)
     if root.is_file():

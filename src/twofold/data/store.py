@@ -31,7 +31,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from twofold.data.sources import Document, SourceSpec, SourceStats, read_documents
+from twofold.data.sources import (
+    LOCAL_KINDS,
+    Document,
+    SourceSpec,
+    SourceStats,
+    input_files,
+    read_documents,
+)
 from twofold.errors import TwofoldError
 from twofold.tokenizer import Tokenizer
 
@@ -56,6 +63,9 @@ def prepare_store(specs: Sequence[SourceSpec], tokenizer: Tokenizer, out: str | 
         raise TwofoldError("prepare: no sources given; pass --source PATH (or stdlib)")
     if out.exists() and not overwrite:
         raise TwofoldError(f"{out}: already exists; choose another --out or pass --overwrite")
+    for spec in specs:  # fail on a missing or empty path before any work
+        if spec.kind in LOCAL_KINDS:
+            input_files(spec)
     partial = out.parent / f".{out.name}.partial"
     if partial.exists():  # left by an interrupted run: never resumed half-way, rebuilt
         shutil.rmtree(partial)
@@ -63,7 +73,8 @@ def prepare_store(specs: Sequence[SourceSpec], tokenizer: Tokenizer, out: str | 
     writer = _StoreWriter(partial, token_dtype(tokenizer.vocab_size))
     stats = [SourceStats() for _ in specs]
     total = _total_bytes(specs)
-    with tqdm(total=total, unit="B", unit_scale=True, disable=not progress,
+    # disable=None: no bar when stderr is not a terminal (logs, pipes, tests)
+    with tqdm(total=total, unit="B", unit_scale=True, disable=None if progress else True,
               desc=f"prepare {out.name}") as bar:
         for chunk, ids in _tokenized_chunks(_all_documents(specs, stats), tokenizer, chunk_chars):
             for document, token_ids in zip(chunk, ids):

@@ -1,0 +1,75 @@
+import pytest
+
+from twofold.data.mixture import Mixture, load_mixture, plan, plot_plan
+from twofold.errors import TwofoldError
+
+COUNTS = {"en": 1_000_000, "fr": 100_000, "sw": 1_000}
+
+
+@pytest.mark.parametrize("tau", [1.0, 0.7, 0.3])
+def test_temperature_probabilities_follow_n_to_the_tau(tau):
+    p = Mixture(temperature=tau).probabilities(COUNTS)
+    total = sum(n ** tau for n in COUNTS.values())
+    assert p == pytest.approx({g: n ** tau / total for g, n in COUNTS.items()})
+
+
+def test_tau_one_is_size_proportional_and_smaller_tau_flattens():
+    proportional = Mixture(temperature=1.0).probabilities(COUNTS)
+    assert proportional["en"] == pytest.approx(1_000_000 / 1_101_000)
+    assert Mixture().probabilities(COUNTS) == proportional  # the default
+    flat = Mixture(temperature=0.3).probabilities(COUNTS)
+    assert flat["sw"] > proportional["sw"] and flat["en"] < proportional["en"]
+
+
+def test_include_restricts_a_phase_to_some_groups():
+    p = Mixture(temperature=0.5, include=("en", "fr")).probabilities(COUNTS)
+    assert set(p) == {"en", "fr"} and sum(p.values()) == pytest.approx(1)
+
+
+def test_explicit_weights_are_normalised():
+    assert Mixture(weights={"en": 3, "fr": 1, "sw": 0}).probabilities(COUNTS) == {"en": 0.75, "fr": 0.25}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"weights": {"en": 1, "fr": -1}}, "weights must be >= 0"),
+    ({"weights": {"en": 0, "fr": 0}}, "all weights are zero"),
+    ({"temperature": 0}, "temperature must be > 0"),
+    ({"temperature": -0.5}, "temperature must be > 0"),
+    ({"weights": {"en": 1}, "temperature": 0.5}, "either weights or temperature"),
+    ({"include": ()}, "include lists no group"),
+])
+def test_bad_mixtures_are_refused(kwargs, message):
+    with pytest.raises(TwofoldError, match=message):
+        Mixture(**kwargs)
+
+
+def test_group_named_in_a_phase_that_no_store_provides_is_refused():
+    with pytest.raises(TwofoldError, match=r"group\(s\) de named in the phase are provided by no store"):
+        Mixture(include=("en", "de")).probabilities(COUNTS)
+    with pytest.raises(TwofoldError, match="provided by no store"):
+        Mixture(weights={"en": 1, "xx": 1}).probabilities(COUNTS)
+    with pytest.raises(TwofoldError, match="have no weight"):
+        Mixture(weights={"en": 1}, include=("en", "fr")).probabilities(COUNTS)
+    with pytest.raises(TwofoldError, match="every included group has weight 0"):
+        Mixture(weights={"en": 1, "fr": 0}, include=("fr",)).probabilities(COUNTS)
+
+
+def test_plan_reports_epochs_for_a_budget_and_draws_a_png(tmp_path):
+    rows = plan(Mixture(temperature=0.5), COUNTS, 1_000_000)
+    assert [r.group for r in rows] == ["en", "fr", "sw"]
+    for row in rows:
+        assert row.tokens_drawn == pytest.approx(row.probability * 1_000_000)
+        assert row.epochs == pytest.approx(row.tokens_drawn / COUNTS[row.group])
+    assert rows[2].epochs > 1 > rows[0].epochs  # the small group is upsampled
+    png = plot_plan(rows, tmp_path / "plan.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(TwofoldError, match="budget must be positive"):
+        plan(Mixture(), COUNTS, 0)
+
+
+def test_mixture_from_yaml(tmp_path):
+    (tmp_path / "m.yaml").write_text("temperature: 0.7\ninclude: [en, fr]\n")
+    assert load_mixture(tmp_path / "m.yaml") == Mixture(temperature=0.7, include=("en", "fr"))
+    (tmp_path / "bad.yaml").write_text("temprature: 0.7\n")
+    with pytest.raises(TwofoldError, match="bad.yaml: unknown key"):
+        load_mixture(tmp_path / "bad.yaml")

@@ -1,0 +1,83 @@
+import itertools
+import json
+
+import pytest
+import torch
+
+from twofold.cli import main
+from twofold.data.loader import BatchLoader
+from twofold.data.mixture import Mixture
+from twofold.data.orderlog import LOG_DIR, read_step, replay_batch
+from twofold.errors import TwofoldError
+
+
+def run(run_dir, store, steps, objective="mlm", rank=0, world_size=1, start_state=None):
+    loader = BatchLoader([store], Mixture(temperature=0.7), seq_len=48, batch_size=6, seed=11,
+                         objective=objective, rank=rank, world_size=world_size, run_dir=run_dir)
+    if start_state:
+        loader.load_state_dict(start_state)
+    batches = list(itertools.islice(iter(loader), steps))
+    return loader, batches
+
+
+def test_replayed_batch_equals_what_the_loader_yielded(tmp_path, group_store):
+    _, yielded = run(tmp_path / "run", group_store, 5)
+    for batch in yielded:
+        replayed, = replay_batch(tmp_path / "run", batch.step)
+        assert torch.equal(replayed.input_ids, batch.input_ids)
+        assert torch.equal(replayed.labels, batch.labels)
+        assert torch.equal(replayed.cu_seqlens, batch.cu_seqlens)
+        assert torch.equal(replayed.position_ids, batch.position_ids)
+        assert replayed.segments == batch.segments and replayed.groups == batch.groups
+        assert replayed.token_hash == batch.token_hash
+
+
+def test_log_has_one_line_per_step_per_rank_and_encoder_decoder_hashes_match(tmp_path, group_store):
+    for rank in range(2):
+        run(tmp_path / "enc", group_store, 4, rank=rank, world_size=2)
+        run(tmp_path / "dec", group_store, 4, objective="clm", rank=rank, world_size=2)
+    for step in range(4):
+        encoder, decoder = read_step(tmp_path / "enc", step), read_step(tmp_path / "dec", step)
+        assert [r["rank"] for r in encoder] == [0, 1]
+        assert [r["hash"] for r in encoder] == [r["hash"] for r in decoder]
+        assert [r["sequences"] for r in encoder] == [r["sequences"] for r in decoder]
+    lines = (tmp_path / "enc" / LOG_DIR / "rank1.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [0, 1, 2, 3]
+
+
+def test_resumed_run_logs_on_and_survives_a_torn_line(tmp_path, group_store):
+    loader, first = run(tmp_path / "run", group_store, 3)
+    state = loader.state_dict()
+    with open(tmp_path / "run" / LOG_DIR / "rank0.jsonl", "a") as handle:
+        handle.write('{"step":3,"rank":0,"first_seq')  # a crash mid-write
+    _, resumed = run(tmp_path / "run", group_store, 2, start_state=state)
+    assert [b.step for b in resumed] == [3, 4]
+    replayed, = replay_batch(tmp_path / "run", 3)
+    assert torch.equal(replayed.input_ids, resumed[0].input_ids)
+
+
+def test_show_batch_prints_the_exact_token_ids(tmp_path, group_store, capsys):
+    _, yielded = run(tmp_path / "run", group_store, 3)
+    assert main(["data", "show-batch", str(tmp_path / "run"), "--step", "2"]) == 0
+    out = capsys.readouterr().out
+    batch = yielded[2]
+    offsets = batch.sequence_offsets.tolist()
+    for j in range(batch.num_sequences):
+        ids = batch.input_ids[offsets[j]:offsets[j + 1]].tolist()
+        assert f"input_ids {ids}" in out
+    assert batch.token_hash in out
+
+
+def test_show_batch_decodes_text(tmp_path, group_store, capsys):
+    run(tmp_path / "run", group_store, 1, objective="clm")
+    assert main(["data", "show-batch", str(tmp_path / "run"), "--step", "0", "--decode"]) == 0
+    out = capsys.readouterr().out
+    assert "[CLS]" in out and "input_ids" not in out
+
+
+def test_show_batch_of_an_unlogged_step_or_a_non_run_is_an_error(tmp_path, group_store):
+    run(tmp_path / "run", group_store, 2)
+    with pytest.raises(TwofoldError, match="step 9 was not logged; the run consumed steps 0..1"):
+        replay_batch(tmp_path / "run", 9)
+    with pytest.raises(TwofoldError, match="loader.json: not found"):
+        replay_batch(tmp_path, 0)
