@@ -50,7 +50,8 @@ class Batch:
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         move = lambda t: t.to(device, non_blocking=non_blocking)
         return replace(self, input_ids=move(self.input_ids), labels=move(self.labels),
-                       position_ids=move(self.position_ids), cu_seqlens=move(self.cu_seqlens))
+                       position_ids=move(self.position_ids), cu_seqlens=move(self.cu_seqlens),
+                       sequence_offsets=move(self.sequence_offsets))
 
     def to_padded(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(input_ids [S, T], attention_mask [S, T], labels [S, T]) with one row per segment."""

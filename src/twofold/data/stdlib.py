@@ -31,6 +31,7 @@ HELD_OUT_EVERY = 10
 _SKIP_DIRS = {"test", "tests", "idle_test", "idlelib", "site-packages", "encodings", "__phello__",
               "turtledemo", "pydoc_data"}
 _MIN_DOCSTRING = 20
+_DEFINITIONS = (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 
 
 @dataclass(frozen=True)
@@ -122,14 +123,18 @@ def _parse(source: str) -> ast.Module | None:
 
 
 def _docstrings(source: str) -> Iterator[tuple[str, str]]:
+    """Docstrings of the module and of its classes and functions, nested ones included."""
     tree = _parse(source)
     if tree is None:
         return
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            docstring = ast.get_docstring(node)
-            if docstring:
-                yield getattr(node, "name", ""), docstring
+    # Visit only definition bodies (not every expression): ast.walk costs as much as parsing.
+    pending: list[ast.AST] = [tree]
+    while pending:
+        node = pending.pop(0)
+        docstring = ast.get_docstring(node)
+        if docstring:
+            yield getattr(node, "name", ""), docstring
+        pending += [child for child in node.body if isinstance(child, _DEFINITIONS)]
 
 
 def _functions(source: str) -> Iterator[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
@@ -278,16 +279,22 @@ def _chunks(documents: Iterable[Document], chunk_chars: int) -> Iterator[list[Do
 
 def _tokenized_chunks(documents: Iterable[Document], tokenizer: Tokenizer,
                       chunk_chars: int) -> Iterator[tuple[list[Document], list[list[int]]]]:
-    """Encode chunk k in a background thread (Rust, all cores) while chunk k+1 is read."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = None
+    """Encode chunks in background threads (Rust, all cores) while the next chunk is read.
+
+    Two chunks are in flight so that the cores a chunk's longest documents leave idle at its
+    end are used by the next one; results come back in order.
+    """
+    in_flight = 2
+    with ThreadPoolExecutor(max_workers=in_flight) as pool:
+        pending: deque = deque()
         for chunk in _chunks(documents, chunk_chars):
-            future = pool.submit(tokenizer.encode_batch, [d.text for d in chunk])
-            if pending is not None:
-                yield pending[0], pending[1].result()
-            pending = (chunk, future)
-        if pending is not None:
-            yield pending[0], pending[1].result()
+            pending.append((chunk, pool.submit(tokenizer.encode_batch, [d.text for d in chunk])))
+            if len(pending) > in_flight:
+                chunk, future = pending.popleft()
+                yield chunk, future.result()
+        while pending:
+            chunk, future = pending.popleft()
+            yield chunk, future.result()
 
 
 def _total_bytes(specs: Sequence[SourceSpec]) -> int | None:
