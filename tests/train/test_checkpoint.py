@@ -180,8 +180,8 @@ def test_loading_into_a_different_model_is_a_clear_error(tmp_path):
 
 def test_tag_numbers_count_checkpoint_intervals():
     every = 8_500_000_000
-    assert checkpoint_tag("step", every, every) == "step1"
-    assert checkpoint_tag("step", every + 1, every) == "step2"
-    assert checkpoint_tag("decay", 100 * 10**9, every) == "decay12"
-    assert checkpoint_tag("ext", 0, every) == "ext1"
-    assert checkpoint_tag("step", 8_500, 8_500) == checkpoint_tag("step", every, every)  # scale-free
+    assert checkpoint_tag("step", 0, every) == "step1"  # a step inside the first interval
+    assert checkpoint_tag("step", every - 1, every) == "step1"  # the step that closes it
+    assert checkpoint_tag("step", every, every) == "step2"
+    assert checkpoint_tag("decay", 99 * 10**9, every) == "decay12"  # the last, partial interval
+    assert checkpoint_tag("step", 8_499, 8_500) == checkpoint_tag("step", every - 1, every)  # scale-free

@@ -6,6 +6,7 @@ import pytest
 
 from twofold.config import BatchSchedule, Schedule, load_recipe
 from twofold.train.schedule import (
+    StepBatches,
     batch_sequences_at,
     cosine_decay,
     decay_ratio,
@@ -106,3 +107,9 @@ def test_phase_steps_follow_the_batch_warmup():
     # tokens before each step: 0 (1 seq), 10 (1.67 → 1), 20 (2.33 → 2), 40 (3), 70 (3) → 100
     assert phase_steps(tiny) == 5
     assert phase_steps(dataclasses.replace(tiny, tokens=5)) == 1  # shorter than a batch: one step
+
+
+def test_step_batches_follow_the_ramp_by_tokens_seen():
+    steps = StepBatches(BatchSchedule(sequences=3, start_sequences=1, warmup_tokens=30), seq_len=10)
+    assert [steps.size(s) for s in range(5)] == [1, 1, 2, 3, 3]
+    assert [steps.tokens_before(s) for s in range(5)] == [0, 10, 20, 40, 70]

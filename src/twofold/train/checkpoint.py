@@ -16,9 +16,10 @@ directory fsynced, then renamed, so a crash leaves either the old set of checkpo
 new one. Nothing is pickled. Loading verifies the checksums first; `load_latest` falls back
 past a corrupt or truncated checkpoint to the newest intact one, with a warning naming it.
 
-Tags: a phase's checkpoints are `{prefix}{N}` where N counts its checkpoint intervals
-(`checkpoint_tag`): `step1` is the first 8.5B tokens of Ettin's pretraining, and the same
-`step1` in a run at `--scale 1e-6`, so tags mean the same point of a recipe at any scale.
+Tags: a phase's checkpoints are `{prefix}{N}`, written by the step that closes the N-th
+checkpoint interval of the phase (or ends the phase inside it): `step1` closes the first
+8.5B tokens of Ettin's pretraining, and `step1` of a run at `--scale 1e-6` closes its first
+8.5K, so a tag names the same point of a recipe at any scale.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import math
 import os
 import random
 import shutil
@@ -67,9 +67,12 @@ class Checkpoint:
     version: str
 
 
-def checkpoint_tag(prefix: str, tokens_into_phase: int, every_tokens: int) -> str:
-    """`{prefix}{N}` with N the checkpoint interval the tokens fall in (1 = the first)."""
-    return f"{prefix}{max(1, math.ceil(tokens_into_phase / every_tokens))}"
+def checkpoint_tag(prefix: str, tokens_before_step: int, every_tokens: int) -> str:
+    """`{prefix}{N}`: N is the interval (1 = the first) in which the checkpointing step began.
+
+    That step closes interval N (`before < N · every <= after`) or ends the phase inside it.
+    """
+    return f"{prefix}{tokens_before_step // every_tokens + 1}"
 
 
 def save(root: str | Path, *, step: int, model: nn.Module, optimizer: torch.optim.Optimizer | None,

@@ -76,6 +76,30 @@ def batch_sequences_at(batch: BatchSchedule, tokens: float, multiple_of: int = 1
     return max(multiple_of, sequences // multiple_of * multiple_of)
 
 
+class StepBatches:
+    """The batch-size warmup seen by step: global sequences of step s, and tokens before it.
+
+    Each step takes the batch due at the tokens seen before it; counting is in sequence slots
+    (`sequences × seq_len`), so it never depends on how ranks split a batch.
+    """
+
+    def __init__(self, batch: BatchSchedule, seq_len: int):
+        self.batch, self.seq_len = batch, seq_len
+        self._sizes: list[int] = []
+        self._tokens = [0]  # _tokens[s] = tokens before step s
+
+    def size(self, step: int) -> int:
+        while len(self._sizes) <= step:
+            sequences = batch_sequences_at(self.batch, self._tokens[-1])
+            self._sizes.append(sequences)
+            self._tokens.append(self._tokens[-1] + sequences * self.seq_len)
+        return self._sizes[step]
+
+    def tokens_before(self, step: int) -> int:
+        self.size(step)
+        return self._tokens[step]
+
+
 def phase_steps(phase: Phase, multiple_of: int = 1) -> int:
     """Optimizer steps a phase takes: each draws the batch due at the tokens seen before it,
     and the step that reaches the phase's budget is its last."""

@@ -1,0 +1,110 @@
+"""`twofold train` (a member or a pair, fresh or resumed, on one process or under torchrun)
+and `twofold export` (a checkpoint in the Hugging Face format)."""
+
+from __future__ import annotations
+
+import argparse
+
+from twofold.commands.recipe import _tokens, add_recipe_arguments
+from twofold.errors import TwofoldError
+
+
+def register(subparsers) -> None:
+    train = subparsers.add_parser(
+        "train", help="train an encoder, a decoder, or the pair with one recipe",
+        description="Train with a recipe. Under torchrun every rank runs this same command.")
+    train.add_argument("--recipe", help="preset (ettin, mmbert, demo) or recipe .yaml")
+    add_recipe_arguments(train)
+    train.add_argument("--store", action="append", default=[], help="token store to train on (repeatable)")
+    train.add_argument("--out", help="run directory to create")
+    who = train.add_mutually_exclusive_group()
+    who.add_argument("--pair", action="store_true", help="train the encoder and then the decoder (OUT/encoder, OUT/decoder)")
+    who.add_argument("--objective", choices=["mlm", "clm"], help="one member: mlm (encoder) or clm (decoder)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (member or pair)")
+    train.add_argument("--init-from", metavar="RUN_OR_HF_DIR",
+                       help="cross-objective continuation: start from these weights and run the recipe's cross phase")
+    train.add_argument("--eval-store", action="append", default=[], help="held-out token store (repeatable)")
+    train.add_argument("--eval-every", type=_tokens, help="held-out loss every N tokens (default: at checkpoints)")
+    train.add_argument("--eval-sequences", type=int, default=32, help="sequences in the held-out set")
+    train.add_argument("--micro-batch", type=int, help="sequences per forward pass on each rank (gradient accumulation)")
+    train.add_argument("--keep-last", type=int, default=2, help="untagged checkpoints to keep")
+    train.add_argument("--save-every-steps", type=int, help="also checkpoint every N steps (for resume)")
+    train.add_argument("--parallel", choices=["ddp", "fsdp"], default="ddp", help="data parallelism under torchrun")
+    train.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    train.add_argument("--compile", action="store_true", help="torch.compile the model")
+    train.add_argument("--workers", type=int, default=0, help="DataLoader worker processes building batches")
+    train.add_argument("--device", help="cpu, cuda, cuda:1 … (default: the local GPU if any)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=run_train)
+
+    export = subparsers.add_parser("export", help="write a run's checkpoint in the Hugging Face format")
+    export.add_argument("run_dir", help="a member run, or a pair run with --member")
+    export.add_argument("--tag", help="checkpoint tag, e.g. decay3 (default: the newest)")
+    export.add_argument("--member", choices=["encoder", "decoder"], help="which member of a pair run")
+    export.add_argument("--out", required=True, help="directory to write")
+    export.set_defaults(func=run_export)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from twofold.train import loop
+    from twofold.train.distributed import join, leave
+
+    if args.resume:
+        if args.recipe or args.store or args.out or args.init_from:
+            raise TwofoldError("--resume continues a run as it was started; drop --recipe/--store/--out/--init-from")
+        world = join(args.device)
+        try:
+            path = loop.resume_any(args.resume, world)
+        finally:
+            leave()
+        print(f"run complete: {path}")
+        return 0
+    for flag, value in (("--recipe", args.recipe), ("--store", args.store), ("--out", args.out)):
+        if not value:
+            raise TwofoldError(f"train needs {flag} (or --resume RUN_DIR)")
+    if not args.pair and not args.objective:
+        raise TwofoldError("train needs --pair, or --objective mlm (encoder) / clm (decoder)")
+    if args.pair and args.init_from:
+        raise TwofoldError("--init-from continues one model with the other objective; give --objective, not --pair")
+    for name in ("micro_batch", "keep_last", "save_every_steps", "eval_sequences"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise TwofoldError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    from twofold.config import load_recipe
+
+    recipe = load_recipe(args.recipe, size=args.size, overrides=args.overrides, scale=args.scale,
+                         budget=args.budget)
+    options = loop.Options(
+        stores=tuple(args.store), objective=args.objective or "mlm", eval_stores=tuple(args.eval_store),
+        eval_every_tokens=args.eval_every, eval_sequences=args.eval_sequences,
+        micro_batch_sequences=args.micro_batch, keep_last=args.keep_last,
+        save_every_steps=args.save_every_steps, parallel=args.parallel, precision=args.precision,
+        compile=args.compile, progress=not args.no_progress, cross=args.init_from is not None,
+        num_workers=args.workers)
+    world = join(args.device)
+    try:
+        if args.pair:
+            path = loop.start_pair(args.out, recipe, options, world)
+        else:
+            path = loop.start(args.out, recipe, options, world, init_from=args.init_from)
+    finally:
+        leave()
+    print(f"run complete: {path}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from twofold.train.export import export
+    from twofold.train.loop import PAIR_FILE
+
+    run_dir = Path(args.run_dir)
+    if (run_dir / PAIR_FILE).is_file():
+        if not args.member:
+            raise TwofoldError(f"{run_dir} is a pair run; choose --member encoder or --member decoder")
+        run_dir = run_dir / args.member
+    elif args.member:
+        raise TwofoldError(f"{run_dir} is a single-member run; drop --member")
+    print(f"exported: {export(run_dir, args.out, args.tag)}")
+    return 0
