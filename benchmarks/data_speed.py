@@ -59,12 +59,12 @@ def bench_loader(store: Path, batch: int, steps: int, workers: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def bench_train_step(store: Path, batch: int, steps: int, vocab_size: int) -> float | None:
+def bench_train_step(store: Path, batch: int, steps: int, tokenizer) -> float | None:
     try:
         from twofold.model import TwofoldModel, preset
     except ImportError:
         return None
-    model = TwofoldModel(preset("ettin-17m", vocab_size=vocab_size))
+    model = TwofoldModel(preset("ettin-17m", vocab_size=tokenizer.vocab_size, **tokenizer.special.config_ids()))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loader = BatchLoader([store], Mixture(temperature=0.7), seq_len=1024, batch_size=batch,
                          objective="mlm", seed=21)
@@ -119,7 +119,7 @@ def main() -> None:
             rates[workers] = bench_loader(store, args.batch, args.steps, workers)
             print(f"  num_workers={workers}   {rates[workers]:8.1f} batches/s   "
                   f"{rates[workers] * tokens / 1e6:6.2f} M tokens/s")
-        train = bench_train_step(store, args.batch, args.train_steps, tokenizer.vocab_size)
+        train = bench_train_step(store, args.batch, args.train_steps, tokenizer)
         if train is None:
             print("  (twofold.model not importable: no training-step comparison)")
         else:

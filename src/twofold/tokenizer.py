@@ -49,6 +49,10 @@ class SpecialIds:
     def to_dict(self) -> dict[str, int]:
         return asdict(self) | {"bos": self.bos, "eos": self.eos}
 
+    def config_ids(self) -> dict[str, int]:
+        """The `*_token_id` fields of a (ModernBERT-style) model config."""
+        return {f"{name}_token_id": value for name, value in self.to_dict().items() if name != "unk"}
+
 
 @dataclass(frozen=True)
 class Tokenizer:

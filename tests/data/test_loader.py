@@ -163,6 +163,20 @@ def test_padded_view_has_one_row_per_document_segment(group_store):
     assert (input_ids[~attention_mask.bool()] == batch.pad_id).all()
 
 
+def test_split_into_micro_batches_keeps_rows_whole(group_store):
+    batch = make(group_store, seq_len=64, batch_size=7).batch(2)
+    parts = batch.split(3)
+    assert [p.num_sequences for p in parts] == [3, 3, 1]
+    assert [p.first_sequence for p in parts] == [batch.first_sequence + i for i in (0, 3, 6)]
+    assert torch.equal(torch.cat([p.input_ids for p in parts]), batch.input_ids)
+    assert torch.equal(torch.cat([p.labels for p in parts]), batch.labels)
+    assert sum(len(p.cu_seqlens) - 1 for p in parts) == len(batch.cu_seqlens) - 1
+    for part in parts:
+        assert part.cu_seqlens[0] == 0 and part.cu_seqlens[-1] == part.num_tokens
+        assert part.sequence_offsets[-1] == part.num_tokens
+    assert sum((p.segments for p in parts), []) == batch.segments
+
+
 def test_resume_from_state_continues_exactly(group_store):
     loader = make(group_store, batch_size=lambda s: 3 + s % 2)
     take(loader, 5)

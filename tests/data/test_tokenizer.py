@@ -13,6 +13,9 @@ def test_trained_tokenizer_has_modernbert_specials_and_bos_eos_are_cls_sep(token
     assert [tokenizer.backend.id_to_token(i) for i in ids] == list(SPECIAL_TOKENS)
     assert (special.bos, special.eos) == (special.cls, special.sep)
     assert tokenizer.vocab_size == 512
+    assert special.config_ids() == {"cls_token_id": special.cls, "sep_token_id": special.sep,
+                                    "pad_token_id": special.pad, "mask_token_id": special.mask,
+                                    "bos_token_id": special.cls, "eos_token_id": special.sep}
 
 
 def test_transformers_autotokenizer_loads_the_directory(tokenizer):

@@ -33,7 +33,7 @@ class Batch:
     segments: list[list[Segment]] = field(default_factory=list)  # per sequence: (store, doc, begin, end)
     groups: list[str] = field(default_factory=list)  # per sequence
     pad_id: int = 0
-    token_hash: str = ""  # of the tokens before masking: equal for an encoder and a decoder
+    token_hash: str = ""  # of the rank's tokens before masking: equal for encoder and decoder
 
     @property
     def num_tokens(self) -> int:
@@ -52,6 +52,25 @@ class Batch:
         return replace(self, input_ids=move(self.input_ids), labels=move(self.labels),
                        position_ids=move(self.position_ids), cu_seqlens=move(self.cu_seqlens),
                        sequence_offsets=move(self.sequence_offsets))
+
+    def split(self, max_sequences: int) -> list[Batch]:
+        """Micro-batches of at most `max_sequences` rows (for gradient accumulation)."""
+        offsets = self.sequence_offsets.tolist()
+        bounds = self.cu_seqlens.tolist()
+        parts = []
+        for first in range(0, self.num_sequences, max_sequences):
+            last = min(first + max_sequences, self.num_sequences)
+            start, stop = offsets[first], offsets[last]
+            s0, s1 = bounds.index(start), bounds.index(stop)
+            cu_seqlens = self.cu_seqlens[s0:s1 + 1] - start
+            parts.append(replace(
+                self, input_ids=self.input_ids[start:stop], labels=self.labels[start:stop],
+                position_ids=self.position_ids[start:stop], cu_seqlens=cu_seqlens,
+                max_seqlen=int((cu_seqlens[1:] - cu_seqlens[:-1]).max()),
+                sequence_offsets=self.sequence_offsets[first:last + 1] - start,
+                first_sequence=self.first_sequence + first, segments=self.segments[first:last],
+                groups=self.groups[first:last]))
+        return parts
 
     def to_padded(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(input_ids [S, T], attention_mask [S, T], labels [S, T]) with one row per segment."""
