@@ -91,7 +91,9 @@ def start(run_dir: str | Path, recipe: Recipe, options: Options, world: World,
     run_dir = Path(run_dir)
     if options.objective not in OBJECTIVES:
         raise TwofoldError(f"objective {options.objective!r} is unknown; use mlm (encoder) or clm (decoder)")
-    if (run_dir / RUN_FILE).exists():
+    taken = (run_dir / RUN_FILE).exists()
+    barrier(world)  # every rank looks before rank 0 writes
+    if taken:
         raise TwofoldError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another --out")
     if options.cross and recipe.cross is None:
         raise TwofoldError(f"recipe {recipe.name} has no `cross` phase for --init-from; add one or use the ettin recipe")
@@ -174,7 +176,7 @@ class _Trainer:
             list(self.options.stores), _data_mixture(phase), seq_len=phase.seq_len,
             batch_size=batches.size, objective=self.options.objective, seed=self.recipe.seed + index,
             rank=self.world.rank, world_size=self.world.world_size, mask_rate=phase.mask_rate,
-            num_workers=self.options.num_workers, run_dir=self.run_dir / phase.name if self.world.main else None,
+            num_workers=self.options.num_workers, run_dir=self.run_dir / phase.name,
             model_vocab_size=self.model.config.vocab_size)
         if self.resumed_data is not None:  # refuses other stores, mixture, seed or seq_len
             loader.load_state_dict(self.resumed_data)
@@ -446,7 +448,9 @@ def start_pair(run_dir: str | Path, recipe: Recipe, options: Options, world: Wor
                init_from: dict[str, str] | None = None) -> Path:
     """Train the encoder, then the decoder, with the identical recipe, seed and batch order."""
     run_dir = Path(run_dir)
-    if (run_dir / PAIR_FILE).exists() or (run_dir / RUN_FILE).exists():
+    taken = (run_dir / PAIR_FILE).exists() or (run_dir / RUN_FILE).exists()
+    barrier(world)  # every rank looks before rank 0 writes
+    if taken:
         raise TwofoldError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another --out")
     if world.main:
         run_dir.mkdir(parents=True, exist_ok=True)
