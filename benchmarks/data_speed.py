@@ -29,23 +29,23 @@ from twofold.data.store import prepare_store
 from twofold.tokenizer import load_tokenizer, train_tokenizer
 
 
-def best_of(repeats: int, work) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def timed(work) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
 
 
 def bench_prepare(tokenizer, workdir: Path, repeats: int) -> tuple[float, float, int]:
+    """Best of `repeats` for each, the two interleaved so that load from other processes
+    on the machine hits both alike."""
     texts = [d.text for d in stdlib_documents()]
     characters = sum(len(t) for t in texts)
-    bare = best_of(repeats, lambda: tokenizer.backend.encode_batch(texts, add_special_tokens=False))
-    runs = iter(range(repeats))
-    pipeline = best_of(repeats, lambda: prepare_store(
-        [SourceSpec("stdlib")], tokenizer, workdir / f"store{next(runs)}", progress=False))
-    return characters / bare, characters / pipeline, characters
+    bare, pipeline = [], []
+    for run in range(repeats):
+        bare.append(timed(lambda: tokenizer.backend.encode_batch(texts, add_special_tokens=False)))
+        out = workdir / f"store{run}"
+        pipeline.append(timed(lambda: prepare_store([SourceSpec("stdlib")], tokenizer, out, progress=False)))  # noqa: B023
+    return characters / min(bare), characters / min(pipeline), characters
 
 
 def bench_loader(store: Path, batch: int, steps: int, workers: int) -> float:
@@ -88,7 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokenizer", help="tokenizer to use (default: train a BPE on stdlib)")
     parser.add_argument("--vocab-size", type=int, default=16384)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8, help="sequences per batch (micro-batch)")
     parser.add_argument("--steps", type=int, default=50, help="loader batches to time")
     parser.add_argument("--train-steps", type=int, default=3)
