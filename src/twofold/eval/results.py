@@ -1,0 +1,100 @@
+"""`Result`: one task's scores for one model, and how results are written and read as JSON.
+
+A result carries what a comparison needs besides the scores: the model's kind (encoder or
+decoder), its parameter count, and, for a training checkpoint, its tag and training tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from twofold.errors import TwofoldError
+
+# Metrics where a smaller value is better; every other metric is "higher is better".
+LOWER_IS_BETTER = frozenset({"perplexity", "pseudo_perplexity"})
+
+
+@dataclass
+class Result:
+    task: str
+    model: str  # a label: the model directory's name unless given
+    metrics: dict[str, float]  # empty for tasks that only show text (samples)
+    seed: int
+    n: int  # examples scored: tokens, queries, dev examples, prompts
+    variant: str = ""  # e.g. the pooling of a retrieval run
+    kind: str = ""  # "encoder" or "decoder"
+    parameters: int = 0
+    checkpoint: str = ""  # the checkpoint's tag, when the model is one of a run's checkpoints
+    tokens: int | None = None  # training tokens the checkpoint had seen, when known
+    details: dict = field(default_factory=dict)  # task-specific extras (baselines, samples)
+
+    @property
+    def row(self) -> str:
+        """The task as a table row names it: `code-search[last]`."""
+        return f"{self.task}[{self.variant}]" if self.variant else self.task
+
+    @property
+    def column(self) -> str:
+        """The model as a table column names it: `encoder@decay2`."""
+        return f"{self.model}@{self.checkpoint}" if self.checkpoint else self.model
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "result") -> Result:
+        names = {f.name for f in fields(cls)}
+        missing = {"task", "model", "metrics", "seed", "n"} - set(data)
+        if missing:
+            raise TwofoldError(f"{where}: not an evaluation result (missing {', '.join(sorted(missing))}); "
+                               "pass the JSON files that `twofold eval` writes")
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def result_filename(result: Result) -> str:
+    parts = [result.column, result.task] + ([result.variant] if result.variant else [])
+    return re.sub(r"[^A-Za-z0-9._@=-]+", "_", "__".join(parts)) + ".json"
+
+
+def save_results(results: list[Result], out_dir: str | Path) -> list[Path]:
+    """One JSON file per result in `out_dir` (existing files of the same result are replaced)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for result in results:
+        path = out_dir / result_filename(result)
+        path.write_text(json.dumps(result.to_dict(), indent=2, default=float) + "\n")
+        paths.append(path)
+    return paths
+
+
+def load_results(path: str | Path) -> list[Result]:
+    """Results from a JSON file (one result or a list) or every result file under a directory."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.json") if _looks_like_result(p))
+        if not files:
+            raise TwofoldError(f"{path}: no evaluation results (*.json written by `twofold eval`) in it; "
+                               "run `twofold eval` first or pass the result files")
+        return [r for file in files for r in load_results(file)]
+    if not path.is_file():
+        raise TwofoldError(f"{path}: no such file or directory; pass result JSON files or the folder holding them")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise TwofoldError(f"{path}: not readable JSON ({error})") from None
+    items = data if isinstance(data, list) else [data]
+    if not all(isinstance(item, dict) for item in items):
+        raise TwofoldError(f"{path}: not an evaluation result; pass the JSON files that `twofold eval` writes")
+    return [Result.from_dict(item, where=str(path)) for item in items]
+
+
+def _looks_like_result(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"task", "model", "metrics"} <= set(data)

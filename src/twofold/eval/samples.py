@@ -1,0 +1,61 @@
+"""Samples for the report: decoder continuations of fixed prompts, encoder fill-mask guesses.
+
+The prompts are Python and English, like the built-in corpus. Greedy decoding, so the same
+model always writes the same text.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from twofold.eval.results import Result
+from twofold.eval.settings import Settings
+from twofold.eval.subject import Subject
+
+PROMPTS = (
+    "def read_file(path):\n",
+    "import os\n\n\ndef",
+    "class Stack:\n    \"\"\"",
+    "Return the number of",
+    "    for line in",
+)
+# `{mask}` is replaced by the tokenizer's mask token.
+MASKED = (
+    "def __init__(self, {mask}):",
+    "import {mask}",
+    "    return {mask}",
+    "for i in {mask}(10):",
+    "Return the {mask} of the list.",
+)
+
+
+@torch.no_grad()
+def continuations(subject: Subject, settings: Settings) -> list[dict]:
+    tokenizer = subject.tokenizer
+    samples = []
+    for prompt in PROMPTS:
+        ids = torch.tensor([[tokenizer.special.bos, *tokenizer.encode_batch([prompt])[0]]])
+        out = subject.model.generate(ids, max_new_tokens=settings.max_new_tokens, do_sample=False,
+                                     eos_token_id=tokenizer.special.eos, pad_token_id=tokenizer.special.pad)
+        new = [t for t in out[0, ids.shape[1]:].tolist() if t not in (tokenizer.special.eos, tokenizer.special.pad)]
+        samples.append({"prompt": prompt, "output": tokenizer.decode(new)})
+    return samples
+
+
+@torch.no_grad()
+def fill_masks(subject: Subject, top_k: int = 5) -> list[dict]:
+    tokenizer = subject.tokenizer
+    mask_text = tokenizer.backend.id_to_token(tokenizer.special.mask)
+    samples = []
+    for template in MASKED:
+        text = template.format(mask=mask_text)
+        ids = [tokenizer.special.cls, *tokenizer.encode_batch([text])[0], tokenizer.special.sep]
+        guesses = subject.model.fill_mask(ids, top_k=top_k)[0]
+        samples.append({"prompt": text, "output": [
+            {"token": tokenizer.decode([g["token_id"]]), "score": round(g["score"], 4)} for g in guesses]})
+    return samples
+
+
+def samples(subject: Subject, settings: Settings) -> list[Result]:
+    found = continuations(subject, settings) if subject.causal else fill_masks(subject)
+    return [subject.result("samples", {}, settings.seed, len(found), samples=found)]

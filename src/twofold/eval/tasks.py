@@ -1,0 +1,81 @@
+"""The task registry, and `evaluate` / `evaluate_pair`: run tasks on models, get `Result`s.
+
+Each task is a function (Subject, Settings) -> list[Result]. Tasks that read the user's
+files check them (`check`) before any model work starts, so a bad file fails in a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from twofold.errors import TwofoldError
+from twofold.eval.classification import package_classification, user_classification
+from twofold.eval.lm import language_modelling
+from twofold.eval.results import Result
+from twofold.eval.retrieval import code_search, retrieve
+from twofold.eval.samples import samples
+from twofold.eval.settings import Settings
+from twofold.eval.subject import Subject
+from twofold.eval.userdata import read_beir, read_classification
+from twofold.model import TwofoldModel
+from twofold.tokenizer import Tokenizer
+
+
+@dataclass(frozen=True)
+class Task:
+    run: Callable[[Subject, Settings], list[Result]]
+    help: str
+    builtin: bool = True  # needs nothing but the model
+    check: Callable[[Settings], object] | None = None
+
+
+def _beir(subject: Subject, settings: Settings) -> list[Result]:
+    data = read_beir(settings.beir, settings.max_queries, settings.seed)
+    return retrieve(subject, data, settings, "beir", variant_prefix=f"{data.name}/")
+
+
+TASKS: dict[str, Task] = {
+    "lm": Task(language_modelling, "held-out stdlib text: MLM accuracy + pseudo-perplexity (encoder), perplexity (decoder)"),
+    "code-search": Task(code_search, "held-out stdlib functions, docstring line -> code: nDCG@10, MRR@10"),
+    "package-classification": Task(package_classification, "fine-tune: held-out function docstring -> stdlib package: accuracy"),
+    "samples": Task(samples, "decoder continuations of fixed prompts, encoder fill-mask guesses"),
+    "classification": Task(user_classification, "fine-tune on --train, accuracy on --dev (TSV/CSV/JSONL)", builtin=False,
+                           check=lambda s: read_classification(s.train, s.dev, s.text_fields, s.label_field)),
+    "beir": Task(_beir, "zero-shot retrieval on a BEIR directory (--beir): nDCG@10, MRR@10", builtin=False,
+                 check=lambda s: read_beir(s.beir, s.max_queries, s.seed)),
+}
+BUILTIN_TASKS = tuple(name for name, task in TASKS.items() if task.builtin)
+
+
+def check_tasks(names: Sequence[str], settings: Settings) -> list[str]:
+    """The task names, validated, with their input files read once to fail early."""
+    names = list(dict.fromkeys(names or BUILTIN_TASKS))
+    unknown = [name for name in names if name not in TASKS]
+    if unknown:
+        raise TwofoldError(f"unknown task {unknown[0]!r}; valid tasks: {', '.join(TASKS)}")
+    for name in names:
+        if TASKS[name].check is not None:
+            TASKS[name].check(settings)
+    return names
+
+
+def evaluate(model: TwofoldModel, tokenizer: Tokenizer, tasks: Sequence[str] = (), name: str | None = None,
+             settings: Settings | None = None, checkpoint: str = "", tokens: int | None = None,
+             checked: bool = False) -> list[Result]:
+    """Run `tasks` (default: every built-in task) on one model."""
+    settings = settings or Settings()
+    names = list(tasks) if checked else check_tasks(tasks, settings)
+    subject = Subject(model, tokenizer, name or ("decoder" if model.config.causal else "encoder"),
+                      checkpoint=checkpoint, tokens=tokens)
+    return [result for task in names for result in TASKS[task].run(subject, settings)]
+
+
+def evaluate_pair(encoder: TwofoldModel, decoder: TwofoldModel, tokenizer: Tokenizer,
+                  tasks: Sequence[str] = (), settings: Settings | None = None,
+                  names: tuple[str, str] = ("encoder", "decoder")) -> list[Result]:
+    """The same tasks, settings and seed for both members of a pair."""
+    settings = settings or Settings()
+    checked = check_tasks(tasks, settings)
+    return [*evaluate(encoder, tokenizer, checked, names[0], settings, checked=True),
+            *evaluate(decoder, tokenizer, checked, names[1], settings, checked=True)]

@@ -1,0 +1,193 @@
+"""Tables and plots of evaluation results side by side.
+
+Rows are (task[variant], metric), columns are models (`name@checkpoint` for checkpoints).
+The `best` column names the winner of each row (lowest perplexity, highest anything else),
+so a reader sees at once where the encoder wins and where the decoder does.
+Plots (PNG, matplotlib's object API, no display needed):
+- `scores.png`: a bar per model for every score;
+- `vs-parameters.png`: score against parameter count, one line per kind, when sizes differ;
+- `vs-tokens.png`: score against training tokens, one line per model, for checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from twofold.eval.results import LOWER_IS_BETTER, Result
+
+KIND_COLOURS = {"encoder": "tab:blue", "decoder": "tab:orange"}
+
+
+@dataclass
+class Row:
+    task: str  # task[variant]
+    metric: str
+    values: dict[str, float]  # column -> value
+
+    @property
+    def best(self) -> str:
+        if len(self.values) < 2:
+            return ""
+        pick = min if self.metric in LOWER_IS_BETTER else max
+        return pick(self.values, key=self.values.get)
+
+    @property
+    def label(self) -> str:
+        arrow = "↓" if self.metric in LOWER_IS_BETTER else "↑"
+        return f"{self.task} {self.metric} {arrow}"
+
+
+def columns(results: list[Result]) -> list[str]:
+    return list(dict.fromkeys(r.column for r in results if r.metrics))
+
+
+def rows(results: list[Result]) -> list[Row]:
+    table: dict[tuple[str, str], dict[str, float]] = {}
+    for result in results:
+        for metric, value in result.metrics.items():
+            table.setdefault((result.row, metric), {})[result.column] = value
+    return [Row(task, metric, values) for (task, metric), values in table.items()]
+
+
+def _format(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4g}"
+
+
+def _cells(results: list[Result]) -> list[list[str]]:
+    names = columns(results)
+    header = ["task", "metric", *names, "best"]
+    body = [[row.task, row.metric, *(_format(row.values.get(n)) for n in names), row.best]
+            for row in rows(results)]
+    return [header, *body]
+
+
+def terminal_table(results: list[Result]) -> str:
+    cells = _cells(results)
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+             for line in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(results: list[Result]) -> str:
+    cells = _cells(results)
+    align = ["---", "---"] + ["---:"] * (len(cells[0]) - 3) + ["---"]
+    return "\n".join("| " + " | ".join(line) + " |" for line in [cells[0], align, *cells[1:]])
+
+
+def models_markdown(results: list[Result]) -> str:
+    """One line per model: kind, parameters, checkpoint and tokens."""
+    seen = {}
+    for r in results:
+        seen.setdefault(r.column, r)
+    lines = ["| model | kind | parameters | training tokens |", "|---|---|---:|---:|"]
+    for column, r in seen.items():
+        tokens = "–" if r.tokens is None else f"{r.tokens:,}"
+        lines.append(f"| {column} | {r.kind} | {r.parameters / 1e6:.2f}M | {tokens} |")
+    return "\n".join(lines)
+
+
+def samples_markdown(results: list[Result]) -> str:
+    parts = []
+    for result in results:
+        for sample in result.details.get("samples", []):
+            output = sample["output"]
+            if isinstance(output, list):  # fill-mask guesses
+                output = ", ".join(f"{g['token']!r} {g['score']:.2f}" for g in output)
+            parts.append(f"- **{result.column}** `{sample['prompt']!r}` → `{output!r}`")
+    return "\n".join(parts)
+
+
+def _panels(count: int, width: float = 4.0, height: float = 3.2):
+    cols = min(count, 4)
+    grid = math.ceil(count / cols)
+    figure = Figure(figsize=(width * cols, height * grid), layout="constrained")
+    axes = figure.subplots(grid, cols, squeeze=False).flatten()
+    for extra in axes[count:]:
+        extra.set_visible(False)
+    return figure, axes
+
+
+def plot_scores(results: list[Result], path: str | Path) -> Path:
+    """A bar per model for every score, coloured by kind (encoder / decoder)."""
+    table = rows(results)
+    kinds = {r.column: r.kind for r in results}
+    figure, axes = _panels(max(len(table), 1))
+    for ax, row in zip(axes, table):
+        names = list(row.values)
+        values = [row.values[n] for n in names]
+        bars = ax.bar(range(len(names)), values, color=[KIND_COLOURS.get(kinds[n], "tab:gray") for n in names])
+        ax.bar_label(bars, labels=[_format(v) for v in values], fontsize=8)
+        ax.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
+        ax.set_title(row.label, fontsize=9)
+        ax.margins(y=0.15)
+    figure.suptitle("Evaluation scores (blue: encoder, orange: decoder)")
+    return _save(figure, path)
+
+
+def plot_against(results: list[Result], path: str | Path, x: str) -> Path:
+    """Score against `parameters` (one line per kind) or `tokens` (one line per model)."""
+    table = rows(results)
+    by_column = {r.column: r for r in results}
+    figure, axes = _panels(max(len(table), 1))
+    for ax, row in zip(axes, table):
+        lines = defaultdict(list)
+        for column, value in row.values.items():
+            r = by_column[column]
+            position = r.parameters if x == "parameters" else r.tokens
+            if position is not None:
+                lines[r.kind if x == "parameters" else r.model].append((position, value))
+        for name, points in sorted(lines.items()):
+            points.sort()
+            ax.plot([p for p, _ in points], [v for _, v in points], marker="o", label=name,
+                    color=KIND_COLOURS.get(name))
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters" if x == "parameters" else "training tokens")
+        ax.set_title(row.label, fontsize=9)
+        ax.legend(fontsize=7)
+    return _save(figure, path)
+
+
+def _save(figure: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def plots(results: list[Result], out_dir: str | Path) -> list[Path]:
+    """Every plot the results support: scores always; parameters when sizes differ; tokens for checkpoints."""
+    out_dir = Path(out_dir)
+    scored = [r for r in results if r.metrics]
+    if not scored:
+        return []
+    made = [plot_scores(scored, out_dir / "scores.png")]
+    if len({r.parameters for r in scored}) > 1:
+        made.append(plot_against(scored, out_dir / "vs-parameters.png", "parameters"))
+    if any(r.tokens is not None for r in scored):
+        made.append(plot_against(scored, out_dir / "vs-tokens.png", "tokens"))
+    return made
+
+
+def write_report(results: list[Result], out_dir: str | Path, title: str = "Evaluation",
+                 sections: list[str] = ()) -> Path:
+    """`report.md` with the models, the table, every plot, the samples, and any extra `sections` (markdown)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parts = [f"# {title}", models_markdown(results), "## Scores", markdown_table(results),
+             "`best`: the winner of each row (↓ lower is better, ↑ higher). "
+             "Seeds: " + ", ".join(sorted({str(r.seed) for r in results})) + "."]
+    parts += [f"![{p.stem}]({p.name})" for p in plots(results, out_dir)]
+    samples = samples_markdown(results)
+    if samples:
+        parts += ["## Samples", samples]
+    parts += list(sections)
+    path = out_dir / "report.md"
+    path.write_text("\n\n".join(parts) + "\n")
+    return path

@@ -1,0 +1,35 @@
+"""A small BPE tokenizer and tiny random encoder/decoder models, shared by the eval tests."""
+
+import pytest
+
+from twofold.data.stdlib import stdlib_documents
+from twofold.eval import Settings
+from twofold.model import TwofoldModel, preset
+from twofold.tokenizer import train_tokenizer
+
+# Every task in a second or two with a tiny model.
+TINY = Settings(max_length=48, batch_size=16, lm_tokens=300, pseudo_perplexity_tokens=12, max_queries=12,
+                max_examples=24, min_per_class=20, epochs=1, max_new_tokens=4)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tmp_path_factory):
+    texts = [d.text for d in stdlib_documents("train", packages=["json", "textwrap"])]
+    return train_tokenizer(texts, 512, tmp_path_factory.mktemp("tokenizer"))
+
+
+def tiny_model(tokenizer, causal: bool) -> TwofoldModel:
+    s = tokenizer.special
+    return TwofoldModel(preset("tiny", causal=causal, vocab_size=tokenizer.vocab_size, cls_token_id=s.cls,
+                               sep_token_id=s.sep, pad_token_id=s.pad, mask_token_id=s.mask,
+                               bos_token_id=s.bos, eos_token_id=s.eos))
+
+
+@pytest.fixture(scope="session")
+def encoder(tokenizer):
+    return tiny_model(tokenizer, causal=False)
+
+
+@pytest.fixture(scope="session")
+def decoder(tokenizer):
+    return tiny_model(tokenizer, causal=True)

@@ -1,0 +1,31 @@
+"""The built-in evaluation data comes from the held-out split and never from training text."""
+
+from twofold.data.stdlib import held_out_functions, is_held_out, stdlib_documents
+from twofold.eval.classification import package_set
+from twofold.eval.retrieval import code_search_set
+
+
+def test_evaluation_functions_never_appear_in_the_training_corpus():
+    functions = held_out_functions()
+    assert len(functions) > 100 and all(is_held_out(f.module) for f in functions)
+    training_text = "\x00".join(d.text for d in stdlib_documents("train"))
+    leaked = [f.name for f in functions if f.code.strip() in training_text]
+    assert leaked == []
+
+
+def test_code_search_pairs_each_docstring_line_with_its_code():
+    data = code_search_set(max_queries=50, seed=0)
+    assert len(data.queries) == 50 and set(data.qrels) == set(data.queries)
+    for query, relevant in data.qrels.items():
+        (doc,) = relevant
+        assert '"""' not in data.documents[doc] or data.queries[query] not in data.documents[doc]
+    assert code_search_set(50, seed=0) == data and code_search_set(50, seed=1) != data
+
+
+def test_package_classification_split_is_stratified_and_complete():
+    data = package_set(min_per_class=20, dev_fraction=0.2, seed=0)
+    assert len(data.label_names) >= 2
+    kept = [f for f in held_out_functions() if f.package in data.label_names]
+    assert len(data.train) + len(data.dev) == len(kept)
+    assert 0.15 < len(data.dev) / len(kept) < 0.25
+    assert {label for _, label in data.dev} == set(range(len(data.label_names)))

@@ -1,0 +1,116 @@
+"""`twofold eval` / `twofold compare`: results, tables, plots, checkpoints, and the exit-2 contract."""
+
+import json
+from pathlib import Path
+
+import pytest
+from tests.eval.conftest import tiny_model
+
+import twofold
+from twofold.cli import main
+from twofold.eval import Result, load_results, save_results
+from twofold.report import markdown_table, plots, rows, terminal_table
+
+TINY_FLAGS = ["--max-length", "48", "--lm-tokens", "200", "--pseudo-perplexity-tokens", "8",
+              "--max-queries", "8", "--batch-size", "16"]
+
+
+def result(model, kind, task, metrics, parameters=1_000_000, **extra):
+    return Result(task=task, model=model, metrics=metrics, seed=0, n=10, kind=kind, parameters=parameters, **extra)
+
+
+def is_png(path: Path) -> bool:
+    return path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
+
+
+def test_table_names_the_best_model_per_row_in_its_direction():
+    results = [result("enc", "encoder", "code-search", {"ndcg@10": 0.6}),
+               result("dec", "decoder", "code-search", {"ndcg@10": 0.4}),
+               result("enc", "encoder", "lm", {"pseudo_perplexity": 30.0}),
+               result("dec", "decoder", "lm", {"perplexity": 20.0}),
+               result("dec2", "decoder", "lm", {"perplexity": 25.0})]
+    best = {(row.task, row.metric): row.best for row in rows(results)}
+    assert best == {("code-search", "ndcg@10"): "enc", ("lm", "pseudo_perplexity"): "", ("lm", "perplexity"): "dec"}
+    table = markdown_table(results)
+    assert table.splitlines()[0] == "| task | metric | enc | dec | dec2 | best |"
+    assert "| lm | pseudo_perplexity | 30 | – | – |  |" in table
+    assert "0.6" in terminal_table(results)
+
+
+def test_plots_follow_what_the_results_hold(tmp_path):
+    pair = [result("enc", "encoder", "cls", {"accuracy": 0.7}), result("dec", "decoder", "cls", {"accuracy": 0.5})]
+    assert [p.name for p in plots(pair, tmp_path / "pair")] == ["scores.png"]
+    sizes = pair + [result("enc-big", "encoder", "cls", {"accuracy": 0.8}, parameters=9_000_000)]
+    made = plots(sizes, tmp_path / "sizes")
+    assert [p.name for p in made] == ["scores.png", "vs-parameters.png"] and all(map(is_png, made))
+    steps = [result("enc", "encoder", "cls", {"accuracy": a}, checkpoint=f"step{i}", tokens=1000 * i)
+             for i, a in enumerate((0.3, 0.5, 0.6), start=1)]
+    assert "vs-tokens.png" in [p.name for p in plots(steps, tmp_path / "steps")]
+
+
+def test_compare_two_runs_side_by_side(tmp_path, capsys):
+    for run, score in (("small", 0.4), ("big", 0.6)):
+        save_results([result("encoder", "encoder", "code-search", {"ndcg@10": score}, parameters=len(run) * 10**6),
+                      result("decoder", "decoder", "code-search", {"ndcg@10": score / 2}, parameters=len(run) * 10**6)],
+                     tmp_path / run / "eval")
+    out = tmp_path / "compare"
+    assert main(["compare", str(tmp_path / "small"), str(tmp_path / "big" / "eval"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "small/encoder" in printed and "big/decoder" in printed
+    assert "big/encoder" in (out / "report.md").read_text()
+    assert is_png(out / "scores.png") and is_png(out / "vs-parameters.png")
+
+
+@pytest.fixture(scope="module")
+def pair_dir(tmp_path_factory, encoder, decoder, tokenizer):
+    root = tmp_path_factory.mktemp("pair")
+    for name, model in (("encoder", encoder), ("decoder", decoder)):
+        twofold.save(model, root / name, tokenizer=Path(tokenizer.source).parent)
+    return root
+
+
+def test_eval_a_pair_folder_writes_json_table_and_report(pair_dir, capsys):
+    assert main(["eval", str(pair_dir), "--task", "lm,code-search", *TINY_FLAGS]) == 0
+    printed = capsys.readouterr().out
+    assert "code-search[last]" in printed and "best" in printed
+    results = load_results(pair_dir / "eval")
+    assert {(r.model, r.row) for r in results} == {
+        ("encoder", "lm[masked]"), ("encoder", "lm[pseudo]"), ("encoder", "code-search[mean]"),
+        ("decoder", "lm"), ("decoder", "code-search[last]"), ("decoder", "code-search[mean]")}
+    assert "![scores](scores.png)" in (pair_dir / "eval" / "report.md").read_text()
+    assert is_png(pair_dir / "eval" / "scores.png")
+
+
+def test_eval_all_checkpoints_of_a_run_plots_score_against_tokens(tmp_path, tokenizer, capsys):
+    from twofold.train import checkpoint
+
+    run = tmp_path / "encoder-run"
+    run.mkdir()
+    model = tiny_model(tokenizer, causal=False)
+    (run / "run.json").write_text(json.dumps({"model": model.config.to_dict(), "options": {"stores": []}}))
+    for step, tag in ((3, "step1"), (6, "step2")):
+        model.reset_parameters()
+        checkpoint.save(run / "checkpoints", step=step, model=model, optimizer=None,
+                        progress={"tokens": step * 1000}, data={}, config={}, recipe={}, tag=tag)
+    out = tmp_path / "out"
+    argv = ["eval", str(run), "--all-checkpoints", "--tokenizer", str(Path(tokenizer.source).parent),
+            "--task", "lm", "--out", str(out), *TINY_FLAGS]
+    assert main(argv) == 0
+    results = load_results(out)
+    assert sorted((r.checkpoint, r.tokens) for r in results if r.variant == "masked") == [("step1", 3000), ("step2", 6000)]
+    assert "encoder-run@step2" in capsys.readouterr().out
+    assert is_png(out / "vs-tokens.png")
+
+
+@pytest.mark.parametrize("make_argv, message", [
+    (lambda d, p: ["eval", str(d)], "not a model directory (no config.json)"),
+    (lambda d, p: ["eval", str(p / "encoder"), "--task", "glue"], "unknown task 'glue'; valid tasks: lm, code-search"),
+    (lambda d, p: ["eval", str(p / "encoder"), "--all-checkpoints"], "--all-checkpoints needs a training run"),
+    (lambda d, p: ["eval", str(p / "encoder"), "--task", "beir", "--beir", str(d)], "no corpus.jsonl"),
+    (lambda d, p: ["eval", str(p / "encoder"), "--task", "classification"], "needs --train and --dev"),
+    (lambda d, p: ["compare", str(d)], "no evaluation results"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, pair_dir, capsys, make_argv, message):
+    assert main(make_argv(tmp_path, pair_dir)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err

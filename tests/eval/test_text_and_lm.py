@@ -1,0 +1,72 @@
+"""Framing texts as training did, masking, and the language-modelling scores."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from tests.eval.conftest import TINY
+
+from twofold.eval.lm import causal_lm, held_out_windows, mask_windows, pseudo_perplexity
+from twofold.eval.subject import Subject
+from twofold.eval.text import embed_texts, frame
+from twofold.model.heads import embed
+
+
+def test_frame_adds_specials_and_cuts_the_longest_part_first(tokenizer):
+    cls, sep = tokenizer.special.cls, tokenizer.special.sep
+    single, pair = frame(tokenizer, ["def f(x): return x", ("short", "word " * 50)], max_length=16)
+    assert single[0] == cls and single[-1] == sep and cls not in single[1:-1]
+    assert len(pair) == 16 and pair.count(sep) == 2
+    first = tokenizer.encode_batch(["short"])[0]
+    assert pair[1:1 + len(first)] == first  # the short part is kept whole
+
+
+def test_embed_texts_pools_like_the_model_heads(tokenizer, encoder):
+    texts = ["import os", "def read(path):\n    return open(path).read()", "x"]
+    vectors = embed_texts(encoder, tokenizer, texts, ("mean", "cls"), max_length=32, batch_size=2)
+    for i, ids in enumerate(frame(tokenizer, texts, 32)):
+        expected = embed(encoder, torch.tensor([ids]), pooling="mean")[0]
+        assert torch.allclose(vectors["mean"][i], expected, atol=1e-5)
+
+
+def test_mask_windows_masks_regular_tokens_at_the_rate_and_by_seed(tokenizer):
+    windows = held_out_windows(tokenizer, max_length=64, budget=3000, seed=0)
+    assert sum(map(len, windows)) <= 3000 and max(map(len, windows)) <= 64
+    inputs, labels = mask_windows(windows, tokenizer, rate=0.15, seed=0)
+    masked = [(w[i], x[i]) for w, x, y in zip(windows, inputs, labels) for i in range(len(w)) if y[i] != -100]
+    regular = sum(t not in tokenizer.special.all() for w in windows for t in w)
+    assert all(x == tokenizer.special.mask and t not in tokenizer.special.all() for t, x in masked)
+    assert 0.10 < len(masked) / regular < 0.20
+    assert mask_windows(windows, tokenizer, 0.15, seed=0) == (inputs, labels)
+    assert mask_windows(windows, tokenizer, 0.15, seed=1) != (inputs, labels)
+
+
+def test_pseudo_perplexity_equals_masking_each_token_alone(tokenizer, encoder):
+    subject = Subject(encoder, tokenizer, "encoder")
+    value, n = pseudo_perplexity(subject, TINY)
+    windows = held_out_windows(tokenizer, TINY.max_length, TINY.pseudo_perplexity_tokens, TINY.seed + 1)
+    nll, count = 0.0, 0
+    with torch.no_grad():
+        for window in windows:
+            for i, token in enumerate(window):
+                if token in tokenizer.special.all():
+                    continue
+                ids = torch.tensor(window)
+                ids[i] = tokenizer.special.mask
+                nll += -F.log_softmax(encoder(ids[None]).logits[0, i], -1)[token].item()
+                count += 1
+    assert n == count and value == pytest.approx(math.exp(nll / count), rel=1e-4)
+
+
+def test_decoder_perplexity_is_exp_of_the_next_token_loss(tokenizer, decoder):
+    subject = Subject(decoder, tokenizer, "decoder")
+    value, n = causal_lm(subject, TINY)
+    windows = held_out_windows(tokenizer, TINY.max_length, TINY.lm_tokens, TINY.seed)
+    nll = 0.0
+    with torch.no_grad():
+        for window in windows:
+            logits = decoder(torch.tensor([window])).logits[0, :-1]
+            nll += F.cross_entropy(logits, torch.tensor(window[1:]), reduction="sum").item()
+    assert n == sum(len(w) - 1 for w in windows)
+    assert value == pytest.approx(math.exp(nll / n), rel=1e-4)
