@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import itertools
+from dataclasses import fields
 
+from twofold.data.sources import SourceSpec
+from twofold.data.store import CHUNK_CHARS
 from twofold.errors import TwofoldError
 
 _SOURCE_HELP = ("a source: PATH (text file/dir, .jsonl, .parquet), 'stdlib', or key=value,… e.g. "
-                "path=fr.jsonl,group=fr,text_field=content (keys: path kind name group group_field "
-                "text_field id_field split skip_bad_lines hf_config hf_split streaming part packages)")
+                "path=fr.jsonl,group=fr,text_field=content (keys: "
+                + " ".join(f.name for f in fields(SourceSpec)) + ")")
 _SUFFIXES = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 
 
@@ -27,7 +30,7 @@ def register(subparsers) -> None:
     prepare.add_argument("--skip-bad-lines", action="store_true",
                          help="JSONL: skip and count bad lines instead of stopping")
     prepare.add_argument("--overwrite", action="store_true", help="replace an existing store")
-    prepare.add_argument("--chunk-chars", type=int, default=4 << 20,
+    prepare.add_argument("--chunk-chars", type=int, default=CHUNK_CHARS,
                          help="characters tokenized per chunk (bounds memory use)")
     prepare.set_defaults(func=run_prepare)
 

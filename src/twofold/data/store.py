@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import shutil
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -37,6 +38,7 @@ from twofold.data.sources import (
     Document,
     SourceSpec,
     SourceStats,
+    estimated_size,
     input_files,
     read_documents,
 )
@@ -48,7 +50,7 @@ MANIFEST = "manifest.json"
 TOKENS, OFFSETS, DOC_GROUPS, DOC_SOURCES, DOC_IDS = (
     "tokens.bin", "offsets.bin", "doc_groups.bin", "doc_sources.bin", "doc_ids.txt")
 DATA_FILES = (TOKENS, OFFSETS, DOC_GROUPS, DOC_SOURCES, DOC_IDS)
-CHUNK_CHARS = 4 << 20
+CHUNK_CHARS = 1 << 20
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -73,7 +75,7 @@ def prepare_store(specs: Sequence[SourceSpec], tokenizer: Tokenizer, out: str | 
     partial.mkdir(parents=True)
     writer = _StoreWriter(partial, token_dtype(tokenizer.vocab_size))
     stats = [SourceStats() for _ in specs]
-    total = _total_bytes(specs)
+    total = _total_size(specs)
     # disable=None: no bar when stderr is not a terminal (logs, pipes, tests)
     with tqdm(total=total, unit="B", unit_scale=True, disable=None if progress else True,
               desc=f"prepare {out.name}") as bar:
@@ -215,7 +217,7 @@ class _StoreWriter:
         for spec, stat in zip(specs, stats):
             counts = self.sources.get(spec.name, {"documents": 0, "tokens": 0})
             sources.append({
-                "name": spec.name, "kind": spec.kind, "location": spec.path,
+                "name": spec.name, "kind": spec.kind, "location": _location(spec),
                 **counts,
                 "bad_lines_skipped": stat.bad_lines_skipped,
                 "replaced_characters": stat.replaced_characters,
@@ -247,6 +249,12 @@ class _StoreWriter:
             handle.flush()
             os.fsync(handle.fileno())
         return manifest
+
+
+def _location(spec: SourceSpec) -> str:
+    if spec.kind == "stdlib":
+        return f"stdlib of Python {platform.python_version()} ({spec.part})"
+    return spec.path
 
 
 def _index(table: dict, key: str) -> int:
@@ -297,16 +305,10 @@ def _tokenized_chunks(documents: Iterable[Document], tokenizer: Tokenizer,
             yield chunk, future.result()
 
 
-def _total_bytes(specs: Sequence[SourceSpec]) -> int | None:
-    """Input size for the progress bar's ETA, when the sources are local files."""
-    total = 0
-    for spec in specs:
-        path = Path(spec.path)
-        if spec.kind in ("hf", "stdlib") or not path.exists():
-            return None
-        total += path.stat().st_size if path.is_file() else sum(
-            p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return total
+def _total_size(specs: Sequence[SourceSpec]) -> int | None:
+    """Approximate input size for the progress bar's ETA; None when a source cannot say."""
+    sizes = [estimated_size(spec) for spec in specs]
+    return None if None in sizes else sum(sizes)
 
 
 def _fsync_dir(path: Path) -> None:
