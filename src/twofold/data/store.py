@@ -147,7 +147,17 @@ class TokenStore:
         return {g["name"]: g["tokens"] for g in self.manifest["groups"]}
 
     def documents_of(self, group: str) -> np.ndarray:
-        return np.flatnonzero(self.doc_groups == self.groups.index(group))
+        """Indices of the documents of `group`, ascending."""
+        order, starts = self._by_group
+        index = self.groups.index(group)
+        return order[starts[index]:starts[index + 1]]
+
+    @cached_property
+    def _by_group(self) -> tuple[np.ndarray, np.ndarray]:
+        # One stable sort serves every group (a scan per group would cost groups × documents).
+        order = np.argsort(self.doc_groups, kind="stable")
+        counts = np.bincount(self.doc_groups, minlength=len(self.groups))
+        return order, np.concatenate([[0], np.cumsum(counts)])
 
     @cached_property
     def doc_ids(self) -> list[str]:
