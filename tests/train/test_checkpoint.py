@@ -15,6 +15,7 @@ from twofold.train import checkpoint
 from twofold.train.checkpoint import (
     CheckpointWarning,
     CorruptCheckpoint,
+    capture,
     checkpoint_tag,
     find_tagged,
     list_checkpoints,
@@ -42,7 +43,7 @@ def train(model, opt, steps, seed):
 
 
 def save_step(root, model, opt, step, tag=None, keep_last=2):
-    return save(root, step=step, model=model, optimizer=opt, progress={"tokens": step * 100, "phase": "pretrain"},
+    return save(root, step=step, states=capture(model, opt), progress={"tokens": step * 100, "phase": "pretrain"},
                 data={"batches": step, "fingerprint": "abc"}, config={"model": "tiny"},
                 recipe={"name": "demo"}, tag=tag, keep_last=keep_last)
 

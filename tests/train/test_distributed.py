@@ -67,9 +67,10 @@ def one_process(tmp_path_factory, tiny_store, tiny_recipe):
     return out
 
 
-def test_two_gloo_ranks_match_one_process(tmp_path, tiny_store, tiny_recipe, one_process):
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_two_gloo_ranks_match_one_process(tmp_path, tiny_store, tiny_recipe, one_process, parallel):
     out = tmp_path / "two"
-    run(command(2, *train_args(tiny_recipe, tiny_store, out)))
+    run(command(2, *train_args(tiny_recipe, tiny_store, out, "--parallel", parallel)))
     assert_close_runs(out, one_process)
     # each rank logged its own disjoint slice of every global batch
     for phase in ("pretrain", "decay"):
@@ -94,10 +95,11 @@ def interrupt(argv, out, steps):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("before,after", [(2, 1), (1, 2)])
-def test_checkpoints_resume_across_world_sizes(tmp_path, tiny_store, tiny_recipe, one_process, before, after):
-    out = tmp_path / f"{before}to{after}"
-    interrupt(command(before, *train_args(tiny_recipe, tiny_store, out)), out, steps=8)
+@pytest.mark.parametrize("before,after,parallel", [(2, 1, "ddp"), (1, 2, "ddp"), (2, 1, "fsdp")])
+def test_checkpoints_resume_across_world_sizes(tmp_path, tiny_store, tiny_recipe, one_process, before, after,
+                                               parallel):
+    out = tmp_path / f"{before}to{after}-{parallel}"
+    interrupt(command(before, *train_args(tiny_recipe, tiny_store, out, "--parallel", parallel)), out, steps=8)
     assert checkpoint.list_checkpoints(out / "checkpoints")
     run(command(after, "train", "--resume", str(out), "--no-progress"))
     assert_close_runs(out, one_process)

@@ -3,15 +3,17 @@
 A checkpoint is a directory `ROOT/{step:09d}` or `ROOT/{step:09d}-{tag}` (the step first, so
 names sort in training order without opening anything):
 
-    model.safetensors      weights (tied weights stored once)
-    optimizer.safetensors  optimizer tensors, keyed `state.{param index}.{name}`
+    model.safetensors      full (unsharded) weights by parameter name, tied ones stored once
+    optimizer.safetensors  optimizer tensors, keyed `state/{parameter name}/{name}`
     rng.safetensors        torch (and CUDA) and numpy generator arrays
     state.json             the rest: step, tag, progress (schedule position), data-loader
                            state, optimizer scalars and param groups, python RNG, config,
                            recipe, twofold version
     checksums.json         sha256 of every file above, written last
 
-It is written into a temporary directory beside its final place, every file and the
+States are taken and put back with `torch.distributed.checkpoint.state_dict` in their full
+form, so a checkpoint written by one process, by DDP ranks or by FSDP2 shards is the same
+file set and resumes under any of them. It is written into a temporary directory beside its final place, every file and the
 directory fsynced, then renamed, so a crash leaves either the old set of checkpoints or the
 new one. Nothing is pickled. Loading verifies the checksums first; `load_latest` falls back
 past a corrupt or truncated checkpoint to the newest intact one, with a warning naming it.
@@ -36,8 +38,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
 
 from twofold import __version__
 from twofold.errors import TwofoldError
@@ -56,6 +65,35 @@ class CheckpointWarning(UserWarning):
 
 
 @dataclass(frozen=True)
+class States:
+    """Full CPU state dicts of a model and its optimizer, keyed by parameter names."""
+
+    model: dict
+    optimizer: dict | None = None
+
+
+def capture(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> States:
+    """The states to checkpoint. Under FSDP2 every rank calls it and rank 0 gets them whole."""
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    if optimizer is None:
+        return States(get_model_state_dict(model, options=options))
+    return States(*get_state_dict(model, optimizer, options=options))
+
+
+def restore(states: States, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
+            where: str = "checkpoint") -> None:
+    """Put full states back into a (possibly sharded) model and its optimizer; every rank calls it."""
+    options = StateDictOptions(full_state_dict=True, strict=True)
+    try:
+        set_model_state_dict(model, states.model, options=options)
+    except (RuntimeError, KeyError, ValueError) as error:
+        raise TwofoldError(f"{where} does not fit the model ({' '.join(str(error).split())[:300]}); "
+                           "check the recipe's model") from None
+    if optimizer is not None:
+        set_optimizer_state_dict(model, optimizer, states.optimizer, options=options)
+
+
+@dataclass(frozen=True)
 class Checkpoint:
     path: Path
     step: int
@@ -65,6 +103,7 @@ class Checkpoint:
     config: dict
     recipe: dict
     version: str
+    states: States
 
 
 def checkpoint_tag(prefix: str, tokens_before_step: int, every_tokens: int) -> str:
@@ -75,10 +114,12 @@ def checkpoint_tag(prefix: str, tokens_before_step: int, every_tokens: int) -> s
     return f"{prefix}{tokens_before_step // every_tokens + 1}"
 
 
-def save(root: str | Path, *, step: int, model: nn.Module, optimizer: torch.optim.Optimizer | None,
-         progress: dict, data: dict, config: dict, recipe: dict, tag: str | None = None,
-         keep_last: int = 2) -> Path:
-    """Write a checkpoint atomically, then keep the last `keep_last` plus every tagged one."""
+def save(root: str | Path, *, step: int, states: States, progress: dict, data: dict, config: dict,
+         recipe: dict, tag: str | None = None, keep_last: int = 2) -> Path:
+    """Write a checkpoint atomically, then keep the last `keep_last` plus every tagged one.
+
+    `states` come from `capture`; only one process (rank 0) calls `save`.
+    """
     root = Path(root)
     final = root / (f"{step:09d}-{tag}" if tag else f"{step:09d}")
     temp = root / f"{_TEMP}{final.name}-{os.getpid()}"
@@ -86,14 +127,15 @@ def save(root: str | Path, *, step: int, model: nn.Module, optimizer: torch.opti
         root.mkdir(parents=True, exist_ok=True)
         _remove_stale_temps(root)
         temp.mkdir()
-        save_model(model, str(temp / "model.safetensors"))
-        opt_tensors, opt_rest = _split_optimizer(optimizer)
+        weights, tied = _untie(states.model)
+        save_file(weights, str(temp / "model.safetensors"))
+        opt_tensors, opt_rest = _split_optimizer(states.optimizer)
         save_file(opt_tensors, str(temp / "optimizer.safetensors"))
         rng_tensors, rng_rest = _rng_state()
         save_file(rng_tensors, str(temp / "rng.safetensors"))
         state = {"format": FORMAT, "version": __version__, "step": step, "tag": tag,
                  "progress": progress, "data": data, "config": config, "recipe": recipe,
-                 "optimizer": opt_rest, "rng": rng_rest}
+                 "tied": tied, "optimizer": opt_rest, "rng": rng_rest}
         _write_text(temp / "state.json", json.dumps(state, indent=1, sort_keys=True))
         names = sorted(p.name for p in temp.iterdir())
         for name in names:
@@ -147,7 +189,7 @@ def verify(path: str | Path) -> None:
 
 def load(path: str | Path, model: nn.Module | None = None,
          optimizer: torch.optim.Optimizer | None = None, restore_rng: bool = True) -> Checkpoint:
-    """Verify, then load weights into `model`, state into `optimizer`, and the RNG states."""
+    """Verify, then read; put the states into `model` / `optimizer` and the RNG states back."""
     path = Path(path)
     if not path.is_dir():
         raise TwofoldError(f"{path} is not a checkpoint directory")
@@ -155,18 +197,18 @@ def load(path: str | Path, model: nn.Module | None = None,
     state = json.loads((path / "state.json").read_text())
     if state.get("format") != FORMAT:
         raise TwofoldError(f"checkpoint {path} has format {state.get('format')}, this twofold reads {FORMAT}")
+    weights = load_file(str(path / "model.safetensors"))
+    for alias, name in state["tied"].items():
+        weights[alias] = weights[name]
+    states = States(weights, _join_optimizer(load_file(str(path / "optimizer.safetensors")), state["optimizer"]))
     if model is not None:
-        missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
-        if missing or unexpected:
-            raise TwofoldError(f"checkpoint {path} does not fit the model: missing {sorted(missing)[:5]}, "
-                               f"unexpected {sorted(unexpected)[:5]}; check the recipe's model")
-    if optimizer is not None:
-        _load_optimizer(optimizer, load_file(str(path / "optimizer.safetensors")), state["optimizer"])
+        restore(States(states.model, states.optimizer if optimizer is not None else None), model, optimizer,
+                where=f"checkpoint {path}")
     if restore_rng:
         _set_rng_state(load_file(str(path / "rng.safetensors")), state["rng"])
     return Checkpoint(path=path, step=state["step"], tag=state["tag"], progress=state["progress"],
                       data=state["data"], config=state["config"], recipe=state["recipe"],
-                      version=state["version"])
+                      version=state["version"], states=states)
 
 
 def load_latest(root: str | Path, model: nn.Module | None = None,
@@ -242,36 +284,41 @@ def _retain(root: Path, keep_last: int) -> None:
 # ---------------------------------------------------------------- optimizer
 
 
-def _split_optimizer(optimizer: torch.optim.Optimizer | None) -> tuple[dict, dict]:
-    """`optimizer.state_dict()` as safetensors-ready tensors plus JSON for everything else."""
-    if optimizer is None:
+def _untie(weights: dict) -> tuple[dict, dict]:
+    """Safetensors stores a tensor once: drop names that share storage with an earlier one."""
+    kept, tied, seen = {}, {}, {}
+    for name, tensor in weights.items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if key in seen and tensor.numel():
+            tied[name] = seen[key]
+        else:
+            seen[key] = name
+            kept[name] = tensor.detach().contiguous()
+    return kept, tied
+
+
+def _split_optimizer(optimizer_state: dict | None) -> tuple[dict, dict]:
+    """A full optimizer state dict as safetensors-ready tensors plus JSON for everything else."""
+    if optimizer_state is None:
         return {}, {"state": {}, "param_groups": []}
-    full = optimizer.state_dict()
     tensors, scalars = {}, {}
-    for index, entry in full["state"].items():
+    for param, entry in optimizer_state["state"].items():
         for name, value in entry.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"state.{index}.{name}"] = value.detach().cpu().contiguous()
+                tensors[f"state/{param}/{name}"] = value.detach().cpu().contiguous()
             else:
-                scalars.setdefault(str(index), {})[name] = value
-    return tensors, {"state": scalars, "param_groups": full["param_groups"]}
+                scalars.setdefault(str(param), {})[name] = value
+    return tensors, {"state": scalars, "param_groups": optimizer_state["param_groups"]}
 
 
-def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, rest: dict) -> None:
+def _join_optimizer(tensors: dict, rest: dict) -> dict:
     state: dict = {}
     for key, value in tensors.items():
-        _, index, name = key.split(".", 2)
-        state.setdefault(int(index), {})[name] = value
-    for index, entry in rest["state"].items():
-        state.setdefault(int(index), {}).update(entry)
-    groups = []
-    for saved, current in zip(rest["param_groups"], optimizer.param_groups):
-        # JSON turned tuples (betas) into lists; give them back their type.
-        groups.append({k: tuple(v) if isinstance(current.get(k), tuple) else v for k, v in saved.items()})
-    if len(groups) != len(optimizer.param_groups):
-        raise TwofoldError(f"checkpoint optimizer has {len(rest['param_groups'])} parameter groups, "
-                           f"this run {len(optimizer.param_groups)}; the model or optimizer changed")
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
+        _, param, name = key.split("/")
+        state.setdefault(param, {})[name] = value
+    for param, entry in rest["state"].items():
+        state.setdefault(param, {}).update(entry)
+    return {"state": state, "param_groups": rest["param_groups"]}
 
 
 # ---------------------------------------------------------------- RNG

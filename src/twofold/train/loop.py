@@ -146,13 +146,14 @@ class _Trainer:
         if initial is not None:
             self.model.load_state_dict(initial)
         self.model.to(world.device)
+        # FSDP2 swaps parameters for sharded ones: wrap first, then build the optimizer.
+        self.net = wrap(self.model, world, options.parallel)
         self.optimizer = build_optimizer(self.model, recipe.optimizer, peak_lr=self.peaks[0])
         self.progress = Progress()
         if resume:
             self._restore()
         elif world.main:
             (run_dir / METRICS).write_text("")
-        self.net = wrap(self.model, world, options.parallel)
         if options.compile:
             self.net = torch.compile(self.net)
         self.autocast = _autocast(options.precision, world.device)
@@ -264,9 +265,10 @@ class _Trainer:
     # ------------------------------------------------------------ state
 
     def _save(self, tag: str | None, loader) -> None:
+        states = checkpoint.capture(self.model, self.optimizer)  # collective under FSDP2
         if self.world.main:
-            checkpoint.save(self.run_dir / "checkpoints", step=self.progress.step, model=self.model,
-                            optimizer=self.optimizer, progress=dataclasses.asdict(self.progress),
+            checkpoint.save(self.run_dir / "checkpoints", step=self.progress.step, states=states,
+                            progress=dataclasses.asdict(self.progress),
                             data=loader.state_dict(), config=self.model.config.to_dict(),
                             recipe=self.recipe.to_dict(), tag=tag, keep_last=self.options.keep_last)
         barrier(self.world)

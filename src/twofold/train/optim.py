@@ -52,7 +52,7 @@ class StableAdamW(torch.optim.Optimizer):
             state["step"] = torch.zeros((), dtype=torch.float32)
             state["exp_avg"] = torch.zeros_like(param, dtype=dtype)
             state["exp_avg_sq"] = torch.zeros_like(param, dtype=dtype)
-        state["step"] += 1
+        state["step"] = state["step"] + 1  # not in place: loaded states may share one step tensor
         step = state["step"].item()
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         exp_avg.lerp_(grad, 1 - beta1)
@@ -113,5 +113,7 @@ def clip_grad_norm(model: nn.Module, max_norm: float | None) -> torch.Tensor:
     """
     params = [p for p in model.parameters() if p.grad is not None]
     if max_norm is None:
-        return torch.nn.utils.get_total_norm([p.grad for p in params])
-    return torch.nn.utils.clip_grad_norm_(params, max_norm)
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+    else:
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    return norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # FSDP2: a DTensor
