@@ -33,6 +33,8 @@ class Masker:
         self.mask_id = mask_id
         self.special_ids = np.asarray(sorted(set(special_ids)), np.int64)
         self.regular_ids = np.setdiff1d(np.arange(vocab_size, dtype=np.int64), self.special_ids)
+        self.is_special = np.zeros(vocab_size, bool)
+        self.is_special[self.special_ids] = True
 
     @classmethod
     def for_store(cls, rate: float, vocab_size: int, special_ids: dict[str, int]) -> Masker:
@@ -44,7 +46,7 @@ class Masker:
         draws = rng.random(len(ids))
         action = rng.random(len(ids))
         random_tokens = self.regular_ids[rng.integers(0, len(self.regular_ids), len(ids))]
-        chosen = (draws < self.rate) & ~np.isin(ids, self.special_ids)
+        chosen = (draws < self.rate) & ~self.is_special[ids]
         labels = np.where(chosen, ids, IGNORE_INDEX)
         inputs = ids.copy()
         inputs[chosen & (action < 0.8)] = self.mask_id

@@ -176,7 +176,8 @@ class TokenStore:
             raise TwofoldError(f"{file}: missing from the token store; prepare it again")
         if file.stat().st_size == 0:
             return np.zeros(0, dtype=dtype)
-        return np.memmap(file, dtype=dtype, mode="r")
+        # A plain ndarray view of the map: slicing a np.memmap subclass costs more per call.
+        return np.asarray(np.memmap(file, dtype=dtype, mode="r"))
 
 
 class _HashedFile:
