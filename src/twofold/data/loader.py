@@ -26,7 +26,7 @@ import torch
 
 from twofold.data.batches import Batch, build_batch
 from twofold.data.mixture import Mixture
-from twofold.data.objectives import OBJECTIVES, Masker
+from twofold.data.objectives import masker_for
 from twofold.data.order import BatchSchedule, rank_slice
 from twofold.data.orderlog import OrderLog
 from twofold.data.sampling import Corpus, SequenceSampler
@@ -45,8 +45,6 @@ class BatchLoader:
                  batch_unit: str = "sequences", layout: str = "packed", mask_rate: float = 0.3,
                  num_workers: int = 0, run_dir: str | Path | None = None,
                  model_vocab_size: int | None = None):
-        if objective not in OBJECTIVES:
-            raise TwofoldError(f"objective {objective!r} is unknown; use one of {', '.join(OBJECTIVES)}")
         self.corpus = Corpus([s if isinstance(s, TokenStore) else TokenStore(s) for s in stores])
         if model_vocab_size is not None and self.corpus.vocab_size > model_vocab_size:
             raise TwofoldError(
@@ -61,8 +59,7 @@ class BatchLoader:
         rank_slice(world_size, rank, world_size)  # validates rank / world size early
         self.sampler = SequenceSampler(self.corpus, self.probabilities, seed, seq_len, layout)
         self.schedule = BatchSchedule(batch_size, batch_unit, seq_len)
-        special = self.corpus.special_ids
-        self.masker = Masker.for_store(mask_rate, self.corpus.vocab_size, special) if objective == "mlm" else None
+        self.masker = masker_for(objective, mask_rate, self.corpus.vocab_size, self.corpus.special_ids)
         self.num_workers = num_workers
         self.step = 0
         self.order_log = OrderLog(run_dir, rank, self.describe()) if run_dir is not None else None

@@ -28,7 +28,8 @@ class Mixture:
         if self.weights is not None and self.temperature is not None:
             raise TwofoldError("mixture: give either weights or temperature, not both")
         if self.temperature is not None and not self.temperature > 0:
-            raise TwofoldError(f"mixture: temperature must be > 0, got {self.temperature}; use e.g. 0.7 (1 = size-proportional)")
+            raise TwofoldError(f"mixture: temperature must be > 0, got {self.temperature}; "
+                               "use e.g. 0.7 (1 = size-proportional)")
         if self.weights is not None:
             object.__setattr__(self, "weights", {str(k): float(v) for k, v in self.weights.items()})
             negative = {k: v for k, v in self.weights.items() if v < 0}
@@ -55,7 +56,8 @@ class Mixture:
         if self.weights is not None:
             unweighted = [g for g in groups if g not in self.weights]
             if unweighted:
-                raise TwofoldError(f"mixture: included group(s) {', '.join(unweighted)} have no weight; add weights for them")
+                raise TwofoldError(f"mixture: included group(s) {', '.join(unweighted)} have no "
+                                   "weight; add weights for them")
             raw = {g: self.weights[g] for g in groups}
             if not any(raw.values()):
                 raise TwofoldError("mixture: every included group has weight 0; give one a positive weight")
@@ -64,7 +66,8 @@ class Mixture:
             raw = {g: float(group_tokens[g]) ** tau if group_tokens[g] > 0 else 0.0 for g in groups}
         empty = [g for g, w in raw.items() if w > 0 and group_tokens[g] == 0]
         if empty or not any(raw.values()):
-            raise TwofoldError(f"mixture: group(s) {', '.join(empty or groups)} have no tokens; drop them from the phase")
+            raise TwofoldError(f"mixture: group(s) {', '.join(empty or groups)} have no tokens; "
+                               "drop them from the phase")
         total = sum(raw.values())
         return {g: w / total for g, w in raw.items() if w > 0}
 
@@ -77,7 +80,8 @@ class Mixture:
     def from_dict(cls, data: Mapping, where: str = "mixture") -> Mixture:
         unknown = set(data) - {"weights", "temperature", "include"}
         if unknown:
-            raise TwofoldError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; use weights, temperature, include")
+            raise TwofoldError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
+                               "use weights, temperature, include")
         include = data.get("include")
         return cls(weights=data.get("weights"), temperature=data.get("temperature"),
                    include=tuple(include) if include is not None else None)

@@ -36,12 +36,6 @@ class Masker:
         self.is_special = np.zeros(vocab_size, bool)
         self.is_special[self.special_ids] = True
 
-    @classmethod
-    def for_store(cls, rate: float, vocab_size: int, special_ids: dict[str, int]) -> Masker:
-        """A masker from a store's special ids (keys cls, sep, pad, mask, unk)."""
-        names = ("cls", "sep", "pad", "mask", "unk")
-        return cls(rate, vocab_size, special_ids["mask"], [special_ids[k] for k in names])
-
     def __call__(self, ids: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         draws = rng.random(len(ids))
         action = rng.random(len(ids))
@@ -53,6 +47,17 @@ class Masker:
         randomize = chosen & (action >= 0.8) & (action < 0.9)
         inputs[randomize] = random_tokens[randomize]
         return inputs, labels
+
+
+def masker_for(objective: str, rate: float, vocab_size: int,
+               special_ids: dict[str, int]) -> Masker | None:
+    """The MLM masker for a store's special ids (cls, sep, pad, mask, unk); None for CLM."""
+    if objective not in OBJECTIVES:
+        raise TwofoldError(f"objective {objective!r} is unknown; use one of {', '.join(OBJECTIVES)}")
+    if objective == "clm":
+        return None
+    names = ("cls", "sep", "pad", "mask", "unk")
+    return Masker(rate, vocab_size, special_ids["mask"], [special_ids[k] for k in names])
 
 
 def causal_labels(ids: np.ndarray, cu_seqlens: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 from twofold.data.batches import Batch, build_batch
-from twofold.data.objectives import Masker
+from twofold.data.objectives import masker_for
 from twofold.data.sampling import Corpus
 from twofold.data.store import TokenStore
 from twofold.errors import TwofoldError
@@ -87,10 +87,12 @@ def replay_batch(run_dir: str | Path, step: int, rank: int | None = None) -> lis
     description = read_description(run_dir)
     corpus = Corpus([TokenStore(path) for path in description["stores"]])
     if corpus.fingerprint != description["fingerprint"]:
-        raise TwofoldError(f"{run_dir}: the stores' fingerprint {corpus.fingerprint[:12]} differs from "
-                           f"the run's {description['fingerprint'][:12]}; the stores were rebuilt or replaced")
-    special = corpus.special_ids
-    masker = Masker.for_store(description["mask_rate"], corpus.vocab_size, special) if description["objective"] == "mlm" else None
+        raise TwofoldError(
+            f"{run_dir}: the stores' fingerprint {corpus.fingerprint[:12]} differs from the run's "
+            f"{description['fingerprint'][:12]}; the stores were rebuilt or replaced"
+        )
+    masker = masker_for(description["objective"], description["mask_rate"], corpus.vocab_size,
+                        corpus.special_ids)
     batches = []
     for record in read_step(run_dir, step):
         if rank is not None and record["rank"] != rank:

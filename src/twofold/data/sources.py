@@ -60,7 +60,8 @@ class SourceSpec:
         if self.split not in ("file", "blank-line"):
             raise TwofoldError(f"source {self.path}: split={self.split!r}; use 'file' or 'blank-line'")
         if not self.name:
-            object.__setattr__(self, "name", "stdlib" if kind == "stdlib" else Path(self.path).stem or self.path)
+            name = "stdlib" if kind == "stdlib" else Path(self.path).stem or self.path
+            object.__setattr__(self, "name", name)
         if not self.group:
             object.__setattr__(self, "group", self.name)
 
@@ -198,7 +199,7 @@ def _read_jsonl(spec: SourceSpec, file: Path, relative: str, stats: SourceStats)
                     f"{file}:{line_number}: not a JSON object with a string field "
                     f"{spec.text_field!r}; fix the line, set text_field=…, or skip_bad_lines=true"
                 ) from None
-            doc_id = str(record.get(spec.id_field)) if spec.id_field in record else f"{relative}:{line_number}"
+            doc_id = _doc_id(spec, record, f"{relative}:{line_number}")
             yield Document(text, doc_id, spec.name, _group(spec, record, file, line_number))
     stats.files[str(file)] = digest.hexdigest()
 
@@ -213,7 +214,8 @@ def _read_parquet(spec: SourceSpec, file: Path, relative: str, stats: SourceStat
         raise TwofoldError(f"{file}: not a readable Parquet file ({error})") from None
     if spec.text_field not in parquet.schema_arrow.names:
         raise TwofoldError(
-            f"{file}: no column {spec.text_field!r} (columns: {', '.join(parquet.schema_arrow.names)}); set text_field=…"
+            f"{file}: no column {spec.text_field!r} (columns: "
+            f"{', '.join(parquet.schema_arrow.names)}); set text_field=…"
         )
     row = 0
     for batch in parquet.iter_batches(batch_size=1024):
@@ -221,7 +223,7 @@ def _read_parquet(spec: SourceSpec, file: Path, relative: str, stats: SourceStat
             row += 1
             text = record.get(spec.text_field)
             if isinstance(text, str) and text:
-                doc_id = str(record[spec.id_field]) if spec.id_field in record else f"{relative}:{row}"
+                doc_id = _doc_id(spec, record, f"{relative}:{row}")
                 yield Document(text, doc_id, spec.name, _group(spec, record, file, row))
 
 
@@ -238,14 +240,19 @@ def _read_hf(spec: SourceSpec) -> Iterator[Document]:
     count = 0
     for index, record in enumerate(dataset):
         if spec.text_field not in record:
-            raise TwofoldError(f"source {spec.path}: record {index} has no field {spec.text_field!r}; set text_field=…")
+            raise TwofoldError(f"source {spec.path}: record {index} has no field "
+                               f"{spec.text_field!r}; set text_field=…")
         text = record[spec.text_field]
         if isinstance(text, str) and text:
             count += 1
-            doc_id = str(record[spec.id_field]) if spec.id_field in record else f"{spec.hf_split}:{index}"
+            doc_id = _doc_id(spec, record, f"{spec.hf_split}:{index}")
             yield Document(text, doc_id, spec.name, _group(spec, record, spec.path, index))
     if count == 0:
         raise TwofoldError(f"source {spec.path}: no documents found (empty source)")
+
+
+def _doc_id(spec: SourceSpec, record: dict, default: str) -> str:
+    return str(record[spec.id_field]) if spec.id_field and spec.id_field in record else default
 
 
 def _group(spec: SourceSpec, record: dict, where: object, line: int) -> str:
