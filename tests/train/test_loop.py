@@ -165,3 +165,20 @@ def test_bad_input_is_one_line(tmp_path, tiny_store, tiny_recipe, pair_run, caps
     fails([*base, "--out", str(tmp_path / "d"), "--objective", "clm", "--init-from", str(small),
            "--set", "model=demo"], "does not fit recipe model demo")
     fails([*base, "--out", str(small), "--objective", "mlm"], "already holds a run")
+
+
+def test_resume_refuses_a_store_with_another_fingerprint(tmp_path, tiny_store, tiny_recipe, capsys):
+    import shutil
+
+    from twofold.data.sources import SourceSpec
+    from twofold.data.store import prepare_store
+    from twofold.tokenizer import load_tokenizer
+
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store, store)
+    run = run_member(tmp_path, store, tiny_recipe, "run")
+    tokenizer = load_tokenizer(tiny_store.parent / "tokenizer")
+    prepare_store([SourceSpec("stdlib", packages="json")], tokenizer, store, overwrite=True, progress=False)
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "token store differs from the checkpoint's" in err and err.count("\n") == 1

@@ -54,10 +54,11 @@ def run_train(args: argparse.Namespace) -> int:
             raise TwofoldError("--resume continues a run as it was started; drop --recipe/--store/--out/--init-from")
         world = join(args.device)
         try:
-            path = loop.resume_any(args.resume, world)
+            path = loop.resume_any(args.resume, world, {"progress": not args.no_progress})
         finally:
             leave()
-        print(f"run complete: {path}")
+        if world.main:
+            print(f"run complete: {path}")
         return 0
     for flag, value in (("--recipe", args.recipe), ("--store", args.store), ("--out", args.out)):
         if not value:
@@ -89,7 +90,8 @@ def run_train(args: argparse.Namespace) -> int:
             path = loop.start(args.out, recipe, options, world, init_from=args.init_from)
     finally:
         leave()
-    print(f"run complete: {path}")
+    if world.main:
+        print(f"run complete: {path}")
     return 0
 
 

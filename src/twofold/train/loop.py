@@ -463,20 +463,23 @@ def start_pair(run_dir: str | Path, recipe: Recipe, options: Options, world: Wor
     return resume_any(run_dir, world)
 
 
-def resume_any(run_dir: str | Path, world: World) -> Path:
-    """Resume a member run, or each member of a pair run (starting those not begun)."""
+def resume_any(run_dir: str | Path, world: World, overrides: dict | None = None) -> Path:
+    """Resume a member run, or each member of a pair run (starting those not begun).
+
+    `overrides` change how to run (e.g. progress), never what is learnt.
+    """
     run_dir = Path(run_dir)
     if not (run_dir / PAIR_FILE).is_file():
-        return resume(run_dir, world)
+        return resume(run_dir, world, overrides)
     pair = json.loads((run_dir / PAIR_FILE).read_text())
     recipe = recipe_from_dict(pair["recipe"], pair["recipe"]["name"])
     for member, objective in MEMBERS.items():
         member_dir = run_dir / member
         if (member_dir / RUN_FILE).is_file():
-            resume(member_dir, world)
+            resume(member_dir, world, overrides)
         else:
             saved = pair["options"]
-            options = Options(**{**saved, "stores": tuple(saved["stores"]),
-                                 "eval_stores": tuple(saved["eval_stores"]), "objective": objective})
+            options = Options(**{**saved, "stores": tuple(saved["stores"]), "eval_stores": tuple(saved["eval_stores"]),
+                                 "objective": objective, **(overrides or {})})
             start(member_dir, recipe, options, world, pair["init_from"].get(member))
     return run_dir
