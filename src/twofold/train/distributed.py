@@ -48,7 +48,7 @@ def join(device: str | None = None) -> World:
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    if world_size > 1 and not dist.is_initialized():
+    if "WORLD_SIZE" in os.environ and not dist.is_initialized():  # under torchrun, even for one rank
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return World(rank, world_size, local_rank, device)
 
@@ -59,10 +59,12 @@ def leave() -> None:
 
 
 def wrap(model: nn.Module, world: World, parallel: str) -> nn.Module:
-    """DDP or FSDP2 around `model` when the world has several ranks; the model itself otherwise."""
+    """DDP around `model` when there are several ranks; FSDP2 whenever torchrun started us
+    (one rank included, to measure its cost); the model itself otherwise."""
     if parallel not in PARALLEL:
         raise TwofoldError(f"parallel {parallel!r} is unknown; use one of {', '.join(PARALLEL)}")
-    if not world.distributed:
+    sharded = parallel == "fsdp" and dist.is_initialized()
+    if not sharded and not (parallel == "ddp" and world.distributed):
         return model
     if parallel == "ddp":
         ids = [world.device.index] if world.device.type == "cuda" else None
