@@ -46,3 +46,14 @@ def _dedent(code: str) -> str:
     import textwrap
 
     return textwrap.dedent(code)
+
+
+def test_prose_holds_every_docstring_that_ast_finds():
+    from twofold.data.stdlib import _docstrings
+
+    for module, file in stdlib_modules(["json", "email", "asyncio"]):
+        source = file.read_text()
+        tree = ast.parse(source)
+        expected = {ast.get_docstring(node) for node in ast.walk(tree)
+                    if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))}
+        assert expected - {None} <= set(_docstrings(source)), module

@@ -50,7 +50,7 @@ MANIFEST = "manifest.json"
 TOKENS, OFFSETS, DOC_GROUPS, DOC_SOURCES, DOC_IDS = (
     "tokens.bin", "offsets.bin", "doc_groups.bin", "doc_sources.bin", "doc_ids.txt")
 DATA_FILES = (TOKENS, OFFSETS, DOC_GROUPS, DOC_SOURCES, DOC_IDS)
-CHUNK_CHARS = 1 << 20
+CHUNK_CHARS = 2 << 20
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
