@@ -34,7 +34,9 @@ class Row:
         if len(self.values) < 2:
             return ""
         pick = min if self.metric in LOWER_IS_BETTER else max
-        return pick(self.values, key=self.values.get)
+        top = pick(self.values.values())
+        winners = [column for column, value in self.values.items() if value == top]
+        return winners[0] if len(winners) == 1 else "tie"
 
     @property
     def label(self) -> str:
@@ -47,11 +49,15 @@ def columns(results: list[Result]) -> list[str]:
 
 
 def rows(results: list[Result]) -> list[Row]:
+    """One row per (task[variant], metric); a task's rows together, tasks in order of appearance."""
     table: dict[tuple[str, str], dict[str, float]] = {}
     for result in results:
         for metric, value in result.metrics.items():
             table.setdefault((result.row, metric), {})[result.column] = value
-    return [Row(task, metric, values) for (task, metric), values in table.items()]
+    task_order = list(dict.fromkeys(r.task for r in results))
+    task_of = {r.row: r.task for r in results}
+    order = sorted(table, key=lambda key: (task_order.index(task_of[key[0]]), key[0]))
+    return [Row(task, metric, table[task, metric]) for task, metric in order]
 
 
 def _format(value: float | None) -> str:
@@ -94,13 +100,16 @@ def models_markdown(results: list[Result]) -> str:
 
 
 def samples_markdown(results: list[Result]) -> str:
+    """Prompts and outputs as Python literals, so newlines and spaces show."""
     parts = []
     for result in results:
         for sample in result.details.get("samples", []):
             output = sample["output"]
             if isinstance(output, list):  # fill-mask guesses
-                output = ", ".join(f"{g['token']!r} {g['score']:.2f}" for g in output)
-            parts.append(f"- **{result.column}** `{sample['prompt']!r}` → `{output!r}`")
+                shown = ", ".join(f"`{g['token']!r}` {g['score']:.3f}" for g in output)
+            else:
+                shown = f"`{output!r}`"
+            parts.append(f"- **{result.column}** `{sample['prompt']!r}` → {shown}")
     return "\n".join(parts)
 
 
@@ -126,7 +135,8 @@ def plot_scores(results: list[Result], path: str | Path) -> Path:
         ax.bar_label(bars, labels=[_format(v) for v in values], fontsize=8)
         ax.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
         ax.set_title(row.label, fontsize=9)
-        ax.margins(y=0.15)
+        if min(values) >= 0:  # bars grow from zero, with room for their labels
+            ax.set_ylim(0, max(values) * 1.15 or 1)
     figure.suptitle("Evaluation scores (blue: encoder, orange: decoder)")
     return _save(figure, path)
 

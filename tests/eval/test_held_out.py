@@ -1,5 +1,7 @@
 """The built-in evaluation data comes from the held-out split and never from training text."""
 
+from collections import Counter
+
 from twofold.data.stdlib import held_out_functions, is_held_out, stdlib_documents
 from twofold.eval.classification import package_set
 from twofold.eval.retrieval import code_search_set
@@ -23,9 +25,11 @@ def test_code_search_pairs_each_docstring_line_with_its_code():
 
 
 def test_package_classification_split_is_stratified_and_complete():
-    data = package_set(min_per_class=20, dev_fraction=0.2, seed=0)
+    data = package_set(min_per_class=20, max_per_class=50, dev_fraction=0.2, seed=0)
     assert len(data.label_names) >= 2
-    kept = [f for f in held_out_functions() if f.package in data.label_names]
-    assert len(data.train) + len(data.dev) == len(kept)
-    assert 0.15 < len(data.dev) / len(kept) < 0.25
+    sizes = Counter(f.package for f in held_out_functions())
+    kept = sum(min(sizes[name], 50) for name in data.label_names)
+    assert all(sizes[name] >= 20 for name in data.label_names)
+    assert len(data.train) + len(data.dev) == kept
+    assert 0.15 < len(data.dev) / kept < 0.25
     assert {label for _, label in data.dev} == set(range(len(data.label_names)))

@@ -3,7 +3,8 @@
 import json
 
 import pytest
-from tests.eval.conftest import TINY
+import torch
+from tests.eval.conftest import TINY, tiny_model
 
 from twofold.errors import TwofoldError
 from twofold.eval import evaluate
@@ -35,12 +36,17 @@ def test_tsv_and_jsonl_read_the_same_way(tmp_path):
     assert read_labelled(tsv, fields, "label") == read_labelled(jsonl, fields, "label") == [(('he said "hi"', "b"), "yes")]
 
 
-def test_classification_on_user_files(tmp_path, encoder, tokenizer):
+def test_fine_tuning_learns_a_separable_task_from_user_files(tmp_path, tokenizer):
     train, dev = sentiment(tmp_path)
-    settings = TINY.replace(train=str(train), dev=str(dev), text_fields=("sentence",))
-    (result,) = evaluate(encoder, tokenizer, ["classification"], settings=settings)
+    settings = TINY.replace(train=str(train), dev=str(dev), text_fields=("sentence",), epochs=3,
+                            batch_size=8, learning_rate=1e-3)
+    model = tiny_model(tokenizer, causal=False)
+    before = {name: t.clone() for name, t in model.state_dict().items()}
+    (result,) = evaluate(model, tokenizer, ["classification"], settings=settings)
+    assert all(torch.equal(before[name], t) for name, t in model.state_dict().items())  # fine-tuned a copy
     assert result.task == "classification" and result.n == 2 and result.details["labels"] == 2
-    assert 0 <= result.metrics["accuracy"] <= 1
+    assert result.details["pooling"] == "mean"
+    assert result.metrics["accuracy"] == 1.0 and result.details["majority_accuracy"] == 0.5
 
 
 def test_missing_label_column_is_one_clear_error(tmp_path):

@@ -15,9 +15,10 @@ _KNOBS = (
     ("max-queries", int, "retrieval queries at most (default 500)"),
     ("max-examples", int, "classification training examples at most (default 2000)"),
     ("min-per-class", int, "package-classification: smallest package kept (default 20)"),
+    ("max-per-class", int, "package-classification: functions kept of a bigger package (default 50)"),
     ("epochs", int, "classification fine-tuning epochs (default 3)"),
     ("learning-rate", float, "classification fine-tuning peak LR (default 1e-4)"),
-    ("pooling", str, "classification pooling: cls, mean or last (default: the model's; decoder: last)"),
+    ("pooling", str, "classification pooling: cls, mean or last (default: encoder mean, decoder last)"),
     ("max-new-tokens", int, "tokens each decoder sample continues (default 32)"),
 )
 
@@ -81,7 +82,7 @@ def run_eval(args: argparse.Namespace) -> int:
         label = f"{f.name}@{f.checkpoint}" if f.checkpoint else f.name
         print(f"evaluating {label}: {', '.join(tasks)}", flush=True)
         found_results = evaluate(f.load(), tokenizer, tasks, args.name or f.name, settings,
-                                 checkpoint=f.checkpoint, tokens=f.tokens, checked=True)
+                                 checkpoint=f.checkpoint, tokens=f.tokens)
         save_results(found_results, out)
         results += found_results
     print(terminal_table(results))

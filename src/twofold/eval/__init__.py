@@ -8,9 +8,9 @@ Tasks: see `TASKS` (`lm`, `code-search`, `package-classification`, `samples` bui
 `classification` and `beir` on the user's files). Tables and plots: `twofold.report`.
 """
 
-from twofold.eval.results import Result, load_results, save_results
+from twofold.eval.results import LOWER_IS_BETTER, METRIC_RANGES, Result, load_results, save_results
 from twofold.eval.settings import QUICK, Settings
 from twofold.eval.tasks import BUILTIN_TASKS, TASKS, check_tasks, evaluate, evaluate_pair
 
-__all__ = ["BUILTIN_TASKS", "QUICK", "TASKS", "Result", "Settings", "check_tasks", "evaluate",
-           "evaluate_pair", "load_results", "save_results"]
+__all__ = ["BUILTIN_TASKS", "LOWER_IS_BETTER", "METRIC_RANGES", "QUICK", "TASKS", "Result", "Settings",
+           "check_tasks", "evaluate", "evaluate_pair", "load_results", "save_results"]

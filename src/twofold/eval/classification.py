@@ -1,13 +1,15 @@
 """Classification by a short fine-tune, with one recipe for both members of a pair.
 
 The pretrained body and prediction head are copied into a `SequenceClassifier` (pooling:
-the model config's for the encoder, the last token for the decoder), a fresh linear
+the mean for the encoder, as ModernBERT's released configs and our retrieval do; the last
+token for the decoder, as Ettin's decoders are fine-tuned), a fresh linear
 classifier goes on top, and every weight is trained with AdamW and a linearly decaying LR for
 a few epochs. Score: accuracy on the dev set; the majority-class accuracy is kept beside it
 so a reader can tell learning from guessing.
 
 Built in: which top-level package a held-out stdlib function belongs to, from its docstring
-(packages with at least `min_per_class` functions; a stratified train/dev split by seed).
+(packages with at least `min_per_class` functions, at most `max_per_class` of each; a
+stratified train/dev split by seed).
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def classifier_from(model, num_labels: int, pooling: str | None) -> SequenceClas
 def fine_tune(subject: Subject, data: LabelledSet, settings: Settings, task: str) -> SequenceClassifier:
     tokenizer = subject.tokenizer
     torch.manual_seed(settings.seed)  # the classifier's initialisation
-    classifier = classifier_from(subject.model, len(data.label_names), settings.pooling)
+    pooling = settings.pooling or ("last" if subject.causal else "mean")
+    classifier = classifier_from(subject.model, len(data.label_names), pooling)
     train = data.train
     if len(train) > settings.max_examples:
         keep = np.random.default_rng(settings.seed).permutation(len(train))[:settings.max_examples]
@@ -92,8 +95,12 @@ def fine_tune_and_score(subject: Subject, data: LabelledSet, settings: Settings,
                           majority_accuracy=accuracy([majority] * len(gold), gold), pooling=classifier.pooling)
 
 
-def package_set(min_per_class: int, dev_fraction: float, seed: int) -> LabelledSet:
-    """Docstring -> top-level package of held-out stdlib functions, split per class by seed."""
+def package_set(min_per_class: int, max_per_class: int, dev_fraction: float, seed: int) -> LabelledSet:
+    """Docstring -> top-level package of held-out stdlib functions, split per class by seed.
+
+    Big packages are cut to `max_per_class` functions, so that guessing the largest class
+    (unittest has 100 functions) does not look like skill.
+    """
     by_package = defaultdict(list)
     for function in stdlib.functions():
         by_package[function.package].append(function.docstring)
@@ -105,15 +112,15 @@ def package_set(min_per_class: int, dev_fraction: float, seed: int) -> LabelledS
     train, dev = [], []
     for label, name in enumerate(names):
         docs = by_package[name]
-        order = rng.permutation(len(docs))
-        cut = max(1, round(len(docs) * dev_fraction))
+        order = rng.permutation(len(docs))[:max_per_class]
+        cut = max(1, round(len(order) * dev_fraction))
         dev += [((docs[i],), label) for i in order[:cut]]
         train += [((docs[i],), label) for i in order[cut:]]
     return LabelledSet("stdlib-packages", train, dev, names)
 
 
 def package_classification(subject: Subject, settings: Settings) -> list[Result]:
-    data = package_set(settings.min_per_class, settings.dev_fraction, settings.seed)
+    data = package_set(settings.min_per_class, settings.max_per_class, settings.dev_fraction, settings.seed)
     return [fine_tune_and_score(subject, data, settings, "package-classification")]
 
 

@@ -7,6 +7,7 @@ decoder), its parameter count, and, for a training checkpoint, its tag and train
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -15,6 +16,9 @@ from twofold.errors import TwofoldError
 
 # Metrics where a smaller value is better; every other metric is "higher is better".
 LOWER_IS_BETTER = frozenset({"perplexity", "pseudo_perplexity"})
+# The valid range of every metric a task reports (for checks of a whole pipeline's output).
+METRIC_RANGES = {"mlm_accuracy": (0.0, 1.0), "accuracy": (0.0, 1.0), "perplexity": (1.0, math.inf),
+                 "pseudo_perplexity": (1.0, math.inf), "ndcg@10": (0.0, 1.0), "mrr@10": (0.0, 1.0)}
 
 
 @dataclass

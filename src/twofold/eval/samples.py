@@ -11,6 +11,7 @@ import torch
 from twofold.eval.results import Result
 from twofold.eval.settings import Settings
 from twofold.eval.subject import Subject
+from twofold.eval.text import pad
 
 PROMPTS = (
     "def read_file(path):\n",
@@ -31,14 +32,17 @@ MASKED = (
 
 @torch.no_grad()
 def continuations(subject: Subject, settings: Settings) -> list[dict]:
+    """All prompts in one batch (generate aligns them); padding and EOS are dropped from the text."""
     tokenizer = subject.tokenizer
+    special = tokenizer.special
+    prompts = [[special.bos, *ids] for ids in tokenizer.encode_batch(list(PROMPTS))]
+    ids, mask = pad(prompts, special.pad)
+    out = subject.model.generate(ids, mask, max_new_tokens=settings.max_new_tokens, do_sample=False,
+                                 eos_token_id=special.eos, pad_token_id=special.pad)
     samples = []
-    for prompt in PROMPTS:
-        ids = torch.tensor([[tokenizer.special.bos, *tokenizer.encode_batch([prompt])[0]]])
-        out = subject.model.generate(ids, max_new_tokens=settings.max_new_tokens, do_sample=False,
-                                     eos_token_id=tokenizer.special.eos, pad_token_id=tokenizer.special.pad)
-        new = [t for t in out[0, ids.shape[1]:].tolist() if t not in (tokenizer.special.eos, tokenizer.special.pad)]
-        samples.append({"prompt": prompt, "output": tokenizer.decode(new)})
+    for prompt, row in zip(PROMPTS, out[:, ids.shape[1]:].tolist()):
+        new = row[:row.index(special.eos)] if special.eos in row else row
+        samples.append({"prompt": prompt, "output": tokenizer.decode(t for t in new if t != special.pad)})
     return samples
 
 

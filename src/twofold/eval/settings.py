@@ -26,11 +26,12 @@ class Settings:
     # classification (fine-tuning, the same recipe for both members)
     max_examples: int = 2_000  # training examples at most
     min_per_class: int = 20  # built-in task: packages with fewer functions are left out
+    max_per_class: int = 50  # built-in task: bigger packages are cut to this many functions
     dev_fraction: float = 0.2
     epochs: int = 3
     learning_rate: float = 1e-4
     weight_decay: float = 0.01
-    pooling: str | None = None  # None: the model's own (encoder: config's, decoder: last token)
+    pooling: str | None = None  # None: mean for the encoder, last token for the decoder
     # samples
     max_new_tokens: int = 32
     # user data

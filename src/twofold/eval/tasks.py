@@ -61,11 +61,10 @@ def check_tasks(names: Sequence[str], settings: Settings) -> list[str]:
 
 
 def evaluate(model: TwofoldModel, tokenizer: Tokenizer, tasks: Sequence[str] = (), name: str | None = None,
-             settings: Settings | None = None, checkpoint: str = "", tokens: int | None = None,
-             checked: bool = False) -> list[Result]:
+             settings: Settings | None = None, checkpoint: str = "", tokens: int | None = None) -> list[Result]:
     """Run `tasks` (default: every built-in task) on one model."""
     settings = settings or Settings()
-    names = list(tasks) if checked else check_tasks(tasks, settings)
+    names = check_tasks(tasks, settings)
     subject = Subject(model, tokenizer, name or ("decoder" if model.config.causal else "encoder"),
                       checkpoint=checkpoint, tokens=tokens)
     return [result for task in names for result in TASKS[task].run(subject, settings)]
@@ -76,6 +75,6 @@ def evaluate_pair(encoder: TwofoldModel, decoder: TwofoldModel, tokenizer: Token
                   names: tuple[str, str] = ("encoder", "decoder")) -> list[Result]:
     """The same tasks, settings and seed for both members of a pair."""
     settings = settings or Settings()
-    checked = check_tasks(tasks, settings)
-    return [*evaluate(encoder, tokenizer, checked, names[0], settings, checked=True),
-            *evaluate(decoder, tokenizer, checked, names[1], settings, checked=True)]
+    check_tasks(tasks, settings)  # both members' inputs before either runs
+    return [*evaluate(encoder, tokenizer, tasks, names[0], settings),
+            *evaluate(decoder, tokenizer, tasks, names[1], settings)]
