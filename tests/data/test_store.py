@@ -142,3 +142,21 @@ def _sha256(path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_prepare_memory_does_not_grow_with_the_corpus(tmp_path, tokenizer):
+    import tracemalloc
+
+    blocks = paragraphs()
+
+    def peak(copies: int) -> int:
+        corpus = write_jsonl(tmp_path / f"c{copies}.jsonl", [{"text": b} for b in blocks * copies])
+        tracemalloc.start()
+        prepare_store([SourceSpec(str(corpus))], tokenizer, tmp_path / f"s{copies}",
+                      progress=False, chunk_chars=20_000)
+        _, high = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return high
+
+    small, large = peak(1), peak(5)
+    assert large < 1.3 * small + 100_000, (small, large)  # 5x the corpus, about the same peak
