@@ -141,8 +141,14 @@ def plot_scores(results: list[Result], path: str | Path) -> Path:
     return _save(figure, path)
 
 
+def line_name(result: Result, x: str) -> str:
+    """Which line a point joins: against tokens, its model's checkpoints; against parameters,
+    models of one role across sizes (`17m/encoder`, `32m/encoder` -> `encoder`)."""
+    return result.model if x == "tokens" else result.model.rsplit("/", 1)[-1]
+
+
 def plot_against(results: list[Result], path: str | Path, x: str) -> Path:
-    """Score against `parameters` (one line per kind) or `tokens` (one line per model)."""
+    """Score against `parameters` or training `tokens`, a line per `line_name`."""
     table = rows(results)
     by_column = {r.column: r for r in results}
     figure, axes = _panels(max(len(table), 1))
@@ -152,11 +158,17 @@ def plot_against(results: list[Result], path: str | Path, x: str) -> Path:
             r = by_column[column]
             position = r.parameters if x == "parameters" else r.tokens
             if position is not None:
-                lines[r.kind if x == "parameters" else r.model].append((position, value))
-        for name, points in sorted(lines.items()):
+                lines[line_name(r, x), r.kind].append((position, value))
+        if x == "parameters" and all(len(points) == 1 for points in lines.values()):
+            by_kind = defaultdict(list)  # every model its own name: join them by kind instead
+            for (_, kind), points in lines.items():
+                by_kind[kind, kind] += points
+            lines = by_kind
+        for (name, kind), points in sorted(lines.items()):
             points.sort()
+            variant = name != kind  # e.g. encoder-from-decoder: its kind's colour, dashed
             ax.plot([p for p, _ in points], [v for _, v in points], marker="o", label=name,
-                    color=KIND_COLOURS.get(name))
+                    color=KIND_COLOURS.get(kind), linestyle="--" if variant else "-")
         ax.set_xscale("log")
         ax.set_xlabel("parameters" if x == "parameters" else "training tokens")
         ax.set_title(row.label, fontsize=9)

@@ -9,7 +9,7 @@ from tests.eval.conftest import tiny_model
 import twofold
 from twofold.cli import main
 from twofold.eval import Result, load_results, save_results
-from twofold.report import markdown_table, plots, rows, terminal_table
+from twofold.report import line_name, markdown_table, plots, rows, terminal_table
 
 TINY_FLAGS = ["--max-length", "48", "--lm-tokens", "200", "--pseudo-perplexity-tokens", "8",
               "--max-queries", "8", "--batch-size", "16"]
@@ -46,6 +46,12 @@ def test_plots_follow_what_the_results_hold(tmp_path):
     steps = [result("enc", "encoder", "cls", {"accuracy": a}, checkpoint=f"step{i}", tokens=1000 * i)
              for i, a in enumerate((0.3, 0.5, 0.6), start=1)]
     assert "vs-tokens.png" in [p.name for p in plots(steps, tmp_path / "steps")]
+
+
+def test_lines_join_a_role_across_sizes_and_a_model_across_checkpoints():
+    crossed = result("17m/encoder-from-decoder", "encoder", "cls", {"accuracy": 0.5}, checkpoint="step1", tokens=5)
+    assert line_name(crossed, "parameters") == "encoder-from-decoder"
+    assert line_name(crossed, "tokens") == "17m/encoder-from-decoder"
 
 
 def test_compare_two_runs_side_by_side(tmp_path, capsys):
