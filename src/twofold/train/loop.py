@@ -140,7 +140,6 @@ class _Trainer:
 
         self.run_dir, self.recipe, self.options, self.world = run_dir, recipe, options, world
         self.phases: tuple[Phase, ...] = (recipe.cross,) if options.cross else recipe.phases
-        self.peaks = [p.lr if p.lr is not None else recipe.optimizer.lr for p in self.phases]
         torch.manual_seed(recipe.seed)
         self.model = TwofoldModel(model_config)
         if initial is not None:
@@ -148,8 +147,10 @@ class _Trainer:
         self.model.to(world.device)
         # FSDP2 swaps parameters for sharded ones: wrap first, then build the optimizer.
         self.net = wrap(self.model, world, options.parallel)
-        self.optimizer = build_optimizer(self.model, recipe.optimizer, peak_lr=self.peaks[0])
+        first_peak = self.phases[0].lr_schedule(recipe.optimizer.lr).peak
+        self.optimizer = build_optimizer(self.model, recipe.optimizer, peak_lr=first_peak)
         self.progress = Progress()
+        self.resumed_data: dict | None = None  # the data loader state to continue from
         if resume:
             self._restore()
         elif world.main:
@@ -203,8 +204,8 @@ class _Trainer:
                        "batch_sequences": sequences, "seq_len": phase.seq_len,
                        "mask_rate": phase.mask_rate if self.options.objective == "mlm" else None})
             if bar is not None:
-                bar.update(tokens_after - bar.n)
                 bar.set_postfix(step=p.step, loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
+                bar.update(tokens_after - bar.n)
             tokens_before = tokens_after - sequences * phase.seq_len
             due = self._checkpoint_due(phase, tokens_before, tokens_after)
             if evaluator is not None and (due or self._eval_due()):
@@ -255,9 +256,9 @@ class _Trainer:
             kept = f"the last good checkpoint {last[-1].name} is intact" if last else "no checkpoint was written yet"
             raise NonFiniteLoss(
                 f"step {self.progress.step + 1} (phase {phase.name}, batch {batch.step}): the {what} is "
-                f"{loss if what == 'loss' else grad_norm}; training stopped and {kept}; resume with a lower "
-                f"LR (--set optimizer.lr=…) or inspect the batch (twofold data show-batch "
-                f"{self.run_dir / phase.name} --step {batch.step})")
+                f"{loss if what == 'loss' else grad_norm}; training stopped and {kept}; inspect the batch "
+                f"(twofold data show-batch {self.run_dir / phase.name} --step {batch.step}), then resume, "
+                "or start anew with a lower LR (--set optimizer.lr=…)")
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return loss, grad_norm
@@ -275,7 +276,6 @@ class _Trainer:
 
     def _restore(self) -> None:
         found = checkpoint.load_latest(self.run_dir / "checkpoints", self.model, self.optimizer)
-        self.resumed_data = None
         if found is None:
             if self.world.main:
                 (self.run_dir / METRICS).write_text("")
@@ -289,8 +289,6 @@ class _Trainer:
         if self.world.main:
             with open(self.run_dir / METRICS, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
-
-    resumed_data: dict | None = None
 
 
 # ---------------------------------------------------------------- pieces
