@@ -26,7 +26,7 @@ from twofold.eval.progress import progress
 from twofold.eval.results import Result
 from twofold.eval.settings import Settings
 from twofold.eval.subject import Subject
-from twofold.eval.text import batches_by_length, frame, pad
+from twofold.eval.text import batches_by_length, device_of, frame, pad
 from twofold.eval.userdata import LabelledSet, read_classification
 from twofold.model.heads import SequenceClassifier
 
@@ -43,13 +43,14 @@ def fine_tune(subject: Subject, data: LabelledSet, settings: Settings, task: str
     tokenizer = subject.tokenizer
     torch.manual_seed(settings.seed)  # the classifier's initialisation
     pooling = settings.pooling or ("last" if subject.causal else "mean")
-    classifier = classifier_from(subject.model, len(data.label_names), pooling)
+    device = device_of(subject.model)
+    classifier = classifier_from(subject.model, len(data.label_names), pooling).to(device)
     train = data.train
     if len(train) > settings.max_examples:
         keep = np.random.default_rng(settings.seed).permutation(len(train))[:settings.max_examples]
         train = [train[i] for i in sorted(keep)]
     sequences = frame(tokenizer, [texts for texts, _ in train], settings.max_length)
-    labels = torch.tensor([label for _, label in train])
+    labels = torch.tensor([label for _, label in train], device=device)
     steps_per_epoch = -(-len(train) // settings.batch_size)
     total_steps = settings.epochs * steps_per_epoch
     optimizer = torch.optim.AdamW(classifier.parameters(), lr=settings.learning_rate,
@@ -62,7 +63,7 @@ def fine_tune(subject: Subject, data: LabelledSet, settings: Settings, task: str
             order = torch.randperm(len(train), generator=generator).tolist()
             for start in range(0, len(order), settings.batch_size):
                 batch = order[start:start + settings.batch_size]
-                ids, mask = pad([sequences[i] for i in batch], tokenizer.special.pad)
+                ids, mask = pad([sequences[i] for i in batch], tokenizer.special.pad, device)
                 loss = classifier(ids, mask, labels=labels[batch]).loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -78,7 +79,7 @@ def predict(classifier: SequenceClassifier, subject: Subject, texts, settings: S
     sequences = frame(subject.tokenizer, texts, settings.max_length)
     predictions = [0] * len(sequences)
     for batch in batches_by_length(sequences, settings.batch_size):
-        ids, mask = pad([sequences[i] for i in batch], subject.tokenizer.special.pad)
+        ids, mask = pad([sequences[i] for i in batch], subject.tokenizer.special.pad, device_of(classifier))
         for i, label in zip(batch, classifier(ids, mask).logits.argmax(-1).tolist()):
             predictions[i] = label
     return predictions

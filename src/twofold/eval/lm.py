@@ -18,7 +18,7 @@ from twofold.eval.metrics import accuracy, perplexity
 from twofold.eval.progress import progress
 from twofold.eval.settings import Settings
 from twofold.eval.subject import Subject
-from twofold.eval.text import pad
+from twofold.eval.text import device_of, pad
 from twofold.model import IGNORE_INDEX
 from twofold.tokenizer import Tokenizer
 
@@ -60,12 +60,13 @@ def mask_windows(windows: list[list[int]], tokenizer: Tokenizer, rate: float, se
 @torch.no_grad()
 def _target_nll(model, inputs: list[list[int]], labels: list[list[int]], pad_id: int):
     """(negative log-likelihood, argmax) of every labelled position, in row-major order."""
-    ids, mask = pad(inputs, pad_id)
-    target, _ = pad(labels, IGNORE_INDEX)
+    device = device_of(model)
+    ids, mask = pad(inputs, pad_id, device)
+    target, _ = pad(labels, IGNORE_INDEX, device)
     target = target.masked_fill(mask == 0, IGNORE_INDEX)
     logits = model(ids, mask, labels=target).logits.float()  # [targets, V], row-major
     gold = target[target != IGNORE_INDEX]
-    return F.cross_entropy(logits, gold, reduction="none"), logits.argmax(-1), gold
+    return F.cross_entropy(logits, gold, reduction="none").cpu(), logits.argmax(-1).cpu(), gold.cpu()
 
 
 def masked_lm(subject: Subject, settings: Settings) -> dict[str, float]:

@@ -11,7 +11,7 @@ import torch
 from twofold.eval.results import Result
 from twofold.eval.settings import Settings
 from twofold.eval.subject import Subject
-from twofold.eval.text import pad
+from twofold.eval.text import device_of, pad
 
 PROMPTS = (
     "def read_file(path):\n",
@@ -36,7 +36,7 @@ def continuations(subject: Subject, settings: Settings) -> list[dict]:
     tokenizer = subject.tokenizer
     special = tokenizer.special
     prompts = [[special.bos, *ids] for ids in tokenizer.encode_batch(list(PROMPTS))]
-    ids, mask = pad(prompts, special.pad)
+    ids, mask = pad(prompts, special.pad, device_of(subject.model))
     out = subject.model.generate(ids, mask, max_new_tokens=settings.max_new_tokens, do_sample=False,
                                  eos_token_id=special.eos, pad_token_id=special.pad)
     samples = []
@@ -54,7 +54,7 @@ def fill_masks(subject: Subject, top_k: int = 5) -> list[dict]:
     for template in MASKED:
         text = template.format(mask=mask_text)
         ids = [tokenizer.special.cls, *tokenizer.encode_batch([text])[0], tokenizer.special.sep]
-        guesses = subject.model.fill_mask(ids, top_k=top_k)[0]
+        guesses = subject.model.fill_mask(torch.tensor(ids, device=device_of(subject.model)), top_k=top_k)[0]
         samples.append({"prompt": text, "output": [
             {"token": tokenizer.decode([g["token_id"]]), "score": round(g["score"], 4)} for g in guesses]})
     return samples

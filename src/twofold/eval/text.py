@@ -45,15 +45,20 @@ def _fit(pieces: list[list[int]], room: int) -> list[list[int]]:
     return pieces
 
 
-def pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids [B, T], attention_mask [B, T]) right-padded."""
+def device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def pad(sequences: Sequence[Sequence[int]], pad_id: int,
+        device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids [B, T], attention_mask [B, T]) right-padded, on `device`."""
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, seq in enumerate(sequences):
         ids[row, :len(seq)] = torch.as_tensor(seq, dtype=torch.long)
         mask[row, :len(seq)] = 1
-    return ids, mask
+    return ids.to(device), mask.to(device)
 
 
 def batches_by_length(sequences: Sequence[Sequence[int]], batch_size: int) -> Iterator[list[int]]:
@@ -70,11 +75,11 @@ def embed_texts(model, tokenizer: Tokenizer, texts: Sequence[Text], poolings: Se
     sequences = frame(tokenizer, texts, max_length)
     out = {p: torch.empty(len(texts), model.config.hidden_size) for p in poolings}
     for batch in batches_by_length(sequences, batch_size):
-        ids, mask = pad([sequences[i] for i in batch], tokenizer.special.pad)
+        ids, mask = pad([sequences[i] for i in batch], tokenizer.special.pad, device_of(model))
         hidden = model.encode(ids, mask)[mask.bool()]  # packed [N, H], row-major
         cu_seqlens = torch.nn.functional.pad(mask.sum(1).cumsum(0), (1, 0))
         for p in poolings:
-            out[p][batch] = pool(hidden, cu_seqlens, p).float()
+            out[p][batch] = pool(hidden, cu_seqlens, p).float().cpu()
         if progress is not None:
             progress.update(len(batch))
     return out
