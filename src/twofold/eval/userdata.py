@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,7 @@ def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
         yield number, row
 
 
+@lru_cache(maxsize=2)  # checked before the run, then read by each model's task: read once
 def read_beir(directory: str | Path | None, max_queries: int, seed: int) -> RetrievalSet:
     """corpus.jsonl, queries.jsonl and qrels/test.tsv of a BEIR dataset; a seeded sample of queries."""
     if not directory:
