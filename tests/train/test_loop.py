@@ -91,8 +91,8 @@ def test_resume_of_a_finished_run_changes_nothing(pair_run):
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
-def run_member(tmp_path, tiny_store, tiny_recipe, name, objective="mlm", **options):
-    recipe = load_recipe(str(tiny_recipe))
+def run_member(tmp_path, tiny_store, tiny_recipe, name, objective="mlm", scale=1.0, **options):
+    recipe = load_recipe(str(tiny_recipe), scale=scale)
     opts = loop.Options(stores=(str(tiny_store),), objective=objective, progress=False, **options)
     return loop.start(tmp_path / name, recipe, opts, World())
 
@@ -176,7 +176,7 @@ def test_resume_refuses_a_store_with_another_fingerprint(tmp_path, tiny_store, t
 
     store = tmp_path / "store"
     shutil.copytree(tiny_store, store)
-    run = run_member(tmp_path, store, tiny_recipe, "run")
+    run = run_member(tmp_path, store, tiny_recipe, "run", scale=0.25)
     tokenizer = load_tokenizer(tiny_store.parent / "tokenizer")
     prepare_store([SourceSpec("stdlib", packages="json")], tokenizer, store, overwrite=True, progress=False)
     assert main(["train", "--resume", str(run), "--no-progress"]) == 2
