@@ -17,10 +17,10 @@ def test_show_prints_the_table_and_writes_a_png(tmp_path, capsys):
 
 def test_show_with_scale_and_overrides(tmp_path, capsys):
     out = tmp_path / "demo.png"
-    assert main(["recipe", "show", "demo", "--scale", "0.5", "--set", "phase.decay.lr_min_ratio=0.01",
+    assert main(["recipe", "show", "demo", "--scale", "2", "--set", "phase.decay.lr_min_ratio=0.01",
                  "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "scale 0.5" in text and "0.5→0.01" in text and "500K" in text
+    assert "scale 2" in text and "0.5→0.01" in text and "400K" in text
     assert "under 10 optimizer steps" not in text
     assert out.stat().st_size > 0
 

@@ -87,20 +87,20 @@ def test_batch_size_warmup_in_tokens():
 
 def test_locate_phases():
     phases = load_recipe("demo").phases
-    assert phase_starts(phases) == [0, 1_000_000, 1_300_000]
+    assert phase_starts(phases) == [0, 200_000, 260_000]
     assert locate(phases, 0) == (0, 0)
-    assert locate(phases, 1_000_000) == (0, 1_000_000)  # a boundary belongs to the earlier phase
-    assert locate(phases, 1_000_001) == (1, 1)
-    assert locate(phases, 1_450_000) == (2, 150_000)
-    assert locate(phases, 9_999_999) == (2, 200_000)
+    assert locate(phases, 200_000) == (0, 200_000)  # a boundary belongs to the earlier phase
+    assert locate(phases, 200_001) == (1, 1)
+    assert locate(phases, 290_000) == (2, 30_000)
+    assert locate(phases, 9_999_999) == (2, 40_000)
 
 
 def test_phase_steps_follow_the_batch_warmup():
     import dataclasses
 
     phase = load_recipe("demo").phase["pretrain"]
-    # no warmup: 1M tokens / (32 × 128) per step, the last step partial
-    assert phase_steps(dataclasses.replace(phase, batch_start_sequences=None)) == math.ceil(1_000_000 / 4096)
+    # no warmup: 200K tokens / (32 × 128) per step, the last step partial
+    assert phase_steps(dataclasses.replace(phase, batch_start_sequences=None)) == math.ceil(200_000 / 4096)
     # tiny hand case: seq 10, batch 1 → 3 over 30 tokens, budget 100
     tiny = dataclasses.replace(phase, tokens=100, seq_len=10, batch_sequences=3, batch_start_sequences=1,
                                batch_warmup_tokens=30)
