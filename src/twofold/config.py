@@ -130,7 +130,7 @@ class Recipe:
     optimizer: OptimizerConfig
     phase: dict[str, Phase]  # in training order
     seed: int = 21
-    size: str | None = None
+    size: str | None = None  # how this recipe was made (recorded, not applied again)
     scale: float = 1.0
 
     @property

@@ -13,9 +13,11 @@ names sort in training order without opening anything):
 
 States are taken and put back with `torch.distributed.checkpoint.state_dict` in their full
 form, so a checkpoint written by one process, by DDP ranks or by FSDP2 shards is the same
-file set and resumes under any of them. It is written into a temporary directory beside its final place, every file and the
-directory fsynced, then renamed, so a crash leaves either the old set of checkpoints or the
-new one. Nothing is pickled. Loading verifies the checksums first; `load_latest` falls back
+file set and resumes under any of them.
+
+A checkpoint is written into a temporary directory beside its final place, every file and
+the directory fsynced, then renamed, so a crash leaves either the old set of checkpoints or
+the new one. Nothing is pickled. Loading verifies the checksums first; `load_latest` falls back
 past a corrupt or truncated checkpoint to the newest intact one, with a warning naming it.
 
 Tags: a phase's checkpoints are `{prefix}{N}`, written by the step that closes the N-th
