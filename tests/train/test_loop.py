@@ -165,6 +165,7 @@ def test_bad_input_is_one_line(tmp_path, tiny_store, tiny_recipe, pair_run, caps
     fails([*base, "--out", str(tmp_path / "d"), "--objective", "clm", "--init-from", str(small),
            "--set", "model=demo"], "does not fit recipe model demo")
     fails([*base, "--out", str(small), "--objective", "mlm"], "already holds a run")
+    fails([*base, "--out", str(tmp_path / "e"), "--objective", "mlm", "--device", "toaster"], "is not a device")
 
 
 def test_resume_refuses_a_store_with_another_fingerprint(tmp_path, tiny_store, tiny_recipe, capsys):

@@ -27,7 +27,7 @@ def register(subparsers) -> None:
     train.add_argument("--eval-every", type=_tokens, help="held-out loss every N tokens (default: at checkpoints)")
     train.add_argument("--eval-sequences", type=int, default=32, help="sequences in the held-out set")
     train.add_argument("--micro-batch", type=int, help="sequences per forward pass on each rank (gradient accumulation)")
-    train.add_argument("--keep-last", type=int, default=2, help="untagged checkpoints to keep")
+    train.add_argument("--keep-last", type=int, default=2, help="newest checkpoints to keep (tagged ones are always kept)")
     train.add_argument("--save-every-steps", type=int, help="also checkpoint every N steps (for resume)")
     train.add_argument("--parallel", choices=["ddp", "fsdp"], default="ddp", help="data parallelism under torchrun")
     train.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
