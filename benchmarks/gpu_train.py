@@ -26,7 +26,7 @@ from twofold.data.sources import SourceSpec
 from twofold.data.stdlib import stdlib_documents
 from twofold.data.store import prepare_store
 from twofold.tokenizer import train_tokenizer
-from twofold.train import loop
+from twofold.train import loop, runs
 from twofold.train.distributed import join, leave
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense tensor-core FLOP/s
@@ -63,7 +63,7 @@ def main() -> int:
                                micro_batch_sequences=args.micro_batch, parallel=args.parallel,
                                compile=args.compile, progress=world.main)
         started = time.perf_counter()
-        loop.start(root / "run", recipe, options, world)
+        runs.start(root / "run", recipe, options, world)
         wall = time.perf_counter() - started
         lines = [json.loads(line) for line in (root / "run" / "metrics.jsonl").read_text().splitlines()]
     leave()

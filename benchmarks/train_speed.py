@@ -2,7 +2,7 @@
 """Overhead of the training loop: tokens/s of a real `twofold` training run against the bare
 model training step on the same shape, batches and optimizer, measured in one process.
 
-The run is `twofold.train.loop.start` (what `twofold train` calls): data loader with its
+The run is `twofold.train.runs.start` (what `twofold train` calls): data loader with its
 order log, LR and batch schedules, metrics JSONL, progress bar, checkpoints. The bare step
 is forward + backward + StableAdamW on the very batches the run consumed, pre-built in
 memory (no data, logging or checkpoint cost). Bare steps are timed before and after the run
@@ -33,7 +33,7 @@ from twofold.data.sources import SourceSpec
 from twofold.data.stdlib import stdlib_documents
 from twofold.data.store import prepare_store
 from twofold.tokenizer import train_tokenizer
-from twofold.train import loop
+from twofold.train import loop, runs
 from twofold.train.distributed import World
 from twofold.train.optim import build_optimizer
 
@@ -75,7 +75,7 @@ def bare_speed(r, store: Path, steps: int) -> tuple[float, list[float]]:
     from twofold.train.schedule import lr_at
 
     phase = r.phases[0]
-    config, _ = loop._initial_model(r, loop.Options(stores=(str(store),), objective="mlm"), None)
+    config, _ = runs._initial_model(r, loop.Options(stores=(str(store),), objective="mlm"), None)
     torch.manual_seed(r.seed)  # as the run does: the same initial weights
     model = TwofoldModel(config)
     optimizer = build_optimizer(model, r.optimizer)
@@ -114,7 +114,7 @@ def main() -> int:
         r = recipe(args.steps, args.batch, args.seq_len, args.checkpoints)
         bare_before, bare_losses = bare_speed(r, store, args.steps)
         options = loop.Options(stores=(str(store),), objective="mlm", progress=True)
-        loop.start(root / "run", r, options, World())
+        runs.start(root / "run", r, options, World())
         run, run_losses = run_speed(root / "run")
         bare_after, _ = bare_speed(r, store, args.steps)
     bare = (bare_before + bare_after) / 2

@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from twofold.cli import main
 from twofold.config import load_recipe
-from twofold.train import checkpoint, loop
+from twofold.train import checkpoint, loop, runs
 from twofold.train.distributed import World
 
 
@@ -94,7 +94,7 @@ def test_resume_of_a_finished_run_changes_nothing(pair_run):
 def run_member(tmp_path, tiny_store, tiny_recipe, name, objective="mlm", scale=1.0, **options):
     recipe = load_recipe(str(tiny_recipe), scale=scale)
     opts = loop.Options(stores=(str(tiny_store),), objective=objective, progress=False, **options)
-    return loop.start(tmp_path / name, recipe, opts, World())
+    return runs.start(tmp_path / name, recipe, opts, World())
 
 
 def test_micro_batches_accumulate_to_the_same_step(tmp_path, tiny_store, tiny_recipe, pair_run):
@@ -128,7 +128,7 @@ def test_nan_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path, tiny_
     assert [p.name for p in saved] == ["000000007-step1"]
     checkpoint.verify(saved[0])
     monkeypatch.setattr(loop, "forward", real)
-    loop.resume(tmp_path / "nan", World())  # and the run goes on from it
+    runs.resume(tmp_path / "nan", World())  # and the run goes on from it
     assert checkpoint.find_tagged(tmp_path / "nan" / "checkpoints", "decay1")
 
 
@@ -136,10 +136,10 @@ def test_cross_objective_continuation(tmp_path, tiny_store, tiny_recipe, pair_ru
     encoder = pair_run / "encoder"
     recipe = load_recipe(str(tiny_recipe))
     opts = loop.Options(stores=(str(tiny_store),), objective="clm", progress=False, cross=True)
-    config, initial = loop._initial_model(recipe, opts, str(encoder))
+    config, initial = runs._initial_model(recipe, opts, str(encoder))
     final = weights(encoder, "decay1")
     assert config.causal and all(torch.equal(initial[k], final[k]) for k in final)
-    run = loop.start(tmp_path / "dec-from-enc", recipe, opts, World(), init_from=str(encoder))
+    run = runs.start(tmp_path / "dec-from-enc", recipe, opts, World(), init_from=str(encoder))
     lines = metrics(run)
     assert lines[0]["step"] == 1 and {line["phase"] for line in lines} == {"cross"}  # time was reset
     # 512 tokens per step, warmup 256, then a linear decay over the remaining 744 tokens to 0.02×

@@ -46,15 +46,16 @@ def register(subparsers) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from twofold.train import loop
+    from twofold.train import runs
     from twofold.train.distributed import join, leave
+    from twofold.train.loop import Options
 
     if args.resume:
         if args.recipe or args.store or args.out or args.init_from:
             raise TwofoldError("--resume continues a run as it was started; drop --recipe/--store/--out/--init-from")
         world = join(args.device)
         try:
-            path = loop.resume_any(args.resume, world, {"progress": not args.no_progress})
+            path = runs.resume_any(args.resume, world, {"progress": not args.no_progress})
         finally:
             leave()
         if world.main:
@@ -75,7 +76,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.recipe, size=args.size, overrides=args.overrides, scale=args.scale,
                          budget=args.budget)
-    options = loop.Options(
+    options = Options(
         stores=tuple(args.store), objective=args.objective or "mlm", eval_stores=tuple(args.eval_store),
         eval_every_tokens=args.eval_every, eval_sequences=args.eval_sequences,
         micro_batch_sequences=args.micro_batch, keep_last=args.keep_last,
@@ -85,9 +86,9 @@ def run_train(args: argparse.Namespace) -> int:
     world = join(args.device)
     try:
         if args.pair:
-            path = loop.start_pair(args.out, recipe, options, world)
+            path = runs.start_pair(args.out, recipe, options, world)
         else:
-            path = loop.start(args.out, recipe, options, world, init_from=args.init_from)
+            path = runs.start(args.out, recipe, options, world, init_from=args.init_from)
     finally:
         leave()
     if world.main:
@@ -99,7 +100,7 @@ def run_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from twofold.train.export import export
-    from twofold.train.loop import PAIR_FILE
+    from twofold.train.runs import PAIR_FILE
 
     run_dir = Path(args.run_dir)
     if (run_dir / PAIR_FILE).is_file():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from twofold.errors import TwofoldError
 from twofold.train import checkpoint
-from twofold.train.loop import read_run
+from twofold.train.runs import read_run
 
 
 def export(run_dir: str | Path, out: str | Path, tag: str | None = None) -> Path:

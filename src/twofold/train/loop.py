@@ -2,7 +2,7 @@
 
 A member run directory holds
 
-    run.json          what was asked: recipe, stores, objective, model config, options
+    run.json          what was asked (written by `twofold.train.runs`)
     checkpoints/      see `twofold.train.checkpoint`
     metrics.jsonl     one line per optimizer step (and per held-out evaluation)
     {phase}/data_order/   the batch order of each phase (see `twofold.data.orderlog`)
@@ -13,8 +13,8 @@ after the step. A phase ends with the step that reaches its token budget, and al
 tagged checkpoint. Everything a step depends on (weights, optimizer, loader step, RNG) is in
 the checkpoint, so a resumed run computes exactly what the uninterrupted run would have.
 
-Both members of a pair call `train_member` with the same recipe, stores and seed: their
-loaders yield the same token sequences step by step, only the objective differs.
+Both members of a pair run this loop with the same recipe, stores and seed: their loaders
+yield the same token sequences step by step, and only the objective differs.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ from pathlib import Path
 
 import torch
 
-from twofold import __version__
-from twofold.config import Phase, Recipe, recipe_from_dict
+from twofold.config import Phase, Recipe
 from twofold.errors import TwofoldError
 from twofold.train import checkpoint
 from twofold.train.distributed import World, barrier, sum_across, wrap
@@ -37,7 +36,6 @@ from twofold.train.optim import build_optimizer, clip_grad_norm, set_lr
 from twofold.train.schedule import StepBatches, lr_at
 
 OBJECTIVES = {"mlm": False, "clm": True}  # objective → causal
-RUN_FILE = "run.json"
 METRICS = "metrics.jsonl"
 EVAL_MASK_RATE = 0.15  # held-out MLM is always measured at Ettin's evaluation rate
 
@@ -82,58 +80,10 @@ class NonFiniteLoss(TwofoldError):
     """A NaN or infinite loss or gradient: the run stops; the last good checkpoint stays."""
 
 
-# ---------------------------------------------------------------- entry points
-
-
-def start(run_dir: str | Path, recipe: Recipe, options: Options, world: World,
-          init_from: str | None = None) -> Path:
-    """Create a member run (refusing to overwrite one) and train it to the end."""
-    run_dir = Path(run_dir)
-    if options.objective not in OBJECTIVES:
-        raise TwofoldError(f"objective {options.objective!r} is unknown; use mlm (encoder) or clm (decoder)")
-    taken = (run_dir / RUN_FILE).exists()
-    barrier(world)  # every rank looks before rank 0 writes
-    if taken:
-        raise TwofoldError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another --out")
-    if options.cross and recipe.cross is None:
-        raise TwofoldError(f"recipe {recipe.name} has no `cross` phase for --init-from; add one or use the ettin recipe")
-    model_config, initial = _initial_model(recipe, options, init_from)
-    if world.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(run_dir / RUN_FILE, {
-            "version": __version__, "recipe": recipe.to_dict(), "options": options.to_dict(),
-            "model": model_config.to_dict(), "init_from": init_from, "world_size": world.world_size})
-    barrier(world)
-    return _Trainer(run_dir, recipe, options, model_config, world, initial).run()
-
-
-def resume(run_dir: str | Path, world: World, overrides: dict | None = None) -> Path:
-    """Continue a member run from its newest intact checkpoint (or from scratch if it has none)."""
-    run_dir = Path(run_dir)
-    saved = read_run(run_dir)
-    recipe = recipe_from_dict(saved["recipe"], saved["recipe"]["name"])
-    options = Options(**{**saved["options"], "stores": tuple(saved["options"]["stores"]),
-                         "eval_stores": tuple(saved["options"]["eval_stores"]), **(overrides or {})})
-    from twofold.model import ModelConfig
-
-    model_config = ModelConfig.from_dict(saved["model"])
-    initial = None
-    if saved.get("init_from"):
-        _, initial = _initial_model(recipe, options, saved["init_from"])
-    return _Trainer(run_dir, recipe, options, model_config, world, initial, resume=True).run()
-
-
-def read_run(run_dir: str | Path) -> dict:
-    run_file = Path(run_dir) / RUN_FILE
-    if not run_file.is_file():
-        raise TwofoldError(f"{run_dir} is not a training run (no {RUN_FILE}); give the --out of a `twofold train`")
-    return json.loads(run_file.read_text())
-
-
 # ---------------------------------------------------------------- the trainer
 
 
-class _Trainer:
+class Trainer:
     def __init__(self, run_dir: Path, recipe: Recipe, options: Options, model_config, world: World,
                  initial: dict | None, resume: bool = False):
         from twofold.model import TwofoldModel
@@ -325,7 +275,7 @@ def split_batch(batch, sequences: int | None) -> list:
 class _HeldOut:
     """Mean loss on a fixed held-out set (MLM at 15%), the same sequences at every evaluation."""
 
-    def __init__(self, trainer: _Trainer, phase: Phase):
+    def __init__(self, trainer: Trainer, phase: Phase):
         from twofold.data.loader import BatchLoader
 
         o = trainer.options
@@ -355,49 +305,6 @@ def _data_mixture(phase: Phase, restrict: bool = True):
     mix = phase.mixture
     include = None if isinstance(mix.groups, str) or not restrict else tuple(mix.groups)
     return Mixture(weights=mix.weights, temperature=mix.temperature, include=include)
-
-
-def _initial_model(recipe: Recipe, options: Options, init_from: str | None):
-    """The model config for this run, and weights to start from (cross-objective) or None."""
-    from twofold.data.sampling import Corpus
-    from twofold.data.store import TokenStore
-    from twofold.model import preset
-
-    causal = OBJECTIVES[options.objective]
-    corpus = Corpus([TokenStore(s) for s in options.stores])
-    ids = corpus.special_ids
-    vocab = max(preset(recipe.model).vocab_size, -(-corpus.vocab_size // 64) * 64)
-    config = preset(recipe.model, causal=causal, vocab_size=vocab, pad_token_id=ids["pad"],
-                    cls_token_id=ids["cls"], sep_token_id=ids["sep"], bos_token_id=ids["cls"],
-                    eos_token_id=ids["sep"], mask_token_id=ids["mask"])
-    if init_from is None:
-        return config, None
-    source, state = _weights_of(init_from)
-    shape = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
-    differ = [f"{k} {getattr(source, k)} vs {getattr(config, k)}" for k in shape if getattr(source, k) != getattr(config, k)]
-    if differ:
-        raise TwofoldError(f"--init-from {init_from} does not fit recipe model {recipe.model}: {', '.join(differ)}; "
-                           "choose the recipe size (or --set model=…) that matches it")
-    return config, state
-
-
-def _weights_of(init_from: str):
-    """(ModelConfig, state dict) of a run's newest intact checkpoint or of a Hugging Face directory."""
-    from twofold.model import ModelConfig, TwofoldModel
-
-    path = Path(init_from)
-    if (path / RUN_FILE).is_file() or (path / "checkpoints").is_dir():
-        saved = read_run(path)
-        model = TwofoldModel(ModelConfig.from_dict(saved["model"]))
-        if checkpoint.load_latest(path / "checkpoints", model, restore_rng=False) is None:
-            raise TwofoldError(f"--init-from {path}: the run has no checkpoint yet")
-        return model.config, model.state_dict()
-    if (path / "config.json").is_file():
-        import twofold
-
-        model = twofold.load(path)
-        return model.config, model.state_dict()
-    raise TwofoldError(f"--init-from {path}: neither a twofold run nor a Hugging Face model directory")
 
 
 def _autocast(precision: str, device: torch.device):
@@ -430,54 +337,3 @@ def _truncate_metrics(path: Path, step: int) -> None:
         except (ValueError, KeyError):
             continue  # a torn last line
     path.write_text("".join(f"{line}\n" for line in kept))
-
-
-def _write_json(path: Path, data: dict) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=1) + "\n")
-    temporary.replace(path)
-
-
-# ---------------------------------------------------------------- pairs
-
-PAIR_FILE = "pair.json"
-MEMBERS = {"encoder": "mlm", "decoder": "clm"}
-
-
-def start_pair(run_dir: str | Path, recipe: Recipe, options: Options, world: World,
-               init_from: dict[str, str] | None = None) -> Path:
-    """Train the encoder, then the decoder, with the identical recipe, seed and batch order."""
-    run_dir = Path(run_dir)
-    taken = (run_dir / PAIR_FILE).exists() or (run_dir / RUN_FILE).exists()
-    barrier(world)  # every rank looks before rank 0 writes
-    if taken:
-        raise TwofoldError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another --out")
-    if world.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(run_dir / PAIR_FILE, {"version": __version__, "members": list(MEMBERS),
-                                          "recipe": recipe.to_dict(), "options": options.to_dict(),
-                                          "init_from": init_from or {}})
-    barrier(world)
-    return resume_any(run_dir, world)
-
-
-def resume_any(run_dir: str | Path, world: World, overrides: dict | None = None) -> Path:
-    """Resume a member run, or each member of a pair run (starting those not begun).
-
-    `overrides` change how to run (e.g. progress), never what is learnt.
-    """
-    run_dir = Path(run_dir)
-    if not (run_dir / PAIR_FILE).is_file():
-        return resume(run_dir, world, overrides)
-    pair = json.loads((run_dir / PAIR_FILE).read_text())
-    recipe = recipe_from_dict(pair["recipe"], pair["recipe"]["name"])
-    for member, objective in MEMBERS.items():
-        member_dir = run_dir / member
-        if (member_dir / RUN_FILE).is_file():
-            resume(member_dir, world, overrides)
-        else:
-            saved = pair["options"]
-            options = Options(**{**saved, "stores": tuple(saved["stores"]), "eval_stores": tuple(saved["eval_stores"]),
-                                 "objective": objective, **(overrides or {})})
-            start(member_dir, recipe, options, world, pair["init_from"].get(member))
-    return run_dir
