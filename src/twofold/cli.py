@@ -16,8 +16,15 @@ from twofold import __version__
 from twofold.errors import TwofoldError
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are user errors too: one line, exit 2 (sub-commands inherit this)."""
+
+    def error(self, message: str):
+        raise TwofoldError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="twofold",
         description="Train, convert, evaluate and compare paired encoder/decoder language models.",
     )
@@ -31,11 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
     try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
         result = args.func(args)
     except TwofoldError as error:
         print(f"twofold: error: {error}", file=sys.stderr)

@@ -342,12 +342,12 @@ def _coerce(value: Any, tp: Any, path: str, label: str) -> Any:
             return value
         _fail(label, path, value, "must be true or false")
     if tp is int:
-        number = _number(value)
+        number = parse_number(value)
         if number is None or number != int(number):
             _fail(label, path, value, "must be a whole number (token counts may use K/M/B/T, e.g. 8.5B)")
         return int(number)
     if tp is float:
-        number = _number(value, suffixes=False)
+        number = parse_number(value, suffixes=False)
         if number is None:
             _fail(label, path, value, "must be a number")
         return float(number)
@@ -370,7 +370,7 @@ def _coerce(value: Any, tp: Any, path: str, label: str) -> Any:
     raise TypeError(f"no coercion for {tp}")  # a bug in this module, not user input
 
 
-def _number(value: Any, suffixes: bool = True) -> float | None:
+def parse_number(value: Any, suffixes: bool = True) -> float | None:
     """A YAML number, or text such as `3e-3` (YAML 1.1 reads it as text) or `8.5B`."""
     if isinstance(value, bool):
         return None

@@ -49,7 +49,7 @@ def test_tokenizer_train_prepare_info_and_plan(tmp_path, capsys):
     (["data", "plan", "--store", "{store}", "--temperature", "0", "--tokens", "1M"], "temperature must be > 0"),
     (["data", "plan", "--store", "{store}", "--weights", "big=-1", "--tokens", "1M"], "weights must be >= 0"),
     (["data", "plan", "--store", "{store}", "--include", "big,xx", "--tokens", "1M"], "provided by no store"),
-    (["data", "plan", "--store", "{store}", "--tokens", "lots"], "is not a count"),
+    (["data", "plan", "--store", "{store}", "--tokens", "lots"], "is not a token count"),
     (["data", "show-batch", "{tmp}", "--step", "0"], "loader.json: not found"),
 ])
 def test_user_errors_exit_2_with_one_line(tmp_path, tokenizer, group_store, capsys, argv, message):

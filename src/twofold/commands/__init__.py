@@ -2,3 +2,15 @@
 
 The modules stay thin: parse, call the library, print. `twofold.cli` collects them.
 """
+
+import argparse
+
+
+def token_count(text: str) -> int:
+    """argparse type for token counts written as recipes write them: 20M, 1.5B, 250K, 5e6."""
+    from twofold.config import parse_number
+
+    value = parse_number(text)
+    if value is None or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a token count (e.g. 250K, 20M, 1.5B)")
+    return int(value)

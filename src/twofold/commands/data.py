@@ -6,6 +6,7 @@ import argparse
 import itertools
 from dataclasses import fields
 
+from twofold.commands import token_count
 from twofold.data.sources import SourceSpec
 from twofold.data.store import CHUNK_CHARS
 from twofold.errors import TwofoldError
@@ -13,7 +14,6 @@ from twofold.errors import TwofoldError
 _SOURCE_HELP = ("a source: PATH (text file/dir, .jsonl, .parquet), 'stdlib', or key=value,… e.g. "
                 "path=fr.jsonl,group=fr,text_field=content (keys: "
                 + " ".join(f.name for f in fields(SourceSpec)) + ")")
-_SUFFIXES = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 
 
 def register(subparsers) -> None:
@@ -46,7 +46,7 @@ def register(subparsers) -> None:
     plan.add_argument("--temperature", type=float, help="p_i ∝ n_i^τ over token counts")
     plan.add_argument("--weights", help="explicit weights: group=w,group=w")
     plan.add_argument("--include", help="groups of this phase: g1,g2 (default: all)")
-    plan.add_argument("--tokens", required=True, help="token budget, e.g. 1.7T, 250B, 5e6")
+    plan.add_argument("--tokens", required=True, type=token_count, help="token budget, e.g. 1.7T, 250B, 5e6")
     plan.add_argument("--png", default="mixture_plan.png", help="bar chart to write")
     plan.set_defaults(func=run_plan)
 
@@ -139,7 +139,7 @@ def run_plan(args) -> int:
         mixture = Mixture(weights=_parse_weights(args.weights) if args.weights else None,
                           temperature=args.temperature, include=include)
     corpus = Corpus([TokenStore(path) for path in args.store])
-    rows = plan(mixture, corpus.group_tokens, int(parse_count(args.tokens, "--tokens")))
+    rows = plan(mixture, corpus.group_tokens, args.tokens)
     print(format_plan(rows))
     path = plot_plan(rows, args.png, title=f"mixture plan for {args.tokens} tokens")
     print(f"wrote {path}")
@@ -201,16 +201,6 @@ def run_tokenizer_info(args) -> int:
     print(f"{tokenizer.source}: vocab {tokenizer.vocab_size}, hash {tokenizer.hash[:16]}")
     print(f"special ids  {' '.join(f'{k} {v}' for k, v in tokenizer.special.to_dict().items())}")
     return 0
-
-
-def parse_count(text: str, where: str) -> float:
-    """'1.7T', '250B', '5e6', '10k' → a number."""
-    value = text.strip().lower().replace("_", "")
-    scale = _SUFFIXES.get(value[-1:], 1.0) if value else 1.0
-    try:
-        return float(value[:-1] if value[-1:] in _SUFFIXES else value) * scale
-    except ValueError:
-        raise TwofoldError(f"{where} {text!r} is not a count; write e.g. 250B, 1.7T or 5e6") from None
 
 
 def _parse_weights(text: str) -> dict[str, float]:

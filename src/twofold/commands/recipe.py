@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from twofold.commands import token_count
 from twofold.config import load_recipe, preset_names
 
 
@@ -12,7 +13,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", help="model size of the recipe, e.g. 17m … 1b (ettin), small/base (mmbert)")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply every token count (budgets, warmups, checkpoint intervals) by this factor")
-    parser.add_argument("--budget", type=_tokens, default=None,
+    parser.add_argument("--budget", type=token_count, default=None,
                         help="total tokens of the run's phases (e.g. 20M); sets --scale accordingly")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe value, e.g. phase.decay.lr_min_ratio=0.02 (repeatable)")
@@ -37,12 +38,3 @@ def run_show(args: argparse.Namespace) -> int:
     out = args.out or f"recipe-{recipe.name}{'-' + recipe.size if recipe.size else ''}.png"
     print(f"schedule plot: {plot_recipe(recipe, out)}")
     return 0
-
-
-def _tokens(text: str) -> int:
-    from twofold.config import _number
-
-    value = _number(text)
-    if value is None or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a token count (e.g. 20M, 1.5B)")
-    return int(value)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from twofold.commands.recipe import _tokens, add_recipe_arguments
+from twofold.commands import token_count
+from twofold.commands.recipe import add_recipe_arguments
 from twofold.errors import TwofoldError
 
 
@@ -24,7 +25,7 @@ def register(subparsers) -> None:
     train.add_argument("--init-from", metavar="RUN_OR_HF_DIR",
                        help="cross-objective continuation: start from these weights and run the recipe's cross phase")
     train.add_argument("--eval-store", action="append", default=[], help="held-out token store (repeatable)")
-    train.add_argument("--eval-every", type=_tokens, help="held-out loss every N tokens (default: at checkpoints)")
+    train.add_argument("--eval-every", type=token_count, help="held-out loss every N tokens (default: at checkpoints)")
     train.add_argument("--eval-sequences", type=int, default=32, help="sequences in the held-out set")
     train.add_argument("--micro-batch", type=int, help="sequences per forward pass on each rank (gradient accumulation)")
     train.add_argument("--keep-last", type=int, default=2, help="newest checkpoints to keep (tagged ones are always kept)")
