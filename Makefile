@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow lint clean
+.PHONY: install demo test test-slow lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The main job on the built-in default: train, compare and report a tiny pair, offline.
+demo: $(STAMP)
+	$(BIN)/twofold demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -297,8 +297,8 @@ def _write_weights(state: dict, directory: Path, max_shard_bytes: int | None) ->
 def _save_tokenizer(tokenizer, directory: Path) -> None:
     if isinstance(tokenizer, (str, os.PathLike)):
         source = Path(tokenizer)
-        files = [source] if source.is_file() else [source / name for name in TOKENIZER_FILES]
-        present = [f for f in files if f.exists()]
+        folder = source.parent if source.is_file() else source  # tokenizer.json: take its siblings too
+        present = [folder / name for name in TOKENIZER_FILES if (folder / name).exists()]
         if not present:
             raise TwofoldError(f"{source}: no tokenizer.json to copy into the export")
         for file in present:

@@ -11,6 +11,7 @@ Plots (PNG, matplotlib's object API, no display needed):
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -173,6 +174,39 @@ def plot_against(results: list[Result], path: str | Path, x: str) -> Path:
         ax.set_xlabel("parameters" if x == "parameters" else "training tokens")
         ax.set_title(row.label, fontsize=9)
         ax.legend(fontsize=7)
+    return _save(figure, path)
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The per-step records of a member run's `metrics.jsonl`."""
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_training(runs: dict[str, str | Path], path: str | Path) -> Path:
+    """Training loss (and held-out loss) of several member runs against tokens, phases marked."""
+    figure = Figure(figsize=(9, 4.5), layout="constrained")
+    ax = figure.subplots()
+    phase_starts: dict[str, int] = {}
+    for name, run_dir in runs.items():
+        records = read_metrics(run_dir)
+        steps = [r for r in records if "loss" in r]
+        held_out = [r for r in records if "eval_loss" in r]
+        colour = KIND_COLOURS.get(name)
+        ax.plot([r["tokens"] for r in steps], [r["loss"] for r in steps], color=colour, alpha=0.85,
+                linewidth=1.2, label=f"{name} (train)")
+        if held_out:
+            ax.plot([r["tokens"] for r in held_out], [r["eval_loss"] for r in held_out], color=colour,
+                    marker="o", linestyle=":", label=f"{name} (held-out)")
+        for r in steps:  # a phase starts where its first step's tokens begin
+            phase_starts.setdefault(r["phase"], r["tokens"] - r.get("phase_tokens", 0))
+    for phase, start in phase_starts.items():
+        ax.axvline(start, color="grey", linewidth=0.8, linestyle="--")
+        ax.annotate(phase, (start, 1.01), xycoords=("data", "axes fraction"), fontsize=8)
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel("loss (MLM for the encoder, CLM for the decoder)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return _save(figure, path)
 
 

@@ -1,0 +1,88 @@
+"""The whole demo pipeline at its smallest: tokenizer, stores, a trained pair, exports, evaluation, report."""
+
+import json
+import math
+
+import pytest
+import torch
+import transformers
+
+import twofold
+from twofold.data.stdlib import held_out_functions
+from twofold.data.store import TokenStore
+from twofold.demo import DemoLayout, run_demo
+from twofold.eval import METRIC_RANGES, QUICK, load_results
+from twofold.tokenizer import load_tokenizer
+
+PACKAGES = ("json", "email", "collections", "argparse.py", "textwrap")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    lines = []
+    report = run_demo(out, budget=16_000, settings=QUICK, packages=PACKAGES, progress=False, say=lines.append)
+    return DemoLayout(out), report, lines
+
+
+def test_exports_load_in_transformers_with_the_same_logits(demo):
+    layout, _, _ = demo
+    ids = torch.randint(5, 500, (2, 40))
+    for member, auto in (("encoder", transformers.AutoModelForMaskedLM),
+                         ("decoder", transformers.AutoModelForCausalLM)):
+        ours = twofold.load(layout.export(member)).eval()
+        theirs, info = auto.from_pretrained(layout.export(member), output_loading_info=True)
+        assert not info["missing_keys"] and not info["unexpected_keys"]
+        with torch.no_grad():
+            assert (ours(ids).logits - theirs(input_ids=ids).logits).abs().max() <= 1e-4
+        assert transformers.AutoTokenizer.from_pretrained(layout.export(member)).mask_token == "[MASK]"
+
+
+def test_report_and_plots_exist(demo):
+    layout, report, lines = demo
+    text = report.read_text()
+    for png in ("loss.png", "schedule.png", "scores.png"):
+        path = layout.root / png
+        assert path.stat().st_size > 5_000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"({png})" in text
+    assert "encoder" in text and "decoder" in text
+    assert any("report:" in line for line in lines)
+
+
+def test_every_score_is_finite_and_in_range(demo):
+    layout, _, _ = demo
+    results = load_results(layout.eval)
+    scored = [r for r in results if r.metrics]
+    assert {r.kind for r in scored} == {"encoder", "decoder"}
+    for result in scored:
+        for metric, value in result.metrics.items():
+            low, high = METRIC_RANGES[metric]
+            assert math.isfinite(value) and low <= value <= high, (result.task, metric, value)
+
+
+def test_both_members_trained_on_identical_batches(demo):
+    layout, _, _ = demo
+    for phase in ("pretrain", "extension", "decay"):
+        hashes = [[json.loads(line)["hash"] for line in
+                   (layout.pair / member / phase / "data_order" / "rank0.jsonl").read_text().splitlines()]
+                  for member in ("encoder", "decoder")]
+        assert hashes[0] and hashes[0] == hashes[1]
+
+
+def test_held_out_functions_are_absent_from_the_training_store(demo):
+    layout, _, _ = demo
+    store = TokenStore(layout.store)
+    tokenizer = load_tokenizer(layout.tokenizer)
+    training_text = "\n".join(tokenizer.decode(store.document(i)) for i in range(len(store.doc_ids)))
+    functions = held_out_functions()
+    assert functions
+    assert not [f.name for f in functions if f.code.strip() in training_text]
+
+
+def test_second_run_reuses_tokenizer_and_stores(demo):
+    layout, _, _ = demo
+    lines = []
+    run_demo(layout.root, budget=16_000, settings=QUICK.replace(max_queries=16, max_examples=32), packages=PACKAGES,
+             progress=False, say=lines.append)
+    assert any("reusing" in line and "tokenizer" in line for line in lines)
+    assert sum("reusing" in line for line in lines) == 3
