@@ -10,18 +10,21 @@ import transformers
 import twofold
 from twofold.data.stdlib import held_out_functions
 from twofold.data.store import TokenStore
-from twofold.demo import DemoLayout, run_demo
+from twofold.demo import DemoLayout, prepare_corpus, run_demo
 from twofold.eval import METRIC_RANGES, QUICK, load_results
 from twofold.tokenizer import load_tokenizer
 
 PACKAGES = ("json", "email", "collections", "argparse.py", "textwrap")
+# The smallest evaluation that still runs every task.
+TINY_EVAL = QUICK.replace(lm_tokens=1_000, pseudo_perplexity_tokens=32, max_queries=32, max_examples=64,
+                          max_length=64, max_new_tokens=8)
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     lines = []
-    report = run_demo(out, budget=16_000, settings=QUICK, packages=PACKAGES, progress=False, say=lines.append)
+    report = run_demo(out, budget=16_000, settings=TINY_EVAL, packages=PACKAGES, progress=False, say=lines.append)
     return DemoLayout(out), report, lines
 
 
@@ -81,8 +84,8 @@ def test_held_out_functions_are_absent_from_the_training_store(demo):
 
 def test_second_run_reuses_tokenizer_and_stores(demo):
     layout, _, _ = demo
+    before = {p: p.stat().st_mtime_ns for p in (layout.tokenizer / "tokenizer.json", layout.store / "manifest.json")}
     lines = []
-    run_demo(layout.root, budget=16_000, settings=QUICK.replace(max_queries=16, max_examples=32), packages=PACKAGES,
-             progress=False, say=lines.append)
-    assert any("reusing" in line and "tokenizer" in line for line in lines)
-    assert sum("reusing" in line for line in lines) == 3
+    prepare_corpus(layout, PACKAGES, progress=False, say=lines.append)
+    assert sum("reusing" in line for line in lines) == 3  # tokenizer, train store, held-out store
+    assert before == {p: p.stat().st_mtime_ns for p in before}

@@ -21,6 +21,7 @@ from pathlib import Path
 from twofold.eval import Settings
 
 DEMO_VOCAB = 4096
+HELD_OUT_SEQUENCES = 16  # the fixed held-out set scored at every checkpoint
 # Sample sizes that keep the evaluation of both members around two minutes on 2 cores.
 DEMO_EVAL = Settings(max_length=128, lm_tokens=10_000, pseudo_perplexity_tokens=256, max_queries=300,
                      max_examples=1_000, epochs=2, learning_rate=3e-4)
@@ -71,10 +72,7 @@ def run_demo(out: str | Path = "runs/demo", budget: int | None = None, fresh: bo
     recipe = load_recipe("demo", budget=budget)
     times: list[float] = []
 
-    with _stage("tokenizer", say, times):
-        tokenizer = _tokenizer(layout, packages, say)
-    with _stage("token stores", say, times):
-        _stores(layout, tokenizer, packages, progress, say)
+    prepare_corpus(layout, packages, progress, say, times)
     with _stage("training the pair", say, times):
         _train(layout, recipe, progress, say)
     with _stage("export (Hugging Face format)", say, times):
@@ -93,6 +91,17 @@ def run_demo(out: str | Path = "runs/demo", budget: int | None = None, fresh: bo
 
 
 # ----------------------------------------------------------------------------- stages
+
+def prepare_corpus(layout: DemoLayout, packages: tuple[str, ...] = (), progress: bool = True, say=print,
+                   times: list[float] | None = None):
+    """Stages 1-2: the tokenizer and the two token stores, reused when already built."""
+    times = [] if times is None else times
+    with _stage("tokenizer", say, times):
+        tokenizer = _tokenizer(layout, packages, say)
+    with _stage("token stores", say, times):
+        _stores(layout, tokenizer, packages, progress, say)
+    return tokenizer
+
 
 def _tokenizer(layout: DemoLayout, packages: tuple[str, ...], say):
     from twofold.data.stdlib import stdlib_documents
@@ -136,7 +145,8 @@ def _train(layout: DemoLayout, recipe, progress: bool, say) -> None:
     tokens = sum(phase.tokens for phase in recipe.phases)
     say(f"  recipe demo: {', '.join(p.name for p in recipe.phases)}; {human_tokens(tokens)} tokens per member, "
         "encoder (MLM) then decoder (CLM) on identical batches")
-    options = Options(stores=(str(layout.store),), eval_stores=(str(layout.held_out_store),), progress=progress)
+    options = Options(stores=(str(layout.store),), eval_stores=(str(layout.held_out_store),),
+                      eval_sequences=HELD_OUT_SEQUENCES, progress=progress)
     start_pair(layout.pair, recipe, options, World())
 
 
