@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 
 from twofold import __version__
 from twofold.errors import TwofoldError
+from twofold.files import atomic_write
 from twofold.model.config import GLOBAL, LOCAL, ModelConfig
 from twofold.model.heads import SequenceClassifier
 from twofold.model.transformer import TwofoldModel
@@ -275,7 +276,7 @@ def _write_weights(state: dict, directory: Path, max_shard_bytes: int | None) ->
     metadata = {"format": "pt"}
     sizes = {name: t.numel() * t.element_size() for name, t in state.items()}
     if max_shard_bytes is None or sum(sizes.values()) <= max_shard_bytes:
-        _atomic(directory / WEIGHTS, lambda tmp: save_file(state, tmp, metadata=metadata))
+        atomic_write(directory / WEIGHTS, lambda tmp: save_file(state, tmp, metadata=metadata))
         return
     shards, current, used = [], {}, 0
     for name in state:
@@ -288,7 +289,7 @@ def _write_weights(state: dict, directory: Path, max_shard_bytes: int | None) ->
     weight_map = {}
     for i, shard in enumerate(shards, start=1):
         file = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        _atomic(directory / file, lambda tmp, shard=shard: save_file(shard, tmp, metadata=metadata))
+        atomic_write(directory / file, lambda tmp, shard=shard: save_file(shard, tmp, metadata=metadata))
         weight_map.update({name: file for name in shard})
     index = {"metadata": {"total_size": sum(sizes.values())}, "weight_map": weight_map}
     _write_text(directory / WEIGHTS_INDEX, json.dumps(index, indent=2) + "\n")
@@ -302,7 +303,7 @@ def _save_tokenizer(tokenizer, directory: Path) -> None:
         if not present:
             raise TwofoldError(f"{source}: no tokenizer.json to copy into the export")
         for file in present:
-            _atomic(directory / file.name, lambda tmp, file=file: shutil.copyfile(file, tmp))
+            atomic_write(directory / file.name, lambda tmp, file=file: shutil.copyfile(file, tmp))
     elif hasattr(tokenizer, "save_pretrained"):
         tokenizer.save_pretrained(str(directory))
     else:
@@ -310,17 +311,4 @@ def _save_tokenizer(tokenizer, directory: Path) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    _atomic(path, lambda tmp: Path(tmp).write_text(text))
-
-
-def _atomic(path: Path, write) -> None:
-    """Write via a temporary sibling, fsync, then rename: a file is whole or absent."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(str(tmp))
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from twofold.errors import TwofoldError
+from twofold.files import sha256_file
 
 KINDS = ("text", "jsonl", "parquet", "hf", "stdlib")
 LOCAL_KINDS = ("text", "jsonl", "parquet")
@@ -207,7 +208,7 @@ def _read_jsonl(spec: SourceSpec, file: Path, relative: str, stats: SourceStats)
 def _read_parquet(spec: SourceSpec, file: Path, relative: str, stats: SourceStats) -> Iterator[Document]:
     import pyarrow.parquet as pq
 
-    stats.files[str(file)] = _file_sha256(file)
+    stats.files[str(file)] = sha256_file(file)
     try:
         parquet = pq.ParquetFile(file)
     except Exception as error:  # pyarrow raises ArrowInvalid and friends
@@ -262,11 +263,3 @@ def _group(spec: SourceSpec, record: dict, where: object, line: int) -> str:
     if value is None or value == "":
         raise TwofoldError(f"{where}:{line}: no group field {spec.group_field!r}; add it or drop group_field")
     return str(value)
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -43,6 +43,7 @@ from twofold.data.sources import (
     read_documents,
 )
 from twofold.errors import TwofoldError
+from twofold.files import fsync_path, sha256_file
 from twofold.tokenizer import Tokenizer
 
 FORMAT = "twofold-token-store/1"
@@ -93,7 +94,7 @@ def prepare_store(specs: Sequence[SourceSpec], tokenizer: Tokenizer, out: str | 
         shutil.rmtree(old)
     else:
         partial.rename(out)
-    _fsync_dir(out.parent)
+    fsync_path(out.parent)
     return manifest
 
 
@@ -166,7 +167,7 @@ class TokenStore:
     def verify(self) -> None:
         """Recompute the checksums of the data files and compare them with the manifest."""
         for name, expected in self.manifest["files"].items():
-            if _file_sha256(self.path / name) != expected:
+            if sha256_file(self.path / name) != expected:
                 raise TwofoldError(f"{self.path / name}: checksum differs from {MANIFEST}; the store is "
                                    "damaged, prepare it again")
 
@@ -320,19 +321,3 @@ def _total_size(specs: Sequence[SourceSpec]) -> int | None:
     """Approximate input size for the progress bar's ETA; None when a source cannot say."""
     sizes = [estimated_size(spec) for spec in specs]
     return None if None in sizes else sum(sizes)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -29,7 +29,6 @@ checkpoint interval of the phase (or ends the phase inside it): `step1` closes t
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import random
@@ -52,6 +51,7 @@ from torch.distributed.checkpoint.state_dict import (
 
 from twofold import __version__
 from twofold.errors import TwofoldError
+from twofold.files import fsync_path, sha256_file
 
 FORMAT = 1
 CHECKSUMS = "checksums.json"
@@ -142,11 +142,11 @@ def save(root: str | Path, *, step: int, states: States, progress: dict, data: d
         names = sorted(p.name for p in temp.iterdir())
         for name in names:
             if name != "state.json":  # the text files are fsynced as they are written
-                _fsync(temp / name)
-        _write_text(temp / CHECKSUMS, json.dumps({n: _sha256(temp / n) for n in names}, indent=1))
-        _fsync(temp)
+                fsync_path(temp / name)
+        _write_text(temp / CHECKSUMS, json.dumps({n: sha256_file(temp / n) for n in names}, indent=1))
+        fsync_path(temp)
         _replace(temp, final)
-        _fsync(root)
+        fsync_path(root)
     except OSError as error:
         shutil.rmtree(temp, ignore_errors=True)
         previous = [p.name for p in list_checkpoints(root) if p != final]
@@ -185,7 +185,7 @@ def verify(path: str | Path) -> None:
     if not isinstance(expected, dict) or sorted(expected) != present:
         raise CorruptCheckpoint(f"checkpoint {path} holds files {present}, expected {sorted(expected)}")
     for name, digest in expected.items():
-        if _sha256(path / name) != digest:
+        if sha256_file(path / name) != digest:
             raise CorruptCheckpoint(f"checkpoint {path}: {name} does not match its checksum (truncated or altered)")
 
 
@@ -240,22 +240,6 @@ def _write_text(path: Path, text: str) -> None:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _replace(temp: Path, final: Path) -> None:
