@@ -21,6 +21,8 @@ from pathlib import Path
 from twofold.eval import Settings
 
 DEMO_VOCAB = 4096
+# Training tokens per member: about 3 minutes for the pair on 2 idle cores (docs in README).
+DEMO_BUDGET = 1_500_000
 HELD_OUT_SEQUENCES = 16  # the fixed held-out set scored at every checkpoint
 # Sample sizes that keep the evaluation of both members around two minutes on 2 cores.
 DEMO_EVAL = Settings(max_length=128, lm_tokens=10_000, pseudo_perplexity_tokens=256, max_queries=300,
@@ -60,8 +62,9 @@ def run_demo(out: str | Path = "runs/demo", budget: int | None = None, fresh: bo
              say=print) -> Path:
     """Run every stage; return the path of `report.md`.
 
-    `packages` limits the training corpus to some top-level stdlib packages (tests, quick looks);
-    the evaluation always uses the whole held-out split.
+    `budget`: training tokens per member (default `DEMO_BUDGET`). `packages` limits the
+    training corpus to some top-level stdlib packages (tests, quick looks); the evaluation
+    always uses the whole held-out split.
     """
     from twofold.config import load_recipe
 
@@ -69,7 +72,7 @@ def run_demo(out: str | Path = "runs/demo", budget: int | None = None, fresh: bo
     if fresh and layout.root.exists():
         shutil.rmtree(layout.root)
     layout.root.mkdir(parents=True, exist_ok=True)
-    recipe = load_recipe("demo", budget=budget)
+    recipe = load_recipe("demo", budget=budget or DEMO_BUDGET)
     times: list[float] = []
 
     prepare_corpus(layout, packages, progress, say, times)

@@ -17,8 +17,8 @@ def register(subparsers) -> None:
             "Needs no download and no GPU. A second run reuses the tokenizer and stores."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", default="runs/demo", help="directory for everything the demo makes")
-    parser.add_argument("--budget", type=token_count, help="training tokens per member, e.g. 100K (smaller, faster) or 2M "
-                                         "(default: the demo recipe's own)")
+    parser.add_argument("--budget", type=token_count,
+                        help="training tokens per member (default 1.5M), e.g. 300K (faster) or 5M (better trained)")
     parser.add_argument("--fresh", action="store_true", help="rebuild the tokenizer and stores too")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
