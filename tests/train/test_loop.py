@@ -183,3 +183,16 @@ def test_resume_refuses_a_store_with_another_fingerprint(tmp_path, tiny_store, t
     assert main(["train", "--resume", str(run), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "token store differs from the checkpoint's" in err and err.count("\n") == 1
+
+
+def test_tensorboard_scalars_mirror_the_metrics(tmp_path, tiny_store, tiny_recipe):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = run_member(tmp_path, tiny_store, tiny_recipe, "board", scale=0.5, tensorboard=True)
+    steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = [r for r in steps if "loss" in r]
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    logged = events.Scalars("loss")
+    assert [e.step for e in logged] == [r["tokens"] for r in losses]
+    assert [round(e.value, 5) for e in logged] == [round(r["loss"], 5) for r in losses]

@@ -36,6 +36,8 @@ def register(subparsers) -> None:
     train.add_argument("--workers", type=int, default=0, help="DataLoader worker processes building batches")
     train.add_argument("--device", help="cpu, cuda, cuda:1 … (default: the local GPU if any)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--tensorboard", action="store_true",
+                       help="also log the metrics for TensorBoard (RUN/tensorboard; needs the tensorboard package)")
     train.set_defaults(func=run_train)
 
     export = subparsers.add_parser("export", help="write a run's checkpoint in the Hugging Face format")
@@ -83,7 +85,7 @@ def run_train(args: argparse.Namespace) -> int:
         micro_batch_sequences=args.micro_batch, keep_last=args.keep_last,
         save_every_steps=args.save_every_steps, parallel=args.parallel, precision=args.precision,
         compile=args.compile, progress=not args.no_progress, cross=args.init_from is not None,
-        num_workers=args.workers)
+        num_workers=args.workers, tensorboard=args.tensorboard)
     world = join(args.device)
     try:
         if args.pair:

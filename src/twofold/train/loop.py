@@ -58,6 +58,7 @@ class Options:
     progress: bool = True
     cross: bool = False  # run the recipe's `cross` phase (continuation) instead of the others
     num_workers: int = 0
+    tensorboard: bool = False  # also write the metrics as TensorBoard scalars under RUN/tensorboard
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -108,6 +109,7 @@ class Trainer:
         if options.compile:
             self.net = torch.compile(self.net)
         self.autocast = _autocast(options.precision, world.device)
+        self.board = _tensorboard(run_dir) if options.tensorboard and world.main else None
 
     # ------------------------------------------------------------ phases
 
@@ -239,9 +241,22 @@ class Trainer:
         if self.world.main:
             with open(self.run_dir / METRICS, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
+        if self.board is not None:  # x axis: tokens, as everywhere in twofold
+            for key, value in record.items():
+                if key not in ("step", "tokens", "phase_tokens") and isinstance(value, (int, float)):
+                    self.board.add_scalar(key, value, global_step=record["tokens"])
+            self.board.flush()
 
 
 # ---------------------------------------------------------------- pieces
+
+
+def _tensorboard(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise TwofoldError("--tensorboard needs the tensorboard package: pip install 'twofold[tensorboard]'") from None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
 
 def forward(model, batch):
