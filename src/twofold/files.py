@@ -1,4 +1,4 @@
-"""Small file helpers for writing that survives crashes, and for checksums."""
+"""Small file helpers: writes that survive crashes, checksums, and PNG figures."""
 
 from __future__ import annotations
 
@@ -37,3 +37,11 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> None:
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+def save_figure(figure, path: str | Path, dpi: int = 110) -> Path:
+    """Write a matplotlib `Figure` as PNG, creating its folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi)
+    return path

@@ -20,6 +20,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from twofold.eval.results import LOWER_IS_BETTER, Result
+from twofold.files import save_figure
 
 KIND_COLOURS = {"encoder": "tab:blue", "decoder": "tab:orange"}
 
@@ -139,7 +140,7 @@ def plot_scores(results: list[Result], path: str | Path) -> Path:
         if min(values) >= 0:  # bars grow from zero, with room for their labels
             ax.set_ylim(0, max(values) * 1.15 or 1)
     figure.suptitle("Evaluation scores (blue: encoder, orange: decoder)")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def line_name(result: Result, x: str) -> str:
@@ -174,7 +175,7 @@ def plot_against(results: list[Result], path: str | Path, x: str) -> Path:
         ax.set_xlabel("parameters" if x == "parameters" else "training tokens")
         ax.set_title(row.label, fontsize=9)
         ax.legend(fontsize=7)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
@@ -207,14 +208,7 @@ def plot_training(runs: dict[str, str | Path], path: str | Path) -> Path:
     ax.set_ylabel("loss (MLM for the encoder, CLM for the decoder)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(figure, path)
-
-
-def _save(figure: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    return path
+    return save_figure(figure, path)
 
 
 def plots(results: list[Result], out_dir: str | Path) -> list[Path]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twofold.errors import TwofoldError
+from twofold.files import save_figure
 
 
 @dataclass(frozen=True)
@@ -130,14 +131,12 @@ def format_plan(rows: list[PlanRow]) -> str:
 
 def plot_plan(rows: list[PlanRow], path: str | Path, title: str = "") -> Path:
     """Bar chart of sampling probability and epochs per group."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # the object API: no global pyplot state
 
     groups = [r.group for r in rows]
     width = max(6.0, 0.35 * len(rows) + 2)
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(width, 6), sharex=True)
+    figure = Figure(figsize=(width, 6))
+    top, bottom = figure.subplots(2, 1, sharex=True)
     top.bar(groups, [r.probability for r in rows], color="tab:blue")
     top.set_ylabel("sampling probability")
     bottom.bar(groups, [r.epochs for r in rows], color="tab:orange")
@@ -146,8 +145,4 @@ def plot_plan(rows: list[PlanRow], path: str | Path, title: str = "") -> Path:
     bottom.tick_params(axis="x", rotation=90 if len(rows) > 12 else 0)
     figure.suptitle(title or "mixture plan")
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=100)

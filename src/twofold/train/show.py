@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from twofold.config import Phase, Recipe
+from twofold.files import save_figure
 from twofold.train.schedule import batch_sequences_at, lr_at, phase_starts, phase_steps
 
 
@@ -59,10 +60,8 @@ def phase_table(recipe: Recipe) -> str:
 
 def plot_recipe(recipe: Recipe, path: str | Path, points: int = 400) -> Path:
     """PNG of LR, batch size, mask rate and seq_len against total tokens, phases shaded."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # the object API: no global pyplot state
+    from matplotlib.ticker import FuncFormatter
 
     phases = recipe.phases
     starts = phase_starts(phases)
@@ -77,7 +76,8 @@ def plot_recipe(recipe: Recipe, path: str | Path, points: int = 400) -> Path:
             masks.append(phase.mask_rate)
             seq_lens.append(phase.seq_len)
 
-    figure, axes = plt.subplots(4, 1, figsize=(9, 9), sharex=True)
+    figure = Figure(figsize=(9, 9))
+    axes = figure.subplots(4, 1, sharex=True)
     series = [(lrs, "learning rate"), (batches, "batch (sequences)"), (masks, "MLM mask rate"),
               (seq_lens, "seq_len")]
     for axis, (values, label) in zip(axes, series):
@@ -91,12 +91,8 @@ def plot_recipe(recipe: Recipe, path: str | Path, points: int = 400) -> Path:
         axes[0].annotate(phase.name, (start + phase.tokens / 2, 1.02), xycoords=("data", "axes fraction"),
                          ha="center", fontsize=9)
     axes[-1].set_xlabel("tokens seen")
-    axes[-1].xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: human_tokens(x)))
+    axes[-1].xaxis.set_major_formatter(FuncFormatter(lambda x, _: human_tokens(x)))
     title = f"recipe {recipe.name}" + (f" {recipe.size}" if recipe.size else "")
     figure.suptitle(title + (f" (scale {recipe.scale:g})" if recipe.scale != 1 else ""))
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=100)
