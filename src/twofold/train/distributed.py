@@ -91,12 +91,3 @@ def sum_across(value: torch.Tensor, world: World) -> torch.Tensor:
 def barrier(world: World) -> None:
     if world.distributed:
         dist.barrier()
-
-
-def broadcast_object(value, world: World):
-    """Rank 0's `value` on every rank (a small picklable object built by our own code)."""
-    if not world.distributed:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]

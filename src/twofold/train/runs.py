@@ -73,14 +73,13 @@ def _initial_model(recipe: Recipe, options: Options, init_from: str | None):
     from twofold.data.sampling import Corpus
     from twofold.data.store import TokenStore
     from twofold.model import preset
+    from twofold.tokenizer import SpecialIds
 
     causal = OBJECTIVES[options.objective]
     corpus = Corpus([TokenStore(s) for s in options.stores])
-    ids = corpus.special_ids
     vocab = max(preset(recipe.model).vocab_size, -(-corpus.vocab_size // 64) * 64)
-    config = preset(recipe.model, causal=causal, vocab_size=vocab, pad_token_id=ids["pad"],
-                    cls_token_id=ids["cls"], sep_token_id=ids["sep"], bos_token_id=ids["cls"],
-                    eos_token_id=ids["sep"], mask_token_id=ids["mask"])
+    special = SpecialIds.from_dict(corpus.special_ids)
+    config = preset(recipe.model, causal=causal, vocab_size=vocab, **special.config_ids())
     if init_from is None:
         return config, None
     source, state = _weights_of(init_from)
