@@ -26,7 +26,7 @@ from twofold.data.mixture import Mixture
 from twofold.data.sources import SourceSpec
 from twofold.data.stdlib import stdlib_documents
 from twofold.data.store import prepare_store
-from twofold.tokenizer import load_tokenizer, train_tokenizer
+from twofold.data.tokenizer import load_tokenizer, train_tokenizer
 
 
 def timed(work) -> float:
@@ -64,7 +64,8 @@ def bench_train_step(store: Path, batch: int, steps: int, tokenizer) -> float | 
         from twofold.model import TwofoldModel, preset
     except ImportError:
         return None
-    model = TwofoldModel(preset("ettin-17m", vocab_size=tokenizer.vocab_size, **tokenizer.special.config_ids()))
+    shape = preset("ettin-17m", vocab_size=tokenizer.vocab_size)
+    model = TwofoldModel(shape.for_tokenizer(tokenizer.vocab_size, tokenizer.special.to_dict()))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loader = BatchLoader([store], Mixture(temperature=0.7), seq_len=1024, batch_size=batch,
                          objective="mlm", seed=21)

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import torch
 
-from twofold.config import recipe_from_dict
 from twofold.data.sources import SourceSpec
 from twofold.data.stdlib import stdlib_documents
 from twofold.data.store import prepare_store
-from twofold.tokenizer import train_tokenizer
+from twofold.data.tokenizer import train_tokenizer
 from twofold.train import loop, runs
 from twofold.train.distributed import join, leave
+from twofold.train.recipe import recipe_from_dict
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense tensor-core FLOP/s
 WARMUP = 5

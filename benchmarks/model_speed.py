@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
+import twofold
 from twofold.model import TwofoldModel, preset
 from twofold.model.heads import embed
 
@@ -134,7 +135,7 @@ def build_models(case: Case, cfg, device, seed: int, sparse_too: bool,
     auto = {"mlm": transformers.AutoModelForMaskedLM, "clm": transformers.AutoModelForCausalLM,
             "embed": transformers.AutoModel}[case.kind]
     with tempfile.TemporaryDirectory() as tmp:
-        ours.save_pretrained(tmp)
+        twofold.save(ours, tmp)
         for impl in impls or hf_impls(device):
             models[f"hf-{impl}"] = auto.from_pretrained(tmp, attn_implementation=impl, dtype=torch.float32).to(device)
             if sparse_too and case.kind == "mlm":

@@ -27,15 +27,15 @@ from pathlib import Path
 
 import torch
 
-from twofold.config import recipe_from_dict
 from twofold.data.loader import BatchLoader
 from twofold.data.sources import SourceSpec
 from twofold.data.stdlib import stdlib_documents
 from twofold.data.store import prepare_store
-from twofold.tokenizer import train_tokenizer
+from twofold.data.tokenizer import train_tokenizer
 from twofold.train import loop, runs
 from twofold.train.distributed import World
 from twofold.train.optim import build_optimizer
+from twofold.train.recipe import recipe_from_dict
 
 WARMUP = 3
 
@@ -75,13 +75,12 @@ def bare_speed(r, store: Path, steps: int) -> tuple[float, list[float]]:
     from twofold.train.schedule import lr_at
 
     phase = r.phases[0]
-    config, _ = runs._initial_model(r, loop.Options(stores=(str(store),), objective="mlm"), None)
+    config, _ = runs.initial_model(r, loop.Options(stores=(str(store),), objective="mlm"), None)
     torch.manual_seed(r.seed)  # as the run does: the same initial weights
     model = TwofoldModel(config)
     optimizer = build_optimizer(model, r.optimizer)
-    loader = BatchLoader([str(store)], loop._data_mixture(phase), seq_len=phase.seq_len,
-                         batch_size=phase.batch_sequences, objective="mlm", seed=r.seed, mask_rate=phase.mask_rate,
-                         model_vocab_size=config.vocab_size)
+    loader = BatchLoader.from_spec([str(store)], phase.data(seed=r.seed), objective="mlm",
+                                   model_vocab_size=config.vocab_size)
     batches = [loader.batch(s) for s in range(steps)]
     schedule = phase.lr_schedule(r.optimizer.lr)
     times, losses = [], []

@@ -10,9 +10,9 @@ import transformers
 import twofold
 from twofold.data.stdlib import held_out_functions
 from twofold.data.store import TokenStore
+from twofold.data.tokenizer import load_tokenizer
 from twofold.demo import DemoLayout, prepare_corpus, run_demo
 from twofold.eval import METRIC_RANGES, QUICK, load_results
-from twofold.tokenizer import load_tokenizer
 
 PACKAGES = ("json", "email", "collections", "argparse.py", "textwrap")
 # The smallest evaluation that still runs every task.

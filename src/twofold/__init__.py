@@ -5,9 +5,8 @@
     twofold.save(model, "out/", tokenizer=...)  # loads with transformers' Auto classes
 """
 
+from twofold._version import __version__
 from twofold.errors import TwofoldError
-
-__version__ = "0.1.0"
 
 
 def load(path, **kwargs):

@@ -12,7 +12,7 @@ import pkgutil
 import sys
 
 import twofold.commands
-from twofold import __version__
+from twofold._version import __version__
 from twofold.errors import TwofoldError
 
 

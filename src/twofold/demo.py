@@ -66,7 +66,7 @@ def run_demo(out: str | Path = "runs/demo", budget: int | None = None, fresh: bo
     training corpus to some top-level stdlib packages (tests, quick looks); the evaluation
     always uses the whole held-out split.
     """
-    from twofold.config import load_recipe
+    from twofold.train.recipe import load_recipe
 
     layout = DemoLayout(Path(out))
     if fresh and layout.root.exists():
@@ -108,7 +108,7 @@ def prepare_corpus(layout: DemoLayout, packages: tuple[str, ...] = (), progress:
 
 def _tokenizer(layout: DemoLayout, packages: tuple[str, ...], say):
     from twofold.data.stdlib import stdlib_documents
-    from twofold.tokenizer import load_tokenizer, train_tokenizer
+    from twofold.data.tokenizer import load_tokenizer, train_tokenizer
 
     if (layout.tokenizer / "tokenizer.json").exists():
         say(f"  reusing {layout.tokenizer}")
@@ -154,20 +154,21 @@ def _train(layout: DemoLayout, recipe, progress: bool, say) -> None:
 
 
 def _export(layout: DemoLayout, say) -> None:
-    from twofold.train.export import export
+    from twofold.train.rundir import PairDir
 
     for member in ("encoder", "decoder"):
-        path = export(layout.pair / member, layout.export(member))
-        say(f"  {member}: {path} (loads with transformers' AutoModelFor{'CausalLM' if member == 'decoder' else 'MaskedLM'})")
+        path = PairDir(layout.pair).member(member).export(layout.export(member))
+        auto = "AutoModelForCausalLM" if member == "decoder" else "AutoModelForMaskedLM"
+        say(f"  {member}: {path} (loads with transformers' {auto})")
 
 
 def _evaluate(layout: DemoLayout, settings: Settings, say):
-    import twofold
+    from twofold.data.tokenizer import load_tokenizer
     from twofold.eval import evaluate_pair, save_results
-    from twofold.tokenizer import load_tokenizer
+    from twofold.hf import load
 
-    encoder = twofold.load(layout.export("encoder")).eval()
-    decoder = twofold.load(layout.export("decoder")).eval()
+    encoder = load(layout.export("encoder")).eval()
+    decoder = load(layout.export("decoder")).eval()
     tokenizer = load_tokenizer(layout.export("encoder"))
     results = evaluate_pair(encoder, decoder, tokenizer, settings=settings)
     if layout.eval.exists():
@@ -179,9 +180,10 @@ def _evaluate(layout: DemoLayout, settings: Settings, say):
 
 def _report(layout: DemoLayout, recipe, results) -> Path:
     from twofold.report import plot_training, write_report
+    from twofold.train.rundir import MEMBERS, PairDir
     from twofold.train.show import plot_recipe
 
-    members = {member: layout.pair / member for member in ("encoder", "decoder")}
+    members = {member: PairDir(layout.pair).member(member) for member in MEMBERS}
     plot_training(members, layout.root / "loss.png")
     plot_recipe(recipe, layout.root / "schedule.png")
     training = "\n\n".join([

@@ -39,6 +39,11 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> None:
             temporary.unlink()
 
 
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """`atomic_write` of a text file."""
+    atomic_write(path, lambda temporary: Path(temporary).write_text(text))
+
+
 def save_figure(figure, path: str | Path, dpi: int = 110) -> Path:
     """Write a matplotlib `Figure` as PNG, creating its folder."""
     path = Path(path)

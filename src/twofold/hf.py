@@ -21,9 +21,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from twofold import __version__
+from twofold._version import __version__
 from twofold.errors import TwofoldError
-from twofold.files import atomic_write
+from twofold.files import atomic_write, atomic_write_text
 from twofold.model.config import GLOBAL, LOCAL, ModelConfig
 from twofold.model.heads import SequenceClassifier
 from twofold.model.transformer import TwofoldModel
@@ -68,7 +68,8 @@ def config_from_hf(hf: dict, source: Path | str = "config.json") -> ModelConfig:
                                     (LOCAL, "local_rope_theta", "local_rope_theta")):
         params = rope.get(kind) or {}
         if params.get("rope_type", "default") != "default":
-            raise TwofoldError(f"{source}: rope_type {params['rope_type']!r} for {kind} is not supported (only 'default')")
+            raise TwofoldError(f"{source}: rope_type {params['rope_type']!r} for {kind} is not supported "
+                               "(only 'default')")
         theta = params.get("rope_theta", hf.get(legacy_key))
         if theta is not None:
             thetas[field] = float(theta)
@@ -266,7 +267,7 @@ def save_pretrained(model: TwofoldModel | SequenceClassifier, path: str | os.Pat
         state.pop("decoder.weight", None)  # transformers ties it back to the embeddings
     state = to_hf_names(state, config.causal)
     _write_weights(state, directory, max_shard_bytes)
-    _write_text(directory / "config.json", json.dumps(config_to_hf(config, num_labels), indent=2) + "\n")
+    atomic_write_text(directory / "config.json", json.dumps(config_to_hf(config, num_labels), indent=2) + "\n")
     if tokenizer is not None:
         _save_tokenizer(tokenizer, directory)
     return directory
@@ -292,7 +293,7 @@ def _write_weights(state: dict, directory: Path, max_shard_bytes: int | None) ->
         atomic_write(directory / file, lambda tmp, shard=shard: save_file(shard, tmp, metadata=metadata))
         weight_map.update({name: file for name in shard})
     index = {"metadata": {"total_size": sum(sizes.values())}, "weight_map": weight_map}
-    _write_text(directory / WEIGHTS_INDEX, json.dumps(index, indent=2) + "\n")
+    atomic_write_text(directory / WEIGHTS_INDEX, json.dumps(index, indent=2) + "\n")
 
 
 def _save_tokenizer(tokenizer, directory: Path) -> None:
@@ -308,7 +309,3 @@ def _save_tokenizer(tokenizer, directory: Path) -> None:
         tokenizer.save_pretrained(str(directory))
     else:
         raise TwofoldError(f"cannot save tokenizer of type {type(tokenizer).__name__}; pass its directory")
-
-
-def _write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))

@@ -11,16 +11,19 @@ Plots (PNG, matplotlib's object API, no display needed):
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from matplotlib.figure import Figure
 
 from twofold.eval.results import LOWER_IS_BETTER, Result
 from twofold.files import save_figure
+
+if TYPE_CHECKING:
+    from twofold.train.rundir import RunDir
 
 KIND_COLOURS = {"encoder": "tab:blue", "decoder": "tab:orange"}
 
@@ -178,19 +181,13 @@ def plot_against(results: list[Result], path: str | Path, x: str) -> Path:
     return save_figure(figure, path)
 
 
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The per-step records of a member run's `metrics.jsonl`."""
-    path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def plot_training(runs: dict[str, str | Path], path: str | Path) -> Path:
+def plot_training(runs: dict[str, RunDir], path: str | Path) -> Path:
     """Training loss (and held-out loss) of several member runs against tokens, phases marked."""
     figure = Figure(figsize=(9, 4.5), layout="constrained")
     ax = figure.subplots()
     phase_starts: dict[str, int] = {}
-    for name, run_dir in runs.items():
-        records = read_metrics(run_dir)
+    for name, run in runs.items():
+        records = run.metrics()
         steps = [r for r in records if "loss" in r]
         held_out = [r for r in records if "eval_loss" in r]
         colour = KIND_COLOURS.get(name)

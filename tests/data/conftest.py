@@ -10,7 +10,7 @@ import pytest
 from twofold.data.sources import SourceSpec
 from twofold.data.stdlib import stdlib_documents
 from twofold.data.store import prepare_store
-from twofold.tokenizer import train_tokenizer
+from twofold.data.tokenizer import train_tokenizer
 
 PACKAGES = ["json", "email"]
 

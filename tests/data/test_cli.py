@@ -5,7 +5,7 @@ from tests.data.conftest import write_jsonl
 
 from twofold.cli import main
 from twofold.data.store import TokenStore
-from twofold.tokenizer import load_tokenizer
+from twofold.data.tokenizer import load_tokenizer
 
 
 def test_tokenizer_train_prepare_info_and_plan(tmp_path, capsys):
@@ -68,7 +68,7 @@ def test_the_data_package_never_imports_the_model_or_training():
     import subprocess
     import sys
 
-    code = ("import sys, twofold.data, twofold.data.loader, twofold.tokenizer; "
+    code = ("import sys, twofold.data, twofold.data.loader, twofold.data.tokenizer; "
             "print([m for m in sys.modules if m.startswith(('twofold.model', 'twofold.train'))])")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -6,6 +6,7 @@ import torch
 
 from twofold.data.loader import BatchLoader
 from twofold.data.mixture import Mixture
+from twofold.data.order import BatchSchedule
 from twofold.data.sampling import Corpus
 from twofold.data.sources import SourceSpec
 from twofold.data.store import TokenStore, prepare_store
@@ -84,7 +85,7 @@ def test_packed_sequences_cover_an_epoch_of_each_document_exactly_once(group_sto
     small = store.documents_of("small")
     epoch_tokens = int((store.document_lengths()[small] + 2).sum())
     seq_len = 50
-    loader = make(group_store, mixture=Mixture(include=("small",)), seq_len=seq_len, batch_size=1, objective="clm")
+    loader = make(group_store, mixture=Mixture(groups=("small",)), seq_len=seq_len, batch_size=1, objective="clm")
     seen: dict[int, list] = {}
     steps = epoch_tokens // seq_len
     for step in range(steps):
@@ -138,17 +139,15 @@ def test_one_document_per_sequence_layout_chunks_long_documents(group_store, tok
         assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
 
 
-def test_batch_size_can_change_per_step_in_sequences_or_tokens(group_store):
-    warmup = lambda step: 2 + step
+def test_batch_size_warmup_ramps_by_tokens_seen(group_store):
+    # 2 -> 6 sequences over the first 512 tokens, each step taking the size due before it:
+    # tokens before steps 0..4 are 0, 128, 320, 576, 960 -> 2, 3, 4 (4.5), 6, 6 sequences.
+    warmup = BatchSchedule(6, start_sequences=2, warmup_tokens=512)
     loader = make(group_store, batch_size=warmup)
     batches = take(loader, 5)
-    assert [b.num_sequences for b in batches] == [2, 3, 4, 5, 6]
-    assert [b.first_sequence for b in batches] == [0, 2, 5, 9, 14]
+    assert [b.num_sequences for b in batches] == [2, 3, 4, 6, 6]
+    assert [b.first_sequence for b in batches] == [0, 2, 5, 9, 15]
     assert same(make(group_store, batch_size=warmup).batch(4), batches[4])
-    by_tokens = make(group_store, batch_size=64 * 5, batch_unit="tokens").batch(0)
-    assert by_tokens.num_sequences == 5
-    with pytest.raises(TwofoldError, match="less than one sequence"):
-        make(group_store, batch_size=10, batch_unit="tokens").batch(0)
 
 
 def test_padded_view_has_one_row_per_document_segment(group_store):
@@ -178,12 +177,12 @@ def test_split_into_micro_batches_keeps_rows_whole(group_store):
 
 
 def test_resume_from_state_continues_exactly(group_store):
-    loader = make(group_store, batch_size=lambda s: 3 + s % 2)
+    loader = make(group_store, batch_size=BatchSchedule(4, 2, 256))
     take(loader, 5)
     state = loader.state_dict()
     assert state["step"] == 5 and state["fingerprint"] == TokenStore(group_store).fingerprint
     continued = take(loader, 2)
-    resumed = make(group_store, batch_size=lambda s: 3 + s % 2)
+    resumed = make(group_store, batch_size=BatchSchedule(4, 2, 256))
     resumed.load_state_dict(state)
     assert all(same(a, b) for a, b in zip(continued, take(resumed, 2)))
 
@@ -191,9 +190,9 @@ def test_resume_from_state_continues_exactly(group_store):
 def test_resume_with_another_store_is_refused(tmp_path, tokenizer, group_store, group_corpus):
     other = tmp_path / "other"
     prepare_store([SourceSpec(str(group_corpus), id_field="id", group="big")], tokenizer, other, progress=False)
-    state = make(group_store, mixture=Mixture(include=("big",))).state_dict()
+    state = make(group_store, mixture=Mixture(groups=("big",))).state_dict()
     with pytest.raises(TwofoldError, match="token store differs from the checkpoint"):
-        make(other, mixture=Mixture(include=("big",))).load_state_dict(state)
+        make(other, mixture=Mixture(groups=("big",))).load_state_dict(state)
 
 
 def test_resume_with_other_settings_or_schedule_is_refused(group_store):
@@ -222,11 +221,11 @@ def test_bad_loader_settings_are_clear_errors(group_store):
     with pytest.raises(TwofoldError, match="layout 'rows' is unknown"):
         make(group_store, layout="rows")
     with pytest.raises(TwofoldError, match="provided by no store"):
-        make(group_store, mixture=Mixture(include=("big", "klingon")))
+        make(group_store, mixture=Mixture(groups=("big", "klingon")))
 
 
 def test_stores_made_with_different_tokenizers_do_not_mix(tmp_path, group_store, group_corpus):
-    from twofold.tokenizer import train_tokenizer
+    from twofold.data.tokenizer import train_tokenizer
 
     other_tokenizer = train_tokenizer(["some other text"] * 20, 300, tmp_path / "tok")
     prepare_store([SourceSpec(str(group_corpus))], other_tokenizer, tmp_path / "s", progress=False)

@@ -22,7 +22,7 @@ def test_tau_one_is_size_proportional_and_smaller_tau_flattens():
 
 
 def test_include_restricts_a_phase_to_some_groups():
-    p = Mixture(temperature=0.5, include=("en", "fr")).probabilities(COUNTS)
+    p = Mixture(temperature=0.5, groups=("en", "fr")).probabilities(COUNTS)
     assert set(p) == {"en", "fr"} and sum(p.values()) == pytest.approx(1)
 
 
@@ -36,7 +36,7 @@ def test_explicit_weights_are_normalised():
     ({"temperature": 0}, "temperature must be > 0"),
     ({"temperature": -0.5}, "temperature must be > 0"),
     ({"weights": {"en": 1}, "temperature": 0.5}, "either weights or temperature"),
-    ({"include": ()}, "include lists no group"),
+    ({"groups": ()}, "groups lists no group"),
 ])
 def test_bad_mixtures_are_refused(kwargs, message):
     with pytest.raises(TwofoldError, match=message):
@@ -45,13 +45,13 @@ def test_bad_mixtures_are_refused(kwargs, message):
 
 def test_group_named_in_a_phase_that_no_store_provides_is_refused():
     with pytest.raises(TwofoldError, match=r"group\(s\) de named in the phase are provided by no store"):
-        Mixture(include=("en", "de")).probabilities(COUNTS)
+        Mixture(groups=("en", "de")).probabilities(COUNTS)
     with pytest.raises(TwofoldError, match="provided by no store"):
         Mixture(weights={"en": 1, "xx": 1}).probabilities(COUNTS)
     with pytest.raises(TwofoldError, match="have no weight"):
-        Mixture(weights={"en": 1}, include=("en", "fr")).probabilities(COUNTS)
+        Mixture(weights={"en": 1}, groups=("en", "fr")).probabilities(COUNTS)
     with pytest.raises(TwofoldError, match="every included group has weight 0"):
-        Mixture(weights={"en": 1, "fr": 0}, include=("fr",)).probabilities(COUNTS)
+        Mixture(weights={"en": 1, "fr": 0}, groups=("fr",)).probabilities(COUNTS)
 
 
 def test_plan_reports_epochs_for_a_budget_and_draws_a_png(tmp_path):
@@ -68,8 +68,8 @@ def test_plan_reports_epochs_for_a_budget_and_draws_a_png(tmp_path):
 
 
 def test_mixture_from_yaml(tmp_path):
-    (tmp_path / "m.yaml").write_text("temperature: 0.7\ninclude: [en, fr]\n")
-    assert load_mixture(tmp_path / "m.yaml") == Mixture(temperature=0.7, include=("en", "fr"))
+    (tmp_path / "m.yaml").write_text("temperature: 0.7\ngroups: [en, fr]\n")
+    assert load_mixture(tmp_path / "m.yaml") == Mixture(temperature=0.7, groups=("en", "fr"))
     (tmp_path / "bad.yaml").write_text("temprature: 0.7\n")
     with pytest.raises(TwofoldError, match="bad.yaml: unknown key"):
         load_mixture(tmp_path / "bad.yaml")

@@ -1,10 +1,10 @@
 import pytest
 from tests.data.conftest import write_jsonl
 
+from twofold.data.documents import decode_utf8
 from twofold.data.sources import (
     SourceSpec,
     SourceStats,
-    decode_utf8,
     parse_source_spec,
     read_documents,
 )
@@ -82,7 +82,8 @@ def test_parquet_source(tmp_path):
 
     pq.write_table(pa.table({"text": ["a doc", "", "another"], "lang": ["x", "y", "z"]}), tmp_path / "d.parquet")
     documents, stats = read(SourceSpec(str(tmp_path / "d.parquet"), group_field="lang"))
-    assert [(d.text, d.group, d.doc_id) for d in documents] == [("a doc", "x", "d.parquet:1"), ("another", "z", "d.parquet:3")]
+    assert [(d.text, d.group, d.doc_id) for d in documents] == [("a doc", "x", "d.parquet:1"),
+                                                                ("another", "z", "d.parquet:3")]
     assert list(stats.files) == [str(tmp_path / "d.parquet")]
 
 

@@ -3,8 +3,9 @@ import json
 import pytest
 from transformers import AutoTokenizer
 
+from twofold.data.tokenizer import SPECIAL_TOKENS, load_tokenizer, train_tokenizer
 from twofold.errors import TwofoldError
-from twofold.tokenizer import SPECIAL_TOKENS, load_tokenizer, train_tokenizer
+from twofold.model import preset
 
 
 def test_trained_tokenizer_has_modernbert_specials_and_bos_eos_are_cls_sep(tokenizer):
@@ -13,9 +14,11 @@ def test_trained_tokenizer_has_modernbert_specials_and_bos_eos_are_cls_sep(token
     assert [tokenizer.backend.id_to_token(i) for i in ids] == list(SPECIAL_TOKENS)
     assert (special.bos, special.eos) == (special.cls, special.sep)
     assert tokenizer.vocab_size == 512
-    assert special.config_ids() == {"cls_token_id": special.cls, "sep_token_id": special.sep,
-                                    "pad_token_id": special.pad, "mask_token_id": special.mask,
-                                    "bos_token_id": special.cls, "eos_token_id": special.sep}
+    config = preset("tiny", vocab_size=64).for_tokenizer(tokenizer.vocab_size, special.to_dict())
+    assert config.vocab_size == 512
+    assert (config.cls_token_id, config.sep_token_id, config.pad_token_id, config.mask_token_id,
+            config.bos_token_id, config.eos_token_id) == (special.cls, special.sep, special.pad,
+                                                          special.mask, special.cls, special.sep)
 
 
 def test_transformers_autotokenizer_loads_the_directory(tokenizer):

@@ -3,9 +3,9 @@
 import pytest
 
 from twofold.data.stdlib import stdlib_documents
+from twofold.data.tokenizer import train_tokenizer
 from twofold.eval import Settings
 from twofold.model import TwofoldModel, preset
-from twofold.tokenizer import train_tokenizer
 
 # Every task in a second or two with a tiny model.
 TINY = Settings(max_length=48, batch_size=16, lm_tokens=300, pseudo_perplexity_tokens=12, max_queries=12,

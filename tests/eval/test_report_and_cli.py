@@ -103,7 +103,8 @@ def test_eval_all_checkpoints_of_a_run_plots_score_against_tokens(tmp_path, toke
             "--task", "lm", "--out", str(out), *TINY_FLAGS]
     assert main(argv) == 0
     results = load_results(out)
-    assert sorted((r.checkpoint, r.tokens) for r in results if r.variant == "masked") == [("step1", 3000), ("step2", 6000)]
+    masked = sorted((r.checkpoint, r.tokens) for r in results if r.variant == "masked")
+    assert masked == [("step1", 3000), ("step2", 6000)]
     assert "encoder-run@step2" in capsys.readouterr().out
     assert is_png(out / "vs-tokens.png")
 

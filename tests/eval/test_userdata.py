@@ -33,7 +33,8 @@ def test_tsv_and_jsonl_read_the_same_way(tmp_path):
     tsv = write_tsv(tmp_path / "a.tsv", ["premise", "hypothesis", "label"], [['he said "hi"', "b", "yes"]])
     jsonl = write_jsonl(tmp_path / "a.jsonl", [{"premise": 'he said "hi"', "hypothesis": "b", "label": "yes"}])
     fields = ("premise", "hypothesis")
-    assert read_labelled(tsv, fields, "label") == read_labelled(jsonl, fields, "label") == [(('he said "hi"', "b"), "yes")]
+    expected = [(('he said "hi"', "b"), "yes")]
+    assert read_labelled(tsv, fields, "label") == read_labelled(jsonl, fields, "label") == expected
 
 
 def test_fine_tuning_learns_a_separable_task_from_user_files(tmp_path, tokenizer):

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import twofold
 from twofold.cli import main
 from twofold.model import TwofoldModel, preset
 
@@ -14,7 +15,7 @@ def test_presets_table_lists_published_sizes(capsys):
 
 
 def test_info_summarises_a_checkpoint(tmp_path, capsys):
-    TwofoldModel(preset("tiny", causal=True)).save_pretrained(tmp_path)
+    twofold.save(TwofoldModel(preset("tiny", causal=True)), tmp_path)
     assert main(["model", "info", str(tmp_path)]) == 0
     assert "decoder (causal LM)" in capsys.readouterr().out
 

@@ -33,7 +33,7 @@ def logits(m, ids):
 @pytest.mark.parametrize("causal", [False, True], ids=["encoder", "decoder"])
 def test_twofold_save_loads_in_transformers_auto_classes(tmp_path, causal):
     ours = model(causal, global_rope_theta=50_000.0, local_rope_theta=5_000.0)
-    ours.save_pretrained(tmp_path)
+    twofold.save(ours, tmp_path)
     hf, info = AUTO[causal].from_pretrained(tmp_path, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     ids = torch.randint(5, 500, (2, 30))
@@ -59,7 +59,7 @@ def test_transformers_save_loads_in_twofold(tmp_path, causal):
 def test_legacy_config_generation_loads(tmp_path, causal):
     """Configs written before transformers v5: global_attn_every_n_layers + *_rope_theta."""
     ours = model(causal, global_rope_theta=20_000.0, local_rope_theta=3_000.0)
-    ours.save_pretrained(tmp_path)
+    twofold.save(ours, tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     for key in ("layer_types", "rope_parameters", "twofold_version"):
         config.pop(key)
@@ -73,7 +73,7 @@ def test_legacy_config_generation_loads(tmp_path, causal):
 
 def test_sharded_checkpoint_round_trip(tmp_path):
     ours = model(False)
-    ours.save_pretrained(tmp_path, max_shard_bytes=40_000)
+    twofold.save(ours, tmp_path, max_shard_bytes=40_000)
     assert (tmp_path / "model.safetensors.index.json").exists() and not (tmp_path / WEIGHTS).exists()
     assert len(list(tmp_path.glob("model-*-of-*.safetensors"))) > 1
     hf = transformers.AutoModelForMaskedLM.from_pretrained(tmp_path)
@@ -119,7 +119,7 @@ def test_tokenizer_files_travel_with_the_export(tmp_path):
         "tokenizer_class": "PreTrainedTokenizerFast", "cls_token": "[CLS]", "sep_token": "[SEP]",
         "pad_token": "[PAD]", "mask_token": "[MASK]", "unk_token": "[UNK]"}))
     out = tmp_path / "export"
-    model(False).save_pretrained(out, tokenizer=source)
+    twofold.save(model(False), out, tokenizer=source)
     loaded_tok = transformers.AutoTokenizer.from_pretrained(out)
     assert loaded_tok.mask_token_id == 3 and loaded_tok("a b")["input_ids"] == [5, 6]
     assert twofold.load(out).config.mask_token_id == 3
@@ -133,14 +133,14 @@ def test_missing_config_is_a_clear_error(tmp_path):
 
 
 def test_missing_weights_is_a_clear_error(tmp_path):
-    model(False).save_pretrained(tmp_path)
+    twofold.save(model(False), tmp_path)
     (tmp_path / WEIGHTS).unlink()
     with pytest.raises(TwofoldError, match="no model.safetensors"):
         twofold.load(tmp_path)
 
 
 def test_unsupported_model_type_is_a_clear_error(tmp_path):
-    model(False).save_pretrained(tmp_path)
+    twofold.save(model(False), tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, "model_type": "bert"}))
     with pytest.raises(TwofoldError, match="model_type 'bert' is not supported"):
@@ -148,7 +148,7 @@ def test_unsupported_model_type_is_a_clear_error(tmp_path):
 
 
 def test_shape_mismatch_names_the_file_and_tensor(tmp_path):
-    model(False).save_pretrained(tmp_path)
+    twofold.save(model(False), tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, "intermediate_size": 128}))
     with pytest.raises(TwofoldError, match=r"model.safetensors: tensor model.layers.0.mlp.Wi.weight has shape"):
@@ -156,7 +156,7 @@ def test_shape_mismatch_names_the_file_and_tensor(tmp_path):
 
 
 def test_pickle_weights_are_refused_never_opened(tmp_path):
-    model(False).save_pretrained(tmp_path)
+    twofold.save(model(False), tmp_path)
     (tmp_path / WEIGHTS).unlink()
     # A file that would run code if unpickled: loading must refuse it by name, not open it.
     (tmp_path / "pytorch_model.bin").write_bytes(b"cos\nsystem\n(S'touch PWNED'\ntR.")
@@ -166,14 +166,14 @@ def test_pickle_weights_are_refused_never_opened(tmp_path):
 
 
 def test_unknown_tensors_are_a_clear_error(tmp_path):
-    model(False).save_pretrained(tmp_path)
+    twofold.save(model(False), tmp_path)
     save_file({"bert.embeddings.word_embeddings.weight": torch.zeros(2, 2)}, str(tmp_path / WEIGHTS))
     with pytest.raises(TwofoldError, match="do not belong to a ModernBERT model"):
         twofold.load(tmp_path)
 
 
 def test_no_warnings_on_a_clean_round_trip(tmp_path):
-    model(True).save_pretrained(tmp_path)
+    twofold.save(model(True), tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         twofold.load(tmp_path)

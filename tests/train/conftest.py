@@ -25,7 +25,7 @@ def tiny_store(tmp_path_factory) -> Path:
     from twofold.data.sources import SourceSpec
     from twofold.data.stdlib import stdlib_documents
     from twofold.data.store import prepare_store
-    from twofold.tokenizer import train_tokenizer
+    from twofold.data.tokenizer import train_tokenizer
 
     root = tmp_path_factory.mktemp("data")
     texts = (d.text for d in stdlib_documents(packages=["json", "email"]))

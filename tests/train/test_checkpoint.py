@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-from twofold.config import OptimizerConfig
 from twofold.errors import TwofoldError
 from twofold.train import checkpoint
 from twofold.train.checkpoint import (
@@ -25,6 +24,7 @@ from twofold.train.checkpoint import (
     verify,
 )
 from twofold.train.optim import build_optimizer
+from twofold.train.recipe import OptimizerConfig
 
 
 def tiny_model(seed=0):
@@ -126,7 +126,8 @@ def test_retention_keeps_the_last_k_and_every_tag(tmp_path):
     for step in range(1, 8):
         save_step(tmp_path, model, None, step=step, tag="step1" if step == 2 else "ext3" if step == 4 else None,
                   keep_last=2)
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["000000002-step1", "000000004-ext3", "000000006", "000000007"]
+    names = [p.name for p in list_checkpoints(tmp_path)]
+    assert names == ["000000002-step1", "000000004-ext3", "000000006", "000000007"]
     assert find_tagged(tmp_path, "ext3").name == "000000004-ext3"
     with pytest.raises(TwofoldError, match="no checkpoint tagged 'decay1'.*tags: step1, ext3"):
         find_tagged(tmp_path, "decay1")

@@ -76,7 +76,8 @@ def test_two_gloo_ranks_match_one_process(tmp_path, tiny_store, tiny_recipe, one
     for phase in ("pretrain", "decay"):
         ranks = [[json.loads(line) for line in (out / phase / "data_order" / f"rank{r}.jsonl").read_text().splitlines()]
                  for r in (0, 1)]
-        single = [json.loads(line) for line in (one_process / phase / "data_order" / "rank0.jsonl").read_text().splitlines()]
+        log = one_process / phase / "data_order" / "rank0.jsonl"
+        single = [json.loads(line) for line in log.read_text().splitlines()]
         for r0, r1, whole in zip(*ranks, single):
             assert r0["sequences"] + r1["sequences"] == whole["sequences"]
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from twofold.config import OptimizerConfig
 from twofold.train.optim import StableAdamW, build_optimizer, clip_grad_norm, param_groups, set_lr
+from twofold.train.recipe import OptimizerConfig
 
 
 def reference_steps(p0, grads, lr, beta1, beta2, eps, wd, max_lr):

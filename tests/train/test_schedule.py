@@ -4,14 +4,12 @@ import math
 
 import pytest
 
-from twofold.config import BatchSchedule, Schedule, load_recipe
+from twofold.data.order import BatchSchedule, StepPlan
+from twofold.train.recipe import Schedule, load_recipe
 from twofold.train.schedule import (
-    StepBatches,
-    batch_sequences_at,
     cosine_decay,
     decay_ratio,
     linear_decay,
-    locate,
     lr_at,
     one_minus_sqrt_decay,
     phase_starts,
@@ -76,23 +74,17 @@ def test_phase_schedule_resolves_decay_span_and_peak():
 
 def test_batch_size_warmup_in_tokens():
     b = BatchSchedule(sequences=32, start_sequences=8, warmup_tokens=200)
-    assert batch_sequences_at(b, 0) == 8
-    assert batch_sequences_at(b, 100) == 20
-    assert batch_sequences_at(b, 100, multiple_of=8) == 16
-    assert batch_sequences_at(b, 200) == 32
-    assert batch_sequences_at(b, 10**9) == 32
-    assert batch_sequences_at(BatchSchedule(4, 4), 0) == 4
-    assert batch_sequences_at(BatchSchedule(32, 1, 100), 0, multiple_of=4) == 4
+    assert b.sequences_at(0) == 8
+    assert b.sequences_at(100) == 20
+    assert b.sequences_at(100, multiple_of=8) == 16
+    assert b.sequences_at(200) == 32
+    assert b.sequences_at(10**9) == 32
+    assert BatchSchedule(4, 4).sequences_at(0) == 4
+    assert BatchSchedule(32, 1, 100).sequences_at(0, multiple_of=4) == 4
 
 
-def test_locate_phases():
-    phases = load_recipe("demo").phases
-    assert phase_starts(phases) == [0, 200_000, 260_000]
-    assert locate(phases, 0) == (0, 0)
-    assert locate(phases, 200_000) == (0, 200_000)  # a boundary belongs to the earlier phase
-    assert locate(phases, 200_001) == (1, 1)
-    assert locate(phases, 290_000) == (2, 30_000)
-    assert locate(phases, 9_999_999) == (2, 40_000)
+def test_phase_starts():
+    assert phase_starts(load_recipe("demo").phases) == [0, 200_000, 260_000]
 
 
 def test_phase_steps_follow_the_batch_warmup():
@@ -110,6 +102,6 @@ def test_phase_steps_follow_the_batch_warmup():
 
 
 def test_step_batches_follow_the_ramp_by_tokens_seen():
-    steps = StepBatches(BatchSchedule(sequences=3, start_sequences=1, warmup_tokens=30), seq_len=10)
+    steps = StepPlan(BatchSchedule(sequences=3, start_sequences=1, warmup_tokens=30), seq_len=10)
     assert [steps.size(s) for s in range(5)] == [1, 1, 2, 3, 3]
     assert [steps.tokens_before(s) for s in range(5)] == [0, 10, 20, 40, 70]

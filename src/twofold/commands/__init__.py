@@ -8,7 +8,7 @@ import argparse
 
 def token_count(text: str) -> int:
     """argparse type for token counts written as recipes write them: 20M, 1.5B, 250K, 5e6."""
-    from twofold.config import parse_number
+    from twofold.train.recipe import parse_number
 
     value = parse_number(text)
     if value is None or value <= 0:

@@ -42,7 +42,7 @@ def register(subparsers) -> None:
     plan = commands.add_parser("plan", help="epochs per group of a mixture for a token budget",
                                formatter_class=defaults)
     plan.add_argument("--store", action="append", required=True, help="token store (repeatable)")
-    plan.add_argument("--mixture", help="YAML file with weights / temperature / include")
+    plan.add_argument("--mixture", help="YAML file with weights / temperature / groups")
     plan.add_argument("--temperature", type=float, help="p_i ∝ n_i^τ over token counts")
     plan.add_argument("--weights", help="explicit weights: group=w,group=w")
     plan.add_argument("--include", help="groups of this phase: g1,g2 (default: all)")
@@ -79,7 +79,7 @@ def run_prepare(args) -> int:
 
     from twofold.data.sources import parse_source_spec
     from twofold.data.store import prepare_store
-    from twofold.tokenizer import load_tokenizer
+    from twofold.data.tokenizer import load_tokenizer
 
     specs = [parse_source_spec(text) for text in args.source]
     if args.skip_bad_lines:
@@ -135,9 +135,9 @@ def run_plan(args) -> int:
     if args.mixture:
         mixture = load_mixture(args.mixture)
     else:
-        include = tuple(g for g in args.include.split(",") if g) if args.include else None
+        groups = tuple(g for g in args.include.split(",") if g) if args.include else None
         mixture = Mixture(weights=_parse_weights(args.weights) if args.weights else None,
-                          temperature=args.temperature, include=include)
+                          temperature=args.temperature, groups=groups)
     corpus = Corpus([TokenStore(path) for path in args.store])
     rows = plan(mixture, corpus.group_tokens, args.tokens)
     print(format_plan(rows))
@@ -156,7 +156,7 @@ def run_show_batch(args) -> int:
     stores = [TokenStore(path) for path in description["stores"]]
     tokenizer = None
     if args.decode:
-        from twofold.tokenizer import load_tokenizer
+        from twofold.data.tokenizer import load_tokenizer
 
         path = args.tokenizer or stores[0].manifest["tokenizer"]["path"]
         tokenizer = load_tokenizer(path)
@@ -183,7 +183,7 @@ def run_show_batch(args) -> int:
 
 def run_tokenizer_train(args) -> int:
     from twofold.data.sources import parse_source_spec, read_documents
-    from twofold.tokenizer import train_tokenizer
+    from twofold.data.tokenizer import train_tokenizer
 
     documents = itertools.chain.from_iterable(
         read_documents(parse_source_spec(text)) for text in args.source)
@@ -195,7 +195,7 @@ def run_tokenizer_train(args) -> int:
 
 
 def run_tokenizer_info(args) -> int:
-    from twofold.tokenizer import load_tokenizer
+    from twofold.data.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(args.path)
     print(f"{tokenizer.source}: vocab {tokenizer.vocab_size}, hash {tokenizer.hash[:16]}")

@@ -40,7 +40,8 @@ def register(subparsers) -> None:
     parser.add_argument("--tokenizer", help="tokenizer.json or its folder (default: the model's or the run's)")
     parser.add_argument("--name", help="label of the model in results (default: its directory name)")
     parser.add_argument("--out", help="folder for results, report.md and plots (default: PATH/eval)")
-    parser.add_argument("--quick", action="store_true", help="small samples everywhere: seconds per task, rough numbers")
+    parser.add_argument("--quick", action="store_true",
+                        help="small samples everywhere: seconds per task, rough numbers")
     sizes = parser.add_argument_group("sample sizes and fine-tuning")
     for flag, kind, text in _KNOBS:
         sizes.add_argument(f"--{flag}", type=kind, help=text)

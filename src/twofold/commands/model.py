@@ -42,9 +42,9 @@ def show_presets(args) -> int:
 
 
 def show_info(args) -> int:
-    import twofold
+    from twofold.hf import load
 
-    model = twofold.load(args.path)
+    model = load(args.path)
     config = model.config
     total, body = _count(config)
     kind = "decoder (causal LM)" if config.causal else "encoder (masked LM)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from twofold.commands import token_count
-from twofold.config import load_recipe, preset_names
+from twofold.train.recipe import load_recipe, preset_names
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:

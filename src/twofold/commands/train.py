@@ -19,7 +19,8 @@ def register(subparsers) -> None:
     train.add_argument("--store", action="append", default=[], help="token store to train on (repeatable)")
     train.add_argument("--out", help="run directory to create")
     who = train.add_mutually_exclusive_group()
-    who.add_argument("--pair", action="store_true", help="train the encoder and then the decoder (OUT/encoder, OUT/decoder)")
+    who.add_argument("--pair", action="store_true",
+                     help="train the encoder and then the decoder (OUT/encoder, OUT/decoder)")
     who.add_argument("--objective", choices=["mlm", "clm"], help="one member: mlm (encoder) or clm (decoder)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (member or pair)")
     train.add_argument("--init-from", metavar="RUN_OR_HF_DIR",
@@ -27,8 +28,10 @@ def register(subparsers) -> None:
     train.add_argument("--eval-store", action="append", default=[], help="held-out token store (repeatable)")
     train.add_argument("--eval-every", type=token_count, help="held-out loss every N tokens (default: at checkpoints)")
     train.add_argument("--eval-sequences", type=int, default=32, help="sequences in the held-out set")
-    train.add_argument("--micro-batch", type=int, help="sequences per forward pass on each rank (gradient accumulation)")
-    train.add_argument("--keep-last", type=int, default=2, help="newest checkpoints to keep (tagged ones are always kept)")
+    train.add_argument("--micro-batch", type=int,
+                       help="sequences per forward pass on each rank (gradient accumulation)")
+    train.add_argument("--keep-last", type=int, default=2,
+                       help="newest checkpoints to keep (tagged ones are always kept)")
     train.add_argument("--save-every-steps", type=int, help="also checkpoint every N steps (for resume)")
     train.add_argument("--parallel", choices=["ddp", "fsdp"], default="ddp", help="data parallelism under torchrun")
     train.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
@@ -50,20 +53,13 @@ def register(subparsers) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from twofold.train import runs
-    from twofold.train.distributed import join, leave
     from twofold.train.loop import Options
 
     if args.resume:
         if args.recipe or args.store or args.out or args.init_from:
             raise TwofoldError("--resume continues a run as it was started; drop --recipe/--store/--out/--init-from")
-        world = join(args.device)
-        try:
-            path = runs.resume_any(args.resume, world, {"progress": not args.no_progress})
-        finally:
-            leave()
-        if world.main:
-            print(f"run complete: {path}")
-        return 0
+        return _in_world(args.device, lambda world: runs.resume_any(args.resume, world,
+                                                                    {"progress": not args.no_progress}))
     for flag, value in (("--recipe", args.recipe), ("--store", args.store), ("--out", args.out)):
         if not value:
             raise TwofoldError(f"train needs {flag} (or --resume RUN_DIR)")
@@ -75,7 +71,7 @@ def run_train(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise TwofoldError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    from twofold.config import load_recipe
+    from twofold.train.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, size=args.size, overrides=args.overrides, scale=args.scale,
                          budget=args.budget)
@@ -86,12 +82,19 @@ def run_train(args: argparse.Namespace) -> int:
         save_every_steps=args.save_every_steps, parallel=args.parallel, precision=args.precision,
         compile=args.compile, progress=not args.no_progress, cross=args.init_from is not None,
         num_workers=args.workers, tensorboard=args.tensorboard)
-    world = join(args.device)
+    if args.pair:
+        return _in_world(args.device, lambda world: runs.start_pair(args.out, recipe, options, world))
+    return _in_world(args.device, lambda world: runs.start(args.out, recipe, options, world,
+                                                           init_from=args.init_from))
+
+
+def _in_world(device: str | None, train) -> int:
+    """Join torchrun's process group (or a world of one), train, leave; rank 0 says where."""
+    from twofold.train.distributed import join, leave
+
+    world = join(device)
     try:
-        if args.pair:
-            path = runs.start_pair(args.out, recipe, options, world)
-        else:
-            path = runs.start(args.out, recipe, options, world, init_from=args.init_from)
+        path = train(world)
     finally:
         leave()
     if world.main:
@@ -100,17 +103,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from twofold.train.rundir import member_run
 
-    from twofold.train.export import export
-    from twofold.train.runs import PAIR_FILE
-
-    run_dir = Path(args.run_dir)
-    if (run_dir / PAIR_FILE).is_file():
-        if not args.member:
-            raise TwofoldError(f"{run_dir} is a pair run; choose --member encoder or --member decoder")
-        run_dir = run_dir / args.member
-    elif args.member:
-        raise TwofoldError(f"{run_dir} is a single-member run; drop --member")
-    print(f"exported: {export(run_dir, args.out, args.tag)}")
+    print(f"exported: {member_run(args.run_dir, args.member).export(args.out, args.tag)}")
     return 0

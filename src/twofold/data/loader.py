@@ -8,7 +8,7 @@ The encoder and the decoder of a pair use two loaders that differ only in `objec
 sequences are the same tokens, which the per-step hashes in their order logs show.
 
     loader = BatchLoader(["stores/en"], Mixture(temperature=0.7), seq_len=1024,
-                         batch_size=lambda step: 256, objective="mlm", seed=21,
+                         batch_size=BatchSchedule(4608, 768, 50e9), objective="mlm", seed=21,
                          rank=rank, world_size=world, run_dir="runs/enc")
     loader.load_state_dict(checkpoint["data"])  # on resume; refuses another corpus
     for batch in loader:                          # batch.step == loader.step - 1
@@ -19,7 +19,8 @@ sequences are the same tokens, which the per-step hashes in their order logs sho
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,7 +28,7 @@ import torch
 from twofold.data.batches import Batch, build_batch
 from twofold.data.mixture import Mixture
 from twofold.data.objectives import masker_for
-from twofold.data.order import BatchSchedule, rank_slice
+from twofold.data.order import BatchSchedule, StepPlan, rank_slice
 from twofold.data.orderlog import OrderLog
 from twofold.data.sampling import Corpus, SequenceSampler
 from twofold.data.store import TokenStore
@@ -38,11 +39,30 @@ STATE_FORMAT = "twofold-loader/1"
 _PINNED = ("fingerprint", "mixture", "seed", "seq_len", "layout")
 
 
+@dataclass(frozen=True)
+class DataSpec:
+    """What the batches of one training phase are made of. A recipe builds one per phase;
+    the trainer hands it to the loader (`BatchLoader.from_spec`) and to the held-out set."""
+
+    mixture: Mixture
+    seq_len: int
+    batch: BatchSchedule
+    mask_rate: float  # MLM only
+    seed: int
+    layout: str = "packed"
+
+
 class BatchLoader:
+    @classmethod
+    def from_spec(cls, stores: Sequence[TokenStore | str | Path], spec: DataSpec, **how) -> BatchLoader:
+        """A loader for `spec`; `how` are the other keywords (objective, rank, world_size, …)."""
+        return cls(stores, spec.mixture, seq_len=spec.seq_len, batch_size=spec.batch, seed=spec.seed,
+                   mask_rate=spec.mask_rate, layout=spec.layout, **how)
+
     def __init__(self, stores: Sequence[TokenStore | str | Path], mixture: Mixture, *,
-                 seq_len: int, batch_size: int | Callable[[int], int], objective: str = "mlm",
+                 seq_len: int, batch_size: int | BatchSchedule, objective: str = "mlm",
                  seed: int = 21, rank: int = 0, world_size: int = 1,
-                 batch_unit: str = "sequences", layout: str = "packed", mask_rate: float = 0.3,
+                 layout: str = "packed", mask_rate: float = 0.3,
                  num_workers: int = 0, run_dir: str | Path | None = None,
                  model_vocab_size: int | None = None):
         self.corpus = Corpus([s if isinstance(s, TokenStore) else TokenStore(s) for s in stores])
@@ -58,7 +78,7 @@ class BatchLoader:
         self.rank, self.world_size = rank, world_size
         rank_slice(world_size, rank, world_size)  # validates rank / world size early
         self.sampler = SequenceSampler(self.corpus, self.probabilities, seed, seq_len, layout)
-        self.schedule = BatchSchedule(batch_size, batch_unit, seq_len)
+        self.steps = StepPlan(batch_size, seq_len)
         self.masker = masker_for(objective, mask_rate, self.corpus.vocab_size, self.corpus.special_ids)
         self.num_workers = num_workers
         self.step = 0
@@ -66,8 +86,8 @@ class BatchLoader:
 
     def batch(self, step: int) -> Batch:
         """This rank's part of the global batch of `step`."""
-        first = self.schedule.first_sequence(step)
-        start, stop = rank_slice(self.schedule.size(step), self.rank, self.world_size)
+        first = self.steps.first_sequence(step)
+        start, stop = rank_slice(self.steps.size(step), self.rank, self.world_size)
         picked = [self.sampler.sequence(k) for k in range(first + start, first + stop)]
         return build_batch(self.corpus, [segments for _, segments in picked], step=step,
                            rank=self.rank, first_sequence=first + start, seed=self.seed,
@@ -89,7 +109,7 @@ class BatchLoader:
 
     def state_dict(self) -> dict:
         return {**self.describe(), "format": STATE_FORMAT, "step": self.step,
-                "sequences_before_step": self.schedule.first_sequence(self.step)}
+                "sequences_before_step": self.steps.first_sequence(self.step)}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("format") != STATE_FORMAT:
@@ -104,9 +124,9 @@ class BatchLoader:
                     "or start a new run"
                 )
         step = int(state["step"])
-        if self.schedule.first_sequence(step) != state["sequences_before_step"]:
+        if self.steps.first_sequence(step) != state["sequences_before_step"]:
             raise TwofoldError(
-                f"data loader state: the batch schedule gives {self.schedule.first_sequence(step)} "
+                f"data loader state: the batch schedule gives {self.steps.first_sequence(step)} "
                 f"sequences before step {step}, the checkpoint {state['sequences_before_step']}; "
                 "resume with the same batch-size schedule"
             )
@@ -128,7 +148,6 @@ class BatchLoader:
             "objective": self.objective,
             "mask_rate": self.mask_rate,
             "world_size": self.world_size,
-            "batch_unit": self.schedule.unit,
         }
 
 

@@ -2,7 +2,7 @@
 
 Either explicit `weights`, or a temperature τ over token counts, `p_i ∝ n_i^τ` (mmBERT: τ=0.7
 in pretraining, 0.5 mid-training, 0.3 in decay; τ=1 is size-proportional, small τ flattens).
-`include` lists the groups of this phase (progressive inclusion: 60 → 110 → all languages);
+`groups` lists the groups of this phase (progressive inclusion: 60 → 110 → all languages);
 by default all groups are included. `plan` says, for a token budget, how often each group
 is seen (epochs; above 1 means upsampling).
 """
@@ -23,7 +23,7 @@ from twofold.files import save_figure
 class Mixture:
     weights: Mapping[str, float] | None = None
     temperature: float | None = None
-    include: tuple[str, ...] | None = None
+    groups: tuple[str, ...] | None = None  # None: every group of the stores
 
     def __post_init__(self) -> None:
         if self.weights is not None and self.temperature is not None:
@@ -38,21 +38,21 @@ class Mixture:
                 raise TwofoldError(f"mixture: weights must be >= 0, got {negative}")
             if not any(v > 0 for v in self.weights.values()):
                 raise TwofoldError("mixture: all weights are zero; give at least one group a positive weight")
-        if self.include is not None:
-            object.__setattr__(self, "include", tuple(str(g) for g in self.include))
-            if not self.include:
-                raise TwofoldError("mixture: include lists no group; name at least one or leave it out")
+        if self.groups is not None:
+            object.__setattr__(self, "groups", tuple(str(g) for g in self.groups))
+            if not self.groups:
+                raise TwofoldError("mixture: groups lists no group; name at least one or leave it out")
 
     def probabilities(self, group_tokens: Mapping[str, int]) -> dict[str, float]:
         """Sampling probability of each included group, given the token count of every group."""
-        named = set(self.include or ()) | set(self.weights or ())
+        named = set(self.groups or ()) | set(self.weights or ())
         missing = sorted(named - set(group_tokens))
         if missing:
             raise TwofoldError(
                 f"mixture: group(s) {', '.join(missing)} named in the phase are provided by no store "
                 f"(stores have: {', '.join(sorted(group_tokens))}); fix the names or add a source"
             )
-        groups = list(self.include) if self.include is not None else sorted(
+        groups = list(self.groups) if self.groups is not None else sorted(
             self.weights if self.weights is not None else group_tokens)
         if self.weights is not None:
             unweighted = [g for g in groups if g not in self.weights]
@@ -75,17 +75,17 @@ class Mixture:
     def to_dict(self) -> dict:
         return {"weights": dict(self.weights) if self.weights is not None else None,
                 "temperature": self.temperature,
-                "include": list(self.include) if self.include is not None else None}
+                "groups": list(self.groups) if self.groups is not None else None}
 
     @classmethod
     def from_dict(cls, data: Mapping, where: str = "mixture") -> Mixture:
-        unknown = set(data) - {"weights", "temperature", "include"}
+        unknown = set(data) - {"weights", "temperature", "groups"}
         if unknown:
             raise TwofoldError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
-                               "use weights, temperature, include")
-        include = data.get("include")
+                               "use weights, temperature, groups")
+        groups = data.get("groups")
         return cls(weights=data.get("weights"), temperature=data.get("temperature"),
-                   include=tuple(include) if include is not None else None)
+                   groups=tuple(groups) if groups is not None else None)
 
     @property
     def hash(self) -> str:
@@ -93,7 +93,7 @@ class Mixture:
 
 
 def load_mixture(path: str | Path) -> Mixture:
-    """A mixture from a YAML file with keys weights / temperature / include."""
+    """A mixture from a YAML file with keys weights / temperature / groups."""
     import yaml
 
     path = Path(path)
@@ -101,7 +101,7 @@ def load_mixture(path: str | Path) -> Mixture:
         raise TwofoldError(f"mixture file not found: {path}")
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
-        raise TwofoldError(f"{path}: a mixture is a mapping with weights / temperature / include")
+        raise TwofoldError(f"{path}: a mixture is a mapping with weights / temperature / groups")
     return Mixture.from_dict(data, where=str(path))
 
 

@@ -1,53 +1,81 @@
-"""Order: which global sequences make step s, and which of them each rank gets.
+"""Order: how many global sequences make step s, which they are, and which each rank gets.
 
 The global batch of step s is the run of global sequence indices
-`[first_sequence(s), first_sequence(s) + size(s))`. Its size may change from step to step
-(batch-size warmup), given in sequences or in tokens (tokens // seq_len sequences). Rank r of
-W gets a contiguous slice; the slices are disjoint, cover the global batch, and differ in
-size by at most one, so the global batch never depends on W.
+`[first_sequence(s), first_sequence(s) + size(s))`. Its size follows a `BatchSchedule`: a
+constant number of sequences, or a linear ramp from `start_sequences` over the first
+`warmup_tokens` (batch-size warmup), where each step takes the size due at the tokens seen
+before it. Tokens are counted in sequence slots (sequences × seq_len), so the schedule never
+depends on how ranks split a batch. Rank r of W gets a contiguous slice; the slices are
+disjoint, cover the global batch, and differ in size by at most one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 
 from twofold.errors import TwofoldError
 
-UNITS = ("sequences", "tokens")
 
-
+@dataclass(frozen=True)
 class BatchSchedule:
-    """Global batch size per step, and the index of each step's first global sequence."""
+    """Global batch in sequences, ramped linearly from `start_sequences` over the first tokens."""
 
-    def __init__(self, batch_size: int | Callable[[int], int], unit: str = "sequences",
-                 seq_len: int = 1):
-        if unit not in UNITS:
-            raise TwofoldError(f"batch size unit {unit!r} is unknown; use one of {', '.join(UNITS)}")
-        self._size = batch_size if callable(batch_size) else (lambda step, size=batch_size: size)
-        self.unit = unit
+    sequences: int
+    start_sequences: int | None = None  # None: no batch-size warmup
+    warmup_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        start = self.start_sequences
+        if self.sequences < 1 or (start is not None and not 1 <= start <= self.sequences):
+            raise TwofoldError(f"batch schedule: {self.sequences} sequences starting at {start} is impossible; "
+                               "the batch needs at least 1 sequence and a warmup start in [1, sequences]")
+        if self.warmup_tokens < 0:
+            raise TwofoldError(f"batch schedule: warmup_tokens must be >= 0, got {self.warmup_tokens}")
+
+    @property
+    def warms_up(self) -> bool:
+        return self.start_sequences is not None and self.warmup_tokens > 0
+
+    def sequences_at(self, tokens: float, multiple_of: int = 1) -> int:
+        """The global batch due after `tokens`, rounded down to a multiple of `multiple_of`
+        (e.g. ranks × micro-batch) and never below one such multiple."""
+        sequences = self.sequences
+        if self.warms_up and tokens < self.warmup_tokens:
+            ramp = min(1.0, max(0.0, tokens / self.warmup_tokens))
+            sequences = int(self.start_sequences + (self.sequences - self.start_sequences) * ramp)
+        return max(multiple_of, sequences // multiple_of * multiple_of)
+
+
+class StepPlan:
+    """A `BatchSchedule` seen by step: sequences of step s, its first global sequence, and
+    the tokens (sequence slots) before it."""
+
+    def __init__(self, schedule: BatchSchedule | int, seq_len: int):
+        self.schedule = schedule if isinstance(schedule, BatchSchedule) else BatchSchedule(int(schedule))
         self.seq_len = seq_len
-        self._constant = None if callable(batch_size) else self.size(0)
+        self._sizes: list[int] = []
         self._starts = [0]  # _starts[s] = first global sequence of step s (grown on demand)
 
     def size(self, step: int) -> int:
         """Global batch size of `step`, in sequences."""
-        value = int(self._size(step))
-        sequences = value // self.seq_len if self.unit == "tokens" else value
-        if sequences < 1:
-            raise TwofoldError(
-                f"batch size at step {step} is {value} {self.unit}: less than one sequence of "
-                f"{self.seq_len} tokens; raise the batch size"
-            )
-        return sequences
+        if not self.schedule.warms_up:
+            return self.schedule.sequences
+        while len(self._sizes) <= step:
+            tokens_before = self._starts[-1] * self.seq_len
+            self._sizes.append(self.schedule.sequences_at(tokens_before))
+            self._starts.append(self._starts[-1] + self._sizes[-1])
+        return self._sizes[step]
 
     def first_sequence(self, step: int) -> int:
         if step < 0:
             raise TwofoldError(f"step must be >= 0, got {step}")
-        if self._constant is not None:
-            return step * self._constant
-        while len(self._starts) <= step:
-            self._starts.append(self._starts[-1] + self.size(len(self._starts) - 1))
+        if not self.schedule.warms_up:
+            return step * self.schedule.sequences
+        self.size(step)
         return self._starts[step]
+
+    def tokens_before(self, step: int) -> int:
+        return self.first_sequence(step) * self.seq_len
 
 
 def rank_slice(global_size: int, rank: int, world_size: int) -> tuple[int, int]:

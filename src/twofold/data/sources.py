@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from twofold.data.documents import Document, decode_utf8
 from twofold.errors import TwofoldError
 from twofold.files import sha256_file
 
@@ -24,15 +25,6 @@ KINDS = ("text", "jsonl", "parquet", "hf", "stdlib")
 LOCAL_KINDS = ("text", "jsonl", "parquet")
 _SUFFIX_KINDS = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 _BLANK_LINES = re.compile(r"\n(?:[ \t\r\f\v]*\n)+")
-_REPLACEMENT = "\ufffd"
-
-
-@dataclass(frozen=True)
-class Document:
-    text: str
-    doc_id: str  # stable: the same input gives the same id on every run
-    source: str
-    group: str
 
 
 @dataclass(frozen=True)
@@ -131,16 +123,6 @@ def estimated_size(spec: SourceSpec) -> int | None:
         # The docstring documents repeat about a sixth of the code; the reference topics ~0.5 MB.
         return int(code * 1.18) + (500_000 if packages is None and not held_out else 0)
     return None
-
-
-def decode_utf8(data: bytes) -> tuple[str, int]:
-    """Decode UTF-8, replacing invalid bytes by U+FFFD; return the text and how many were replaced."""
-    try:
-        return data.decode("utf-8"), 0
-    except UnicodeDecodeError:
-        text = data.decode("utf-8", errors="replace")
-        # A U+FFFD already present in the input is the valid sequence EF BF BD.
-        return text, text.count(_REPLACEMENT) - data.count(_REPLACEMENT.encode())
 
 
 def _infer_kind(path: str) -> str:

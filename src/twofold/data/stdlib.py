@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from twofold.data.sources import Document, decode_utf8
+from twofold.data.documents import Document, decode_utf8
 from twofold.errors import TwofoldError
 
 PARTS = ("train", "held-out")

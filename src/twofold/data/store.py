@@ -42,9 +42,9 @@ from twofold.data.sources import (
     input_files,
     read_documents,
 )
+from twofold.data.tokenizer import Tokenizer
 from twofold.errors import TwofoldError
 from twofold.files import fsync_path, sha256_file
-from twofold.tokenizer import Tokenizer
 
 FORMAT = "twofold-token-store/1"
 MANIFEST = "manifest.json"

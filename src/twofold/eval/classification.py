@@ -92,7 +92,8 @@ def fine_tune_and_score(subject: Subject, data: LabelledSet, settings: Settings,
     predictions = predict(classifier, subject, [texts for texts, _ in data.dev], settings)
     majority = Counter(label for _, label in data.train).most_common(1)[0][0]
     return subject.result(task, {"accuracy": accuracy(predictions, gold)}, settings.seed, len(gold),
-                          variant=variant, labels=len(data.label_names), train=min(len(data.train), settings.max_examples),
+                          variant=variant, labels=len(data.label_names),
+                          train=min(len(data.train), settings.max_examples),
                           majority_accuracy=accuracy([majority] * len(gold), gold), pooling=classifier.pooling)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from twofold.data.tokenizer import Tokenizer
 from twofold.eval import stdlib
 from twofold.eval.metrics import accuracy, perplexity
 from twofold.eval.progress import progress
@@ -20,7 +21,6 @@ from twofold.eval.settings import Settings
 from twofold.eval.subject import Subject
 from twofold.eval.text import device_of, pad
 from twofold.model import IGNORE_INDEX
-from twofold.tokenizer import Tokenizer
 
 
 def held_out_windows(tokenizer: Tokenizer, max_length: int, budget: int, seed: int) -> list[list[int]]:

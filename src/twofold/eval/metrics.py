@@ -17,7 +17,8 @@ from twofold.errors import TwofoldError
 
 def accuracy(predictions: Sequence, labels: Sequence) -> float:
     if len(predictions) != len(labels) or not labels:
-        raise TwofoldError(f"accuracy needs as many predictions as labels (>0), got {len(predictions)} and {len(labels)}")
+        raise TwofoldError(f"accuracy needs as many predictions as labels (>0), "
+                           f"got {len(predictions)} and {len(labels)}")
     return sum(int(p == y) for p, y in zip(predictions, labels)) / len(labels)
 
 

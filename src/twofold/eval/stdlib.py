@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from twofold.data.sources import Document
+from twofold.data.documents import Document
 from twofold.data.stdlib import HeldOutFunction, held_out_functions, stdlib_documents
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from twofold.data.tokenizer import Tokenizer
 from twofold.errors import TwofoldError
 from twofold.eval.classification import package_classification, user_classification
 from twofold.eval.lm import language_modelling
@@ -19,7 +20,6 @@ from twofold.eval.settings import Settings
 from twofold.eval.subject import Subject
 from twofold.eval.userdata import read_beir, read_classification
 from twofold.model import TwofoldModel
-from twofold.tokenizer import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -36,11 +36,14 @@ def _beir(subject: Subject, settings: Settings) -> list[Result]:
 
 
 TASKS: dict[str, Task] = {
-    "lm": Task(language_modelling, "held-out stdlib text: MLM accuracy + pseudo-perplexity (encoder), perplexity (decoder)"),
+    "lm": Task(language_modelling,
+               "held-out stdlib text: MLM accuracy + pseudo-perplexity (encoder), perplexity (decoder)"),
     "code-search": Task(code_search, "held-out stdlib functions, docstring line -> code: nDCG@10, MRR@10"),
-    "package-classification": Task(package_classification, "fine-tune: held-out function docstring -> stdlib package: accuracy"),
+    "package-classification": Task(package_classification,
+                                   "fine-tune: held-out function docstring -> stdlib package: accuracy"),
     "samples": Task(samples, "decoder continuations of fixed prompts, encoder fill-mask guesses"),
-    "classification": Task(user_classification, "fine-tune on --train, accuracy on --dev (TSV/CSV/JSONL)", builtin=False,
+    "classification": Task(user_classification, "fine-tune on --train, accuracy on --dev (TSV/CSV/JSONL)",
+                           builtin=False,
                            check=lambda s: read_classification(s.train, s.dev, s.text_fields, s.label_field)),
     "beir": Task(_beir, "zero-shot retrieval on a BEIR directory (--beir): nDCG@10, MRR@10", builtin=False,
                  check=lambda s: read_beir(s.beir, s.max_queries, s.seed)),

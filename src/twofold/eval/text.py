@@ -11,8 +11,8 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from twofold.data.tokenizer import Tokenizer
 from twofold.model.heads import pool
-from twofold.tokenizer import Tokenizer
 
 Text = str | tuple[str, ...]
 

@@ -42,7 +42,8 @@ def _rows(path: Path) -> Iterator[tuple[int, dict]]:
                     try:
                         row = json.loads(line)
                     except ValueError:
-                        raise TwofoldError(f"{path}:{number}: not a JSON object; JSONL needs one object per line") from None
+                        raise TwofoldError(f"{path}:{number}: not a JSON object; "
+                                           "JSONL needs one object per line") from None
                     if not isinstance(row, dict):
                         raise TwofoldError(f"{path}:{number}: not a JSON object; JSONL needs one object per line")
                     yield number, row
@@ -132,7 +133,8 @@ def read_beir(directory: str | Path | None, max_queries: int, seed: int) -> Retr
             try:
                 query, doc, score = fields[0], fields[1], int(float(fields[2]))
             except (IndexError, ValueError):
-                raise TwofoldError(f"{paths['qrels/test.tsv']}:{number}: expected 'query-id<TAB>corpus-id<TAB>score'") from None
+                raise TwofoldError(f"{paths['qrels/test.tsv']}:{number}: "
+                                   "expected 'query-id<TAB>corpus-id<TAB>score'") from None
             if score > 0 and query in queries:
                 qrels.setdefault(query, {})[doc] = score
     if not qrels:

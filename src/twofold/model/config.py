@@ -8,12 +8,17 @@ between the encoder and the decoder is `causal`.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from twofold.errors import TwofoldError
 
 GLOBAL = "full_attention"
 LOCAL = "sliding_attention"
+# A tokenizer's special tokens (as `twofold.data` records them) -> the config fields of their ids.
+SPECIAL_ID_FIELDS = {"cls": "cls_token_id", "sep": "sep_token_id", "pad": "pad_token_id",
+                     "mask": "mask_token_id", "bos": "bos_token_id", "eos": "eos_token_id"}
+VOCAB_MULTIPLE = 64  # embedding rows are padded to a multiple of 64 (ModernBERT: 50,280 -> 50,368)
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,17 @@ class ModelConfig:
     def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 
+    def for_tokenizer(self, vocab_size: int, special_ids: Mapping[str, int]) -> ModelConfig:
+        """This shape sized for a tokenizer (as torchtitan's `update_from_config` does).
+
+        The embedding table covers the tokenizer's `vocab_size` rounded up to a multiple of
+        64, and never shrinks below this config's; the special ids are the tokenizer's
+        (`cls`, `sep`, `pad`, `mask`, `bos`, `eos`; other keys are ignored).
+        """
+        rows = max(self.vocab_size, -(-vocab_size // VOCAB_MULTIPLE) * VOCAB_MULTIPLE)
+        ids = {field: special_ids[name] for name, field in SPECIAL_ID_FIELDS.items() if name in special_ids}
+        return self.replace(vocab_size=rows, **ids)
+
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["layer_types"] = list(self.layer_types)
@@ -122,7 +138,9 @@ def _shape(layers: int, hidden: int, intermediate: int, heads: int, **extra) -> 
                 num_attention_heads=heads, **extra)
 
 
-# Published shapes (facts file, section 2). Vocab 50,368 (ModernBERT/OLMo tokenizer) for Ettin;
+# Published shapes: Ettin (arXiv 2507.11412; jhu-clsp/ettin-encoder-vs-decoder
+# pretraining/configs/standard/*/encoder_*.yaml) and mmBERT (arXiv 2509.06888; jhu-clsp/mmBERT
+# configs/mmBERT-{small,base}.yaml). Vocab 50,368 (ModernBERT/OLMo tokenizer) for Ettin;
 # 256,000 (Gemma 2) for mmBERT, whose special ids are pad 0, eos/sep/cls 1, bos 2, mask 4.
 _MMBERT_IDS = dict(vocab_size=256_000, pad_token_id=0, eos_token_id=1, sep_token_id=1,
                    cls_token_id=1, bos_token_id=2, mask_token_id=4)

@@ -179,7 +179,8 @@ def pack_inputs(config: ModelConfig, input_ids, attention_mask=None, labels=None
     radius = config.window_radius
     if cu_seqlens is not None:
         if input_ids.dim() != 1:
-            raise TwofoldError(f"packed input_ids must be 1-D when cu_seqlens is given, got shape {tuple(input_ids.shape)}")
+            raise TwofoldError("packed input_ids must be 1-D when cu_seqlens is given, "
+                               f"got shape {tuple(input_ids.shape)}")
         layout = PackedLayout.build(cu_seqlens, max_seqlen, input_ids.numel(), config.causal, radius, position_ids)
         return Inputs(input_ids, layout, labels)
     if input_ids.dim() == 1:
@@ -192,7 +193,8 @@ def pack_inputs(config: ModelConfig, input_ids, attention_mask=None, labels=None
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
     elif attention_mask.shape != input_ids.shape:
-        raise TwofoldError(f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape {tuple(input_ids.shape)}")
+        raise TwofoldError(f"attention_mask shape {tuple(attention_mask.shape)} "
+                           f"!= input_ids shape {tuple(input_ids.shape)}")
     valid = attention_mask.bool()
     token_index = valid.flatten().nonzero().squeeze(1)
     lengths = valid.sum(1)
@@ -255,12 +257,6 @@ class TwofoldModel(nn.Module):
         from twofold.model.generate import fill_mask
 
         return fill_mask(self, text_or_ids, tokenizer, top_k)
-
-    def save_pretrained(self, path, tokenizer=None, **kwargs):
-        """Write the Hugging Face format; see `twofold.hf.save_pretrained`."""
-        from twofold.hf import save_pretrained
-
-        return save_pretrained(self, path, tokenizer=tokenizer, **kwargs)
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
         total = sum(p.numel() for p in self.parameters())  # tied weights counted once

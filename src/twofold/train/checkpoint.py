@@ -49,7 +49,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from twofold import __version__
+from twofold._version import __version__
 from twofold.errors import TwofoldError
 from twofold.files import fsync_path, sha256_file
 
@@ -166,12 +166,22 @@ def list_checkpoints(root: str | Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and p.name[:9].isdigit())
 
 
+def tag_of(path: str | Path) -> str | None:
+    """The tag of a checkpoint directory (`{step}-{tag}`), None if untagged."""
+    return Path(path).name.partition("-")[2] or None
+
+
 def find_tagged(root: str | Path, tag: str) -> Path:
     for path in list_checkpoints(root):
-        if path.name.partition("-")[2] == tag:
+        if tag_of(path) == tag:
             return path
-    tags = [p.name.partition("-")[2] for p in list_checkpoints(root)]
+    tags = [tag_of(p) for p in list_checkpoints(root)]
     raise TwofoldError(f"no checkpoint tagged {tag!r} in {root}; tags: {', '.join(t for t in tags if t) or 'none'}")
+
+
+def read_state(path: str | Path) -> dict:
+    """A checkpoint's state.json (step, tag, progress …) without loading any tensor."""
+    return json.loads((Path(path) / "state.json").read_text())
 
 
 def verify(path: str | Path) -> None:
@@ -213,9 +223,9 @@ def load(path: str | Path, model: nn.Module | None = None,
                       version=state["version"], states=states)
 
 
-def load_latest(root: str | Path, model: nn.Module | None = None,
-                optimizer: torch.optim.Optimizer | None = None, restore_rng: bool = True) -> Checkpoint | None:
-    """The newest intact checkpoint, skipping corrupt ones with a warning; None if there are none."""
+def newest_intact(root: str | Path, doing: str = "using") -> Path | None:
+    """The newest checkpoint whose files match their checksums, skipping corrupt ones with a
+    warning ("{doing} NAME instead: …"); None if there are none."""
     problems = []
     for path in reversed(list_checkpoints(root)):
         try:
@@ -224,12 +234,18 @@ def load_latest(root: str | Path, model: nn.Module | None = None,
             problems.append(str(problem))
             continue
         if problems:
-            warnings.warn(f"resuming from {path.name} instead: {'; '.join(problems)}",
-                          CheckpointWarning, stacklevel=2)
-        return load(path, model, optimizer, restore_rng)
+            warnings.warn(f"{doing} {path.name} instead: {'; '.join(problems)}", CheckpointWarning, stacklevel=2)
+        return path
     if problems:
         raise TwofoldError(f"no intact checkpoint in {root} ({'; '.join(problems)}); start the run afresh")
     return None
+
+
+def load_latest(root: str | Path, model: nn.Module | None = None,
+                optimizer: torch.optim.Optimizer | None = None, restore_rng: bool = True) -> Checkpoint | None:
+    """`load` the newest intact checkpoint (see `newest_intact`); None if there are none."""
+    path = newest_intact(root, doing="resuming from")
+    return None if path is None else load(path, model, optimizer, restore_rng)
 
 
 # ---------------------------------------------------------------- files
@@ -263,7 +279,7 @@ def _retain(root: Path, keep_last: int) -> None:
     paths = list_checkpoints(root)
     keep = set(paths[-max(1, keep_last):])
     for path in paths:
-        if path not in keep and "-" not in path.name:  # tagged checkpoints stay forever
+        if path not in keep and not tag_of(path):  # tagged checkpoints stay forever
             shutil.rmtree(path, ignore_errors=True)
 
 

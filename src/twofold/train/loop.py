@@ -1,17 +1,12 @@
 """The training loop: one member of a pair (encoder: MLM, decoder: CLM) through a recipe.
 
-A member run directory holds
-
-    run.json          what was asked (written by `twofold.train.runs`)
-    checkpoints/      see `twofold.train.checkpoint`
-    metrics.jsonl     one line per optimizer step (and per held-out evaluation)
-    {phase}/data_order/   the batch order of each phase (see `twofold.data.orderlog`)
-
-Time is counted in tokens (sequence slots: sequences × seq_len). Every step takes the global
-batch the schedule gives at the tokens seen so far; the LR is evaluated at the tokens seen
-after the step. A phase ends with the step that reaches its token budget, and always with a
-tagged checkpoint. Everything a step depends on (weights, optimizer, loader step, RNG) is in
-the checkpoint, so a resumed run computes exactly what the uninterrupted run would have.
+It writes into a member run directory (laid out by `twofold.train.rundir`): checkpoints,
+metrics and each phase's batch order. Time is counted in tokens (sequence slots: sequences ×
+seq_len). Every step takes the global batch the schedule gives at the tokens seen so far; the
+LR is evaluated at the tokens seen after the step. A phase ends with the step that reaches its
+token budget, and always with a tagged checkpoint. Everything a step depends on (weights,
+optimizer, loader step, RNG) is in the checkpoint, so a resumed run computes exactly what the
+uninterrupted run would have.
 
 Both members of a pair run this loop with the same recipe, stores and seed: their loaders
 yield the same token sequences step by step, and only the objective differs.
@@ -20,7 +15,6 @@ yield the same token sequences step by step, and only the objective differs.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -28,15 +22,16 @@ from pathlib import Path
 
 import torch
 
-from twofold.config import Phase, Recipe
+from twofold.data.loader import BatchLoader, DataSpec
+from twofold.data.order import BatchSchedule
 from twofold.errors import TwofoldError
 from twofold.train import checkpoint
 from twofold.train.distributed import World, barrier, sum_across, wrap
 from twofold.train.optim import build_optimizer, clip_grad_norm, set_lr
-from twofold.train.schedule import StepBatches, lr_at
+from twofold.train.recipe import Phase, Recipe
+from twofold.train.rundir import RunDir
+from twofold.train.schedule import lr_at
 
-OBJECTIVES = {"mlm": False, "clm": True}  # objective → causal
-METRICS = "metrics.jsonl"
 EVAL_MASK_RATE = 0.15  # held-out MLM is always measured at Ettin's evaluation rate
 
 
@@ -63,6 +58,14 @@ class Options:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Options:
+        """From `to_dict()` after a JSON round trip (lists back to tuples)."""
+        return cls(**{**data, "stores": tuple(data["stores"]), "eval_stores": tuple(data.get("eval_stores", ()))})
+
+    def replace(self, **changes) -> Options:
+        return dataclasses.replace(self, **changes)
+
 
 @dataclass
 class Progress:
@@ -85,11 +88,11 @@ class NonFiniteLoss(TwofoldError):
 
 
 class Trainer:
-    def __init__(self, run_dir: Path, recipe: Recipe, options: Options, model_config, world: World,
+    def __init__(self, run: RunDir, recipe: Recipe, options: Options, model_config, world: World,
                  initial: dict | None, resume: bool = False):
         from twofold.model import TwofoldModel
 
-        self.run_dir, self.recipe, self.options, self.world = run_dir, recipe, options, world
+        self.rundir, self.recipe, self.options, self.world = run, recipe, options, world
         self.phases: tuple[Phase, ...] = (recipe.cross,) if options.cross else recipe.phases
         torch.manual_seed(recipe.seed)
         self.model = TwofoldModel(model_config)
@@ -105,11 +108,11 @@ class Trainer:
         if resume:
             self._restore()
         elif world.main:
-            (run_dir / METRICS).write_text("")
+            run.truncate_metrics(0)
         if options.compile:
             self.net = torch.compile(self.net)
         self.autocast = _autocast(options.precision, world.device)
-        self.board = _tensorboard(run_dir) if options.tensorboard and world.main else None
+        self.board = _tensorboard(run.path) if options.tensorboard and world.main else None
 
     # ------------------------------------------------------------ phases
 
@@ -119,31 +122,27 @@ class Trainer:
             p = self.progress
             p.history.append({"phase": self.phases[p.phase_index].name, "step": p.step, "tokens": p.tokens})
             p.phase_index, p.phase_step, p.phase_tokens = p.phase_index + 1, 0, 0
-        return self.run_dir
+        return self.rundir.path
 
     def _run_phase(self, phase: Phase) -> None:
-        from twofold.data.loader import BatchLoader
-
         p, index = self.progress, self.progress.phase_index
-        batches = StepBatches(phase.batch, phase.seq_len)
-        loader = BatchLoader(
-            list(self.options.stores), _data_mixture(phase), seq_len=phase.seq_len,
-            batch_size=batches.size, objective=self.options.objective, seed=self.recipe.seed + index,
-            rank=self.world.rank, world_size=self.world.world_size, mask_rate=phase.mask_rate,
-            num_workers=self.options.num_workers, run_dir=self.run_dir / phase.name,
-            model_vocab_size=self.model.config.vocab_size)
+        data = phase.data(seed=self.recipe.seed + index)
+        loader = BatchLoader.from_spec(
+            list(self.options.stores), data, objective=self.options.objective, rank=self.world.rank,
+            world_size=self.world.world_size, num_workers=self.options.num_workers,
+            run_dir=self.rundir.phase_dir(phase.name), model_vocab_size=self.model.config.vocab_size)
         if self.resumed_data is not None:  # refuses other stores, mixture, seed or seq_len
             loader.load_state_dict(self.resumed_data)
             self.resumed_data = None
         schedule = phase.lr_schedule(self.recipe.optimizer.lr)
-        evaluator = _HeldOut(self, phase) if self.options.eval_stores else None
+        evaluator = _HeldOut(self, data) if self.options.eval_stores else None
         bar = _bar(phase, p.phase_tokens, self.world.main and self.options.progress)
         started, tokens_at_start = time.perf_counter(), p.phase_tokens
         batch_iter = iter(loader)
         while p.phase_tokens < phase.tokens:
             batch = next(batch_iter)
-            sequences = batches.size(batch.step)
-            tokens_after = batches.tokens_before(batch.step) + sequences * phase.seq_len
+            sequences = loader.steps.size(batch.step)
+            tokens_after = loader.steps.tokens_before(batch.step) + sequences * phase.seq_len
             lr = lr_at(schedule, tokens_after)
             set_lr(self.optimizer, lr, peak=schedule.peak)
             loss, grad_norm = self._step(batch, phase)
@@ -164,7 +163,8 @@ class Trainer:
                 self._log({"step": p.step, "phase": phase.name, "tokens": p.tokens, "eval_loss": evaluator()})
                 p.last_eval_tokens = p.tokens
             if due or self._periodic_save_due():
-                tag = checkpoint.checkpoint_tag(phase.tag, tokens_before, phase.checkpoint_every_tokens) if due else None
+                every = phase.checkpoint_every_tokens
+                tag = checkpoint.checkpoint_tag(phase.tag, tokens_before, every) if due else None
                 self._save(tag, loader)
         if bar is not None:
             bar.close()
@@ -204,12 +204,12 @@ class Trainer:
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
             self.optimizer.zero_grad(set_to_none=True)
             what = "loss" if not math.isfinite(loss) else "gradient norm"
-            last = checkpoint.list_checkpoints(self.run_dir / "checkpoints")
+            last = self.rundir.checkpoints()
             kept = f"the last good checkpoint {last[-1].name} is intact" if last else "no checkpoint was written yet"
             raise NonFiniteLoss(
                 f"step {self.progress.step + 1} (phase {phase.name}, batch {batch.step}): the {what} is "
                 f"{loss if what == 'loss' else grad_norm}; training stopped and {kept}; inspect the batch "
-                f"(twofold data show-batch {self.run_dir / phase.name} --step {batch.step}), then resume, "
+                f"(twofold data show-batch {self.rundir.phase_dir(phase.name)} --step {batch.step}), then resume, "
                 "or start anew with a lower LR (--set optimizer.lr=…)")
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -220,27 +220,26 @@ class Trainer:
     def _save(self, tag: str | None, loader) -> None:
         states = checkpoint.capture(self.model, self.optimizer)  # collective under FSDP2
         if self.world.main:
-            checkpoint.save(self.run_dir / "checkpoints", step=self.progress.step, states=states,
+            checkpoint.save(self.rundir.checkpoints_dir, step=self.progress.step, states=states,
                             progress=dataclasses.asdict(self.progress),
                             data=loader.state_dict(), config=self.model.config.to_dict(),
                             recipe=self.recipe.to_dict(), tag=tag, keep_last=self.options.keep_last)
         barrier(self.world)
 
     def _restore(self) -> None:
-        found = checkpoint.load_latest(self.run_dir / "checkpoints", self.model, self.optimizer)
+        found = checkpoint.load_latest(self.rundir.checkpoints_dir, self.model, self.optimizer)
         if found is None:
             if self.world.main:
-                (self.run_dir / METRICS).write_text("")
+                self.rundir.truncate_metrics(0)
             return
         self.progress = Progress(**found.progress)
         self.resumed_data = found.data
         if self.world.main:
-            _truncate_metrics(self.run_dir / METRICS, self.progress.step)
+            self.rundir.truncate_metrics(self.progress.step)
 
     def _log(self, record: dict) -> None:
         if self.world.main:
-            with open(self.run_dir / METRICS, "a") as handle:
-                handle.write(json.dumps(record) + "\n")
+            self.rundir.append_metrics(record)
         if self.board is not None:  # x axis: tokens, as everywhere in twofold
             for key, value in record.items():
                 if key not in ("step", "tokens", "phase_tokens") and isinstance(value, (int, float)):
@@ -290,15 +289,15 @@ def split_batch(batch, sequences: int | None) -> list:
 class _HeldOut:
     """Mean loss on a fixed held-out set (MLM at 15%), the same sequences at every evaluation."""
 
-    def __init__(self, trainer: Trainer, phase: Phase):
-        from twofold.data.loader import BatchLoader
-
+    def __init__(self, trainer: Trainer, data: DataSpec):
         o = trainer.options
-        mask_rate = EVAL_MASK_RATE
-        loader = BatchLoader(list(o.eval_stores), _data_mixture(phase, restrict=False), seq_len=phase.seq_len,
-                             batch_size=o.eval_sequences, objective=o.objective, seed=trainer.recipe.seed,
-                             mask_rate=mask_rate, rank=trainer.world.rank, world_size=trainer.world.world_size,
-                             model_vocab_size=trainer.model.config.vocab_size)
+        # The phase's shape, but every group of the held-out stores, a fixed batch and rate.
+        held_out = dataclasses.replace(data, mixture=dataclasses.replace(data.mixture, groups=None),
+                                       batch=BatchSchedule(o.eval_sequences), mask_rate=EVAL_MASK_RATE,
+                                       seed=trainer.recipe.seed)
+        loader = BatchLoader.from_spec(list(o.eval_stores), held_out, objective=o.objective,
+                                       rank=trainer.world.rank, world_size=trainer.world.world_size,
+                                       model_vocab_size=trainer.model.config.vocab_size)
         self.trainer, self.batch = trainer, loader.batch(0)
 
     @torch.no_grad()
@@ -312,14 +311,6 @@ class _HeldOut:
         finally:
             t.model.train()
         return (total[0] / total[1].clamp(min=1)).item()
-
-
-def _data_mixture(phase: Phase, restrict: bool = True):
-    from twofold.data.mixture import Mixture
-
-    mix = phase.mixture
-    include = None if isinstance(mix.groups, str) or not restrict else tuple(mix.groups)
-    return Mixture(weights=mix.weights, temperature=mix.temperature, include=include)
 
 
 def _autocast(precision: str, device: torch.device):
@@ -338,17 +329,3 @@ def _bar(phase: Phase, done: int, enabled: bool):
 
     return tqdm(total=phase.tokens, initial=done, unit="tok", unit_scale=True, desc=phase.name,
                 dynamic_ncols=True)
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop lines of steps after the checkpoint: the resumed run writes them again."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= step:
-                kept.append(line)
-        except (ValueError, KeyError):
-            continue  # a torn last line
-    path.write_text("".join(f"{line}\n" for line in kept))

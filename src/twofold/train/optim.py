@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from twofold.config import OptimizerConfig
+from twofold.train.recipe import OptimizerConfig
 
 NORM_TYPES = (nn.LayerNorm, nn.RMSNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from twofold.config import Phase, Recipe
 from twofold.files import save_figure
-from twofold.train.schedule import batch_sequences_at, lr_at, phase_starts, phase_steps
+from twofold.train.recipe import Phase, Recipe
+from twofold.train.schedule import lr_at, phase_starts, phase_steps
 
 
 def human_tokens(count: float) -> str:
@@ -19,7 +19,7 @@ def human_tokens(count: float) -> str:
 
 def _mixture(phase: Phase) -> str:
     mix = phase.mixture
-    groups = mix.groups if isinstance(mix.groups, str) else "+".join(mix.groups)
+    groups = "all" if mix.groups is None else "+".join(mix.groups)
     if mix.temperature is not None:
         return f"{groups} τ={mix.temperature:g}"
     if mix.weights is not None:
@@ -34,11 +34,12 @@ def phase_table(recipe: Recipe) -> str:
     for phase in recipe.phase.values():
         s = phase.lr_schedule(recipe.optimizer.lr)
         b = phase.batch
-        batch = f"{b.start_sequences}→{b.sequences}/{human_tokens(b.warmup_tokens)}" if b.warmup_tokens else str(b.sequences)
+        batch = f"{b.start_sequences}→{b.sequences}/{human_tokens(b.warmup_tokens)}" if b.warms_up else str(b.sequences)
         warm = f"warmup {human_tokens(s.warmup_tokens)}, " if s.warmup_tokens else ""
         rows.append([
-            phase.name, human_tokens(phase.tokens), human_tokens(phase_steps(phase)), str(phase.seq_len), batch, f"{s.peak:.3g}",
-            f"{warm}{s.start_ratio:g}→{s.min_ratio:g}", s.decay if s.decay == "none" else f"{s.decay} over {human_tokens(s.decay_tokens)}",
+            phase.name, human_tokens(phase.tokens), human_tokens(phase_steps(phase)), str(phase.seq_len), batch,
+            f"{s.peak:.3g}", f"{warm}{s.start_ratio:g}→{s.min_ratio:g}",
+            s.decay if s.decay == "none" else f"{s.decay} over {human_tokens(s.decay_tokens)}",
             f"{phase.mask_rate:.0%}", f"{phase.rope_theta_global:g}/{phase.rope_theta_local:g}",
             _mixture(phase), human_tokens(phase.checkpoint_every_tokens), f"{phase.tag}N",
         ])
@@ -72,7 +73,7 @@ def plot_recipe(recipe: Recipe, path: str | Path, points: int = 400) -> Path:
             into = phase.tokens * i / points
             xs.append(start + into)
             lrs.append(lr_at(schedule, into))
-            batches.append(batch_sequences_at(phase.batch, into))
+            batches.append(phase.batch.sequences_at(into))
             masks.append(phase.mask_rate)
             seq_lens.append(phase.seq_len)
 

@@ -27,9 +27,12 @@ from typing import Any
 
 import yaml
 
+from twofold.data.loader import DataSpec
+from twofold.data.mixture import Mixture
+from twofold.data.order import BatchSchedule
 from twofold.errors import TwofoldError
 
-ALL = "all"
+ALL = "all"  # recipe spelling of "every group" (Mixture.groups = None)
 CROSS = "cross"
 LR_DECAYS = ("none", "linear", "cosine", "one_minus_sqrt")
 OPTIMIZERS = ("stable_adamw", "adamw")
@@ -37,15 +40,6 @@ OPTIMIZERS = ("stable_adamw", "adamw")
 TOKEN_FIELDS = ("tokens", "lr_warmup_tokens", "lr_decay_tokens", "batch_warmup_tokens",
                 "checkpoint_every_tokens")
 _SUFFIXES = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
-
-
-@dataclass(frozen=True)
-class Mixture:
-    """Which data groups a phase draws from, and how they are weighted."""
-
-    groups: tuple[str, ...] | str = ALL  # group names of the data store, or "all"
-    temperature: float | None = None  # p_i ∝ n_i^τ over the groups' token counts (mmBERT)
-    weights: dict[str, float] | None = None  # fixed weights per group instead of τ
 
 
 @dataclass(frozen=True)
@@ -62,15 +56,6 @@ class Schedule:
 
 
 @dataclass(frozen=True)
-class BatchSchedule:
-    """Global batch in sequences, ramped linearly from `start_sequences` over the first tokens."""
-
-    sequences: int
-    start_sequences: int
-    warmup_tokens: int = 0
-
-
-@dataclass(frozen=True)
 class Phase:
     name: str
     tokens: int
@@ -81,7 +66,7 @@ class Phase:
     mask_rate: float = 0.30  # MLM only
     rope_theta_global: float = 160_000.0
     rope_theta_local: float = 10_000.0
-    mixture: Mixture = field(default_factory=Mixture)
+    mixture: Mixture = field(default_factory=Mixture)  # the data layer's: groups, τ or weights
     lr: float | None = None  # peak LR of this phase; None: the optimizer's
     lr_warmup_tokens: int = 0
     lr_decay: str = "none"
@@ -105,12 +90,11 @@ class Phase:
 
     @property
     def batch(self) -> BatchSchedule:
-        start = self.batch_start_sequences
-        return BatchSchedule(
-            sequences=self.batch_sequences,
-            start_sequences=self.batch_sequences if start is None else start,
-            warmup_tokens=0 if start is None else self.batch_warmup_tokens,
-        )
+        return BatchSchedule(self.batch_sequences, self.batch_start_sequences, self.batch_warmup_tokens)
+
+    def data(self, seed: int) -> DataSpec:
+        """What this phase's batches are made of (the data layer's description)."""
+        return DataSpec(self.mixture, self.seq_len, self.batch, self.mask_rate, seed)
 
 
 @dataclass(frozen=True)
@@ -233,13 +217,15 @@ def _read_yaml(name_or_path: str) -> tuple[dict, str]:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
-            raise TwofoldError(f"recipe file {path} does not exist; give a YAML path or one of {', '.join(preset_names())}")
+            raise TwofoldError(f"recipe file {path} does not exist; "
+                               f"give a YAML path or one of {', '.join(preset_names())}")
         text, label = path.read_text(), str(path)
     elif name_or_path in preset_names():
         text = (resources.files("twofold") / "recipes" / f"{name_or_path}.yaml").read_text()
         label = name_or_path
     else:
-        raise TwofoldError(f"unknown recipe {name_or_path!r}; choose one of {', '.join(preset_names())} or a .yaml path")
+        raise TwofoldError(f"unknown recipe {name_or_path!r}; "
+                           f"choose one of {', '.join(preset_names())} or a .yaml path")
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -319,6 +305,30 @@ def _build(cls, raw: Any, path: str, label: str):
     return cls(**values)
 
 
+_MIXTURE_FIELDS = {"groups": tuple[str, ...] | None, "temperature": float | None,
+                   "weights": dict[str, float] | None}
+
+
+def _mixture(raw: Any, path: str, label: str) -> Mixture:
+    """The data layer's `Mixture` from a recipe mapping; its own checks name the recipe key."""
+    if not isinstance(raw, dict):
+        _fail(label, path, raw, "must be a mapping of groups / temperature / weights")
+    unknown = sorted(set(raw) - set(_MIXTURE_FIELDS))
+    if unknown:
+        raise TwofoldError(f"recipe {label}: unknown key {_join(path, unknown[0])}; known keys here: "
+                           f"{', '.join(_MIXTURE_FIELDS)}")
+    values = {}
+    for key, value in raw.items():
+        if key == "groups" and value == ALL:
+            value = None
+        values[key] = _coerce(value, _MIXTURE_FIELDS[key], _join(path, key), label)
+    try:
+        return Mixture(**values)
+    except TwofoldError as error:
+        problem = str(error).removeprefix("mixture: ")
+        raise TwofoldError(f"recipe {label}: {path}: {problem}; fix the recipe or use --set {path}.…") from None
+
+
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else str(key)
 
@@ -335,6 +345,8 @@ def _coerce(value: Any, tp: Any, path: str, label: str) -> Any:
             except TwofoldError:
                 if option is options[-1]:
                     raise
+    if tp is Mixture:
+        return _mixture(value, path, label)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, path, label)
     if tp is bool:
@@ -419,7 +431,6 @@ def validate(recipe: Recipe, label: str) -> None:
         need(0 <= p.mask_rate < 1, f"{at}.mask_rate", p.mask_rate, "must be in [0, 1)")
         need(p.rope_theta_global > 0, f"{at}.rope_theta_global", p.rope_theta_global, "must be positive")
         need(p.rope_theta_local > 0, f"{at}.rope_theta_local", p.rope_theta_local, "must be positive")
-        _check_mixture(p.mixture, f"{at}.mixture", need)
         need(p.lr is None or p.lr > 0, f"{at}.lr", p.lr, "must be positive or null")
         need(0 <= p.lr_warmup_tokens <= p.tokens, f"{at}.lr_warmup_tokens", p.lr_warmup_tokens,
              f"must be in [0, tokens = {p.tokens}]")
@@ -440,18 +451,3 @@ def validate(recipe: Recipe, label: str) -> None:
              "must be letters, '_' or '-' (the checkpoint number follows it)")
         need(p.tag not in tags, f"{at}.tag", p.tag, "is used by another phase; tags must differ")
         tags.append(p.tag)
-
-
-def _check_mixture(mix: Mixture, at: str, need) -> None:
-    if isinstance(mix.groups, str):
-        need(mix.groups == ALL, f"{at}.groups", mix.groups, f"must be {ALL!r} or a list of group names")
-    else:
-        need(len(mix.groups) > 0, f"{at}.groups", list(mix.groups), f"must name at least one group (or be {ALL!r})")
-    need(mix.temperature is None or mix.temperature > 0, f"{at}.temperature", mix.temperature,
-         "must be positive (p ∝ n^τ) or null")
-    need(mix.temperature is None or mix.weights is None, f"{at}.weights", mix.weights,
-         "cannot be combined with a temperature; keep one")
-    if mix.weights is not None:
-        for group, weight in mix.weights.items():
-            need(weight >= 0, f"{at}.weights.{group}", weight, "must be >= 0")
-        need(sum(mix.weights.values()) > 0, f"{at}.weights", mix.weights, "must not all be zero")

@@ -49,15 +49,6 @@ class SpecialIds:
     def to_dict(self) -> dict[str, int]:
         return asdict(self) | {"bos": self.bos, "eos": self.eos}
 
-    @classmethod
-    def from_dict(cls, ids: dict[str, int]) -> SpecialIds:
-        """From `to_dict()` (as a store's manifest records it); bos/eos follow cls/sep."""
-        return cls(ids["cls"], ids["sep"], ids["pad"], ids["mask"], ids["unk"])
-
-    def config_ids(self) -> dict[str, int]:
-        """The `*_token_id` fields of a (ModernBERT-style) model config."""
-        return {f"{name}_token_id": value for name, value in self.to_dict().items() if name != "unk"}
-
 
 @dataclass(frozen=True)
 class Tokenizer:

@@ -1,0 +1,25 @@
+"""A document and how its bytes become text: the leaf that sources and corpora share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_REPLACEMENT = "\ufffd"
+
+
+@dataclass(frozen=True)
+class Document:
+    text: str
+    doc_id: str  # stable: the same input gives the same id on every run
+    source: str
+    group: str
+
+
+def decode_utf8(data: bytes) -> tuple[str, int]:
+    """Decode UTF-8, replacing invalid bytes by U+FFFD; return the text and how many were replaced."""
+    try:
+        return data.decode("utf-8"), 0
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", errors="replace")
+        # A U+FFFD already present in the input is the valid sequence EF BF BD.
+        return text, text.count(_REPLACEMENT) - data.count(_REPLACEMENT.encode())
