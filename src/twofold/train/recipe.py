@@ -205,10 +205,7 @@ def recipe_from_dict(raw: dict, label: str = "recipe") -> Recipe:
             raise TwofoldError(f"{label}: phase.{name}.name: a phase is named by its key; remove `name`")
         settings = {**settings, "name": name} if isinstance(settings, dict) else settings
         if isinstance(settings, dict) and isinstance(settings.get("mixture"), dict):
-            mixture = settings["mixture"]
-            if "groups" in mixture:
-                groups = _expand_groups(mixture["groups"], language_sets, f"phase.{name}.mixture.groups", label)
-                settings["mixture"] = {**mixture, "groups": groups}
+            settings["mixture"] = _expand_mixture(settings["mixture"], language_sets, f"phase.{name}.mixture", label)
         built[name] = _build(Phase, settings, f"phase.{name}", label)
     recipe = _build(Recipe, {**raw, "phase": {}}, "", label)
     recipe = dataclasses.replace(recipe, phase=built)
@@ -296,19 +293,31 @@ def _anchor_set_files(raw: dict, folder: Path) -> None:
     sets = raw.get("language_sets")
     if isinstance(sets, dict):
         for name, value in sets.items():
-            if isinstance(value, str):
+            if isinstance(value, str) and value != ALL:
                 sets[name] = str(folder / value)
 
 
-def _language_sets(raw: Any, label: str) -> dict[str, list[str]]:
-    """`language_sets`: name → list of group names, read from a list or a file of names."""
+LanguageSet = list[str] | dict | None  # the groups, {"top": N}, or None for every group
+
+
+def _language_sets(raw: Any, label: str) -> dict[str, LanguageSet]:
+    """`language_sets`: name → a list of names, a file of names, `all`, or `{top: N}` (the N
+    groups of the stores with the most tokens: a size-agnostic stand-in for "high-resource")."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        _fail(label, "language_sets", raw, "must map set names to a list of names or a file of names")
-    sets = {}
+        _fail(label, "language_sets", raw, "must map set names to lists of names, files of names, all or {top: N}")
+    sets: dict[str, LanguageSet] = {}
     for name, value in raw.items():
         path = f"language_sets.{name}"
+        if value == ALL:
+            sets[str(name)] = None
+            continue
+        if isinstance(value, dict):
+            if set(value) != {"top"} or _coerce(value["top"], int, f"{path}.top", label) < 1:
+                _fail(label, path, value, "must be {top: N} with N >= 1 when it is a mapping")
+            sets[str(name)] = {"top": int(value["top"])}
+            continue
         if isinstance(value, str):
             file = Path(value)
             if not file.is_file():
@@ -316,12 +325,37 @@ def _language_sets(raw: Any, label: str) -> dict[str, list[str]]:
             lines = (line.split("#", 1)[0].strip() for line in file.read_text(encoding="utf-8").splitlines())
             value = [line for line in lines if line]
         if not isinstance(value, list) or not value or not all(isinstance(v, (str, int)) for v in value):
-            _fail(label, path, value, "must be a non-empty list of names (or a file of names)")
-        sets[str(name)] = [str(v) for v in value]
+            _fail(label, path, value, "must be a non-empty list of names (or a file of names, all, {top: N})")
+        members = []  # a set may name the list sets above it: the 110 = the 60 + 50 more
+        for item in map(str, value):
+            earlier = sets.get(item)
+            members += earlier if isinstance(earlier, list) else [item]
+        sets[str(name)] = list(dict.fromkeys(members))
     return sets
 
 
-def _expand_groups(value: Any, sets: dict[str, list[str]], path: str, label: str) -> Any:
+def _expand_mixture(mixture: dict, sets: dict[str, LanguageSet], path: str, label: str) -> dict:
+    """Set names in `groups` and `boost` replaced by the groups they stand for."""
+    mixture = dict(mixture)
+    if "groups" in mixture:
+        groups = _expand_groups(mixture["groups"], sets, f"{path}.groups", label)
+        if isinstance(groups, dict):  # {top: N}: the stores decide which groups
+            del mixture["groups"]
+            mixture["top"] = groups["top"]
+        else:
+            mixture["groups"] = groups
+    if isinstance(mixture.get("boost"), dict):
+        boost = {}
+        for name, factor in mixture["boost"].items():
+            members = sets.get(name, [name])
+            if not isinstance(members, list):
+                _fail(label, f"{path}.boost.{name}", factor, "boosts a set that is not a list of names")
+            boost.update(dict.fromkeys(members, factor))
+        mixture["boost"] = boost
+    return mixture
+
+
+def _expand_groups(value: Any, sets: dict[str, LanguageSet], path: str, label: str) -> Any:
     """`all`, a set's name, or a list of group and set names → the list of groups (first mention kept)."""
     if value is None or value == ALL:
         return value
@@ -329,12 +363,15 @@ def _expand_groups(value: Any, sets: dict[str, list[str]], path: str, label: str
         if value not in sets:
             known = ", ".join(sets) or "none (add a language_sets table)"
             _fail(label, path, value, f"names no language set (sets: {known}); for single groups write a list")
-        return list(sets[value])
+        return ALL if sets[value] is None else sets[value]
     if not isinstance(value, list):
         return value  # the typed build names the problem
     expanded = []
     for item in value:
-        expanded += sets.get(item, [item]) if isinstance(item, str) else [item]
+        members = sets.get(item, [item]) if isinstance(item, str) else [item]
+        if not isinstance(members, list):
+            _fail(label, path, value, f"lists set {item!r}, which is not a list of names; name it alone")
+        expanded += members
     return list(dict.fromkeys(expanded))
 
 
