@@ -106,5 +106,6 @@ def test_decay_variants():
 def test_tiny_size_takes_the_largest_languages_of_the_stores():
     r = load_recipe("mmbert", size="tiny", variant="eng")
     assert [p.mixture.top for p in r.phases] == [6, 12, 12]
+    assert [p.mixture.groups for p in r.phases] == [("en",)] * 3  # English always, then the largest
     assert r.phase["decay"].mixture.boost == {"en": 1.43}
     assert load_recipe("mmbert", size="tiny").phase["decay"].mixture.groups is None  # every language

@@ -4,7 +4,7 @@ Either explicit `weights`, or a temperature τ over the token counts of the incl
 `p_i ∝ b_i · n_i^τ` (mmBERT: τ=0.7 in pretraining, 0.5 mid-training, 0.3 in decay; τ=1 is
 size-proportional, small τ flattens; `boost` b_i defaults to 1 and lets a variant favour a
 language, e.g. an English-heavy decay). The groups of a phase are `groups` (a list), or `top`
-(the N groups with the most tokens in the stores), or by default every group: progressive
+(N groups: those of `groups`, then the others with the most tokens), or every group: progressive
 language addition (60 → 110 → all languages) is a larger set in each phase. Only the included
 groups enter the normalisation, so a language outside the set is never drawn. `plan` says,
 for a token budget, how often each group is seen (epochs; above 1 means upsampling).
@@ -34,9 +34,9 @@ def _some(names: list[str], limit: int = 12) -> str:
 class Mixture:
     weights: Mapping[str, float] | None = None
     temperature: float | None = None
-    groups: tuple[str, ...] | None = None  # None: every group of the stores (or the `top` ones)
+    groups: tuple[str, ...] | None = None  # None: every group of the stores (with `top`: always included)
     boost: Mapping[str, float] | None = None  # multiplies n_i^τ of these groups
-    top: int | None = None  # include only the `top` groups with the most tokens
+    top: int | None = None  # include `top` groups: `groups`, then the others with the most tokens
 
     def __post_init__(self) -> None:
         if self.weights is not None and self.temperature is not None:
@@ -49,10 +49,13 @@ class Mixture:
             if bad:
                 raise TwofoldError(f"mixture: boost factors must be > 0, got {bad}")
         if self.top is not None:
-            if self.groups is not None or self.weights is not None:
-                raise TwofoldError("mixture: top picks the included groups; give it without groups or weights")
+            if self.weights is not None:
+                raise TwofoldError("mixture: top picks the included groups; give it without weights")
             if isinstance(self.top, bool) or not isinstance(self.top, int) or self.top < 1:
                 raise TwofoldError(f"mixture: top must be a whole number >= 1, got {self.top!r}")
+            if self.groups is not None and len(self.groups) > self.top:
+                raise TwofoldError(f"mixture: top {self.top} is smaller than the {len(self.groups)} groups "
+                                   "always included; raise it")
         if self.temperature is not None and not self.temperature > 0:
             raise TwofoldError(f"mixture: temperature must be > 0, got {self.temperature}; "
                                "use e.g. 0.7 (1 = size-proportional)")
@@ -104,16 +107,17 @@ class Mixture:
 
     def included(self, group_tokens: Mapping[str, int]) -> list[str]:
         """The groups this phase samples from, given the token count of every group of the stores."""
+        if self.top is not None:  # the named groups, then the largest others up to `top`
+            if self.top > len(group_tokens):
+                raise TwofoldError(f"mixture: top {self.top} asks for more groups than the stores have "
+                                   f"({len(group_tokens)}); lower it or add sources")
+            chosen = list(self.groups or ())
+            others = sorted((g for g in group_tokens if g not in chosen), key=lambda g: (-group_tokens[g], g))
+            return sorted(chosen + others[:self.top - len(chosen)])
         if self.groups is not None:
             return list(self.groups)
         if self.weights is not None:
             return sorted(self.weights)
-        if self.top is not None:
-            if self.top > len(group_tokens):
-                raise TwofoldError(f"mixture: top {self.top} asks for more groups than the stores have "
-                                   f"({len(group_tokens)}); lower it or add sources")
-            largest = sorted(group_tokens, key=lambda g: (-group_tokens[g], g))[:self.top]
-            return sorted(largest)
         return sorted(group_tokens)
 
     def to_dict(self) -> dict:

@@ -297,12 +297,13 @@ def _anchor_set_files(raw: dict, folder: Path) -> None:
                 sets[name] = str(folder / value)
 
 
-LanguageSet = list[str] | dict | None  # the groups, {"top": N}, or None for every group
+LanguageSet = list[str] | dict | None  # the groups, {"top": N, "with": [...]}, or None for every group
 
 
 def _language_sets(raw: Any, label: str) -> dict[str, LanguageSet]:
-    """`language_sets`: name → a list of names, a file of names, `all`, or `{top: N}` (the N
-    groups of the stores with the most tokens: a size-agnostic stand-in for "high-resource")."""
+    """`language_sets`: name → a list of names, a file of names, `all`, or `{top: N, with: [names]}`
+    (N groups: those named, then the others with the most tokens in the stores; a stand-in for
+    "the high-resource languages" that needs no list)."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -314,9 +315,12 @@ def _language_sets(raw: Any, label: str) -> dict[str, LanguageSet]:
             sets[str(name)] = None
             continue
         if isinstance(value, dict):
-            if set(value) != {"top"} or _coerce(value["top"], int, f"{path}.top", label) < 1:
-                _fail(label, path, value, "must be {top: N} with N >= 1 when it is a mapping")
-            sets[str(name)] = {"top": int(value["top"])}
+            if "top" not in value or set(value) - {"top", "with"} or not isinstance(value.get("with", []), list):
+                _fail(label, path, value, "must be {top: N} or {top: N, with: [names]} when it is a mapping")
+            top = _coerce(value["top"], int, f"{path}.top", label)
+            named = [m for item in map(str, value.get("with", [])) for m in (
+                sets[item] if isinstance(sets.get(item), list) else [item])]
+            sets[str(name)] = {"top": top, "with": list(dict.fromkeys(named))}
             continue
         if isinstance(value, str):
             file = Path(value)
@@ -339,8 +343,8 @@ def _expand_mixture(mixture: dict, sets: dict[str, LanguageSet], path: str, labe
     mixture = dict(mixture)
     if "groups" in mixture:
         groups = _expand_groups(mixture["groups"], sets, f"{path}.groups", label)
-        if isinstance(groups, dict):  # {top: N}: the stores decide which groups
-            del mixture["groups"]
+        if isinstance(groups, dict):  # {top: N, with: […]}: the stores decide the other groups
+            mixture["groups"] = groups["with"] or None
             mixture["top"] = groups["top"]
         else:
             mixture["groups"] = groups

@@ -19,8 +19,10 @@ def human_tokens(count: float) -> str:
 
 def _mixture(phase: Phase) -> str:
     mix = phase.mixture
-    if mix.groups is None:
-        groups = "all" if mix.top is None else f"top {mix.top}"
+    if mix.top is not None:
+        groups = f"top {mix.top}" + (f" with {'+'.join(mix.groups)}" if mix.groups else "")
+    elif mix.groups is None:
+        groups = "all"
     else:  # a phase may hold 1833 languages: name a few
         groups = "+".join(mix.groups) if len(mix.groups) <= 4 else f"{len(mix.groups)} groups ({mix.groups[0]}…)"
     if mix.boost:
