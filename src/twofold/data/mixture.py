@@ -222,15 +222,15 @@ def plot_phase_shares(plans: Mapping[str, list[PlanRow]], group_tokens: Mapping[
 
     order = sorted(group_tokens, key=lambda g: (-group_tokens[g], g))
     position = {g: i for i, g in enumerate(order)}
-    figure = Figure(figsize=(min(40.0, max(7.0, 0.3 * len(order) + 2)), 5.5))
+    figure = Figure(figsize=(min(24.0, max(7.0, 0.2 * len(order) + 2)), 5.5))
     axes = figure.subplots()
     available = [group_tokens[g] / max(sum(group_tokens.values()), 1) for g in order]
     axes.plot(range(len(order)), available, color="grey", linestyle="--", linewidth=1,
               label="share of tokens in stores")
     for phase, rows in plans.items():
         rows = sorted(rows, key=lambda r: position[r.group])
-        axes.plot([position[r.group] for r in rows], [r.probability for r in rows], marker="o", markersize=3,
-                  linewidth=1.2, label=f"{phase} ({len(rows)} groups)")
+        axes.plot([position[r.group] for r in rows], [r.probability for r in rows], marker="o", markersize=4,
+                  linestyle="none", label=f"{phase} ({len(rows)} groups)")
     axes.set_yscale("log")
     axes.set_ylabel("sampling share p_i")
     axes.set_xlabel("group, by tokens in the stores (largest first)")
