@@ -12,9 +12,10 @@
 Inputs are Hugging Face directories, training runs (their newest intact checkpoint, or
 `RUN@TAG`) or checkpoint directories. They are read one tensor at a time (each safetensors file
 opened only while a tensor is read from it), so memory holds the merged model plus one tensor
-per input. The output is a Hugging Face directory (`twofold.load` and transformers read it)
-with `merge.json`: the inputs and the sha256 of their weight files, the method and its
-parameters. It is written beside its final place and renamed into it when complete.
+per input. Arithmetic and output are float32 whatever the inputs' dtype. The output is a
+Hugging Face directory (`twofold.load` and transformers read it) with `merge.json`: the inputs
+and the sha256 of their weight files, the method and its parameters. It is written beside its
+final place and renamed into it when complete.
 """
 
 from __future__ import annotations
@@ -92,7 +93,6 @@ class Source:
     parts: dict[str, list[tuple[Path, str]]]  # ours → [(file, stored name)]; Wqkv may be q, k, v
     checksums: dict[str, str]  # weight file → sha256
     tokenizer: Path | None = None  # tokenizer.json
-    dtype: torch.dtype = torch.float32
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def tensor(self, name: str) -> torch.Tensor:
@@ -140,14 +140,12 @@ def _hf_source(given: str, path: Path) -> Source:
     if "mask_token_id" not in hf_config and (mask_id := read_mask_token_id(path)) is not None:
         config = config.replace(mask_token_id=mask_id)
     parts: dict[str, list] = {}
-    dtype = None
     for file in weight_files(path):
         try:
             with safe_open(str(file), framework="pt") as handle:
                 for stored in handle.keys():
                     ours, proj = our_name(stored)
                     parts.setdefault(ours, []).append((QKV.index(proj) if proj else 0, file, stored))
-                    dtype = dtype or handle.get_slice(stored).get_dtype()
         except TwofoldError:
             raise
         except Exception as error:  # safetensors raises its own types
@@ -158,7 +156,7 @@ def _hf_source(given: str, path: Path) -> Source:
             raise TwofoldError(f"{path}: {name} has {len(found)} of q_proj/k_proj/v_proj; the checkpoint is incomplete")
     tokenizer = path / "tokenizer.json"
     return Source(given, "hf", path, config, ordered, {f.name: sha256_file(f) for f in weight_files(path)},
-                  tokenizer if tokenizer.is_file() else None, _torch_dtype(dtype))
+                  tokenizer if tokenizer.is_file() else None)
 
 
 def _checkpoint_source(given: str, path: Path, run: RunDir | None) -> Source:
@@ -168,19 +166,13 @@ def _checkpoint_source(given: str, path: Path, run: RunDir | None) -> Source:
     weights = path / "model.safetensors"
     with safe_open(str(weights), framework="pt") as handle:
         names = list(handle.keys())
-        dtype = handle.get_slice(names[0]).get_dtype() if names else None
     tokenizer = run.tokenizer() if run is not None else None
     if tokenizer is not None and tokenizer.is_dir():
         tokenizer = tokenizer / "tokenizer.json"
     checksums = json.loads((path / checkpoint.CHECKSUMS).read_text())
     return Source(given, "checkpoint", path, config, {n: [(weights, n)] for n in names},
                   {"model.safetensors": checksums["model.safetensors"]},
-                  tokenizer if tokenizer is not None and tokenizer.is_file() else None, _torch_dtype(dtype))
-
-
-def _torch_dtype(name: str | None) -> torch.dtype:
-    return {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16, "F64": torch.float64}.get(
-        name or "F32", torch.float32)
+                  tokenizer if tokenizer is not None and tokenizer.is_file() else None)
 
 
 def _shapes(source: Source) -> dict[str, tuple[int, ...]]:
@@ -296,7 +288,7 @@ def merge(models: list[str], out: str | Path, settings: MergeSettings, base: str
         else:
             result = ties(base_source.tensor(name), tensors, list(settings.weights), list(settings.densities),
                           settings.lam)
-        merged[name] = result.to(first.dtype)
+        merged[name] = result  # float32, as the export's config.json says
         del tensors, result
     partial = out.parent / f".{out.name}.merge-partial"
     shutil.rmtree(partial, ignore_errors=True)
