@@ -74,3 +74,21 @@ def test_language_set_files_are_read_beside_the_recipe(tmp_path):
     recipe = load_recipe(str(path))
     assert recipe.phase["pretrain"].mixture.groups == ("big", "mid")
     assert recipe.phase["extension"].mixture.groups == ("big", "mid", "small")
+
+
+def test_plan_shows_each_language_share_per_phase(tmp_path, group_store, capsys):
+    from twofold.cli import main
+
+    path = tmp_path / "langs.yaml"
+    path.write_text("model: tiny\noptimizer: {lr: 1.0e-3}\n" + LANGS)
+    assert main(["data", "plan", "--store", str(group_store), "--recipe", str(path),
+                 "--png", str(tmp_path / "plan.png")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["group", "tokens", "pretrain", "extension", "decay"]
+    rows = {line.split()[0]: line.split()[2:] for line in lines[1:4]}
+    n = TokenStore(group_store).group_tokens()
+    assert rows["small"][0] == "-"  # not in pretraining
+    share = n["small"] ** 0.5 / sum(v ** 0.5 for v in n.values())
+    assert rows["small"][1] == f"{share:.2%}"
+    assert (tmp_path / "plan.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["data", "plan", "--store", str(group_store), "--recipe", str(path), "--tokens", "1M"]) == 2
