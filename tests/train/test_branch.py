@@ -79,3 +79,17 @@ def test_bad_branches_are_one_line_and_write_nothing(tmp_path, tiny_store, varia
     assert train(variant_recipe, tiny_store, tmp_path / "branch", "--variant", "code",
                  "--branch-from", str(tmp_path / "nowhere")) == 2
     assert "not a member run" in capsys.readouterr().err
+
+
+def test_bad_language_settings_stop_train_before_anything_is_written(tmp_path, tiny_store, variant_recipe, capsys):
+    cases = [
+        (["--variant", "code", "--set", "phase.decay.mixture.groups=[code, klingon]"],
+         "phase.decay.mixture: group(s) klingon named in the phase are provided by no store"),
+        (["--variant", "code", "--set", "phase.decay.mixture.temperature=0"], "temperature must be > 0"),
+        (["--variant", "nope"], "has no variant 'nope'"),
+    ]
+    for extra, message in cases:
+        assert train(variant_recipe, tiny_store, tmp_path / "run", *extra) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+        assert not (tmp_path / "run").exists()
