@@ -293,15 +293,19 @@ def merge(models: list[str], out: str | Path, settings: MergeSettings, base: str
     partial = out.parent / f".{out.name}.merge-partial"
     shutil.rmtree(partial, ignore_errors=True)
     tokenizer = next((s.tokenizer for s in everyone if s.tokenizer is not None), None)
-    _write(merged, first.config, tokenizer, partial)
-    atomic_write_text(partial / MERGE_FILE, json.dumps({
-        "twofold_version": __version__, **settings.to_dict(),
-        "base": base_source.describe() if base_source else None,
-        "models": [s.describe() for s in sources],
-    }, indent=2) + "\n")
-    if out.exists():
-        out.rmdir()  # empty, checked above
-    partial.rename(out)
+    try:
+        _write(merged, first.config, tokenizer, partial)
+        atomic_write_text(partial / MERGE_FILE, json.dumps({
+            "twofold_version": __version__, **settings.to_dict(),
+            "base": base_source.describe() if base_source else None,
+            "models": [s.describe() for s in sources],
+        }, indent=2) + "\n")
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        partial.rename(out)
+    except BaseException:  # nothing half-written stays behind
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     return out
 
 
