@@ -28,6 +28,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 test-slow: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[dev,multilingual]" "$(TORCH_SPEC)"
 	$(BIN)/python -m pytest -m slow
 
 lint: $(STAMP)

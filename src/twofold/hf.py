@@ -118,18 +118,28 @@ def to_hf_names(state: dict[str, torch.Tensor], causal: bool) -> dict[str, torch
     return out
 
 
+QKV = ("q_proj", "k_proj", "v_proj")  # the decoder's split of our fused Wqkv, in row order
+
+
+def our_name(name: str) -> tuple[str, str | None]:
+    """transformers' tensor name -> (our name, which of q_proj/k_proj/v_proj it is of our Wqkv, or None)."""
+    if not name.startswith(("model.", "head.", "lm_head.", "decoder.", "classifier.")):
+        name = "model." + name  # ModernBertModel / ModernBertDecoderModel weights
+    for proj in QKV:
+        if f".attn.{proj}." in name:
+            return name.replace(proj, "Wqkv"), proj
+    return ("head." + name[len("lm_head."):] if name.startswith("lm_head.") else name), None
+
+
 def from_hf_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """transformers' names (either member, with or without the `model.` prefix) -> ours."""
     out, split = {}, {}
     for name, tensor in state.items():
-        if not name.startswith(("model.", "head.", "lm_head.", "decoder.", "classifier.")):
-            name = "model." + name  # ModernBertModel / ModernBertDecoderModel weights
-        for proj in ("q_proj", "k_proj", "v_proj"):
-            if f".attn.{proj}." in name:
-                split.setdefault(name.replace(proj, "Wqkv"), {})[proj] = tensor
-                break
+        ours, proj = our_name(name)
+        if proj is None:
+            out[ours] = tensor
         else:
-            out["head." + name[len("lm_head."):] if name.startswith("lm_head.") else name] = tensor
+            split.setdefault(ours, {})[proj] = tensor
     for name, parts in split.items():
         if set(parts) != {"q_proj", "k_proj", "v_proj"}:
             raise TwofoldError(f"{name}: found {sorted(parts)} of q_proj/k_proj/v_proj; the checkpoint is incomplete")
@@ -146,7 +156,7 @@ def _read_json(path: Path) -> dict:
         raise TwofoldError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
 
 
-def _weight_files(directory: Path) -> list[Path]:
+def weight_files(directory: Path) -> list[Path]:
     index = directory / WEIGHTS_INDEX
     if index.exists():
         shards = sorted(set(_read_json(index).get("weight_map", {}).values()))
@@ -210,7 +220,7 @@ def load(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Twofold
     config = config_from_hf(hf_config, config_path)
     if "mask_token_id" not in hf_config and (mask_id := read_mask_token_id(directory)) is not None:
         config = config.replace(mask_token_id=mask_id)
-    tensors, origin = read_safetensors(_weight_files(directory))
+    tensors, origin = read_safetensors(weight_files(directory))
     state = from_hf_names(tensors)
     if "classifier.weight" in state:
         model = SequenceClassifier(config, num_labels=state["classifier.weight"].shape[0])

@@ -73,3 +73,26 @@ def test_mixture_from_yaml(tmp_path):
     (tmp_path / "bad.yaml").write_text("temprature: 0.7\n")
     with pytest.raises(TwofoldError, match="bad.yaml: unknown key"):
         load_mixture(tmp_path / "bad.yaml")
+
+
+def test_top_takes_the_named_groups_then_the_largest_others():
+    counts = {"en": 10, "fr": 1000, "de": 500, "sw": 5}
+    assert Mixture(top=2).included(counts) == ["de", "fr"]
+    assert Mixture(top=2, groups=("en",)).included(counts) == ["en", "fr"]
+    p = Mixture(top=3, groups=("sw",), temperature=0.5).probabilities(counts)
+    total = 1000 ** 0.5 + 500 ** 0.5 + 5 ** 0.5
+    assert p == pytest.approx({"fr": 1000 ** 0.5 / total, "de": 500 ** 0.5 / total, "sw": 5 ** 0.5 / total})
+    with pytest.raises(TwofoldError, match="top 5 asks for more groups than the stores have"):
+        Mixture(top=5).probabilities(counts)
+    with pytest.raises(TwofoldError, match="top 1 is smaller than the 2 groups"):
+        Mixture(top=1, groups=("en", "fr"))
+
+
+def test_boost_multiplies_n_to_the_tau_of_a_group():
+    p = Mixture(temperature=0.5, boost={"sw": 3.0}).probabilities(COUNTS)
+    raw = {g: n ** 0.5 * (3.0 if g == "sw" else 1.0) for g, n in COUNTS.items()}
+    assert p == pytest.approx({g: w / sum(raw.values()) for g, w in raw.items()})
+    with pytest.raises(TwofoldError, match="boost names group"):
+        Mixture(temperature=0.5, groups=("en", "fr"), boost={"sw": 2}).probabilities(COUNTS)
+    with pytest.raises(TwofoldError, match="boost factors must be > 0"):
+        Mixture(boost={"sw": 0})

@@ -63,16 +63,6 @@ def test_ettin_phases():
         50 * B, 3 * B, "linear", 10 * B, 0.02)
 
 
-def test_mmbert_carries_its_schedules():
-    recipe = load_recipe("mmbert", size="base")
-    assert [p.mask_rate for p in recipe.phases] == [0.30, 0.15, 0.05]
-    assert [p.mixture.temperature for p in recipe.phases] == [0.7, 0.5, 0.3]
-    assert [p.mixture.groups for p in recipe.phases] == [("languages-60",), ("languages-60", "languages-110"), None]
-    opt = recipe.optimizer
-    assert (opt.betas, opt.eps, opt.weight_decay, opt.lr) == ((0.9, 0.95), 1e-8, 8e-5, 8e-4)
-    assert recipe.cross is None and load_recipe("mmbert", size="small").model == "mmbert-small"
-
-
 @pytest.mark.parametrize("name,size", [("ettin", s) for s in ETTIN_SIZES] + [("mmbert", "base"), ("demo", None)])
 def test_phase_schedules_chain_continuously(name, size):
     recipe = load_recipe(name, size=size)

@@ -7,6 +7,7 @@ import itertools
 from dataclasses import fields
 
 from twofold.commands import token_count
+from twofold.commands.recipe import add_recipe_arguments
 from twofold.data.sources import SourceSpec
 from twofold.data.store import CHUNK_CHARS
 from twofold.errors import TwofoldError
@@ -39,14 +40,16 @@ def register(subparsers) -> None:
     info.add_argument("--verify", action="store_true", help="recompute the data files' checksums")
     info.set_defaults(func=run_info)
 
-    plan = commands.add_parser("plan", help="epochs per group of a mixture for a token budget",
-                               formatter_class=defaults)
+    plan = commands.add_parser("plan", help="each group's (language's) share per phase of a recipe, or epochs "
+                               "per group of one mixture for a token budget", formatter_class=defaults)
     plan.add_argument("--store", action="append", required=True, help="token store (repeatable)")
+    plan.add_argument("--recipe", help="a recipe preset or .yaml: the share of every group in each of its phases")
+    add_recipe_arguments(plan)
     plan.add_argument("--mixture", help="YAML file with weights / temperature / groups")
     plan.add_argument("--temperature", type=float, help="p_i ∝ n_i^τ over token counts")
     plan.add_argument("--weights", help="explicit weights: group=w,group=w")
     plan.add_argument("--include", help="groups of this phase: g1,g2 (default: all)")
-    plan.add_argument("--tokens", required=True, type=token_count, help="token budget, e.g. 1.7T, 250B, 5e6")
+    plan.add_argument("--tokens", type=token_count, help="token budget of one mixture, e.g. 1.7T, 250B, 5e6")
     plan.add_argument("--png", default="mixture_plan.png", help="bar chart to write")
     plan.set_defaults(func=run_plan)
 
@@ -130,6 +133,10 @@ def run_plan(args) -> int:
     from twofold.data.sampling import Corpus
     from twofold.data.store import TokenStore
 
+    if args.recipe:
+        return _plan_recipe(args)
+    if args.tokens is None:
+        raise TwofoldError("plan: give --recipe (shares per phase) or --tokens with a mixture")
     if args.mixture and (args.temperature is not None or args.weights):
         raise TwofoldError("plan: give --mixture FILE or --temperature/--weights, not both")
     if args.mixture:
@@ -143,6 +150,29 @@ def run_plan(args) -> int:
     print(format_plan(rows))
     path = plot_plan(rows, args.png, title=f"mixture plan for {args.tokens} tokens")
     print(f"wrote {path}")
+    return 0
+
+
+def _plan_recipe(args) -> int:
+    from twofold.data.mixture import format_phase_shares, plan, plot_phase_shares
+    from twofold.data.sampling import Corpus
+    from twofold.data.store import TokenStore
+    from twofold.train.recipe import load_recipe
+
+    if args.mixture or args.temperature is not None or args.weights or args.include or args.tokens:
+        raise TwofoldError("plan: --recipe takes each phase's mixture and tokens from the recipe; "
+                           "drop --mixture/--temperature/--weights/--include/--tokens (or use --set)")
+    recipe = load_recipe(args.recipe, size=args.size, overrides=args.overrides, scale=args.scale,
+                         budget=args.budget, variant=args.variant)
+    group_tokens = Corpus([TokenStore(path) for path in args.store]).group_tokens
+    recipe.check_groups(group_tokens)
+    plans = {p.name: plan(p.mixture, group_tokens, p.tokens) for p in recipe.phases}
+    print(format_phase_shares(plans, group_tokens))
+    for name, rows in plans.items():
+        most = max(rows, key=lambda r: r.epochs)
+        print(f"{name}: {len(rows)} groups, most repeated {most.group} ({most.epochs:.2f} epochs of its tokens)")
+    title = " ".join(["shares per phase:", recipe.name, *filter(None, [recipe.size, recipe.variant])])
+    print(f"wrote {plot_phase_shares(plans, group_tokens, args.png, title=title)}")
     return 0
 
 

@@ -11,6 +11,7 @@ from twofold.train.recipe import load_recipe, preset_names
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     """--size / --scale / --budget / --set, shared with `twofold train`."""
     parser.add_argument("--size", help="model size of the recipe, e.g. 17m … 1b (ettin), small/base (mmbert)")
+    parser.add_argument("--variant", help="a named variant of the recipe, e.g. mmbert's decay mixtures eng, cont, all")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply every token count (budgets, warmups, checkpoint intervals) by this factor")
     parser.add_argument("--budget", type=token_count, default=None,
@@ -33,8 +34,8 @@ def run_show(args: argparse.Namespace) -> int:
     from twofold.train.show import phase_table, plot_recipe
 
     recipe = load_recipe(args.name, size=args.size, overrides=args.overrides, scale=args.scale,
-                         budget=args.budget)
+                         budget=args.budget, variant=args.variant)
     print(phase_table(recipe))
-    out = args.out or f"recipe-{recipe.name}{'-' + recipe.size if recipe.size else ''}.png"
+    out = args.out or "-".join(["recipe", recipe.name, *filter(None, [recipe.size, recipe.variant])]) + ".png"
     print(f"schedule plot: {plot_recipe(recipe, out)}")
     return 0

@@ -23,8 +23,13 @@ def register(subparsers) -> None:
                      help="train the encoder and then the decoder (OUT/encoder, OUT/decoder)")
     who.add_argument("--objective", choices=["mlm", "clm"], help="one member: mlm (encoder) or clm (decoder)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (member or pair)")
-    train.add_argument("--init-from", metavar="RUN_OR_HF_DIR",
+    start = train.add_mutually_exclusive_group()
+    start.add_argument("--init-from", metavar="RUN_OR_HF_DIR",
                        help="cross-objective continuation: start from these weights and run the recipe's cross phase")
+    start.add_argument("--branch-from", metavar="RUN_DIR",
+                       help="start where RUN_DIR ended the phases this recipe shares with it (its checkpoint: "
+                            "weights, optimizer, data position) and train the rest, e.g. an mmbert --variant's "
+                            "decay from one mid-training run")
     train.add_argument("--eval-store", action="append", default=[], help="held-out token store (repeatable)")
     train.add_argument("--eval-every", type=token_count, help="held-out loss every N tokens (default: at checkpoints)")
     train.add_argument("--eval-sequences", type=int, default=32, help="sequences in the held-out set")
@@ -56,8 +61,9 @@ def run_train(args: argparse.Namespace) -> int:
     from twofold.train.loop import Options
 
     if args.resume:
-        if args.recipe or args.store or args.out or args.init_from:
-            raise TwofoldError("--resume continues a run as it was started; drop --recipe/--store/--out/--init-from")
+        if args.recipe or args.store or args.out or args.init_from or args.branch_from or args.variant:
+            raise TwofoldError("--resume continues a run as it was started; "
+                               "drop --recipe/--store/--out/--init-from/--branch-from/--variant")
         return _in_world(args.device, lambda world: runs.resume_any(args.resume, world,
                                                                     {"progress": not args.no_progress}))
     for flag, value in (("--recipe", args.recipe), ("--store", args.store), ("--out", args.out)):
@@ -67,6 +73,9 @@ def run_train(args: argparse.Namespace) -> int:
         raise TwofoldError("train needs --pair, or --objective mlm (encoder) / clm (decoder)")
     if args.pair and args.init_from:
         raise TwofoldError("--init-from continues one model with the other objective; give --objective, not --pair")
+    if args.pair and args.branch_from:
+        raise TwofoldError("--branch-from continues one member run; give --objective and a member run "
+                           "(e.g. --branch-from PAIR/encoder), not --pair")
     for name in ("micro_batch", "keep_last", "save_every_steps", "eval_sequences"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -74,7 +83,7 @@ def run_train(args: argparse.Namespace) -> int:
     from twofold.train.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, size=args.size, overrides=args.overrides, scale=args.scale,
-                         budget=args.budget)
+                         budget=args.budget, variant=args.variant)
     options = Options(
         stores=tuple(args.store), objective=args.objective or "mlm", eval_stores=tuple(args.eval_store),
         eval_every_tokens=args.eval_every, eval_sequences=args.eval_sequences,
@@ -84,6 +93,8 @@ def run_train(args: argparse.Namespace) -> int:
         num_workers=args.workers, tensorboard=args.tensorboard)
     if args.pair:
         return _in_world(args.device, lambda world: runs.start_pair(args.out, recipe, options, world))
+    if args.branch_from:
+        return _in_world(args.device, lambda world: runs.branch(args.out, recipe, options, world, args.branch_from))
     return _in_world(args.device, lambda world: runs.start(args.out, recipe, options, world,
                                                            init_from=args.init_from))
 

@@ -1,10 +1,13 @@
-"""Mixtures: how often each group (e.g. a language) is sampled in a training phase.
+"""Mixtures: how often each group (a language, in a multilingual recipe) is sampled in a phase.
 
-Either explicit `weights`, or a temperature τ over token counts, `p_i ∝ n_i^τ` (mmBERT: τ=0.7
-in pretraining, 0.5 mid-training, 0.3 in decay; τ=1 is size-proportional, small τ flattens).
-`groups` lists the groups of this phase (progressive inclusion: 60 → 110 → all languages);
-by default all groups are included. `plan` says, for a token budget, how often each group
-is seen (epochs; above 1 means upsampling).
+Either explicit `weights`, or a temperature τ over the token counts of the included groups,
+`p_i ∝ b_i · n_i^τ` (mmBERT: τ=0.7 in pretraining, 0.5 mid-training, 0.3 in decay; τ=1 is
+size-proportional, small τ flattens; `boost` b_i defaults to 1 and lets a variant favour a
+language, e.g. an English-heavy decay). The groups of a phase are `groups` (a list), or `top`
+(N groups: those of `groups`, then the others with the most tokens), or every group: progressive
+language addition (60 → 110 → all languages) is a larger set in each phase. Only the included
+groups enter the normalisation, so a language outside the set is never drawn. `plan` says,
+for a token budget, how often each group is seen (epochs; above 1 means upsampling).
 """
 
 from __future__ import annotations
@@ -18,16 +21,41 @@ from pathlib import Path
 from twofold.errors import TwofoldError
 from twofold.files import save_figure
 
+KEYS = ("groups", "top", "temperature", "boost", "weights")
+
+
+def _some(names: list[str], limit: int = 12) -> str:
+    """A readable list of names, cut after `limit` (a phase may hold 1833 languages)."""
+    more = f" … (+{len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
 
 @dataclass(frozen=True)
 class Mixture:
     weights: Mapping[str, float] | None = None
     temperature: float | None = None
-    groups: tuple[str, ...] | None = None  # None: every group of the stores
+    groups: tuple[str, ...] | None = None  # None: every group of the stores (with `top`: always included)
+    boost: Mapping[str, float] | None = None  # multiplies n_i^τ of these groups
+    top: int | None = None  # include `top` groups: `groups`, then the others with the most tokens
 
     def __post_init__(self) -> None:
         if self.weights is not None and self.temperature is not None:
             raise TwofoldError("mixture: give either weights or temperature, not both")
+        if self.boost is not None:
+            if self.weights is not None:
+                raise TwofoldError("mixture: boost multiplies n^τ; with explicit weights, change the weights instead")
+            object.__setattr__(self, "boost", {str(k): float(v) for k, v in self.boost.items()})
+            bad = {k: v for k, v in self.boost.items() if not v > 0}
+            if bad:
+                raise TwofoldError(f"mixture: boost factors must be > 0, got {bad}")
+        if self.top is not None:
+            if self.weights is not None:
+                raise TwofoldError("mixture: top picks the included groups; give it without weights")
+            if isinstance(self.top, bool) or not isinstance(self.top, int) or self.top < 1:
+                raise TwofoldError(f"mixture: top must be a whole number >= 1, got {self.top!r}")
+            if self.groups is not None and len(self.groups) > self.top:
+                raise TwofoldError(f"mixture: top {self.top} is smaller than the {len(self.groups)} groups "
+                                   "always included; raise it")
         if self.temperature is not None and not self.temperature > 0:
             raise TwofoldError(f"mixture: temperature must be > 0, got {self.temperature}; "
                                "use e.g. 0.7 (1 = size-proportional)")
@@ -45,47 +73,73 @@ class Mixture:
 
     def probabilities(self, group_tokens: Mapping[str, int]) -> dict[str, float]:
         """Sampling probability of each included group, given the token count of every group."""
-        named = set(self.groups or ()) | set(self.weights or ())
+        named = set(self.groups or ()) | set(self.weights or ()) | set(self.boost or ())
         missing = sorted(named - set(group_tokens))
         if missing:
             raise TwofoldError(
-                f"mixture: group(s) {', '.join(missing)} named in the phase are provided by no store "
-                f"(stores have: {', '.join(sorted(group_tokens))}); fix the names or add a source"
+                f"mixture: group(s) {_some(missing)} named in the phase are provided by no store "
+                f"(stores have: {_some(sorted(group_tokens))}); fix the names or add a source"
             )
-        groups = list(self.groups) if self.groups is not None else sorted(
-            self.weights if self.weights is not None else group_tokens)
+        groups = self.included(group_tokens)
+        outside = sorted(set(self.boost or ()) - set(groups))
+        if outside:
+            raise TwofoldError(f"mixture: boost names group(s) {_some(outside)} that the phase does not include; "
+                               "include them or drop the boost")
         if self.weights is not None:
             unweighted = [g for g in groups if g not in self.weights]
             if unweighted:
-                raise TwofoldError(f"mixture: included group(s) {', '.join(unweighted)} have no "
+                raise TwofoldError(f"mixture: included group(s) {_some(unweighted)} have no "
                                    "weight; add weights for them")
             raw = {g: self.weights[g] for g in groups}
             if not any(raw.values()):
                 raise TwofoldError("mixture: every included group has weight 0; give one a positive weight")
         else:
             tau = 1.0 if self.temperature is None else self.temperature
-            raw = {g: float(group_tokens[g]) ** tau if group_tokens[g] > 0 else 0.0 for g in groups}
+            boost = self.boost or {}
+            raw = {g: boost.get(g, 1.0) * float(group_tokens[g]) ** tau if group_tokens[g] > 0 else 0.0
+                   for g in groups}
         empty = [g for g, w in raw.items() if w > 0 and group_tokens[g] == 0]
         if empty or not any(raw.values()):
-            raise TwofoldError(f"mixture: group(s) {', '.join(empty or groups)} have no tokens; "
+            raise TwofoldError(f"mixture: group(s) {_some(empty or groups)} have no tokens; "
                                "drop them from the phase")
         total = sum(raw.values())
         return {g: w / total for g, w in raw.items() if w > 0}
 
+    def included(self, group_tokens: Mapping[str, int]) -> list[str]:
+        """The groups this phase samples from, given the token count of every group of the stores."""
+        if self.top is not None:  # the named groups, then the largest others up to `top`
+            if self.top > len(group_tokens):
+                raise TwofoldError(f"mixture: top {self.top} asks for more groups than the stores have "
+                                   f"({len(group_tokens)}); lower it or add sources")
+            chosen = list(self.groups or ())
+            others = sorted((g for g in group_tokens if g not in chosen), key=lambda g: (-group_tokens[g], g))
+            return sorted(chosen + others[:self.top - len(chosen)])
+        if self.groups is not None:
+            return list(self.groups)
+        if self.weights is not None:
+            return sorted(self.weights)
+        return sorted(group_tokens)
+
     def to_dict(self) -> dict:
-        return {"weights": dict(self.weights) if self.weights is not None else None,
+        data = {"weights": dict(self.weights) if self.weights is not None else None,
                 "temperature": self.temperature,
                 "groups": list(self.groups) if self.groups is not None else None}
+        # Written only when set, so that the order logs of older runs keep their descriptions.
+        if self.boost is not None:
+            data["boost"] = dict(self.boost)
+        if self.top is not None:
+            data["top"] = self.top
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping, where: str = "mixture") -> Mixture:
-        unknown = set(data) - {"weights", "temperature", "groups"}
+        unknown = set(data) - set(KEYS)
         if unknown:
-            raise TwofoldError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
-                               "use weights, temperature, groups")
+            raise TwofoldError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; use {', '.join(KEYS)}")
         groups = data.get("groups")
         return cls(weights=data.get("weights"), temperature=data.get("temperature"),
-                   groups=tuple(groups) if groups is not None else None)
+                   groups=tuple(groups) if groups is not None else None, boost=data.get("boost"),
+                   top=data.get("top"))
 
     @property
     def hash(self) -> str:
@@ -144,5 +198,45 @@ def plot_plan(rows: list[PlanRow], path: str | Path, title: str = "") -> Path:
     bottom.set_ylabel("epochs over budget")
     bottom.tick_params(axis="x", rotation=90 if len(rows) > 12 else 0)
     figure.suptitle(title or "mixture plan")
+    figure.tight_layout()
+    return save_figure(figure, path, dpi=100)
+
+
+def format_phase_shares(plans: Mapping[str, list[PlanRow]], group_tokens: Mapping[str, int]) -> str:
+    """One row per group (largest first), the share p_i of each phase in columns ('-': not included)."""
+    phases = list(plans)
+    shares = {phase: {r.group: r.probability for r in rows} for phase, rows in plans.items()}
+    width = max([len("group"), *(len(g) for g in group_tokens)])
+    lines = [f"{'group':<{width}} {'tokens':>14} " + " ".join(f"{p:>12}" for p in phases)]
+    for group in sorted(group_tokens, key=lambda g: (-group_tokens[g], g)):
+        cells = [f"{shares[p][group]:>12.2%}" if group in shares[p] else f"{'-':>12}" for p in phases]
+        lines.append(f"{group:<{width}} {group_tokens[group]:>14,} " + " ".join(cells))
+    lines.append(f"{'groups':<{width}} {len(group_tokens):>14,} " + " ".join(f"{len(shares[p]):>12}" for p in phases))
+    return "\n".join(lines)
+
+
+def plot_phase_shares(plans: Mapping[str, list[PlanRow]], group_tokens: Mapping[str, int], path: str | Path,
+                      title: str = "") -> Path:
+    """Share of each group per phase (log scale), groups ordered by their token count."""
+    from matplotlib.figure import Figure
+
+    order = sorted(group_tokens, key=lambda g: (-group_tokens[g], g))
+    position = {g: i for i, g in enumerate(order)}
+    figure = Figure(figsize=(min(24.0, max(7.0, 0.2 * len(order) + 2)), 5.5))
+    axes = figure.subplots()
+    available = [group_tokens[g] / max(sum(group_tokens.values()), 1) for g in order]
+    axes.plot(range(len(order)), available, color="grey", linestyle="--", linewidth=1,
+              label="share of tokens in stores")
+    for phase, rows in plans.items():
+        rows = sorted(rows, key=lambda r: position[r.group])
+        axes.plot([position[r.group] for r in rows], [r.probability for r in rows], marker="o", markersize=4,
+                  linestyle="none", label=f"{phase} ({len(rows)} groups)")
+    axes.set_yscale("log")
+    axes.set_ylabel("sampling share p_i")
+    axes.set_xlabel("group, by tokens in the stores (largest first)")
+    if len(order) <= 80:
+        axes.set_xticks(range(len(order)), order, rotation=90, fontsize=7)
+    axes.legend(fontsize=8)
+    axes.set_title(title or "language shares per phase")
     figure.tight_layout()
     return save_figure(figure, path, dpi=100)

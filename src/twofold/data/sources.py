@@ -5,7 +5,9 @@ one at a time (never the whole corpus in memory) and fills `stats` with what it 
 file checksums, skipped bad lines, and non-UTF-8 bytes replaced by U+FFFD.
 
 On the command line a source is `PATH`, `stdlib`, or `key=value,...` with the fields of
-`SourceSpec`, e.g. `path=data/fr.jsonl,group=fr,text_field=content`.
+`SourceSpec`, e.g. `path=data/fr.jsonl,group=fr,text_field=content`. In a multilingual recipe a
+document's group is its language: a fixed `group=`, a record field `group_field=`, or the locale
+of a translation catalogue (`kind=gettext,path=django`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from twofold.data.documents import Document, decode_utf8
 from twofold.errors import TwofoldError
 from twofold.files import sha256_file
 
-KINDS = ("text", "jsonl", "parquet", "hf", "stdlib")
+KINDS = ("text", "jsonl", "parquet", "hf", "stdlib", "gettext")
 LOCAL_KINDS = ("text", "jsonl", "parquet")
 _SUFFIX_KINDS = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 _BLANK_LINES = re.compile(r"\n(?:[ \t\r\f\v]*\n)+")
@@ -42,7 +44,7 @@ class SourceSpec:
     hf_split: str = "train"
     hf_data_files: str = ""  # for builders such as "json"/"parquet": local or remote files
     streaming: bool = False
-    part: str = "train"  # stdlib: "train" or "held-out"
+    part: str = "train"  # stdlib, gettext: "train" or "held-out"
     packages: str = ""  # stdlib: only these top-level packages, joined by "+" (e.g. json+email)
 
     def __post_init__(self) -> None:
@@ -98,6 +100,11 @@ def read_documents(spec: SourceSpec, stats: SourceStats | None = None) -> Iterat
     if spec.kind == "hf":
         yield from _read_hf(spec)
         return
+    if spec.kind == "gettext":  # translation catalogues of a package: group = locale
+        from twofold.data.catalogues import catalogue_documents
+
+        yield from catalogue_documents(spec.path, spec.part, spec.name)
+        return
     files = input_files(spec)
     reader = {"text": _read_text, "jsonl": _read_jsonl, "parquet": _read_parquet}[spec.kind]
     count = 0
@@ -113,6 +120,10 @@ def estimated_size(spec: SourceSpec) -> int | None:
     """Bytes a source will read (for progress and ETA): exact for files, rough for stdlib."""
     if spec.kind in LOCAL_KINDS:
         return sum(file.stat().st_size for file, _ in input_files(spec))
+    if spec.kind == "gettext":
+        from twofold.data.catalogues import catalogue_files, catalogue_root
+
+        return sum(file.stat().st_size for _, file in catalogue_files(catalogue_root(spec.path)))
     if spec.kind == "stdlib":
         from twofold.data.stdlib import is_held_out, stdlib_modules
 

@@ -5,9 +5,18 @@ cross-objective continuation, which starts a new run and so stands outside the t
 the others). Each phase owns its token budget, sequence length, RoPE θ, MLM mask rate, data
 mixture, LR schedule, batch size (+ warmup) and checkpoint interval with its tag prefix.
 
-Loading goes: preset YAML (`yaml.safe_load`) → the chosen size's overrides → `--set`
-overrides → typed build with validation → `--scale`. So `--set` values are in the recipe's
-own (unscaled) units and `--scale` shrinks everything uniformly afterwards.
+Loading goes: preset YAML (`yaml.safe_load`) → the chosen size's overrides → the chosen
+variant's overrides → `--set` overrides → typed build with validation → `--scale`. So `--set`
+values are in the recipe's own (unscaled) units and `--scale` shrinks everything uniformly
+afterwards.
+
+Multilingual recipes sample languages (the stores' groups). A recipe may name sets of them in
+a top-level `language_sets` table, each a list or a text file with one name per line (a path
+relative to the recipe file; for presets, the packaged recipes folder; from `--set`, relative
+to the working directory). A phase's `mixture.groups` is `all`, a set's name, or a list of
+group and set names; the sets are expanded when the recipe is built, so a built recipe (and
+`run.json`) lists every language. `variants` (like `sizes`) are named overrides: mmBERT's
+three decay mixtures, chosen with `--variant NAME` and recorded in the recipe.
 
 Every mistake (unknown key, wrong type, impossible value) is one `TwofoldError` line naming
 the key path as `--set` would spell it, e.g. `phase.decay.lr_min_ratio`.
@@ -115,6 +124,7 @@ class Recipe:
     phase: dict[str, Phase]  # in training order
     seed: int = 21
     size: str | None = None  # how this recipe was made (recorded, not applied again)
+    variant: str | None = None  # likewise: the `variants` entry applied
     scale: float = 1.0
 
     @property
@@ -125,6 +135,15 @@ class Recipe:
     @property
     def cross(self) -> Phase | None:
         return self.phase.get(CROSS)
+
+    def check_groups(self, group_tokens: dict[str, int], cross: bool = False) -> None:
+        """Each phase of the run finds its languages (groups) in the stores; else one line naming the phase."""
+        for phase in (self.cross,) if cross else self.phases:
+            try:
+                phase.mixture.probabilities(group_tokens)
+            except TwofoldError as error:
+                problem = str(error).removeprefix("mixture: ")
+                raise TwofoldError(f"recipe {self.name}: phase.{phase.name}.mixture: {problem}") from None
 
     def to_dict(self) -> dict:
         """The raw form `recipe_from_dict` reads back (phases keyed by name, lists for tuples)."""
@@ -151,7 +170,7 @@ def preset_names() -> list[str]:
 
 
 def load_recipe(name_or_path: str, size: str | None = None, overrides: list[str] = (),
-                scale: float = 1.0, budget: int | None = None) -> Recipe:
+                scale: float = 1.0, budget: int | None = None, variant: str | None = None) -> Recipe:
     """A preset name (`ettin`, `mmbert`, `demo`) or a YAML path → a validated `Recipe`.
 
     `overrides` are `KEY.PATH=VALUE` strings; `scale` (or a total token `budget` for the
@@ -159,6 +178,8 @@ def load_recipe(name_or_path: str, size: str | None = None, overrides: list[str]
     """
     raw, label = _read_yaml(name_or_path)
     raw = _apply_size(raw, size, label)
+    raw = _apply_variant(raw, variant, label)
+    _anchor_set_files(raw, _recipe_folder(name_or_path))
     for item in overrides:
         _apply_override(raw, item)
     recipe = recipe_from_dict(raw, label)
@@ -174,6 +195,7 @@ def recipe_from_dict(raw: dict, label: str = "recipe") -> Recipe:
         raise TwofoldError(f"{label}: expected a mapping of recipe keys, got {raw!r}")
     raw = dict(raw)
     raw.setdefault("name", label)
+    language_sets = _language_sets(raw.pop("language_sets", None), label)
     phases = raw.get("phase")
     if not isinstance(phases, dict) or not phases:
         raise TwofoldError(f"{label}: `phase` must map phase names to their settings, got {phases!r}")
@@ -182,6 +204,8 @@ def recipe_from_dict(raw: dict, label: str = "recipe") -> Recipe:
         if isinstance(settings, dict) and "name" in settings:
             raise TwofoldError(f"{label}: phase.{name}.name: a phase is named by its key; remove `name`")
         settings = {**settings, "name": name} if isinstance(settings, dict) else settings
+        if isinstance(settings, dict) and isinstance(settings.get("mixture"), dict):
+            settings["mixture"] = _expand_mixture(settings["mixture"], language_sets, f"phase.{name}.mixture", label)
         built[name] = _build(Phase, settings, f"phase.{name}", label)
     recipe = _build(Recipe, {**raw, "phase": {}}, "", label)
     recipe = dataclasses.replace(recipe, phase=built)
@@ -247,6 +271,114 @@ def _apply_size(raw: dict, size: str | None, label: str) -> dict:
     return {**_merge(raw, sizes[size]), "size": size}
 
 
+def _apply_variant(raw: dict, variant: str | None, label: str) -> dict:
+    variants = raw.pop("variants", None) or {}
+    if variant is None:
+        return raw
+    if variant not in variants:
+        choices = ", ".join(map(str, variants)) if variants else "none (omit --variant)"
+        raise TwofoldError(f"recipe {label} has no variant {variant!r}; variants: {choices}")
+    return {**_merge(raw, variants[variant]), "variant": variant}
+
+
+def _recipe_folder(name_or_path: str) -> Path:
+    """Where a recipe's relative language-set files live: beside it (presets: the package's folder)."""
+    if Path(name_or_path).suffix in (".yaml", ".yml"):
+        return Path(name_or_path).resolve().parent
+    return Path(str(resources.files("twofold") / "recipes"))
+
+
+def _anchor_set_files(raw: dict, folder: Path) -> None:
+    """Language-set files named in the recipe file are relative to it; make them absolute."""
+    sets = raw.get("language_sets")
+    if isinstance(sets, dict):
+        for name, value in sets.items():
+            if isinstance(value, str) and value != ALL:
+                sets[name] = str(folder / value)
+
+
+LanguageSet = list[str] | dict | None  # the groups, {"top": N, "with": [...]}, or None for every group
+
+
+def _language_sets(raw: Any, label: str) -> dict[str, LanguageSet]:
+    """`language_sets`: name → a list of names, a file of names, `all`, or `{top: N, with: [names]}`
+    (N groups: those named, then the others with the most tokens in the stores; a stand-in for
+    "the high-resource languages" that needs no list)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        _fail(label, "language_sets", raw, "must map set names to lists of names, files of names, all or {top: N}")
+    sets: dict[str, LanguageSet] = {}
+    for name, value in raw.items():
+        path = f"language_sets.{name}"
+        if value == ALL:
+            sets[str(name)] = None
+            continue
+        if isinstance(value, dict):
+            if "top" not in value or set(value) - {"top", "with"} or not isinstance(value.get("with", []), list):
+                _fail(label, path, value, "must be {top: N} or {top: N, with: [names]} when it is a mapping")
+            top = _coerce(value["top"], int, f"{path}.top", label)
+            named = [m for item in map(str, value.get("with", [])) for m in (
+                sets[item] if isinstance(sets.get(item), list) else [item])]
+            sets[str(name)] = {"top": top, "with": list(dict.fromkeys(named))}
+            continue
+        if isinstance(value, str):
+            file = Path(value)
+            if not file.is_file():
+                _fail(label, path, value, "is not a file; give a list of names or a file with one name per line")
+            lines = (line.split("#", 1)[0].strip() for line in file.read_text(encoding="utf-8").splitlines())
+            value = [line for line in lines if line]
+        if not isinstance(value, list) or not value or not all(isinstance(v, (str, int)) for v in value):
+            _fail(label, path, value, "must be a non-empty list of names (or a file of names, all, {top: N})")
+        members = []  # a set may name the list sets above it: the 110 = the 60 + 50 more
+        for item in map(str, value):
+            earlier = sets.get(item)
+            members += earlier if isinstance(earlier, list) else [item]
+        sets[str(name)] = list(dict.fromkeys(members))
+    return sets
+
+
+def _expand_mixture(mixture: dict, sets: dict[str, LanguageSet], path: str, label: str) -> dict:
+    """Set names in `groups` and `boost` replaced by the groups they stand for."""
+    mixture = dict(mixture)
+    if "groups" in mixture:
+        groups = _expand_groups(mixture["groups"], sets, f"{path}.groups", label)
+        if isinstance(groups, dict):  # {top: N, with: […]}: the stores decide the other groups
+            mixture["groups"] = groups["with"] or None
+            mixture["top"] = groups["top"]
+        else:
+            mixture["groups"] = groups
+    if isinstance(mixture.get("boost"), dict):
+        boost = {}
+        for name, factor in mixture["boost"].items():
+            members = sets.get(name, [name])
+            if not isinstance(members, list):
+                _fail(label, f"{path}.boost.{name}", factor, "boosts a set that is not a list of names")
+            boost.update(dict.fromkeys(members, factor))
+        mixture["boost"] = boost
+    return mixture
+
+
+def _expand_groups(value: Any, sets: dict[str, LanguageSet], path: str, label: str) -> Any:
+    """`all`, a set's name, or a list of group and set names → the list of groups (first mention kept)."""
+    if value is None or value == ALL:
+        return value
+    if isinstance(value, str):
+        if value not in sets:
+            known = ", ".join(sets) or "none (add a language_sets table)"
+            _fail(label, path, value, f"names no language set (sets: {known}); for single groups write a list")
+        return ALL if sets[value] is None else sets[value]
+    if not isinstance(value, list):
+        return value  # the typed build names the problem
+    expanded = []
+    for item in value:
+        members = sets.get(item, [item]) if isinstance(item, str) else [item]
+        if not isinstance(members, list):
+            _fail(label, path, value, f"lists set {item!r}, which is not a list of names; name it alone")
+        expanded += members
+    return list(dict.fromkeys(expanded))
+
+
 def _merge(base: dict, top: dict) -> dict:
     merged = dict(base)
     for key, value in (top or {}).items():
@@ -305,14 +437,14 @@ def _build(cls, raw: Any, path: str, label: str):
     return cls(**values)
 
 
-_MIXTURE_FIELDS = {"groups": tuple[str, ...] | None, "temperature": float | None,
-                   "weights": dict[str, float] | None}
+_MIXTURE_FIELDS = {"groups": tuple[str, ...] | None, "top": int | None, "temperature": float | None,
+                   "boost": dict[str, float] | None, "weights": dict[str, float] | None}
 
 
 def _mixture(raw: Any, path: str, label: str) -> Mixture:
     """The data layer's `Mixture` from a recipe mapping; its own checks name the recipe key."""
     if not isinstance(raw, dict):
-        _fail(label, path, raw, "must be a mapping of groups / temperature / weights")
+        _fail(label, path, raw, "must be a mapping of groups / top / temperature / boost / weights")
     unknown = sorted(set(raw) - set(_MIXTURE_FIELDS))
     if unknown:
         raise TwofoldError(f"recipe {label}: unknown key {_join(path, unknown[0])}; known keys here: "

@@ -2,14 +2,22 @@
 
 Member and pair directories are laid out and read by `twofold.train.rundir`. A pair trains the
 encoder, then the decoder, with the identical recipe, seed and stores.
+
+A *branch* is a member run that shares its first phases with another run (the trunk) and
+differs after them, as mmBERT's decay variants share pretraining and mid-training: it starts
+from the trunk's checkpoint at the end of the last shared phase (weights, optimizer, data
+position, RNG: exactly where the trunk stood) and trains the rest of its own recipe.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 from twofold._version import __version__
 from twofold.errors import TwofoldError
+from twofold.train import checkpoint
 from twofold.train.distributed import World, barrier
 from twofold.train.loop import Options, Trainer
 from twofold.train.recipe import Recipe, recipe_from_dict
@@ -38,6 +46,84 @@ def start(run_dir: str | Path, recipe: Recipe, options: Options, world: World,
     return Trainer(run, recipe, options, model_config, world, initial).run()
 
 
+def branch(run_dir: str | Path, recipe: Recipe, options: Options, world: World, trunk_dir: str | Path) -> Path:
+    """Create a member run that continues `trunk_dir` after the phases their recipes share."""
+    run, trunk = RunDir(run_dir), RunDir(trunk_dir)
+    taken = RunDir.holds_run(run.path)
+    barrier(world)
+    if taken:
+        raise TwofoldError(f"{run.path} already holds a run; "
+                           f"resume it with --resume {run.path} or choose another --out")
+    if not RunDir.holds_run(trunk.path):
+        raise TwofoldError(f"--branch-from {trunk.path}: not a member run (no run.json); give the run whose "
+                           "checkpoint the branch starts from, e.g. RUN or PAIR/encoder")
+    saved = trunk.info
+    trunk_recipe = recipe_from_dict(saved["recipe"], saved["recipe"]["name"])
+    model_config, _ = initial_model(recipe, options, None)
+    different = [what for what, mine, theirs in (
+        ("model", model_config, trunk.config()), ("optimizer", recipe.optimizer, trunk_recipe.optimizer),
+        ("seed", recipe.seed, trunk_recipe.seed), ("objective", options.objective, saved["options"]["objective"]),
+        ("stores", [str(Path(s).resolve()) for s in options.stores],
+         [str(Path(s).resolve()) for s in saved["options"]["stores"]])) if mine != theirs]
+    if different:
+        raise TwofoldError(f"--branch-from {trunk.path}: its {', '.join(different)} differ from this run's; "
+                           "a branch continues the trunk, so give the same recipe, size, stores and objective")
+    shared = 0
+    for mine, theirs in zip(recipe.phases, trunk_recipe.phases):
+        if mine != theirs:
+            break
+        shared += 1
+    if shared == 0 or shared == len(recipe.phases):
+        what = "no phase" if shared == 0 else "every phase"
+        raise TwofoldError(f"--branch-from {trunk.path}: this recipe shares {what} with the trunk's; a branch "
+                           "shares the first phases and changes a later one (e.g. --variant)")
+    last = recipe.phases[shared - 1]
+    start_point = _phase_end(trunk, shared - 1, last.tokens)
+    if world.main:
+        run.write_info({"version": __version__, "recipe": recipe.to_dict(), "options": options.to_dict(),
+                        "model": model_config.to_dict(), "init_from": None, "world_size": world.world_size,
+                        "branched_from": {"run": str(trunk.path.resolve()), "checkpoint": start_point.name,
+                                          "shared_phases": [p.name for p in recipe.phases[:shared]],
+                                          "model_sha256": _checksums(start_point)["model.safetensors"]}})
+        _link_tree(start_point, run.checkpoints_dir / start_point.name)
+        for phase in recipe.phases[:shared]:  # the batch order of the shared phases is the branch's too
+            if trunk.phase_dir(phase.name).is_dir():
+                _link_tree(trunk.phase_dir(phase.name), run.phase_dir(phase.name))
+    barrier(world)
+    return Trainer(run, recipe, options, model_config, world, None, resume=True).run()
+
+
+def _phase_end(trunk: RunDir, index: int, tokens: int) -> Path:
+    """The trunk's checkpoint written by the step that ended phase `index`."""
+    for path in reversed(trunk.checkpoints()):
+        progress = checkpoint.read_state(path)["progress"]
+        if progress["phase_index"] == index and progress["phase_tokens"] >= tokens:
+            checkpoint.verify(path)
+            return path
+    raise TwofoldError(f"--branch-from {trunk.path}: no checkpoint ends its phase {index + 1} yet; "
+                       "train (or resume) the trunk past it first")
+
+
+def _checksums(path: Path) -> dict:
+    import json
+
+    return json.loads((path / checkpoint.CHECKSUMS).read_text())
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    """Hard links (checkpoints and finished order logs are never written again), copies across devices."""
+    for file in sorted(source.rglob("*")):
+        destination = target / file.relative_to(source)
+        if file.is_dir():
+            destination.mkdir(parents=True, exist_ok=True)
+            continue
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(file, destination)
+        except OSError:
+            shutil.copy2(file, destination)
+
+
 def resume(run_dir: str | Path, world: World, overrides: dict | None = None) -> Path:
     """Continue a member run from its newest intact checkpoint (or from scratch if it has none)."""
     run = RunDir(run_dir)
@@ -58,6 +144,7 @@ def initial_model(recipe: Recipe, options: Options, init_from: str | None):
     from twofold.model import preset
 
     corpus = Corpus([TokenStore(s) for s in options.stores])
+    recipe.check_groups(corpus.group_tokens, cross=options.cross)  # before anything is written
     shape = preset(recipe.model, causal=options.objective == "clm")
     config = shape.for_tokenizer(corpus.vocab_size, corpus.special_ids)
     if init_from is None:

@@ -19,7 +19,14 @@ def human_tokens(count: float) -> str:
 
 def _mixture(phase: Phase) -> str:
     mix = phase.mixture
-    groups = "all" if mix.groups is None else "+".join(mix.groups)
+    if mix.top is not None:
+        groups = f"top {mix.top}" + (f" with {'+'.join(mix.groups)}" if mix.groups else "")
+    elif mix.groups is None:
+        groups = "all"
+    else:  # a phase may hold 1833 languages: name a few
+        groups = "+".join(mix.groups) if len(mix.groups) <= 4 else f"{len(mix.groups)} groups ({mix.groups[0]}…)"
+    if mix.boost:
+        groups += " boost " + ",".join(f"{k}×{v:g}" for k, v in mix.boost.items())
     if mix.temperature is not None:
         return f"{groups} τ={mix.temperature:g}"
     if mix.weights is not None:
@@ -48,6 +55,7 @@ def phase_table(recipe: Recipe) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     opt = recipe.optimizer
     title = (f"recipe {recipe.name}" + (f" --size {recipe.size}" if recipe.size else "")
+             + (f" --variant {recipe.variant}" if recipe.variant else "")
              + (f" at scale {recipe.scale:g}" if recipe.scale != 1 else "")
              + f": model {recipe.model}, {opt.name} betas {tuple(opt.betas)} eps {opt.eps:g} "
              f"wd {opt.weight_decay:g}, seed {recipe.seed}")
@@ -93,7 +101,7 @@ def plot_recipe(recipe: Recipe, path: str | Path, points: int = 400) -> Path:
                          ha="center", fontsize=9)
     axes[-1].set_xlabel("tokens seen")
     axes[-1].xaxis.set_major_formatter(FuncFormatter(lambda x, _: human_tokens(x)))
-    title = f"recipe {recipe.name}" + (f" {recipe.size}" if recipe.size else "")
+    title = " ".join(["recipe", recipe.name, *filter(None, [recipe.size, recipe.variant])])
     figure.suptitle(title + (f" (scale {recipe.scale:g})" if recipe.scale != 1 else ""))
     figure.tight_layout()
     return save_figure(figure, path, dpi=100)

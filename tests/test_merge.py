@@ -1,0 +1,197 @@
+"""`twofold merge`: TIES against a reference written here from the paper's definition (Yadav et
+al. 2023, arXiv 2306.01708), exact self-merges, linear = weighted sum, exports transformers loads."""
+
+import json
+
+import pytest
+import torch
+
+from twofold.cli import main
+from twofold.data.tokenizer import train_tokenizer
+from twofold.files import sha256_file
+from twofold.hf import load, save_pretrained
+from twofold.merge import MergeSettings, merge, ties
+from twofold.model import TwofoldModel, preset
+from twofold.train import checkpoint
+
+# ---------------------------------------------------------------- the reference, entry by entry
+
+
+def ties_reference(base, models, density, lam=1.0):
+    """TIES-Merging as the paper states it, on plain lists: trim each task vector to its top
+    `density` fraction by magnitude, elect the sign of the summed trimmed values, average the
+    entries that agree with it (disjoint mean), add λ times that to the base."""
+    n = len(base)
+    trimmed = []
+    for model in models:
+        task = [m - b for m, b in zip(model, base)]
+        keep = max(1, int(density * n))
+        largest = set(sorted(range(n), key=lambda i: -abs(task[i]))[:keep])
+        trimmed.append([task[i] if i in largest else 0.0 for i in range(n)])
+    merged = []
+    for i in range(n):
+        total = sum(t[i] for t in trimmed)
+        sign = (total > 0) - (total < 0)
+        agreeing = [t[i] for t in trimmed if t[i] != 0 and ((t[i] > 0) - (t[i] < 0)) == sign]
+        merged.append(base[i] + lam * (sum(agreeing) / len(agreeing) if agreeing else 0.0))
+    return merged
+
+
+BASE = [0.0, 1.0, -1.0, 0.5, 2.0, -0.5, 0.0, 1.5]
+MODELS = [
+    [0.9, 1.2, -1.8, 0.4, 2.05, 0.35, -0.7, 1.5],
+    [-0.6, 0.1, -0.2, 0.45, 3.1, -0.9, 0.8, 1.2],
+    [0.5, 1.75, -1.1, 1.6, 1.0, -0.45, -0.15, 0.2],
+]
+
+
+def test_hand_sized_ties_with_sign_conflicts_matches_the_paper():
+    # Entry 0: task values +0.9, -0.6, +0.5 → the elected sign is + and the mean of +0.9, +0.5 is taken.
+    dense = ties_reference(BASE, MODELS, density=1.0)
+    assert dense[0] == pytest.approx(0.7)
+    assert dense[4] == pytest.approx(2.0 + (0.05 + 1.1) / 2)  # +0.05, +1.1 outweigh -1.0
+    for density in (1.0, 0.5, 0.25):
+        for lam in (1.0, 0.6):
+            expected = ties_reference(BASE, MODELS, density, lam)
+            got = ties(torch.tensor(BASE, dtype=torch.float64), [torch.tensor(m, dtype=torch.float64) for m in MODELS],
+                       [1.0] * 3, [density] * 3, lam)
+            assert got.tolist() == pytest.approx(expected, abs=1e-12), (density, lam)
+
+
+def test_ties_trims_each_model_to_its_density():
+    # density 0.25 of 8 entries: each model keeps its 2 largest task entries only.
+    expected = ties_reference(BASE, MODELS, 0.25)
+    assert sum(e != b for e, b in zip(expected, BASE)) <= 6
+    got = ties(torch.tensor(BASE), [torch.tensor(m) for m in MODELS], [1.0] * 3, [0.25] * 3)
+    assert got.tolist() == pytest.approx(expected, abs=1e-6)
+
+
+# ---------------------------------------------------------------- whole models through the command
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tokenizer")
+    text = ["def merge(models): return sum(models) / len(models)", "Le modèle fusionné est chargé."] * 50
+    train_tokenizer(text, 300, folder)
+    return folder
+
+
+def make_models(folder, causal, count=3):
+    """`count` tiny models with different weights, exported as HF directories with one tokenizer."""
+    paths, states = [], []
+    for seed in range(count):
+        torch.manual_seed(seed)
+        model = TwofoldModel(preset("tiny", causal=causal))
+        states.append({k: v.clone() for k, v in model.state_dict().items()})
+        paths.append(save_pretrained(model, folder / f"m{seed}", tokenizer=folder.parent / "tok"))
+    return paths, states
+
+
+@pytest.fixture(params=[False, True], ids=["encoder", "decoder"])
+def models(request, tmp_path, tokenizer_dir):
+    (tmp_path / "tok").symlink_to(tokenizer_dir)
+    (tmp_path / "in").mkdir()
+    return make_models(tmp_path / "in", request.param)
+
+
+def merged_state(path):
+    return load(path).state_dict()
+
+
+def test_ties_merge_of_exports_equals_the_reference(tmp_path, models):
+    (base, a, b), (s_base, s_a, s_b) = models
+    out = merge([str(a), str(b)], tmp_path / "ties", MergeSettings.build("ties", 2, [1.0, 2.0], [0.5, 0.3], 0.8,
+                                                                        has_base=True), base=str(base))
+    got = merged_state(out)
+    for name, tensor in s_base.items():
+        expected = ties(tensor, [s_a[name], s_b[name]], [1.0, 2.0], [0.5, 0.3], 0.8)
+        assert torch.allclose(got[name], expected, atol=1e-6), name
+    # Unweighted, one tensor checked entry by entry against the paper's definition.
+    out = merge([str(a), str(b)], tmp_path / "plain", MergeSettings.build("ties", 2, None, [0.5], 1.0, has_base=True),
+                base=str(base))
+    name = "model.layers.1.mlp.Wi.weight"
+    expected = ties_reference(s_base[name].flatten().tolist(), [s_a[name].flatten().tolist(),
+                                                                s_b[name].flatten().tolist()], 0.5)
+    assert merged_state(out)[name].flatten().tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_merging_a_model_with_itself_returns_it_exactly(tmp_path, models):
+    (model, _, _), (state, _, _) = models
+    for method, base, inputs in (("linear", None, [model, model]), ("linear", None, [model, model, model]),
+                                 ("ties", model, [model]), ("ties", model, [model, model])):
+        settings = MergeSettings.build(method, len(inputs), [0.3, 0.7][:len(inputs)] if len(inputs) == 2 else None,
+                                       has_base=base is not None)
+        out = merge([str(m) for m in inputs], tmp_path / f"{method}{len(inputs)}", settings,
+                    base=str(base) if base else None)
+        got = merged_state(out)
+        assert all(torch.equal(got[k], state[k]) for k in state), (method, len(inputs))
+
+
+def test_linear_merge_is_the_weighted_sum(tmp_path, models):
+    (_, a, b), (_, s_a, s_b) = models
+    out = merge([str(a), str(b)], tmp_path / "linear", MergeSettings.build("linear", 2, [0.3, 0.7]))
+    got = merged_state(out)
+    for name in s_a:
+        assert torch.allclose(got[name], 0.3 * s_a[name] + 0.7 * s_b[name], atol=1e-6), name
+    unnormalised = merge([str(a), str(b)], tmp_path / "linear3", MergeSettings.build("linear", 2, [3, 7]))
+    assert all(torch.equal(merged_state(unnormalised)[k], got[k]) for k in got)
+
+
+def test_the_merged_export_loads_in_transformers_and_records_its_inputs(tmp_path, models):
+    transformers = pytest.importorskip("transformers")
+    (base, a, b), _ = models
+    out = tmp_path / "merged"
+    assert main(["merge", "--method", "ties", "--base", str(base), str(a), str(b), "--density", "0.5",
+                 "--weights", "1,2", "--lambda", "0.9", "--out", str(out), "--no-progress"]) == 0
+    auto = (transformers.AutoModelForCausalLM if load(out).config.causal else transformers.AutoModelForMaskedLM)
+    _, info = auto.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    record = json.loads((out / "merge.json").read_text())
+    assert (record["method"], record["weights"], record["density"], record["lambda"]) == ("ties", [1, 2], [.5, .5], .9)
+    assert [m["path"] for m in record["models"]] == [str(a.resolve()), str(b.resolve())]
+    assert record["base"]["weights_sha256"] == {"model.safetensors": sha256_file(base / "model.safetensors")}
+    assert record["models"][0]["tokenizer_sha256"] == sha256_file(a / "tokenizer.json")
+    assert (out / "tokenizer.json").is_file()
+
+
+def test_run_checkpoints_merge_like_their_exports(tmp_path, models):
+    """A checkpoint directory (as training writes it) merges exactly as its HF export does."""
+    (base, a, b), (s_base, s_a, s_b) = models
+    model = TwofoldModel(load(a).config)
+    model.load_state_dict(s_a)
+    saved = checkpoint.save(tmp_path / "run" / "checkpoints", step=7, states=checkpoint.capture(model), progress={},
+                            data={}, config=model.config.to_dict(), recipe={}, tag="decay1")
+    settings = MergeSettings.build("ties", 2, None, [0.5], has_base=True)
+    from_checkpoint = merged_state(merge([str(saved), str(b)], tmp_path / "x", settings, base=str(base)))
+    from_export = merged_state(merge([str(a), str(b)], tmp_path / "y", settings, base=str(base)))
+    assert all(torch.equal(from_checkpoint[k], from_export[k]) for k in from_export)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_bad_merges_are_one_line_exit_2_and_write_nothing(tmp_path, models, capsys, tokenizer_dir):
+    (base, a, b), _ = models
+    other = TwofoldModel(preset("tiny", hidden_size=32))
+    wider = save_pretrained(other, tmp_path / "wider")
+    retokenized = tmp_path / "retok"
+    train_tokenizer(["completely different text for another vocabulary"] * 20, 290, tmp_path / "tok2")
+    save_pretrained(load(b), retokenized, tokenizer=tmp_path / "tok2")
+    out = tmp_path / "out"
+    pair = [str(a), str(b)]
+    cases = [
+        (pair, ["--base", str(base), "--density", "0"], "density must be in (0, 1]"),
+        (pair, ["--base", str(base), "--density", "1.5"], "density must be in (0, 1]"),
+        (pair, [], "ties needs --base"),
+        (pair, ["--method", "linear", "--base", str(base)], "linear averages the models and takes no --base"),
+        (pair, ["--base", str(base), "--weights", "1,2,3"], "3 weights for 2 models"),
+        (pair, ["--base", str(wider)], "has another shape than"),
+        ([str(a), str(retokenized)], ["--base", str(base)], "the models use different tokenizers"),
+        ([str(a), str(tmp_path / "missing@decay1")], ["--base", str(base)], "no such directory"),
+    ]
+    for inputs, extra, message in cases:
+        assert main(["merge", *inputs, *extra, "--out", str(out), "--no-progress"]) == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (extra, err)
+        assert not out.exists() and not list(tmp_path.glob(".out.*"))
