@@ -220,10 +220,9 @@ def edit_manifest(store, change):
     (lambda m: m.update(num_tokens=m["num_tokens"] - 100), "tokens.bin", "bytes where manifest.json promises"),
     (lambda m: m.update(num_documents=m["num_documents"] + 1), "offsets.bin", "bytes where manifest.json promises"),
     (lambda m: m["groups"][0].update(tokens=m["groups"][0]["tokens"] * 2), "manifest.json", "the groups hold"),
-    (lambda m: m["sources"][0].update(documents=1), "manifest.json", "the sources hold"),
     (lambda m: m["tokenizer"].update(vocab_size=100), "manifest.json", "does not fit vocab_size 100"),
     (lambda m: m.pop("groups"), "manifest.json", "lacks 'groups'"),
-], ids=["fingerprint", "num_tokens", "num_documents", "group tokens", "source documents", "vocab_size", "no groups"])
+], ids=["fingerprint", "num_tokens", "num_documents", "group tokens", "vocab_size", "no groups"])
 def test_3_an_edited_manifest_is_refused_by_info_verify_and_by_training(tmp_path, world, capsys, edit, file, message):
     store = tmp_path / "store"
     shutil.copytree(world / "store", store)
@@ -232,6 +231,25 @@ def test_3_an_edited_manifest_is_refused_by_info_verify_and_by_training(tmp_path
     argv = train(world, tmp_path / "run")
     argv[argv.index(world / "store")] = store
     refused(capsys, argv, [tmp_path, world], f"{store / file}: ", message)
+
+
+def test_3_a_named_stdlib_source_is_counted_under_its_name(tmp_path, world):
+    """The manifest counted a stdlib source named otherwise (the demo's stdlib-train) as empty."""
+    cli("data", "prepare", "--source", "path=stdlib,name=std,packages=json", "--tokenizer", world / "tok",
+        "--out", tmp_path / "store")
+    store = TokenStore(tmp_path / "store")
+    assert store.manifest["sources"][0]["name"] == "std"
+    assert store.manifest["sources"][0]["documents"] == store.num_documents > 0
+    store.verify()
+
+
+def test_3_source_counts_are_checked_by_verify(tmp_path, world, capsys):
+    store = tmp_path / "store"
+    shutil.copytree(world / "store", store)
+    edit_manifest(store, lambda m: m["sources"][0].update(documents=1))
+    cli("data", "info", store)  # provenance only: opening the store does not read doc_sources.bin
+    refused(capsys, ["data", "info", store, "--verify"], [tmp_path],
+            f"{store / 'doc_sources.bin'}: the documents and tokens per entry differ from the sources of manifest.json")
 
 
 @pytest.mark.parametrize("name", ["tokens.bin", "offsets.bin", "doc_groups.bin"])
@@ -399,6 +417,32 @@ def test_9_disk_full_in_export_keeps_the_export_it_would_replace(tmp_path, world
     monkeypatch.setattr(safetensors.torch, "save_file", full)
     refused(capsys, ["export", world / "run", "--out", tmp_path / "export", "--overwrite"], [tmp_path, world],
             f"{tmp_path / 'export' / 'model.safetensors'}: No space left on device")
+
+
+def _limit_file_size():  # in the child: files may not grow past 64 KB; the kernel refuses with EFBIG
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))
+
+
+@pytest.mark.parametrize("kind, file", [("tokenizer", "tokenizer.json"), ("export", "model.safetensors")])
+def test_9_a_write_the_kernel_refuses_is_one_line_and_leaves_nothing(tmp_path, world, kind, file):
+    """A real write error from the Rust writers (tokenizers, safetensors), not a simulated one."""
+    import sys
+
+    out = tmp_path / "out"
+    argv = [str(a) for a in command_writing(kind, world, out)]
+    if kind == "tokenizer":
+        argv[argv.index("300")] = "2000"  # a tokenizer.json larger than the limit
+    tree = Tree(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "twofold", *argv], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}, preexec_fn=_limit_file_size)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f"twofold: error: {out / file}: File too large; the file system refuses files this " \
+                            "large; write elsewhere\n"
+    tree.assert_unchanged()
 
 
 @pytest.fixture

@@ -213,6 +213,16 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def as_os_error(error: Exception, path: str | Path) -> OSError | None:
+    """The OSError behind a Rust library's I/O failure (safetensors, tokenizers: '… (os error 28)'),
+    or None when `error` is not one."""
+    found = re.search(r"os error (\d+)", str(error))
+    if found is None:
+        return None
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code), str(path))
+
+
 def save_safetensors(tensors: dict, path: str | Path, metadata: dict | None = None) -> None:
     """safetensors' `save_file`, with its I/O failures (disk full …) raised as the OSError they are."""
     from safetensors import SafetensorError
@@ -221,11 +231,7 @@ def save_safetensors(tensors: dict, path: str | Path, metadata: dict | None = No
     try:
         save_file(tensors, str(path), metadata=metadata)
     except SafetensorError as error:
-        found = re.search(r"os error (\d+)", str(error))
-        if found is None:
-            raise
-        code = int(found.group(1))
-        raise OSError(code, os.strerror(code), str(path)) from None
+        raise as_os_error(error, path) or error from None
 
 
 def save_figure(figure, path: str | Path, dpi: int = 110) -> Path:

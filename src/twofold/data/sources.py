@@ -93,7 +93,8 @@ def read_documents(spec: SourceSpec, stats: SourceStats | None = None) -> Iterat
         from twofold.data.stdlib import stdlib_documents
 
         packages = [p for p in spec.packages.split("+") if p] or None
-        yield from stdlib_documents(spec.part, packages)
+        for document in stdlib_documents(spec.part, packages):  # under the source's own name
+            yield Document(document.text, document.doc_id, spec.name, document.group)
         return
     if spec.kind == "hf":
         yield from _read_hf(spec)

@@ -137,8 +137,9 @@ class TokenStore:
             self.vocab_size: int = self.manifest["tokenizer"]["vocab_size"]
             recomputed = fingerprint(_content(self.manifest))
             dtype = np.dtype(self.manifest["dtype"])
-            counted = {(table, key): sum(int(entry[key]) for entry in self.manifest[table])
-                       for table in ("groups", "sources") for key in ("tokens", "documents")}
+            # the groups drive sampling; the sources are provenance, checked by verify()
+            groups = self.manifest["groups"]
+            counted = {key: sum(int(group[key]) for group in groups) for key in ("tokens", "documents")}
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise TwofoldError(f"{manifest_file}: lacks {error} or has it in the wrong form (edited?); "
                                f"{_PREPARE_AGAIN}") from None
@@ -160,10 +161,10 @@ class TokenStore:
     def _check_counts(self, counted: dict) -> None:
         """The manifest's counts agree with each other, with the ends of the offsets and with the vocabulary."""
         where = self.path / MANIFEST
-        for (table, key), count in counted.items():
+        for key, count in counted.items():
             total = self.num_tokens if key == "tokens" else self.num_documents
             if count != total:
-                raise TwofoldError(f"{where}: the {table} hold {count} {key} but the store {total} "
+                raise TwofoldError(f"{where}: the groups hold {count} {key} but the store {total} "
                                    f"(edited?); {_PREPARE_AGAIN}")
         if int(self.offsets[0]) != 0 or int(self.offsets[-1]) != self.num_tokens:
             raise TwofoldError(f"{self.path / OFFSETS}: does not span the {self.num_tokens} tokens "

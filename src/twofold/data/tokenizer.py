@@ -17,7 +17,7 @@ from tokenizers import Tokenizer as BackendTokenizer
 from tokenizers import decoders, models, pre_tokenizers, processors, trainers
 
 from twofold.errors import TwofoldError
-from twofold.files import check_out, read_json, staged_directory
+from twofold.files import as_os_error, check_out, read_json, staged_directory
 
 SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]")
 # tokenizer_config.json keys (transformers) that name each special token.
@@ -147,7 +147,10 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path,
         special_tokens=[("[CLS]", special.cls), ("[SEP]", special.sep)],
     )
     with staged_directory(out_dir) as staged:
-        save_tokenizer(backend, special, staged)
+        try:
+            save_tokenizer(backend, special, staged)
+        except Exception as error:  # the Rust side reports a full disk as a bare Exception
+            raise as_os_error(error, staged / "tokenizer.json") or error from None
     return load_tokenizer(out_dir)
 
 
