@@ -457,6 +457,7 @@ def tiny_disk(tmp_path):
     subprocess.run(["umount", str(mount)], check=True)
 
 
+@pytest.mark.slow
 def test_9_a_real_full_disk_in_training(tmp_path, world, tiny_disk, capsys):
     out = tiny_disk / "run"
     assert main([str(a) for a in train(world, out)]) == 2
@@ -500,11 +501,11 @@ def test_13_a_relative_tokenizer_path_resolves_from_any_directory(tmp_path, worl
 
 
 def test_14_the_checkpoint_fallback_warning_is_one_line(tmp_path, world, capsys):
-    run = copy_run(world, tmp_path)
-    damaged = run / "checkpoints" / CHECKPOINTS[1] / "model.safetensors"
+    run = copy_run(world, tmp_path, drop_final=False)
+    damaged = run / "checkpoints" / CHECKPOINTS[2] / "model.safetensors"
     damaged.write_bytes(damaged.read_bytes()[:-8])
     capsys.readouterr()
     cli("train", "--resume", run, "--no-progress")
     err = capsys.readouterr().err
-    assert err == (f"twofold: warning: resuming from {CHECKPOINTS[0]} instead: checkpoint "
+    assert err == (f"twofold: warning: resuming from {CHECKPOINTS[1]} instead: checkpoint "
                    f"{damaged.parent}: model.safetensors does not match its checksum (truncated or altered)\n")
