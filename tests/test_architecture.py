@@ -13,7 +13,8 @@ PACKAGE = Path(twofold.__file__).parent
 # The layers of docs/architecture.md, lowest first. A module may import its own room and the
 # rooms of lower layers; rooms that share a layer never import each other.
 LAYERS = [
-    {"_version", "errors", "files"},
+    {"_version", "errors"},
+    {"files"},
     {"model", "data"},
     {"hf"},
     {"train"},

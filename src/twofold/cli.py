@@ -1,7 +1,8 @@
 """The `twofold` command line: parse, call the library, print.
 
-User errors (`TwofoldError`) print one line and exit 2; anything else is a bug and keeps
-its traceback.
+User errors (`TwofoldError`) and the machine's refusals (disk full, read-only location: see
+`twofold.files.describe_os_error`) print one line and exit 2; warnings print one line
+(`twofold: warning: …`); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -10,10 +11,15 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import warnings
+from pathlib import Path
 
 import twofold.commands
 from twofold._version import __version__
 from twofold.errors import TwofoldError
+from twofold.files import describe_os_error
+
+_PACKAGE = str(Path(twofold.commands.__file__).parents[1])
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,20 +42,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """One line per warning, as errors are; a library's warning says where it came from."""
+    text = " ".join(str(message).split())
+    if not str(filename).startswith(_PACKAGE):
+        text = f"{text} ({category.__name__} from {Path(filename).name}:{lineno})"
+    print(f"twofold: warning: {text}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        if not getattr(args, "func", None):
-            parser.print_help()
+    with warnings.catch_warnings():
+        warnings.showwarning = show_warning
+        try:
+            args = parser.parse_args(argv)
+            if not getattr(args, "func", None):
+                parser.print_help()
+                return 2
+            result = args.func(args)
+        except TwofoldError as error:
+            print(f"twofold: error: {' '.join(str(error).splitlines())}", file=sys.stderr)
             return 2
-        result = args.func(args)
-    except TwofoldError as error:
-        print(f"twofold: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("twofold: interrupted", file=sys.stderr)
-        return 130
+        except OSError as error:
+            line = describe_os_error(error)
+            if line is None:
+                raise
+            print(f"twofold: error: {line}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("twofold: interrupted", file=sys.stderr)
+            return 130
     return int(result or 0)
 
 

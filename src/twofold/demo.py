@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twofold.eval import Settings
+from twofold.files import check_out
 
 DEMO_VOCAB = 4096
 # Training tokens per member: about 3 minutes for the pair on 2 idle cores (docs in README).
@@ -27,6 +28,15 @@ HELD_OUT_SEQUENCES = 16  # the fixed held-out set scored at every checkpoint
 # Sample sizes that keep the evaluation of both members around two minutes on 2 cores.
 DEMO_EVAL = Settings(max_length=128, lm_tokens=10_000, pseudo_perplexity_tokens=256, max_queries=300,
                      max_examples=1_000, epochs=2, learning_rate=3e-4)
+
+
+# Everything the demo writes into its folder (hidden names: partial outputs of a killed run).
+DEMO_ENTRIES = {"tokenizer", "store", "pair", "export", "eval", "report.md", "loss.png", "schedule.png",
+                "scores.png", "vs-parameters.png", "vs-tokens.png"}
+
+
+def made_by_demo(root: Path) -> bool:
+    return all(entry.name in DEMO_ENTRIES or entry.name.startswith(".") for entry in root.iterdir())
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,8 @@ def run_demo(out: str | Path = "runs/demo", budget: int | None = None, fresh: bo
     from twofold.train.recipe import load_recipe
 
     layout = DemoLayout(Path(out))
+    # --fresh and every rerun delete what an earlier demo made: never a folder of other files
+    check_out(layout.root, "demo", holds=made_by_demo, overwrite=True)
     if fresh and layout.root.exists():
         shutil.rmtree(layout.root)
     layout.root.mkdir(parents=True, exist_ok=True)
@@ -157,7 +169,7 @@ def _export(layout: DemoLayout, say) -> None:
     from twofold.train.rundir import PairDir
 
     for member in ("encoder", "decoder"):
-        path = PairDir(layout.pair).member(member).export(layout.export(member))
+        path = PairDir(layout.pair).member(member).export(layout.export(member), overwrite=True)
         auto = "AutoModelForCausalLM" if member == "decoder" else "AutoModelForMaskedLM"
         say(f"  {member}: {path} (loads with transformers' {auto})")
 

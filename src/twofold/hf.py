@@ -19,11 +19,10 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from twofold._version import __version__
 from twofold.errors import TwofoldError
-from twofold.files import atomic_write, atomic_write_text
+from twofold.files import atomic_write, atomic_write_text, read_json, save_safetensors
 from twofold.model.config import GLOBAL, LOCAL, ModelConfig
 from twofold.model.heads import SequenceClassifier
 from twofold.model.transformer import TwofoldModel
@@ -150,10 +149,7 @@ def from_hf_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 # ----------------------------------------------------------------------------- reading
 
 def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise TwofoldError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    return read_json(path, "fix or replace the file (is this a Hugging Face model directory?)")
 
 
 def weight_files(directory: Path) -> list[Path]:
@@ -287,7 +283,7 @@ def _write_weights(state: dict, directory: Path, max_shard_bytes: int | None) ->
     metadata = {"format": "pt"}
     sizes = {name: t.numel() * t.element_size() for name, t in state.items()}
     if max_shard_bytes is None or sum(sizes.values()) <= max_shard_bytes:
-        atomic_write(directory / WEIGHTS, lambda tmp: save_file(state, tmp, metadata=metadata))
+        atomic_write(directory / WEIGHTS, lambda tmp: save_safetensors(state, tmp, metadata=metadata))
         return
     shards, current, used = [], {}, 0
     for name in state:
@@ -300,7 +296,7 @@ def _write_weights(state: dict, directory: Path, max_shard_bytes: int | None) ->
     weight_map = {}
     for i, shard in enumerate(shards, start=1):
         file = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        atomic_write(directory / file, lambda tmp, shard=shard: save_file(shard, tmp, metadata=metadata))
+        atomic_write(directory / file, lambda tmp, shard=shard: save_safetensors(shard, tmp, metadata=metadata))
         weight_map.update({name: file for name in shard})
     index = {"metadata": {"total_size": sum(sizes.values())}, "weight_map": weight_map}
     atomic_write_text(directory / WEIGHTS_INDEX, json.dumps(index, indent=2) + "\n")

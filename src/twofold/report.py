@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from matplotlib.figure import Figure
 
 from twofold.eval.results import LOWER_IS_BETTER, Result
-from twofold.files import save_figure
+from twofold.files import atomic_write_text, save_figure
 
 if TYPE_CHECKING:
     from twofold.train.rundir import RunDir
@@ -236,5 +236,5 @@ def write_report(results: list[Result], out_dir: str | Path, title: str = "Evalu
         parts += ["## Samples", samples]
     parts += list(sections)
     path = out_dir / "report.md"
-    path.write_text("\n\n".join(parts) + "\n")
+    atomic_write_text(path, "\n\n".join(parts) + "\n")
     return path

@@ -59,7 +59,7 @@ def test_non_utf8_replacements_and_skipped_lines_are_reported(tmp_path, tokenize
 def test_existing_output_is_refused_unless_overwrite(tmp_path, tokenizer, group_corpus):
     spec = SourceSpec(str(group_corpus))
     prepare_store([spec], tokenizer, tmp_path / "s", progress=False)
-    with pytest.raises(TwofoldError, match="already exists"):
+    with pytest.raises(TwofoldError, match="already holds a token store; pass --overwrite"):
         prepare_store([spec], tokenizer, tmp_path / "s", progress=False)
     manifest = prepare_store([spec], tokenizer, tmp_path / "s", progress=False, overwrite=True)
     assert TokenStore(tmp_path / "s").fingerprint == manifest["fingerprint"]

@@ -6,7 +6,9 @@ import random
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from twofold.errors import TwofoldError
@@ -138,15 +140,22 @@ def test_disk_full_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
     opt = build_optimizer(model, OptimizerConfig())
     previous = save_step(tmp_path, model, opt, step=1)
 
-    def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    written = []
 
-    monkeypatch.setattr(checkpoint, "save_file", full)
+    def full(tensors, path, metadata=None):  # the second file of the checkpoint meets a full disk
+        if written:  # safetensors reports it as its own error type, as it does on a real full disk
+            raise SafetensorError(f"Error while serializing: I/O error: No space left on device (os error "
+                                  f"{errno.ENOSPC})")
+        written.append(path)
+        real(tensors, path, metadata=metadata)
+
+    real = safetensors.torch.save_file
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
     with pytest.raises(TwofoldError) as error:
         save_step(tmp_path, model, opt, step=2)
     message = str(error.value)
     assert "disk full" in message and previous.name in message and "\n" not in message
-    assert list(tmp_path.iterdir()) == [previous]  # no half-written directory left behind
+    assert written and list(tmp_path.iterdir()) == [previous]  # no half-written .tmp-* directory left behind
     verify(previous)
 
 

@@ -72,6 +72,10 @@ def test_two_gloo_ranks_match_one_process(tmp_path, tiny_store, tiny_recipe, one
     out = tmp_path / "two"
     run(command(2, *train_args(tiny_recipe, tiny_store, out, "--parallel", parallel)))
     assert_close_runs(out, one_process)
+    # the tied decoder weight is stored once, as a name of the embeddings (FSDP2 gathers it twice)
+    for saved in checkpoint.list_checkpoints(out / "checkpoints"):
+        assert "decoder.weight" not in load_file(str(saved / "model.safetensors"))
+        assert checkpoint.read_state(saved)["tied"] == {"decoder.weight": "model.embeddings.tok_embeddings.weight"}
     # each rank logged its own disjoint slice of every global batch
     for phase in ("pretrain", "decay"):
         ranks = [[json.loads(line) for line in (out / phase / "data_order" / f"rank{r}.jsonl").read_text().splitlines()]
@@ -82,8 +86,38 @@ def test_two_gloo_ranks_match_one_process(tmp_path, tiny_store, tiny_recipe, one
             assert r0["sequences"] + r1["sequences"] == whole["sequences"]
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid`, from /proc (torchrun starts each rank in its own session,
+    so the ranks are not in torchrun's process group)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    stat = handle.read()
+            except OSError:  # gone meanwhile
+                continue
+            parent = int(stat[stat.rindex(")") + 2:].split()[1])
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")  # a zombie runs nothing
+    except OSError:
+        return True
+
+
 def interrupt(argv, out, steps):
-    """Start `argv`, SIGKILL its whole process group once `steps` steps are logged."""
+    """Start `argv` and SIGKILL it and every process it started (each rank) once `steps` steps
+    are logged; return the killed process ids."""
     process = subprocess.Popen(argv, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
     metrics, deadline = out / "metrics.jsonl", time.time() + 180
@@ -91,8 +125,15 @@ def interrupt(argv, out, steps):
         assert process.poll() is None, process.stderr.read()[-3000:]
         assert time.time() < deadline, "timed out"
         time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
+    killed = [process.pid, *descendants(process.pid)]
+    for pid in killed:  # the launcher first, so that it cannot start anything more
+        os.kill(pid, signal.SIGKILL)
     process.wait()
+    deadline = time.time() + 30
+    while not all(gone(pid) for pid in killed):
+        assert time.time() < deadline, f"processes {[p for p in killed if not gone(p)]} survived SIGKILL"
+        time.sleep(0.05)
+    return killed
 
 
 @pytest.mark.slow
@@ -100,7 +141,15 @@ def interrupt(argv, out, steps):
 def test_checkpoints_resume_across_world_sizes(tmp_path, tiny_store, tiny_recipe, one_process, before, after,
                                                parallel):
     out = tmp_path / f"{before}to{after}-{parallel}"
-    interrupt(command(before, *train_args(tiny_recipe, tiny_store, out, "--parallel", parallel)), out, steps=8)
-    assert checkpoint.list_checkpoints(out / "checkpoints")
+    killed = interrupt(command(before, *train_args(tiny_recipe, tiny_store, out, "--parallel", parallel)), out,
+                       steps=8)
+    assert len(killed) >= before + (before > 1)  # torchrun and each of its ranks (or the one process)
+    # really interrupted: nothing runs on, the run has no final checkpoint and fewer steps than it needs
+    logged = (out / "metrics.jsonl").read_text()
+    time.sleep(1.0)
+    assert (out / "metrics.jsonl").read_text() == logged
+    saved = checkpoint.list_checkpoints(out / "checkpoints")
+    assert saved and not checkpoint.tag_of(saved[-1]) == "decay1"
+    assert logged.count('"loss"') < len(losses(one_process))
     run(command(after, "train", "--resume", str(out), "--no-progress"))
     assert_close_runs(out, one_process)

@@ -14,3 +14,18 @@ def token_count(text: str) -> int:
     if value is None or value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a token count (e.g. 250K, 20M, 1.5B)")
     return int(value)
+
+
+def at_least(minimum: int):
+    """argparse type for whole numbers >= `minimum` (counts, sizes, indices)."""
+
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is too small: it must be at least {minimum}")
+        return value
+
+    return whole_number

@@ -45,9 +45,11 @@ def gather(inputs: list[str]):
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    from twofold.files import check_out
     from twofold.report import terminal_table, write_report
 
     results = gather(args.inputs)
+    check_out(args.out, "comparison", update=True)
     print(terminal_table(results))
     print(f"report: {write_report(results, args.out, title=args.title)}")
     return 0

@@ -6,7 +6,7 @@ import argparse
 import itertools
 from dataclasses import fields
 
-from twofold.commands import token_count
+from twofold.commands import at_least, token_count
 from twofold.commands.recipe import add_recipe_arguments
 from twofold.data.sources import SourceSpec
 from twofold.data.store import CHUNK_CHARS
@@ -31,7 +31,7 @@ def register(subparsers) -> None:
     prepare.add_argument("--skip-bad-lines", action="store_true",
                          help="JSONL: skip and count bad lines instead of stopping")
     prepare.add_argument("--overwrite", action="store_true", help="replace an existing store")
-    prepare.add_argument("--chunk-chars", type=int, default=CHUNK_CHARS,
+    prepare.add_argument("--chunk-chars", type=at_least(1), default=CHUNK_CHARS,
                          help="characters tokenized per chunk (bounds memory use)")
     prepare.set_defaults(func=run_prepare)
 
@@ -55,8 +55,8 @@ def register(subparsers) -> None:
 
     show = commands.add_parser("show-batch", help="print the batch a run consumed at a step")
     show.add_argument("run_dir")
-    show.add_argument("--step", type=int, required=True)
-    show.add_argument("--rank", type=int, help="only this rank (default: all logged ranks)")
+    show.add_argument("--step", type=at_least(0), required=True)
+    show.add_argument("--rank", type=at_least(0), help="only this rank (default: all logged ranks)")
     show.add_argument("--decode", action="store_true", help="print text instead of token ids")
     show.add_argument("--tokenizer", help="tokenizer for --decode (default: the store's)")
     show.set_defaults(func=run_show_batch)
@@ -67,10 +67,10 @@ def register(subparsers) -> None:
     train = tokenizer_commands.add_parser("train", help="train a byte-level BPE with [CLS] [SEP] "
                                           "[PAD] [MASK] [UNK]", formatter_class=defaults)
     train.add_argument("--source", action="append", required=True, help=_SOURCE_HELP)
-    train.add_argument("--vocab-size", type=int, required=True)
+    train.add_argument("--vocab-size", type=at_least(1), required=True)
     train.add_argument("--out", required=True, help="directory for tokenizer.json + config")
-    train.add_argument("--max-docs", type=int, help="train on the first N documents only")
-    train.add_argument("--min-frequency", type=int, default=2)
+    train.add_argument("--max-docs", type=at_least(1), help="train on the first N documents only")
+    train.add_argument("--min-frequency", type=at_least(1), default=2)
     train.set_defaults(func=run_tokenizer_train)
     show_tokenizer = tokenizer_commands.add_parser("info", help="vocab size and special ids")
     show_tokenizer.add_argument("path")

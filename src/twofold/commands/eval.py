@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from twofold.commands import at_least
+
 # Settings that the command line can change: (flag, type, help).
 _KNOBS = (
     ("seed", int, "seed of every random choice (default 0)"),
@@ -44,6 +46,8 @@ def register(subparsers) -> None:
                         help="small samples everywhere: seconds per task, rough numbers")
     sizes = parser.add_argument_group("sample sizes and fine-tuning")
     for flag, kind, text in _KNOBS:
+        if kind is int:  # counts and sizes; the seed may be 0
+            kind = at_least(0 if flag == "seed" else 1)
         sizes.add_argument(f"--{flag}", type=kind, help=text)
     user = parser.add_argument_group("user data")
     user.add_argument("--train", help="classification: training file (.tsv/.csv with a header line, or .jsonl)")
@@ -69,6 +73,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from twofold.errors import TwofoldError
     from twofold.eval import check_tasks, evaluate, save_results
     from twofold.eval.models import find_models, tokenizer_for
+    from twofold.files import check_out
     from twofold.report import terminal_table, write_report
 
     settings = settings_from(args)
@@ -77,7 +82,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.name and len({f.name for f in found}) > 1:
         raise TwofoldError(f"--name labels one model, but {args.path} holds {len(found)}; leave --name out")
     tokenizers = [tokenizer_for(f, args.tokenizer) for f in found]  # all found before any work
-    out = Path(args.out) if args.out else Path(args.path) / "eval"
+    out = check_out(Path(args.out) if args.out else Path(args.path) / "eval", "folder of results", update=True)
     results = []
     for f, tokenizer in zip(found, tokenizers):
         label = f"{f.name}@{f.checkpoint}" if f.checkpoint else f.name

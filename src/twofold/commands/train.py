@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from twofold.commands import token_count
+from twofold.commands import at_least, token_count
 from twofold.commands.recipe import add_recipe_arguments
 from twofold.errors import TwofoldError
 
@@ -32,16 +32,16 @@ def register(subparsers) -> None:
                             "decay from one mid-training run")
     train.add_argument("--eval-store", action="append", default=[], help="held-out token store (repeatable)")
     train.add_argument("--eval-every", type=token_count, help="held-out loss every N tokens (default: at checkpoints)")
-    train.add_argument("--eval-sequences", type=int, default=32, help="sequences in the held-out set")
-    train.add_argument("--micro-batch", type=int,
+    train.add_argument("--eval-sequences", type=at_least(1), default=32, help="sequences in the held-out set")
+    train.add_argument("--micro-batch", type=at_least(1),
                        help="sequences per forward pass on each rank (gradient accumulation)")
-    train.add_argument("--keep-last", type=int, default=2,
+    train.add_argument("--keep-last", type=at_least(1), default=2,
                        help="newest checkpoints to keep (tagged ones are always kept)")
-    train.add_argument("--save-every-steps", type=int, help="also checkpoint every N steps (for resume)")
+    train.add_argument("--save-every-steps", type=at_least(1), help="also checkpoint every N steps (for resume)")
     train.add_argument("--parallel", choices=["ddp", "fsdp"], default="ddp", help="data parallelism under torchrun")
     train.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     train.add_argument("--compile", action="store_true", help="torch.compile the model")
-    train.add_argument("--workers", type=int, default=0, help="DataLoader worker processes building batches")
+    train.add_argument("--workers", type=at_least(0), default=0, help="DataLoader worker processes building batches")
     train.add_argument("--device", help="cpu, cuda, cuda:1 … (default: the local GPU if any)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--tensorboard", action="store_true",
@@ -52,7 +52,8 @@ def register(subparsers) -> None:
     export.add_argument("run_dir", help="a member run, or a pair run with --member")
     export.add_argument("--tag", help="checkpoint tag, e.g. decay3 (default: the newest)")
     export.add_argument("--member", choices=["encoder", "decoder"], help="which member of a pair run")
-    export.add_argument("--out", required=True, help="directory to write")
+    export.add_argument("--out", required=True, help="directory to write (new or empty)")
+    export.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
     export.set_defaults(func=run_export)
 
 
@@ -69,6 +70,7 @@ def run_train(args: argparse.Namespace) -> int:
     for flag, value in (("--recipe", args.recipe), ("--store", args.store), ("--out", args.out)):
         if not value:
             raise TwofoldError(f"train needs {flag} (or --resume RUN_DIR)")
+    _check_run_out(args.out)
     if not args.pair and not args.objective:
         raise TwofoldError("train needs --pair, or --objective mlm (encoder) / clm (decoder)")
     if args.pair and args.init_from:
@@ -76,10 +78,6 @@ def run_train(args: argparse.Namespace) -> int:
     if args.pair and args.branch_from:
         raise TwofoldError("--branch-from continues one member run; give --objective and a member run "
                            "(e.g. --branch-from PAIR/encoder), not --pair")
-    for name in ("micro_batch", "keep_last", "save_every_steps", "eval_sequences"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise TwofoldError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     from twofold.train.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, size=args.size, overrides=args.overrides, scale=args.scale,
@@ -99,6 +97,15 @@ def run_train(args: argparse.Namespace) -> int:
                                                            init_from=args.init_from))
 
 
+def _check_run_out(out: str) -> None:
+    """Before any rank joins (so before any writes): a new or empty folder, never a file or a run."""
+    from twofold.files import check_out
+    from twofold.train.rundir import PairDir, RunDir
+
+    check_out(out, "run", holds=lambda path: RunDir.holds_run(path) or PairDir.holds_pair(path),
+              taken=f"resume it with --resume {out} or choose another --out")
+
+
 def _in_world(device: str | None, train) -> int:
     """Join torchrun's process group (or a world of one), train, leave; rank 0 says where."""
     from twofold.train.distributed import join, leave
@@ -116,5 +123,6 @@ def _in_world(device: str | None, train) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from twofold.train.rundir import member_run
 
-    print(f"exported: {member_run(args.run_dir, args.member).export(args.out, args.tag)}")
+    run = member_run(args.run_dir, args.member)
+    print(f"exported: {run.export(args.out, args.tag, overwrite=args.overwrite)}")
     return 0

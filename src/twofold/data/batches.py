@@ -17,6 +17,8 @@ import torch
 
 from twofold.data.objectives import IGNORE_INDEX, Masker, causal_labels
 from twofold.data.sampling import STREAM_MASK, Corpus, Segment, rng
+from twofold.data.store import TOKENS
+from twofold.errors import TwofoldError
 
 
 @dataclass
@@ -107,6 +109,8 @@ def build_batch(corpus: Corpus, sequences: list[list[Segment]], *, step: int, ra
     """
     pieces = [[corpus.virtual_tokens(segment) for segment in sequence] for sequence in sequences]
     ids, cu_seqlens, positions, sequence_offsets = pack(pieces)
+    if len(ids) and int(ids.max()) >= corpus.vocab_size:  # before any model sees it
+        _refuse_out_of_vocabulary(corpus, sequences, pieces)
     token_hash = hashlib.sha256(ids.tobytes() + cu_seqlens.tobytes()).hexdigest()[:16]
     if masker is None:
         inputs, labels = ids, causal_labels(ids, cu_seqlens)
@@ -125,3 +129,14 @@ def build_batch(corpus: Corpus, sequences: list[list[Segment]], *, step: int, ra
         step=step, rank=rank, first_sequence=first_sequence, segments=sequences,
         groups=list(groups or []), pad_id=corpus.special_ids["pad"], token_hash=token_hash,
     )
+
+
+def _refuse_out_of_vocabulary(corpus: Corpus, sequences: list[list[Segment]], pieces: list[list[np.ndarray]]):
+    for sequence, arrays in zip(sequences, pieces):
+        for (store_index, doc, _, _), array in zip(sequence, arrays):
+            if len(array) and int(array.max()) >= corpus.vocab_size:
+                store = corpus.stores[store_index]
+                raise TwofoldError(
+                    f"{store.path / TOKENS}: document {doc} holds token id {int(array.max())}, outside the "
+                    f"vocabulary of {corpus.vocab_size}; the store is damaged: check it with "
+                    f"`twofold data info --verify {store.path}` and prepare it again")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 _REPLACEMENT = "\ufffd"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -23,3 +25,11 @@ def decode_utf8(data: bytes) -> tuple[str, int]:
         text = data.decode("utf-8", errors="replace")
         # A U+FFFD already present in the input is the valid sequence EF BF BD.
         return text, text.count(_REPLACEMENT) - data.count(_REPLACEMENT.encode())
+
+
+def replace_surrogates(text: str) -> tuple[str, int]:
+    """Replace lone surrogates (JSON's `"\\ud83d"` without its pair: not a character, and no
+    UTF-8 encodes it) by U+FFFD, as invalid UTF-8 is; return the text and how many."""
+    if text.isascii():
+        return text, 0
+    return _SURROGATE.subn(_REPLACEMENT, text)

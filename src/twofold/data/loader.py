@@ -80,9 +80,15 @@ class BatchLoader:
         self.sampler = SequenceSampler(self.corpus, self.probabilities, seed, seq_len, layout)
         self.steps = StepPlan(batch_size, seq_len)
         self.masker = masker_for(objective, mask_rate, self.corpus.vocab_size, self.corpus.special_ids)
+        if num_workers < 0:
+            raise TwofoldError(f"data: num_workers {num_workers} is negative; use 0 (build batches in the "
+                               "training process) or more")
         self.num_workers = num_workers
         self.step = 0
-        self.order_log = OrderLog(run_dir, rank, self.describe()) if run_dir is not None else None
+        # The order log is opened by the first iteration, after `load_state_dict` has accepted
+        # (or refused) a resumed state: a refused resume writes nothing.
+        self.run_dir = run_dir
+        self.order_log: OrderLog | None = None
 
     def batch(self, step: int) -> Batch:
         """This rank's part of the global batch of `step`."""
@@ -94,6 +100,8 @@ class BatchLoader:
                            masker=self.masker, groups=[group for group, _ in picked])
 
     def __iter__(self) -> Iterator[Batch]:
+        if self.run_dir is not None and self.order_log is None:
+            self.order_log = OrderLog(self.run_dir, self.rank, self.describe())
         steps = itertools.count(self.step)
         if self.num_workers > 0:
             batches = iter(torch.utils.data.DataLoader(

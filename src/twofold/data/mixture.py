@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twofold.errors import TwofoldError
-from twofold.files import save_figure
+from twofold.files import read_yaml, save_figure
 
 KEYS = ("groups", "top", "temperature", "boost", "weights")
 
@@ -148,12 +148,10 @@ class Mixture:
 
 def load_mixture(path: str | Path) -> Mixture:
     """A mixture from a YAML file with keys weights / temperature / groups."""
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise TwofoldError(f"mixture file not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = read_yaml(path, "a mixture is a mapping with weights / temperature / groups") or {}
     if not isinstance(data, dict):
         raise TwofoldError(f"{path}: a mixture is a mapping with weights / temperature / groups")
     return Mixture.from_dict(data, where=str(path))

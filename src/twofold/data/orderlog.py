@@ -25,6 +25,7 @@ from twofold.data.objectives import masker_for
 from twofold.data.sampling import Corpus
 from twofold.data.store import TokenStore
 from twofold.errors import TwofoldError
+from twofold.files import atomic_write_text, read_json
 
 LOG_DIR = "data_order"
 LOADER_FILE = "loader.json"
@@ -34,10 +35,8 @@ class OrderLog:
     def __init__(self, run_dir: str | Path, rank: int, description: dict):
         self.directory = Path(run_dir) / LOG_DIR
         self.directory.mkdir(parents=True, exist_ok=True)
-        loader_file = self.directory / LOADER_FILE
-        temporary = loader_file.with_name(f".{LOADER_FILE}.{rank}.tmp")
-        temporary.write_text(json.dumps(description, indent=2) + "\n")
-        os.replace(temporary, loader_file)  # every rank writes the same content
+        # every rank writes the same content, each through its own temporary file
+        atomic_write_text(self.directory / LOADER_FILE, json.dumps(description, indent=2) + "\n")
         self.file = self.directory / f"rank{rank}.jsonl"
         if self.file.exists() and self.file.stat().st_size:
             with open(self.file, "rb") as handle:
@@ -58,7 +57,7 @@ def read_description(run_dir: str | Path) -> dict:
     file = Path(run_dir) / LOG_DIR / LOADER_FILE
     if not file.is_file():
         raise TwofoldError(f"{file}: not found; RUN_DIR must be a training run that logged its batch order")
-    return json.loads(file.read_text())
+    return read_json(file, "the batch order of this phase cannot be read back")
 
 
 def read_step(run_dir: str | Path, step: int) -> list[dict]:
@@ -98,6 +97,7 @@ def replay_batch(run_dir: str | Path, step: int, rank: int | None = None) -> lis
         if rank is not None and record["rank"] != rank:
             continue
         sequences = [[tuple(segment) for segment in sequence] for sequence in record["sequences"]]
+        _check_segments(corpus, sequences, run_dir, step)
         groups = [corpus.stores[seq[0][0]].groups[int(corpus.stores[seq[0][0]].doc_groups[seq[0][1]])]
                   for seq in sequences]
         batches.append(build_batch(corpus, sequences, step=step, rank=record["rank"],
@@ -106,6 +106,20 @@ def replay_batch(run_dir: str | Path, step: int, rank: int | None = None) -> lis
     if not batches:
         raise TwofoldError(f"{run_dir}: rank {rank} did not log step {step}")
     return batches
+
+
+def _check_segments(corpus: Corpus, sequences: list, run_dir, step: int) -> None:
+    """Every logged segment lies inside the stores (a store replaced by a smaller one would not)."""
+    for sequence in sequences:
+        for store_index, doc, begin, end in sequence:
+            store = corpus.stores[store_index] if 0 <= store_index < len(corpus.stores) else None
+            fits = store is not None and 0 <= doc < store.num_documents and 0 <= begin <= end and \
+                end <= int(store.offsets[doc + 1] - store.offsets[doc]) + 2
+            if not fits:
+                where = f"store {store_index}" if store is None else str(store.path)
+                raise TwofoldError(f"{run_dir}: step {step} used document {doc} [{begin}:{end}] of {where}, which "
+                                   "the store does not hold; the store changed since the run (rebuilt or "
+                                   "replaced): put the run's store back")
 
 
 def _logged_range(directory: Path) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from twofold.data.documents import Document, decode_utf8
+from twofold.data.documents import Document, decode_utf8, replace_surrogates
 from twofold.errors import TwofoldError
 from twofold.files import sha256_file
 
@@ -95,7 +95,8 @@ def read_documents(spec: SourceSpec, stats: SourceStats | None = None) -> Iterat
         from twofold.data.stdlib import stdlib_documents
 
         packages = [p for p in spec.packages.split("+") if p] or None
-        yield from stdlib_documents(spec.part, packages)
+        for document in stdlib_documents(spec.part, packages):  # under the source's own name
+            yield Document(document.text, document.doc_id, spec.name, document.group)
         return
     if spec.kind == "hf":
         yield from _read_hf(spec)
@@ -193,8 +194,10 @@ def _read_jsonl(spec: SourceSpec, file: Path, relative: str, stats: SourceStats)
                     f"{file}:{line_number}: not a JSON object with a string field "
                     f"{spec.text_field!r}; fix the line, set text_field=…, or skip_bad_lines=true"
                 ) from None
-            doc_id = _doc_id(spec, record, f"{relative}:{line_number}")
-            yield Document(text, doc_id, spec.name, _group(spec, record, file, line_number))
+            fields = (text, _doc_id(spec, record, f"{relative}:{line_number}"), _group(spec, record, file, line_number))
+            (text, replaced_text), (doc_id, replaced_id), (group, replaced_group) = map(replace_surrogates, fields)
+            stats.replaced_characters += replaced_text + replaced_id + replaced_group
+            yield Document(text, doc_id, spec.name, group)
     stats.files[str(file)] = digest.hexdigest()
 
 
@@ -239,7 +242,8 @@ def _read_hf(spec: SourceSpec) -> Iterator[Document]:
         text = record[spec.text_field]
         if isinstance(text, str) and text:
             count += 1
-            doc_id = _doc_id(spec, record, f"{spec.hf_split}:{index}")
+            text = replace_surrogates(text)[0]  # datasets read from JSON may hold them too
+            doc_id = replace_surrogates(_doc_id(spec, record, f"{spec.hf_split}:{index}"))[0]
             yield Document(text, doc_id, spec.name, _group(spec, record, spec.path, index))
     if count == 0:
         raise TwofoldError(f"source {spec.path}: no documents found (empty source)")

@@ -15,6 +15,12 @@ that is renamed to NAME only once complete, so a directory named NAME is always 
 a rerun after an interruption deletes the leftover partial directory and starts over. The
 fingerprint hashes the content (tokens, boundaries, ids, groups, tokenizer), not paths or
 times, so a rerun over the same input gives the same fingerprint.
+
+Opening a store checks what its manifest promises at no real cost: the fingerprint against
+the content it hashes, the data files' sizes against the counts, the counts against each
+other, the ends of the offsets, the largest token id against the vocabulary. `verify()`
+(`twofold data info --verify`) reads everything: checksums, every offset, group and source
+index, the token ids and the per-group counts.
 """
 
 from __future__ import annotations
@@ -23,7 +29,6 @@ import hashlib
 import json
 import os
 import platform
-import shutil
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -44,7 +49,7 @@ from twofold.data.sources import (
 )
 from twofold.data.tokenizer import Tokenizer
 from twofold.errors import TwofoldError
-from twofold.files import fsync_path, sha256_file
+from twofold.files import check_out, read_json, sha256_file, staged_directory
 
 FORMAT = "twofold-token-store/1"
 MANIFEST = "manifest.json"
@@ -52,6 +57,7 @@ TOKENS, OFFSETS, DOC_GROUPS, DOC_SOURCES, DOC_IDS = (
     "tokens.bin", "offsets.bin", "doc_groups.bin", "doc_sources.bin", "doc_ids.txt")
 DATA_FILES = (TOKENS, OFFSETS, DOC_GROUPS, DOC_SOURCES, DOC_IDS)
 CHUNK_CHARS = 2 << 20
+_PREPARE_AGAIN = "the store is damaged; prepare it again with `twofold data prepare --overwrite`"
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -61,41 +67,50 @@ def token_dtype(vocab_size: int) -> np.dtype:
 def prepare_store(specs: Sequence[SourceSpec], tokenizer: Tokenizer, out: str | Path, *,
                   overwrite: bool = False, chunk_chars: int = CHUNK_CHARS,
                   progress: bool = True) -> dict:
-    """Tokenize `specs` into a store at `out`; return its manifest."""
+    """Tokenize `specs` into a store at `out`; return its manifest.
+
+    `overwrite` replaces an existing store, never a file or a folder that is not a store.
+    """
     out = Path(out)
     if not specs:
         raise TwofoldError("prepare: no sources given; pass --source PATH (or stdlib)")
-    if out.exists() and not overwrite:
-        raise TwofoldError(f"{out}: already exists; choose another --out or pass --overwrite")
+    check_out(out, "token store", holds=is_store, overwrite=overwrite)
     for spec in specs:  # fail on a missing or empty path before any work
         if spec.kind in LOCAL_KINDS:
             input_files(spec)
-    partial = out.parent / f".{out.name}.partial"
-    if partial.exists():  # left by an interrupted run: never resumed half-way, rebuilt
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
-    writer = _StoreWriter(partial, token_dtype(tokenizer.vocab_size))
     stats = [SourceStats() for _ in specs]
     total = _total_size(specs)
-    # disable=None: no bar when stderr is not a terminal (logs, pipes, tests)
-    with tqdm(total=total, unit="B", unit_scale=True, disable=None if progress else True,
-              desc=f"prepare {out.name}") as bar:
-        for chunk, ids in _tokenized_chunks(_all_documents(specs, stats), tokenizer, chunk_chars):
-            for document, token_ids in zip(chunk, ids):
-                writer.add(document, token_ids)
-            bar.update(sum(len(d.text) for d in chunk))
-            bar.set_postfix(docs=writer.num_documents, tokens=writer.num_tokens, refresh=False)
-    manifest = writer.finish(specs, stats, tokenizer)
-    if out.exists():
-        old = out.parent / f".{out.name}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-        partial.rename(out)
-        shutil.rmtree(old)
-    else:
-        partial.rename(out)
-    fsync_path(out.parent)
+    with staged_directory(out) as partial:
+        writer = _StoreWriter(partial, token_dtype(tokenizer.vocab_size))
+        try:
+            # disable=None: no bar when stderr is not a terminal (logs, pipes, tests)
+            with tqdm(total=total, unit="B", unit_scale=True, disable=None if progress else True,
+                      desc=f"prepare {out.name}") as bar:
+                for chunk, ids in _tokenized_chunks(_all_documents(specs, stats), tokenizer, chunk_chars):
+                    for document, token_ids in zip(chunk, ids):
+                        writer.add(document, token_ids)
+                    bar.update(sum(len(d.text) for d in chunk))
+                    bar.set_postfix(docs=writer.num_documents, tokens=writer.num_tokens, refresh=False)
+            manifest = writer.finish(specs, stats, tokenizer)
+        finally:
+            writer.close()
     return manifest
+
+
+def is_store(path: str | Path) -> bool:
+    """Whether `path` is (or was meant to be) a token store: it holds a manifest."""
+    return (Path(path) / MANIFEST).is_file()
+
+
+def fingerprint(content: dict) -> str:
+    """The data fingerprint: sha256 of what defines the tokens (never paths or times)."""
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def _content(manifest: dict) -> dict:
+    return {"format": manifest["format"], "tokenizer": manifest["tokenizer"]["hash"], "dtype": manifest["dtype"],
+            "groups": [g["name"] for g in manifest["groups"]], "sources": [s["name"] for s in manifest["sources"]],
+            "files": manifest["files"]}
 
 
 class TokenStore:
@@ -111,18 +126,57 @@ class TokenStore:
                 f"{self.path}: not a complete token store (no {MANIFEST}){hint}; "
                 "create it with `twofold data prepare`"
             )
-        self.manifest = json.loads(manifest_file.read_text())
+        self.manifest = read_json(manifest_file, _PREPARE_AGAIN)
         if self.manifest.get("format") != FORMAT:
             raise TwofoldError(f"{manifest_file}: format {self.manifest.get('format')!r} is not {FORMAT!r}")
-        self.fingerprint: str = self.manifest["fingerprint"]
-        self.groups: list[str] = [g["name"] for g in self.manifest["groups"]]
-        self.sources: list[str] = [s["name"] for s in self.manifest["sources"]]
-        self.special_ids: dict[str, int] = self.manifest["tokenizer"]["special_ids"]
-        self.vocab_size: int = self.manifest["tokenizer"]["vocab_size"]
-        self.tokens = self._map(TOKENS, self.manifest["dtype"])
-        self.offsets = self._map(OFFSETS, np.int64)
-        self.doc_groups = self._map(DOC_GROUPS, np.uint32)
-        self.doc_sources = self._map(DOC_SOURCES, np.uint32)
+        try:
+            self.fingerprint: str = self.manifest["fingerprint"]
+            self.groups: list[str] = [g["name"] for g in self.manifest["groups"]]
+            self.sources: list[str] = [s["name"] for s in self.manifest["sources"]]
+            self.special_ids: dict[str, int] = dict(self.manifest["tokenizer"]["special_ids"])
+            self.vocab_size: int = self.manifest["tokenizer"]["vocab_size"]
+            recomputed = fingerprint(_content(self.manifest))
+            dtype = np.dtype(self.manifest["dtype"])
+            # the groups drive sampling; the sources are provenance, checked by verify()
+            groups = self.manifest["groups"]
+            counted = {key: sum(int(group[key]) for group in groups) for key in ("tokens", "documents")}
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise TwofoldError(f"{manifest_file}: lacks {error} or has it in the wrong form (edited?); "
+                               f"{_PREPARE_AGAIN}") from None
+        if recomputed != self.fingerprint:
+            raise TwofoldError(f"{manifest_file}: the fingerprint does not match the content it hashes "
+                               f"(edited?); {_PREPARE_AGAIN}")
+        self.tokens = self._map(TOKENS, dtype, self._count("num_tokens"))
+        self.offsets = self._map(OFFSETS, np.int64, self._count("num_documents") + 1)
+        self.doc_groups = self._map(DOC_GROUPS, np.uint32, self.num_documents)
+        self.doc_sources = self._map(DOC_SOURCES, np.uint32, self.num_documents)
+        self._check_counts(counted)
+
+    def _count(self, key: str) -> int:
+        value = self.manifest.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise TwofoldError(f"{self.path / MANIFEST}: {key} is {value!r}, not a count; {_PREPARE_AGAIN}")
+        return value
+
+    def _check_counts(self, counted: dict) -> None:
+        """The manifest's counts agree with each other, with the ends of the offsets and with the vocabulary."""
+        where = self.path / MANIFEST
+        for key, count in counted.items():
+            total = self.num_tokens if key == "tokens" else self.num_documents
+            if count != total:
+                raise TwofoldError(f"{where}: the groups hold {count} {key} but the store {total} "
+                                   f"(edited?); {_PREPARE_AGAIN}")
+        if int(self.offsets[0]) != 0 or int(self.offsets[-1]) != self.num_tokens:
+            raise TwofoldError(f"{self.path / OFFSETS}: does not span the {self.num_tokens} tokens "
+                               f"(damaged); {_PREPARE_AGAIN}")
+        largest = self.manifest.get("max_token_id")  # absent in stores prepared before it was recorded
+        ids = [*self.special_ids.values(), *([largest] if largest is not None else [])]
+        if not isinstance(self.vocab_size, int) or self.vocab_size < 1:
+            raise TwofoldError(f"{where}: vocab_size {self.vocab_size!r} is not a count (edited?); {_PREPARE_AGAIN}")
+        outside = [i for i in ids if not (isinstance(i, int) and 0 <= i < self.vocab_size)]
+        if outside:
+            raise TwofoldError(f"{where}: token id {outside[0]!r} does not fit vocab_size {self.vocab_size} "
+                               f"(edited?); {_PREPARE_AGAIN}")
 
     def __getstate__(self) -> dict:  # reopen by path instead of pickling the arrays
         return {"path": self.path}
@@ -158,6 +212,9 @@ class TokenStore:
         # One stable sort serves every group (a scan per group would cost groups × documents).
         order = np.argsort(self.doc_groups, kind="stable")
         counts = np.bincount(self.doc_groups, minlength=len(self.groups))
+        if len(counts) > len(self.groups):
+            raise TwofoldError(f"{self.path / DOC_GROUPS}: names group {len(counts) - 1} of {len(self.groups)} "
+                               f"(damaged); {_PREPARE_AGAIN}")
         return order, np.concatenate([[0], np.cumsum(counts)])
 
     @cached_property
@@ -165,17 +222,42 @@ class TokenStore:
         return (self.path / DOC_IDS).read_text(encoding="utf-8").split("\n")[:-1]
 
     def verify(self) -> None:
-        """Recompute the checksums of the data files and compare them with the manifest."""
+        """Read everything: checksums, then every offset, index and token id against the manifest."""
         for name, expected in self.manifest["files"].items():
             if sha256_file(self.path / name) != expected:
                 raise TwofoldError(f"{self.path / name}: checksum differs from {MANIFEST}; the store is "
                                    "damaged, prepare it again")
+        lengths = self.document_lengths()
+        if (lengths < 0).any():
+            raise TwofoldError(f"{self.path / OFFSETS}: offsets go backwards (damaged); {_PREPARE_AGAIN}")
+        largest = int(self.tokens.max()) if self.num_tokens else None
+        if largest is not None and largest >= self.vocab_size:
+            raise TwofoldError(f"{self.path / TOKENS}: token id {largest} is outside the vocabulary "
+                               f"({self.vocab_size}); {_PREPARE_AGAIN}")
+        tables = (("groups", self.doc_groups, DOC_GROUPS), ("sources", self.doc_sources, DOC_SOURCES))
+        for table, indices, file in tables:
+            entries = self.manifest[table]
+            documents = np.bincount(indices, minlength=len(entries))
+            tokens = np.bincount(indices, weights=lengths, minlength=len(entries))
+            counted = [{"documents": int(d), "tokens": int(t)} for d, t in zip(documents, tokens)]
+            promised = [{"documents": e["documents"], "tokens": e["tokens"]} for e in entries]
+            if counted != promised:
+                raise TwofoldError(f"{self.path / file}: the documents and tokens per entry differ from the "
+                                   f"{table} of {MANIFEST}; {_PREPARE_AGAIN}")
+        if len(self.doc_ids) != self.num_documents:
+            raise TwofoldError(f"{self.path / DOC_IDS}: {len(self.doc_ids)} ids for {self.num_documents} "
+                               f"documents; {_PREPARE_AGAIN}")
 
-    def _map(self, name: str, dtype) -> np.ndarray:
+    def _map(self, name: str, dtype, count: int) -> np.ndarray:
+        """The file as an array of `count` items; a missing, short or long file is one line."""
         file = self.path / name
         if not file.is_file():
             raise TwofoldError(f"{file}: missing from the token store; prepare it again")
-        if file.stat().st_size == 0:
+        size, expected = file.stat().st_size, count * np.dtype(dtype).itemsize
+        if size != expected:
+            raise TwofoldError(f"{file}: {size:,} bytes where {MANIFEST} promises {expected:,} "
+                               f"({'truncated' if size < expected else 'too long'}); {_PREPARE_AGAIN}")
+        if size == 0:
             return np.zeros(0, dtype=dtype)
         # A plain ndarray view of the map: slicing a np.memmap subclass costs more per call.
         return np.asarray(np.memmap(file, dtype=dtype, mode="r"))
@@ -196,6 +278,13 @@ class _HashedFile:
         self.handle.close()
         return self.sha256.hexdigest()
 
+    def discard(self) -> None:
+        if not self.handle.closed:
+            try:
+                self.handle.close()
+            except OSError:  # the disk that failed a write may fail the flush too
+                pass
+
 
 class _StoreWriter:
     def __init__(self, directory: Path, dtype: np.dtype):
@@ -205,6 +294,7 @@ class _StoreWriter:
         self.files[OFFSETS].write(np.zeros(1, np.int64).tobytes())
         self.num_documents = 0
         self.num_tokens = 0
+        self.max_token_id = -1
         self.groups: dict[str, dict[str, int]] = {}  # insertion order = group index
         self.sources: dict[str, dict[str, int]] = {}
 
@@ -216,11 +306,19 @@ class _StoreWriter:
             counts["tokens"] += len(ids)
         self.num_documents += 1
         self.num_tokens += len(ids)
-        self.files[TOKENS].write(np.asarray(ids, dtype=self.dtype).tobytes())
+        array = np.asarray(ids, dtype=self.dtype)
+        if len(array):
+            self.max_token_id = max(self.max_token_id, int(array.max()))
+        self.files[TOKENS].write(array.tobytes())
         self.files[OFFSETS].write(np.int64(self.num_tokens).tobytes())
         self.files[DOC_GROUPS].write(np.uint32(_index(self.groups, document.group)).tobytes())
         self.files[DOC_SOURCES].write(np.uint32(_index(self.sources, document.source)).tobytes())
         self.files[DOC_IDS].write(document.doc_id.replace("\n", " ").encode() + b"\n")
+
+    def close(self) -> None:
+        """Close whatever is still open (after an error; `finish` closes them itself)."""
+        for handle in self.files.values():
+            handle.discard()
 
     def finish(self, specs: Sequence[SourceSpec], stats: Sequence[SourceStats],
                tokenizer: Tokenizer) -> dict:
@@ -235,26 +333,22 @@ class _StoreWriter:
                 "replaced_characters": stat.replaced_characters,
                 "input_files": stat.files,
             })
-        content = {
-            "format": FORMAT,
-            "tokenizer": tokenizer.hash,
-            "dtype": self.dtype.name,
-            "groups": list(self.groups),
-            "sources": [s["name"] for s in sources],
-            "files": files,
-        }
         manifest = {
             "format": FORMAT,
-            "fingerprint": hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest(),
+            "fingerprint": "",
             "dtype": self.dtype.name,
             "num_documents": self.num_documents,
             "num_tokens": self.num_tokens,
+            "max_token_id": self.max_token_id if self.num_tokens else None,
+            # absolute: `export` and `show-batch --decode` find it from any working directory
             "tokenizer": {"hash": tokenizer.hash, "vocab_size": tokenizer.vocab_size,
-                          "special_ids": tokenizer.special.to_dict(), "path": tokenizer.source},
+                          "special_ids": tokenizer.special.to_dict(),
+                          "path": str(Path(tokenizer.source).resolve()) if tokenizer.source else ""},
             "groups": [{"name": name, **counts} for name, counts in self.groups.items()],
             "sources": sources,
             "files": files,
         }
+        manifest["fingerprint"] = fingerprint(_content(manifest))
         manifest_file = self.directory / MANIFEST
         with open(manifest_file, "w") as handle:
             handle.write(json.dumps(manifest, indent=2) + "\n")
@@ -266,7 +360,7 @@ class _StoreWriter:
 def _location(spec: SourceSpec) -> str:
     if spec.kind == "stdlib":
         return f"stdlib of Python {platform.python_version()} ({spec.part})"
-    return spec.path
+    return str(Path(spec.path).resolve()) if spec.kind in LOCAL_KINDS else spec.path
 
 
 def _index(table: dict, key: str) -> int:

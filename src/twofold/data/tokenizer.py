@@ -17,6 +17,7 @@ from tokenizers import Tokenizer as BackendTokenizer
 from tokenizers import decoders, models, pre_tokenizers, processors, trainers
 
 from twofold.errors import TwofoldError
+from twofold.files import as_os_error, check_out, read_json, staged_directory
 
 SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]")
 # tokenizer_config.json keys (transformers) that name each special token.
@@ -99,7 +100,7 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     names = dict(_DEFAULT_NAMES)
     config = file.parent / "tokenizer_config.json"
     if config.is_file():
-        settings = json.loads(config.read_text())
+        settings = read_json(config, "fix it or remove it (the default names [CLS] [SEP] … are then used)")
         for field, key in _CONFIG_KEYS.items():
             value = settings.get(key)
             value = value.get("content") if isinstance(value, dict) else value
@@ -119,12 +120,14 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path,
                     min_frequency: int = 2) -> Tokenizer:
-    """Train a byte-level BPE with ModernBERT's special tokens and save it as an HF directory."""
+    """Train a byte-level BPE with ModernBERT's special tokens and save it as an HF directory
+    (a new or empty one; it appears whole or not at all)."""
     if vocab_size < 256 + len(SPECIAL_TOKENS):
         raise TwofoldError(
             f"vocab_size {vocab_size} is too small for a byte-level BPE; use at least "
             f"{256 + len(SPECIAL_TOKENS)}"
         )
+    check_out(out_dir, "tokenizer", holds=lambda path: (path / "tokenizer.json").is_file())
     backend = BackendTokenizer(models.BPE(unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
@@ -143,7 +146,11 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path,
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", special.cls), ("[SEP]", special.sep)],
     )
-    save_tokenizer(backend, special, out_dir)
+    with staged_directory(out_dir) as staged:
+        try:
+            save_tokenizer(backend, special, staged)
+        except Exception as error:  # the Rust side reports a full disk as a bare Exception
+            raise as_os_error(error, staged / "tokenizer.json") or error from None
     return load_tokenizer(out_dir)
 
 

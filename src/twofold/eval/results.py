@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from twofold.errors import TwofoldError
+from twofold.files import atomic_write_text, read_json
 
 # Metrics where a smaller value is better; every other metric is "higher is better".
 LOWER_IS_BETTER = frozenset({"perplexity", "pseudo_perplexity"})
@@ -55,7 +56,28 @@ class Result:
         if missing:
             raise TwofoldError(f"{where}: not an evaluation result (missing {', '.join(sorted(missing))}); "
                                "pass the JSON files that `twofold eval` writes")
+        for key, value in data.items():
+            if key in _FIELD_TYPES and not _is(value, _FIELD_TYPES[key]):
+                raise TwofoldError(f"{where}: {key} is {value!r}, not {_FIELD_TYPES[key][1]} (edited?); "
+                                   "fix it or rerun `twofold eval`")
+        for metric, value in data["metrics"].items():
+            if not _is(value, _NUMBER):
+                raise TwofoldError(f"{where}: metric {metric!r} is {value!r}, not a number (edited?); "
+                                   "fix it or rerun `twofold eval`")
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+# What each field of a result file must hold: (accepted types, how to say it).
+_NUMBER = ((int, float), "a number")
+_WHOLE = ((int,), "a whole number")
+_TEXT = ((str,), "text")
+_FIELD_TYPES = {"task": _TEXT, "model": _TEXT, "metrics": ((dict,), "an object of metric: number"), "seed": _WHOLE,
+                "n": _WHOLE, "variant": _TEXT, "kind": _TEXT, "parameters": _WHOLE, "checkpoint": _TEXT,
+                "tokens": ((int, type(None)), "a whole number or null"), "details": ((dict,), "an object")}
+
+
+def _is(value, accepted: tuple) -> bool:
+    return isinstance(value, accepted[0]) and not isinstance(value, bool)
 
 
 def result_filename(result: Result) -> str:
@@ -70,7 +92,7 @@ def save_results(results: list[Result], out_dir: str | Path) -> list[Path]:
     paths = []
     for result in results:
         path = out_dir / result_filename(result)
-        path.write_text(json.dumps(result.to_dict(), indent=2, default=float) + "\n")
+        atomic_write_text(path, json.dumps(result.to_dict(), indent=2, default=float) + "\n")
         paths.append(path)
     return paths
 
@@ -86,10 +108,7 @@ def load_results(path: str | Path) -> list[Result]:
         return [r for file in files for r in load_results(file)]
     if not path.is_file():
         raise TwofoldError(f"{path}: no such file or directory; pass result JSON files or the folder holding them")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise TwofoldError(f"{path}: not readable JSON ({error})") from None
+    data = read_json(path, "pass the JSON files that `twofold eval` writes", kind=(dict, list))
     items = data if isinstance(data, list) else [data]
     if not all(isinstance(item, dict) for item in items):
         raise TwofoldError(f"{path}: not an evaluation result; pass the JSON files that `twofold eval` writes")

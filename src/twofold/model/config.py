@@ -18,6 +18,8 @@ LOCAL = "sliding_attention"
 # A tokenizer's special tokens (as `twofold.data` records them) -> the config fields of their ids.
 SPECIAL_ID_FIELDS = {"cls": "cls_token_id", "sep": "sep_token_id", "pad": "pad_token_id",
                      "mask": "mask_token_id", "bos": "bos_token_id", "eos": "eos_token_id"}
+# The annotated types that __post_init__ checks (a JSON or YAML value of another type is refused).
+_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
 VOCAB_MULTIPLE = 64  # embedding rows are padded to a multiple of 64 (ModernBERT: 50,280 -> 50,368)
 
 
@@ -59,6 +61,11 @@ class ModelConfig:
     mask_token_id: int = 50284
 
     def __post_init__(self) -> None:
+        for spec in dataclasses.fields(self):
+            accepted = _TYPES.get(spec.type)
+            value = getattr(self, spec.name)
+            if accepted and (not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted)):
+                raise TwofoldError(f"model config: {spec.name} is {value!r}; it must be {spec.type}")
         if self.hidden_size % self.num_attention_heads:
             raise TwofoldError(
                 f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads "
@@ -166,4 +173,8 @@ def preset(name: str, **overrides) -> ModelConfig:
     """A named shape (`ettin-17m` … `mmbert-base`, `tiny`, `demo`) with optional overrides."""
     if name not in PRESETS:
         raise TwofoldError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}")
+    known = [f.name for f in dataclasses.fields(ModelConfig)]
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise TwofoldError(f"preset {name!r}: unknown field {', '.join(unknown)}; valid fields: {', '.join(known)}")
     return ModelConfig(**{**PRESETS[name], **overrides})

@@ -34,12 +34,12 @@ import os
 import random
 import shutil
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -51,7 +51,7 @@ from torch.distributed.checkpoint.state_dict import (
 
 from twofold._version import __version__
 from twofold.errors import TwofoldError
-from twofold.files import fsync_path, sha256_file
+from twofold.files import fsync_path, read_json, save_safetensors, sha256_file
 
 FORMAT = 1
 CHECKSUMS = "checksums.json"
@@ -72,14 +72,27 @@ class States:
 
     model: dict
     optimizer: dict | None = None
+    tied: dict = field(default_factory=dict)  # parameter name -> the name it shares its tensor with
 
 
 def capture(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> States:
     """The states to checkpoint. Under FSDP2 every rank calls it and rank 0 gets them whole."""
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
     if optimizer is None:
-        return States(get_model_state_dict(model, options=options))
-    return States(*get_state_dict(model, optimizer, options=options))
+        return States(get_model_state_dict(model, options=options), tied=_tied_parameters(model))
+    return States(*get_state_dict(model, optimizer, options=options), tied=_tied_parameters(model))
+
+
+def _tied_parameters(model: nn.Module) -> dict[str, str]:
+    """Names that share a parameter with an earlier name. FSDP2's full state dict gathers each
+    name into its own tensor, so tied weights are recognised here, on the model, not by storage."""
+    first: dict[int, str] = {}
+    tied = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        tied_to = first.setdefault(id(parameter), name)
+        if tied_to != name:
+            tied[name] = tied_to
+    return tied
 
 
 def restore(states: States, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
@@ -129,12 +142,12 @@ def save(root: str | Path, *, step: int, states: States, progress: dict, data: d
         root.mkdir(parents=True, exist_ok=True)
         _remove_stale_temps(root)
         temp.mkdir()
-        weights, tied = _untie(states.model)
-        save_file(weights, str(temp / "model.safetensors"))
+        weights, tied = _untie(states.model, states.tied)
+        save_safetensors(weights, temp / "model.safetensors")
         opt_tensors, opt_rest = _split_optimizer(states.optimizer)
-        save_file(opt_tensors, str(temp / "optimizer.safetensors"))
+        save_safetensors(opt_tensors, temp / "optimizer.safetensors")
         rng_tensors, rng_rest = _rng_state()
-        save_file(rng_tensors, str(temp / "rng.safetensors"))
+        save_safetensors(rng_tensors, temp / "rng.safetensors")
         state = {"format": FORMAT, "version": __version__, "step": step, "tag": tag,
                  "progress": progress, "data": data, "config": config, "recipe": recipe,
                  "tied": tied, "optimizer": opt_rest, "rng": rng_rest}
@@ -181,7 +194,7 @@ def find_tagged(root: str | Path, tag: str) -> Path:
 
 def read_state(path: str | Path) -> dict:
     """A checkpoint's state.json (step, tag, progress …) without loading any tensor."""
-    return json.loads((Path(path) / "state.json").read_text())
+    return read_json(Path(path) / "state.json", "the checkpoint is damaged; use another one")
 
 
 def verify(path: str | Path) -> None:
@@ -286,12 +299,15 @@ def _retain(root: Path, keep_last: int) -> None:
 # ---------------------------------------------------------------- optimizer
 
 
-def _untie(weights: dict) -> tuple[dict, dict]:
-    """Safetensors stores a tensor once: drop names that share storage with an earlier one."""
+def _untie(weights: dict, known: dict | None = None) -> tuple[dict, dict]:
+    """Safetensors stores a tensor once: drop the `known` tied names and names that share
+    storage with an earlier one."""
     kept, tied, seen = {}, {}, {}
     for name, tensor in weights.items():
         key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
-        if key in seen and tensor.numel():
+        if known and known.get(name) in weights:
+            tied[name] = known[name]
+        elif key in seen and tensor.numel():
             tied[name] = seen[key]
         else:
             seen[key] = name

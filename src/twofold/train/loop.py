@@ -105,14 +105,17 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, recipe.optimizer, peak_lr=first_peak)
         self.progress = Progress()
         self.resumed_data: dict | None = None  # the data loader state to continue from
+        # metrics.jsonl keeps the records up to this step; cut by the first record written, so
+        # that a resume the data loader refuses has changed nothing
+        self.metrics_kept_to: int | None = 0
         if resume:
             self._restore()
-        elif world.main:
-            run.truncate_metrics(0)
         if options.compile:
             self.net = torch.compile(self.net)
         self.autocast = _autocast(options.precision, world.device)
-        self.board = _tensorboard(run.path) if options.tensorboard and world.main else None
+        if options.tensorboard:
+            _tensorboard_available()
+        self.board = None  # opened with the first record, like metrics.jsonl
 
     # ------------------------------------------------------------ phases
 
@@ -229,15 +232,17 @@ class Trainer:
     def _restore(self) -> None:
         found = checkpoint.load_latest(self.rundir.checkpoints_dir, self.model, self.optimizer)
         if found is None:
-            if self.world.main:
-                self.rundir.truncate_metrics(0)
             return
         self.progress = Progress(**found.progress)
         self.resumed_data = found.data
-        if self.world.main:
-            self.rundir.truncate_metrics(self.progress.step)
+        self.metrics_kept_to = self.progress.step
 
     def _log(self, record: dict) -> None:
+        if self.world.main and self.metrics_kept_to is not None:
+            self.rundir.truncate_metrics(self.metrics_kept_to)
+            self.metrics_kept_to = None
+            if self.options.tensorboard:
+                self.board = _tensorboard(self.rundir.path)
         if self.world.main:
             self.rundir.append_metrics(record)
         if self.board is not None:  # x axis: tokens, as everywhere in twofold
@@ -250,11 +255,16 @@ class Trainer:
 # ---------------------------------------------------------------- pieces
 
 
-def _tensorboard(run_dir: Path):
+def _tensorboard_available() -> None:
     try:
-        from torch.utils.tensorboard import SummaryWriter
+        import torch.utils.tensorboard  # noqa: F401
     except ImportError:
         raise TwofoldError("--tensorboard needs the tensorboard package: pip install 'twofold[tensorboard]'") from None
+
+
+def _tensorboard(run_dir: Path):
+    from torch.utils.tensorboard import SummaryWriter
+
     return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
 

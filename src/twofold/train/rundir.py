@@ -19,7 +19,7 @@ from functools import cached_property
 from pathlib import Path
 
 from twofold.errors import TwofoldError
-from twofold.files import atomic_write_text
+from twofold.files import atomic_write_text, check_out, read_json, staged_directory
 from twofold.train import checkpoint
 
 RUN_FILE = "run.json"
@@ -27,16 +27,6 @@ PAIR_FILE = "pair.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 MEMBERS = {"encoder": "mlm", "decoder": "clm"}  # member of a pair -> its objective
-
-
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except ValueError:
-        raise TwofoldError(f"{path}: not valid JSON (torn or edited); {what}") from None
-    if not isinstance(data, dict):
-        raise TwofoldError(f"{path}: expected a JSON object; {what}")
-    return data
 
 
 class RunDir:
@@ -64,7 +54,7 @@ class RunDir:
         if not self.run_file.is_file():
             raise TwofoldError(f"{self.path} is not a training run (no {RUN_FILE}); "
                                "give the --out of a `twofold train`")
-        return _read_json(self.run_file, "the run cannot be read; start it afresh in another --out")
+        return read_json(self.run_file, "the run cannot be read; start it afresh in another --out")
 
     def write_info(self, info: dict) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -129,7 +119,7 @@ class RunDir:
     def truncate_metrics(self, step: int) -> None:
         """Keep the records of steps up to `step` (0: none); a resumed run writes the rest again."""
         kept = [record for record in self.metrics() if record.get("step", 0) <= step]
-        self.metrics_file.write_text("".join(json.dumps(record) + "\n" for record in kept))
+        atomic_write_text(self.metrics_file, "".join(json.dumps(record) + "\n" for record in kept))
 
     def phase_dir(self, phase: str) -> Path:
         """Where a phase writes its batch-order log."""
@@ -143,21 +133,28 @@ class RunDir:
         manifest = Path(stores[0]) / "manifest.json"
         if not manifest.is_file():
             return None
-        path = _read_json(manifest, "prepare the store again").get("tokenizer", {}).get("path")
+        path = read_json(manifest, "prepare the store again").get("tokenizer", {}).get("path")
         return Path(path) if path and Path(path).exists() else None
 
-    def export(self, out: str | Path, tag: str | None = None) -> Path:
-        """Write checkpoint `tag` (default: the newest intact one) in the Hugging Face format."""
-        import sys
+    def export(self, out: str | Path, tag: str | None = None, overwrite: bool = False) -> Path:
+        """Write checkpoint `tag` (default: the newest intact one) in the Hugging Face format.
+
+        `out` must be new or empty, or with `overwrite` an earlier export, which is replaced
+        only once the new one is complete.
+        """
+        import warnings
 
         from twofold.hf import save_pretrained
 
+        check_out(out, "Hugging Face model", holds=lambda path: (path / "config.json").is_file(),
+                  overwrite=overwrite)
         model = self.model(tag)
         tokenizer = self.tokenizer()
         if tokenizer is None:
-            print(f"twofold: warning: the tokenizer of {self.path} is gone; exporting the weights without it",
-                  file=sys.stderr)
-        return save_pretrained(model, out, tokenizer=tokenizer)
+            warnings.warn(f"the tokenizer of {self.path} is gone; exporting the weights without it", stacklevel=2)
+        with staged_directory(out) as staged:
+            save_pretrained(model, staged, tokenizer=tokenizer)
+        return Path(out)
 
 
 class PairDir:
@@ -176,7 +173,7 @@ class PairDir:
 
     @cached_property
     def info(self) -> dict:
-        return _read_json(self.pair_file, "the pair run cannot be read; start it afresh in another --out")
+        return read_json(self.pair_file, "the pair run cannot be read; start it afresh in another --out")
 
     def write_info(self, info: dict) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

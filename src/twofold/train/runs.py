@@ -28,6 +28,7 @@ def start(run_dir: str | Path, recipe: Recipe, options: Options, world: World,
           init_from: str | None = None) -> Path:
     """Create a member run (refusing to overwrite one) and train it to the end."""
     run = RunDir(run_dir)
+    options, init_from = _absolute(options), str(Path(init_from).resolve()) if init_from else None
     if options.objective not in MEMBERS.values():
         raise TwofoldError(f"objective {options.objective!r} is unknown; use mlm (encoder) or clm (decoder)")
     taken = RunDir.holds_run(run.path)
@@ -177,6 +178,7 @@ def start_pair(run_dir: str | Path, recipe: Recipe, options: Options, world: Wor
                init_from: dict[str, str] | None = None) -> Path:
     """Train the encoder, then the decoder, with the identical recipe, seed and batch order."""
     pair = PairDir(run_dir)
+    options = _absolute(options)
     taken = PairDir.holds_pair(pair.path) or RunDir.holds_run(pair.path)
     barrier(world)  # every rank looks before rank 0 writes
     if taken:
@@ -188,6 +190,12 @@ def start_pair(run_dir: str | Path, recipe: Recipe, options: Options, world: Wor
                          "options": options.to_dict(), "init_from": init_from})
     barrier(world)
     return _train_pair(pair, recipe, options, init_from, world)
+
+
+def _absolute(options: Options) -> Options:
+    """Stores recorded by absolute path: the run resumes and exports from any working directory."""
+    absolute = lambda paths: tuple(str(Path(p).resolve()) for p in paths)
+    return options.replace(stores=absolute(options.stores), eval_stores=absolute(options.eval_stores))
 
 
 def resume_any(run_dir: str | Path, world: World, overrides: dict | None = None) -> Path:

@@ -1,0 +1,511 @@
+"""Bad input, as a new user would give it: every case ends in one line on stderr (exit 2, no
+traceback) that names the file or option, and every file that existed before is byte-identical
+after (a refused command writes nothing at all). The numbers are those of issue #9; the classes
+they belong to are in docs/errors.md."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from tests.snapshot import Tree
+
+from twofold.cli import main
+from twofold.data.stdlib import stdlib_documents
+from twofold.data.store import TokenStore
+from twofold.errors import TwofoldError
+from twofold.train import checkpoint
+
+RECIPE = """\
+model: tiny
+seed: 21
+optimizer: {name: stable_adamw, lr: 3.0e-3, betas: [0.9, 0.98], eps: 1.0e-6, weight_decay: 3.0e-4}
+phase:
+  pretrain: {tokens: 2K, seq_len: 64, mask_rate: 0.3, lr_warmup_tokens: 256, batch_sequences: 8,
+             checkpoint_every_tokens: 1K, tag: step}
+  decay: {tokens: 1K, seq_len: 64, mask_rate: 0.15, lr_decay: one_minus_sqrt, lr_start_ratio: 0.5,
+          lr_min_ratio: 0.02, batch_sequences: 8, checkpoint_every_tokens: 1K, tag: decay}
+"""
+# Checkpoints of a run: step1 (step 2), step2 (step 4, the end of pretraining), decay1 (step 6).
+CHECKPOINTS = ["000000002-step1", "000000004-step2", "000000006-decay1"]
+
+
+def cli(*argv) -> None:
+    assert main([str(a) for a in argv]) == 0
+
+
+def write_jsonl(path, texts, **fields):
+    path.write_text("".join(json.dumps({"text": t, **fields}) + "\n" for t in texts))
+    return path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A tokenizer, two token stores, a finished run, its export and results, made with the CLI."""
+    root = tmp_path_factory.mktemp("world")
+    json_docs = [d.text for d in stdlib_documents(packages=["json"])]
+    email_docs = [d.text[:200] for d in stdlib_documents(packages=["email"])][:3]  # a smaller corpus
+    write_jsonl(root / "corpus.jsonl", json_docs)
+    write_jsonl(root / "other.jsonl", email_docs)
+    (root / "recipe.yaml").write_text(RECIPE)
+    cwd = os.getcwd()
+    os.chdir(root)  # relative --tokenizer, as a user types it (case 13)
+    try:
+        cli("data", "tokenizer", "train", "--source", "corpus.jsonl", "--vocab-size", 400, "--out", "tok")
+        cli("data", "prepare", "--source", "corpus.jsonl", "--tokenizer", "tok", "--out", "store")
+        cli("data", "prepare", "--source", "other.jsonl", "--tokenizer", "tok", "--out", "other")
+    finally:
+        os.chdir(cwd)
+    cli(*train(root, root / "run"))
+    cli("export", root / "run", "--out", root / "export")
+    results = root / "results"
+    results.mkdir()
+    (results / "a.json").write_text(json.dumps({"task": "lm", "model": "a", "metrics": {"perplexity": 9.5},
+                                                "seed": 0, "n": 100, "kind": "encoder", "parameters": 1000}))
+    return root
+
+
+def train(world, out, *extra):
+    return ["train", "--recipe", world / "recipe.yaml", "--store", world / "store", "--out", out,
+            "--objective", "mlm", "--no-progress", *extra]
+
+
+def refused(capsys, argv, roots, *needles) -> str:
+    """`twofold ARGV` exits 2 with one line on stderr holding `needles`, and writes nothing under `roots`."""
+    trees = [Tree(root) for root in roots]
+    capsys.readouterr()
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("twofold: error: ") and err.count("\n") == 1, err
+    for needle in needles:
+        assert str(needle) in err, err
+    for tree in trees:
+        tree.assert_unchanged()
+    return err
+
+
+def copy_run(world, tmp_path, drop_final=True):
+    """The run and its store under tmp_path (the paths it records rewritten); without its final
+    checkpoint it is a run that was interrupted at the end of pretraining."""
+    shutil.copytree(world / "store", tmp_path / "store")
+    shutil.copytree(world / "run", tmp_path / "run")
+    for file in [tmp_path / "run" / "run.json", *(tmp_path / "run").glob("*/data_order/loader.json")]:
+        file.write_text(file.read_text().replace(str(world / "store"), str(tmp_path / "store")))
+    if drop_final:
+        shutil.rmtree(tmp_path / "run" / "checkpoints" / CHECKPOINTS[-1])
+    return tmp_path / "run"
+
+
+def torn(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder nobody may write into (root ignores permissions, but not the immutable flag)."""
+    path = tmp_path / "read-only"
+    path.mkdir()
+    if os.geteuid() == 0:
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)]).returncode:
+            pytest.skip("running as root where chattr +i is not possible")
+        yield path
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+    else:
+        path.chmod(0o555)
+        yield path
+        path.chmod(0o755)
+
+
+# ------------------------------------------------------------------ 1, 7, 8: where outputs go
+
+
+def command_writing(kind, world, out):
+    return {
+        "prepare": ["data", "prepare", "--source", world / "corpus.jsonl", "--tokenizer", world / "tok", "--out", out],
+        "tokenizer": ["data", "tokenizer", "train", "--source", world / "corpus.jsonl", "--vocab-size", 300,
+                      "--out", out],
+        "train": train(world, out),
+        "export": ["export", world / "run", "--out", out],
+        "eval": ["eval", world / "export", "--task", "lm", "--quick", "--out", out],
+        "compare": ["compare", world / "results", "--out", out],
+        "demo": ["demo", "--out", out, "--no-progress"],
+    }[kind]
+
+
+@pytest.mark.parametrize("kind", ["prepare", "tokenizer", "train", "export", "eval", "compare", "demo"])
+def test_7_out_naming_an_existing_file_is_refused(tmp_path, world, capsys, kind):
+    out = tmp_path / "notes.txt"
+    out.write_text("my notes\n")
+    argv = command_writing(kind, world, out) + (["--overwrite"] if kind in ("prepare", "export") else [])
+    refused(capsys, argv, [tmp_path, world], f"{out}: is a file, not a folder", "--out names a folder")
+
+
+@pytest.mark.parametrize("kind", ["prepare", "tokenizer", "train", "export", "demo"])
+def test_1_out_naming_a_folder_of_other_files_is_refused_even_with_overwrite(tmp_path, world, capsys, kind):
+    out = tmp_path / "papers"
+    out.mkdir()
+    (out / "draft.tex").write_text("\\section{}\n")
+    argv = command_writing(kind, world, out) + (["--overwrite"] if kind in ("prepare", "export") else [])
+    refused(capsys, argv, [tmp_path, world], out, "holds other files")
+
+
+def test_1_overwrite_replaces_a_store_and_without_it_a_store_is_kept(tmp_path, world, capsys):
+    shutil.copytree(world / "other", tmp_path / "store")
+    argv = command_writing("prepare", world, tmp_path / "store")
+    refused(capsys, argv, [tmp_path], "already holds a token store", "--overwrite")
+    cli(*argv, "--overwrite")
+    assert TokenStore(tmp_path / "store").fingerprint == TokenStore(world / "store").fingerprint
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]  # no .old or .partial left
+
+
+@pytest.mark.parametrize("kind", ["prepare", "tokenizer", "train", "export", "eval", "compare", "demo"])
+def test_8_a_read_only_location_is_refused_before_any_work(world, read_only_dir, capsys, kind):
+    refused(capsys, command_writing(kind, world, read_only_dir / "out"), [read_only_dir, world],
+            read_only_dir, "not writable")
+
+
+# ------------------------------------------------------------------ 2, 11: the data of a run
+
+
+def test_2_a_refused_resume_writes_nothing(tmp_path, world, capsys):
+    run = copy_run(world, tmp_path)
+    shutil.rmtree(tmp_path / "store")
+    shutil.copytree(world / "other", tmp_path / "store")  # another corpus where the run's store was
+    refused(capsys, ["train", "--resume", run, "--no-progress"], [tmp_path, world],
+            "token store differs from the checkpoint's")
+    # put the right store back: the batch order log still describes it
+    shutil.rmtree(tmp_path / "store")
+    shutil.copytree(world / "store", tmp_path / "store")
+    cli("data", "show-batch", run / "pretrain", "--step", 1)
+    assert "step 1 of" in capsys.readouterr().out
+
+
+def test_11_show_batch_says_when_the_store_changed(tmp_path, world, capsys):
+    run = copy_run(world, tmp_path, drop_final=False)
+    shutil.rmtree(tmp_path / "store")
+    shutil.copytree(world / "other", tmp_path / "store")
+    refused(capsys, ["data", "show-batch", run / "pretrain", "--step", 1], [tmp_path, world],
+            "the stores were rebuilt or replaced")
+    # a log whose loader.json names the replacement (as a refused resume once rewrote it)
+    loader = run / "pretrain" / "data_order" / "loader.json"
+    description = json.loads(loader.read_text())
+    description["fingerprint"] = TokenStore(tmp_path / "store").fingerprint
+    loader.write_text(json.dumps(description))
+    refused(capsys, ["data", "show-batch", run / "pretrain", "--step", 3], [tmp_path, world],
+            "the store changed since the run")
+
+
+# ------------------------------------------------------------------ 3, 6: what a store promises
+
+
+def edit_manifest(store, change):
+    manifest = json.loads((store / "manifest.json").read_text())
+    change(manifest)
+    (store / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("edit, file, message", [
+    (lambda m: m.update(fingerprint="0" * 64), "manifest.json", "the fingerprint does not match"),
+    (lambda m: m.update(num_tokens=m["num_tokens"] - 100), "tokens.bin", "bytes where manifest.json promises"),
+    (lambda m: m.update(num_documents=m["num_documents"] + 1), "offsets.bin", "bytes where manifest.json promises"),
+    (lambda m: m["groups"][0].update(tokens=m["groups"][0]["tokens"] * 2), "manifest.json", "the groups hold"),
+    (lambda m: m["tokenizer"].update(vocab_size=100), "manifest.json", "does not fit vocab_size 100"),
+    (lambda m: m.pop("groups"), "manifest.json", "lacks 'groups'"),
+], ids=["fingerprint", "num_tokens", "num_documents", "group tokens", "vocab_size", "no groups"])
+def test_3_an_edited_manifest_is_refused_by_info_verify_and_by_training(tmp_path, world, capsys, edit, file, message):
+    store = tmp_path / "store"
+    shutil.copytree(world / "store", store)
+    edit_manifest(store, edit)
+    refused(capsys, ["data", "info", store, "--verify"], [tmp_path], f"{store / file}: ", message)
+    argv = train(world, tmp_path / "run")
+    argv[argv.index(world / "store")] = store
+    refused(capsys, argv, [tmp_path, world], f"{store / file}: ", message)
+
+
+def test_3_a_named_stdlib_source_is_counted_under_its_name(tmp_path, world):
+    """The manifest counted a stdlib source named otherwise (the demo's stdlib-train) as empty."""
+    cli("data", "prepare", "--source", "path=stdlib,name=std,packages=json", "--tokenizer", world / "tok",
+        "--out", tmp_path / "store")
+    store = TokenStore(tmp_path / "store")
+    assert store.manifest["sources"][0]["name"] == "std"
+    assert store.manifest["sources"][0]["documents"] == store.num_documents > 0
+    store.verify()
+
+
+def test_3_source_counts_are_checked_by_verify(tmp_path, world, capsys):
+    store = tmp_path / "store"
+    shutil.copytree(world / "store", store)
+    edit_manifest(store, lambda m: m["sources"][0].update(documents=1))
+    cli("data", "info", store)  # provenance only: opening the store does not read doc_sources.bin
+    refused(capsys, ["data", "info", store, "--verify"], [tmp_path],
+            f"{store / 'doc_sources.bin'}: the documents and tokens per entry differ from the sources of manifest.json")
+
+
+@pytest.mark.parametrize("name", ["tokens.bin", "offsets.bin", "doc_groups.bin"])
+def test_3_6_a_truncated_data_file_is_refused_on_open(tmp_path, world, capsys, name):
+    store = tmp_path / "store"
+    shutil.copytree(world / "store", store)
+    data = (store / name).read_bytes()
+    (store / name).write_bytes(data[:-16])
+    with pytest.raises(TwofoldError, match=f"{name}: .* bytes where manifest.json promises .* \\(truncated\\)"):
+        TokenStore(store)
+    argv = train(world, tmp_path / "run")
+    argv[argv.index(world / "store")] = store
+    refused(capsys, argv, [tmp_path, world], store / name, "truncated")
+
+
+def test_6_token_ids_outside_the_vocabulary_stop_training_before_the_step(tmp_path, world, capsys):
+    store = tmp_path / "store"
+    shutil.copytree(world / "store", store)
+    tokens = np.memmap(store / "tokens.bin", dtype=np.uint16, mode="r+")
+    offsets = np.fromfile(store / "offsets.bin", dtype=np.int64)
+    tokens[offsets[:-1][np.diff(offsets) > 0]] = 60_000  # every document's first token: past any vocabulary
+    tokens.flush()
+    del tokens
+    argv = train(world, tmp_path / "run")
+    argv[argv.index(world / "store")] = store
+    tree = Tree(tmp_path)
+    assert main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{store / 'tokens.bin'}: document" in err and "token id 60000" in err, err
+    tree.assert_kept()
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no step was taken
+    assert not checkpoint.list_checkpoints(tmp_path / "run" / "checkpoints")
+    refused(capsys, ["data", "info", store, "--verify"], [tmp_path], "tokens.bin: checksum differs")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--workers", "-1"], "--workers: -1 is too small: it must be at least 0"),
+    (["--keep-last", "0"], "--keep-last: 0 is too small"),
+    (["--micro-batch", "two"], "--micro-batch: 'two' is not a whole number"),
+])
+def test_3_out_of_range_numbers_are_refused(tmp_path, world, capsys, argv, message):
+    refused(capsys, train(world, tmp_path / "run", *argv), [tmp_path, world], message)
+
+
+# ------------------------------------------------------------------ 4: text that is not text
+
+
+def test_4_lone_surrogates_are_replaced_and_counted_like_invalid_utf8(tmp_path, world, capsys):
+    corpus = tmp_path / "emoji.jsonl"
+    corpus.write_text('{"text": "half an emoji \\ud83d here", "id": "x\\udc00", "lang": "en\\ud800"}\n'
+                      '{"text": "a whole one \\ud83d\\ude00", "id": "y", "lang": "en"}\n')
+    cli("data", "prepare", "--source", f"path={corpus},id_field=id,group_field=lang", "--tokenizer", world / "tok",
+        "--out", tmp_path / "store")
+    store = TokenStore(tmp_path / "store")
+    assert store.manifest["sources"][0]["replaced_characters"] == 3
+    assert store.doc_ids == ["x\ufffd", "y"] and store.groups == ["en\ufffd", "en"]
+    from twofold.data.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(world / "tok")
+    assert tokenizer.decode(store.document(0)) == "half an emoji \ufffd here"
+    assert tokenizer.decode(store.document(1)) == "a whole one \U0001F600"
+
+
+# ------------------------------------------------------------------ 5: every JSON file read back
+
+
+def _pair(tmp_path, world):
+    (tmp_path / "pair").mkdir()
+    (tmp_path / "pair" / "pair.json").write_text('{"members": ["encoder", "decoder"], "reci')
+    return tmp_path / "pair" / "pair.json", ["train", "--resume", tmp_path / "pair"]
+
+
+JSON_FILES = {
+    "store manifest": lambda t, w: (t / "store" / "manifest.json", ["data", "info", t / "store"]),
+    "run.json": lambda t, w: (t / "run" / "run.json", ["train", "--resume", t / "run"]),
+    "pair.json": _pair,
+    "loader.json": lambda t, w: (t / "run" / "pretrain" / "data_order" / "loader.json",
+                                 ["data", "show-batch", t / "run" / "pretrain", "--step", 0]),
+    "checkpoint state.json": lambda t, w: (t / "run" / "checkpoints" / CHECKPOINTS[-1] / "state.json",
+                                           ["eval", t / "run", "--task", "lm", "--quick", "--out", t / "eval"]),
+    "tokenizer_config.json": lambda t, w: (t / "tok" / "tokenizer_config.json",
+                                           ["data", "prepare", "--source", w / "corpus.jsonl", "--tokenizer",
+                                            t / "tok", "--out", t / "new"]),
+    "model config.json": lambda t, w: (t / "export" / "config.json", ["model", "info", t / "export"]),
+    "result": lambda t, w: (t / "results" / "a.json", ["compare", t / "results" / "a.json", "--out", t / "c"]),
+}
+
+
+@pytest.mark.parametrize("what", JSON_FILES)
+def test_5_every_json_file_read_back_that_is_torn_is_one_line(tmp_path, world, capsys, what):
+    copy_run(world, tmp_path, drop_final=False)
+    for name in ("tok", "export", "results"):
+        shutil.copytree(world / name, tmp_path / name)
+    file, argv = JSON_FILES[what](tmp_path, world)
+    if file.name != "pair.json":
+        torn(file)
+    refused(capsys, argv, [tmp_path, world], file, "not valid JSON")
+
+
+@pytest.mark.parametrize("what", ["mixture", "recipe"])
+def test_5_a_yaml_file_that_is_not_yaml_is_one_line(tmp_path, world, capsys, what):
+    broken = tmp_path / f"{what}.yaml"
+    broken.write_text("weights: {en: 1\n  fr: [\n")
+    argv = {"mixture": ["data", "plan", "--store", world / "store", "--mixture", broken, "--tokens", "1M",
+                        "--png", tmp_path / "plan.png"],
+            "recipe": ["train", "--recipe", broken, "--store", world / "store", "--out", tmp_path / "run",
+                       "--objective", "mlm"]}[what]
+    refused(capsys, argv, [tmp_path, world], broken, "not valid YAML")
+
+
+# ------------------------------------------------------------------ 9: a full disk
+
+
+def enospc(path):
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+
+def test_9_disk_full_in_training_keeps_the_checkpoints_before_it_and_resume_is_exact(
+        tmp_path, world, capsys, monkeypatch):
+    real, saved = safetensors.torch.save_file, []
+
+    def fills_up(tensors, path, metadata=None):  # the second checkpoint meets a full disk
+        if len(saved) == 3:  # safetensors reports it as it does on a real full disk
+            raise SafetensorError(f"Error while serializing: I/O error: No space left on device (os error "
+                                  f"{errno.ENOSPC})")
+        saved.append(path)
+        real(tensors, path, metadata=metadata)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", fills_up)
+    out = tmp_path / "run"
+    assert main([str(a) for a in train(world, out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "disk full" in err and f"checkpoint {CHECKPOINTS[0]} is intact" in err, err
+    assert [p.name for p in (out / "checkpoints").iterdir()] == [CHECKPOINTS[0]]  # no .tmp-* left behind
+    checkpoint.verify(out / "checkpoints" / CHECKPOINTS[0])
+    monkeypatch.undo()  # space freed
+    cli("train", "--resume", out, "--no-progress")
+    final, expected = (load_file(str(r / "checkpoints" / CHECKPOINTS[-1] / "model.safetensors"))
+                       for r in (out, world / "run"))
+    assert final.keys() == expected.keys() and all(torch.equal(final[k], expected[k]) for k in final)
+
+
+def test_9_disk_full_in_prepare_keeps_the_store_it_would_replace(tmp_path, world, capsys, monkeypatch):
+    from twofold.data import store as store_module
+
+    shutil.copytree(world / "other", tmp_path / "store")
+    real = store_module._HashedFile.write
+
+    def fills_up(self, data):
+        if self.handle.name.endswith("tokens.bin") and self.handle.tell() > 2000:
+            raise enospc(self.handle.name)
+        real(self, data)
+
+    monkeypatch.setattr(store_module._HashedFile, "write", fills_up)
+    refused(capsys, command_writing("prepare", world, tmp_path / "store") + ["--overwrite"], [tmp_path, world],
+            f"{tmp_path / 'store' / 'tokens.bin'}: No space left on device; free space")
+
+
+def test_9_disk_full_in_export_keeps_the_export_it_would_replace(tmp_path, world, capsys, monkeypatch):
+    shutil.copytree(world / "export", tmp_path / "export")
+
+    def full(tensors, path, metadata=None):
+        raise SafetensorError(f"Error while serializing: I/O error: No space left on device (os error {errno.ENOSPC})")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    refused(capsys, ["export", world / "run", "--out", tmp_path / "export", "--overwrite"], [tmp_path, world],
+            f"{tmp_path / 'export' / 'model.safetensors'}: No space left on device")
+
+
+def _limit_file_size():  # in the child: files may not grow past 64 KB; the kernel refuses with EFBIG
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))
+
+
+@pytest.mark.parametrize("kind, file", [("tokenizer", "tokenizer.json"), ("export", "model.safetensors")])
+def test_9_a_write_the_kernel_refuses_is_one_line_and_leaves_nothing(tmp_path, world, kind, file):
+    """A real write error from the Rust writers (tokenizers, safetensors), not a simulated one."""
+    import sys
+
+    out = tmp_path / "out"
+    argv = [str(a) for a in command_writing(kind, world, out)]
+    if kind == "tokenizer":
+        argv[argv.index("300")] = "2000"  # a tokenizer.json larger than the limit
+    tree = Tree(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "twofold", *argv], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}, preexec_fn=_limit_file_size)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f"twofold: error: {out / file}: File too large; the file system refuses files this " \
+                            "large; write elsewhere\n"
+    tree.assert_unchanged()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 2 MB file system (tmpfs): room for one checkpoint of the tiny model, not two."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+                                           capture_output=True).returncode:
+        pytest.skip("needs root and permission to mount a tmpfs")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.slow
+def test_9_a_real_full_disk_in_training(tmp_path, world, tiny_disk, capsys):
+    out = tiny_disk / "run"
+    assert main([str(a) for a in train(world, out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "disk full" in err and f"checkpoint {CHECKPOINTS[0]} is intact" in err, err
+    assert [p.name for p in (out / "checkpoints").iterdir()] == [CHECKPOINTS[0]]
+    subprocess.run(["mount", "-o", "remount,size=64m", str(tiny_disk)], check=True)  # space freed
+    cli("train", "--resume", out, "--no-progress")
+    final, expected = (load_file(str(r / "checkpoints" / CHECKPOINTS[-1] / "model.safetensors"))
+                       for r in (out, world / "run"))
+    assert all(torch.equal(final[k], expected[k]) for k in expected)
+
+
+# ------------------------------------------------------------------ 10, 12, 13, 14
+
+
+@pytest.mark.parametrize("value", ["high", None, True])
+def test_10_compare_refuses_a_metric_that_is_not_a_number(tmp_path, world, capsys, value):
+    shutil.copytree(world / "results", tmp_path / "results")
+    file = tmp_path / "results" / "b.json"
+    file.write_text(json.dumps({"task": "lm", "model": "b", "metrics": {"perplexity": value}, "seed": 0, "n": 1}))
+    refused(capsys, ["compare", tmp_path / "results", "--out", tmp_path / "c"], [tmp_path, world],
+            file, "metric 'perplexity' is", "not a number")
+
+
+def test_12_an_unknown_model_field_is_named_with_the_valid_ones():
+    from twofold.model import preset
+
+    with pytest.raises(TwofoldError, match="unknown field hidden_sise; valid fields: vocab_size, hidden_size"):
+        preset("tiny", hidden_sise=3)
+    with pytest.raises(TwofoldError, match="hidden_size is '64'; it must be int"):
+        preset("tiny", hidden_size="64")
+
+
+def test_13_a_relative_tokenizer_path_resolves_from_any_directory(tmp_path, world, capsys, monkeypatch):
+    assert TokenStore(world / "store").manifest["tokenizer"]["path"] == str(world / "tok" / "tokenizer.json")
+    monkeypatch.chdir(tmp_path)
+    cli("export", world / "run", "--out", "hf")
+    assert "warning" not in capsys.readouterr().err
+    assert (tmp_path / "hf" / "tokenizer.json").read_bytes() == (world / "tok" / "tokenizer.json").read_bytes()
+
+
+def test_14_the_checkpoint_fallback_warning_is_one_line(tmp_path, world, capsys):
+    run = copy_run(world, tmp_path, drop_final=False)
+    damaged = run / "checkpoints" / CHECKPOINTS[2] / "model.safetensors"
+    damaged.write_bytes(damaged.read_bytes()[:-8])
+    capsys.readouterr()
+    cli("train", "--resume", run, "--no-progress")
+    err = capsys.readouterr().err
+    assert err == (f"twofold: warning: resuming from {CHECKPOINTS[1]} instead: checkpoint "
+                   f"{damaged.parent}: model.safetensors does not match its checksum (truncated or altered)\n")
