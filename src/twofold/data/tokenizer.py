@@ -101,6 +101,10 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         backend = BackendTokenizer.from_file(str(file))
     except Exception as error:  # the Rust side raises a bare Exception
         raise TwofoldError(f"{file}: not a valid tokenizer.json ({error})") from None
+    # Libraries save their padding / truncation state into tokenizer.json (Sentence Transformers
+    # does); twofold frames, cuts and pads sequences itself.
+    backend.no_padding()
+    backend.no_truncation()
     names = dict(_DEFAULT_NAMES)
     config = file.parent / "tokenizer_config.json"
     if config.is_file():

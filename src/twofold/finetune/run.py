@@ -221,7 +221,7 @@ def _data_record(data, prepared: Prepared) -> dict:
             "files": {str(path): sha256_file(path) for path in data.files},
             "examples": {"train": len(data.train), "dev": len(_items(prepared.dev)),
                          "test": len(_items(prepared.test))},
-            "negatives": prepared.negatives}
+            "negatives": prepared.negatives, "labels": getattr(data, "labels", None)}
 
 
 def _summary(result: FinetuneResult) -> dict:

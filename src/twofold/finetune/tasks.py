@@ -180,7 +180,10 @@ def _build_rerank(base: BaseModel, recipe: Recipe):
     from sentence_transformers.cross_encoder import CrossEncoder
 
     torch.manual_seed(recipe.seed)  # the fresh scoring head
-    config = {} if base.causal else {"classifier_pooling": pooling_for(base, recipe)}
+    # A scoring head on both members (Sentence Transformers would make a decoder a yes/no-logit
+    # reranker): transformers' ModernBertDecoderForSequenceClassification pools the last token.
+    config = {"architectures": ["ModernBertDecoderForSequenceClassification"]} if base.causal else \
+        {"classifier_pooling": pooling_for(base, recipe)}
     return CrossEncoder(base.path, num_labels=1, max_length=recipe.max_length, config_kwargs=config)
 
 
