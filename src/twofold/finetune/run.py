@@ -34,7 +34,15 @@ from twofold.files import atomic_write_text, sha256_file
 from twofold.finetune.datasets import LabelledData, RetrievalData, load_labelled, load_retrieval
 from twofold.finetune.inputs import BaseModel, resolve, resolve_pair
 from twofold.finetune.recipes import RETRIEVAL_TASKS, Recipe, recipe_for
-from twofold.finetune.tasks import TASK_TABLE, OrderRecorder, embedder, mine, primary_metric, rerank_candidates
+from twofold.finetune.tasks import (
+    TASK_TABLE,
+    OrderRecorder,
+    check_fits,
+    embedder,
+    mine,
+    primary_metric,
+    rerank_candidates,
+)
 
 RECORD = "finetune.json"
 RESULTS = "results"
@@ -103,6 +111,7 @@ def finetune(task: str, model: str | Path | BaseModel, data: str | RetrievalData
     scratch = _scratch(out)
     try:
         base = model if isinstance(model, BaseModel) else resolve(model, scratch / ".inputs", name)
+        check_fits(task, base)
         data = load_data(task, data, seed=recipe.seed) if isinstance(data, str) else data
         prepared = prepared or prepare(task, data, recipe, base)
         result = _finetune(task, base, data, prepared, recipe, scratch, out, say)
@@ -122,6 +131,8 @@ def finetune_pair(task: str, pair: str | Path, data: str | RetrievalData | Label
     scratch = _scratch(out)
     try:
         members = resolve_pair(pair, scratch / ".inputs")
+        for member in members:
+            check_fits(task, member)
         data = load_data(task, data, seed=recipe.seed) if isinstance(data, str) else data
         prepared = prepare(task, data, recipe, members[0])  # mined once, with the encoder
         results = []

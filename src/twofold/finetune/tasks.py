@@ -83,6 +83,13 @@ def _ir_metrics(results: dict) -> dict[str, float]:
     return out
 
 
+def check_fits(task: str, base: BaseModel) -> None:
+    """Refuse, before any work, a task the model cannot do."""
+    if task == "sparse" and base.causal:
+        raise TwofoldError(f"{base.path}: sparse (SPLADE) needs a masked-LM head; {base.name} is a decoder. "
+                           "Fine-tune the encoder, or use embed/rerank/colbert/classify for the decoder")
+
+
 # ----------------------------------------------------------------------------- mining
 
 def embedder(base: BaseModel, recipe: Recipe):
@@ -146,9 +153,7 @@ def _build_sparse(base: BaseModel, recipe: Recipe):
     from sentence_transformers.sparse_encoder import SparseEncoder
     from sentence_transformers.sparse_encoder.modules import SpladePooling
 
-    if base.causal:
-        raise TwofoldError(f"{base.path}: sparse (SPLADE) needs a masked-LM head; {base.name} is a decoder. "
-                           "Fine-tune the encoder, or use embed/rerank/colbert/classify for the decoder")
+    check_fits("sparse", base)
     transformer = Transformer(base.path, transformer_task="fill-mask", max_seq_length=recipe.max_length)
     return SparseEncoder(modules=[transformer, SpladePooling(pooling_strategy="max")])
 
