@@ -6,8 +6,13 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# PyLate (twofold finetune colbert) lives in its own environment: it pins sentence-transformers 5.3
+# and transformers <= 5.3, and its fast-plaid index backend a torch build other than ours.
+COLBERT_VENV ?= .venv-colbert
+COLBERT_STAMP := $(COLBERT_VENV)/.installed
+PYLATE_SPEC ?= pylate==1.6.0
 
-.PHONY: install demo test test-slow lint clean
+.PHONY: install colbert demo test test-colbert test-slow lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,12 +25,28 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+# PyLate's models, losses and evaluators without its index backend (fast-plaid), hence --no-deps;
+# its other requirements are the `colbert` extra.
+$(COLBERT_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(COLBERT_VENV)
+	$(COLBERT_VENV)/bin/pip install --quiet --upgrade pip
+	$(COLBERT_VENV)/bin/pip install --quiet "$(TORCH_SPEC)"
+	$(COLBERT_VENV)/bin/pip install --quiet -e ".[colbert]" "pytest>=8" "$(TORCH_SPEC)"
+	$(COLBERT_VENV)/bin/pip install --quiet --no-deps "$(PYLATE_SPEC)"
+	touch $(COLBERT_STAMP)
+
+colbert: $(COLBERT_STAMP)
+
 # The main job on the built-in default: train, compare and report a tiny pair, offline.
 demo: $(STAMP)
 	$(BIN)/twofold demo $(DEMO_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(COLBERT_STAMP)
 	$(BIN)/python -m pytest
+	$(COLBERT_VENV)/bin/python -m pytest -m colbert
+
+test-colbert: $(COLBERT_STAMP)
+	$(COLBERT_VENV)/bin/python -m pytest -m colbert
 
 test-slow: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[dev,multilingual]" "$(TORCH_SPEC)"
@@ -35,4 +56,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(COLBERT_VENV) build *.egg-info src/*.egg-info .pytest_cache

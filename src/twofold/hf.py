@@ -23,7 +23,7 @@ from safetensors import safe_open
 from twofold._version import __version__
 from twofold.errors import TwofoldError
 from twofold.files import atomic_write, atomic_write_text, read_json, save_safetensors
-from twofold.model.config import GLOBAL, LOCAL, ModelConfig
+from twofold.model.config import GLOBAL, LOCAL, SPECIAL_ID_FIELDS, ModelConfig
 from twofold.model.heads import SequenceClassifier
 from twofold.model.transformer import TwofoldModel
 
@@ -58,6 +58,7 @@ def config_from_hf(hf: dict, source: Path | str = "config.json") -> ModelConfig:
     fields = {k: hf[k] for k in _SAME_NAME_FIELDS if hf.get(k) is not None}
     if isinstance(fields.get("eos_token_id"), list):
         fields["eos_token_id"] = fields["eos_token_id"][0]
+    fields.update(_special_ids_outside_vocab(fields, source))
     fields["causal"] = MODEL_TYPES[model_type]
     if hf.get("layer_types"):
         fields["layer_types"] = tuple(hf["layer_types"])
@@ -77,8 +78,30 @@ def config_from_hf(hf: dict, source: Path | str = "config.json") -> ModelConfig:
     return ModelConfig(**fields, **thetas)
 
 
-def config_to_hf(config: ModelConfig, num_labels: int | None = None) -> dict:
-    """A transformers config dict (v5 fields, plus the legacy ones older versions read)."""
+def _special_ids_outside_vocab(fields: dict, source) -> dict:
+    """None for each special id the vocabulary cannot hold (one warning), as transformers tolerates.
+
+    transformers' ModernBertConfig defaults to the 50,368-token ids (mask 50284), so small
+    checkpoints made with it carry ids past their vocabulary; they load, and whatever needs
+    such an id (e.g. `fill_mask`) must be given it.
+    """
+    vocab = fields.get("vocab_size", ModelConfig.vocab_size)
+    outside = {name: fields.get(name, getattr(ModelConfig, name)) for name in SPECIAL_ID_FIELDS.values()}
+    outside = {name: value for name, value in outside.items() if value is not None and not 0 <= value < vocab}
+    if outside:
+        listed = ", ".join(f"{name} {value}" for name, value in outside.items())
+        warnings.warn(f"{source}: {listed} outside the vocabulary of {vocab}; loaded without them "
+                      "(pass ids explicitly where they are needed, e.g. fill_mask(mask_token_id=…))", stacklevel=4)
+    return dict.fromkeys(outside)
+
+
+def config_to_hf(config: ModelConfig, num_labels: int | None = None, pooling: str | None = None,
+                 labels: list[str] | None = None) -> dict:
+    """A transformers config dict (v5 fields, plus the legacy ones older versions read).
+
+    For a classifier, `pooling` is the one it was trained with (written as `classifier_pooling`)
+    and `labels` its label names (`id2label`).
+    """
     model_type = "modernbert-decoder" if config.causal else "modernbert"
     if num_labels is None:
         arch = "ModernBertDecoderForCausalLM" if config.causal else "ModernBertForMaskedLM"
@@ -94,9 +117,29 @@ def config_to_hf(config: ModelConfig, num_labels: int | None = None) -> dict:
         dtype="float32", twofold_version=__version__,
     )
     if num_labels is not None:
-        data["id2label"] = {str(i): f"LABEL_{i}" for i in range(num_labels)}
-        data["label2id"] = {f"LABEL_{i}": i for i in range(num_labels)}
+        names = list(labels) if labels else [f"LABEL_{i}" for i in range(num_labels)]
+        if len(names) != num_labels:
+            raise TwofoldError(f"{len(names)} label names for a classifier with {num_labels} outputs")
+        data["id2label"] = {str(i): name for i, name in enumerate(names)}
+        data["label2id"] = {name: i for i, name in enumerate(names)}
+        if pooling is not None:
+            data["classifier_pooling"] = pooling
     return data
+
+
+def exported_pooling(classifier: SequenceClassifier) -> str:
+    """The pooling a classifier was trained with, if transformers' class for it computes the same.
+
+    ModernBertForSequenceClassification pools `cls` or `mean`; the decoder's class always
+    takes the last real token.
+    """
+    supported = ("last",) if classifier.config.causal else ("cls", "mean")
+    if classifier.pooling not in supported:
+        member = "decoder" if classifier.config.causal else "encoder"
+        raise TwofoldError(
+            f"a {member} classifier trained with {classifier.pooling!r} pooling has no transformers equivalent "
+            f"(it supports {' or '.join(supported)}); fine-tune with pooling {supported[-1]!r} to export it")
+    return classifier.pooling
 
 
 # ----------------------------------------------------------------------------- state dict names
@@ -214,7 +257,8 @@ def load(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Twofold
         raise TwofoldError(f"{directory}: no config.json; is this a Hugging Face model directory?")
     hf_config = _read_json(config_path)
     config = config_from_hf(hf_config, config_path)
-    if "mask_token_id" not in hf_config and (mask_id := read_mask_token_id(directory)) is not None:
+    missing_mask = "mask_token_id" not in hf_config or config.mask_token_id is None
+    if missing_mask and (mask_id := read_mask_token_id(directory)) is not None:
         config = config.replace(mask_token_id=mask_id)
     tensors, origin = read_safetensors(weight_files(directory))
     state = from_hf_names(tensors)
@@ -258,24 +302,29 @@ def _load_state(model: torch.nn.Module, state: dict, origin: dict, directory: Pa
 # ----------------------------------------------------------------------------- writing
 
 def save_pretrained(model: TwofoldModel | SequenceClassifier, path: str | os.PathLike, tokenizer=None,
-                    max_shard_bytes: int | None = None) -> Path:
+                    max_shard_bytes: int | None = None, labels: list[str] | None = None) -> Path:
     """Write a directory that transformers' Auto classes load with no missing or unexpected keys.
 
-    `tokenizer`: a tokenizer directory (its tokenizer files are copied) or an object with
-    `save_pretrained(dir)`. Files appear whole or not at all (each is written then renamed).
+    `tokenizer`: a tokenizer directory (its files are copied, `tokenizer.json` with the member's
+    template: the decoder's adds BOS only) or an object with `save_pretrained(dir)`. A classifier
+    is written with the pooling it was trained with and `labels` as its label names. Files appear
+    whole or not at all (each is written then renamed).
     """
+    config = model.config
+    classifier = isinstance(model, SequenceClassifier)
+    num_labels = model.num_labels if classifier else None
+    pooling = exported_pooling(model) if classifier else None
+    hf_config = config_to_hf(config, num_labels, pooling, labels)
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
-    config = model.config
-    num_labels = model.num_labels if isinstance(model, SequenceClassifier) else None
     state = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
     if config.tie_word_embeddings:
         state.pop("decoder.weight", None)  # transformers ties it back to the embeddings
     state = to_hf_names(state, config.causal)
     _write_weights(state, directory, max_shard_bytes)
-    atomic_write_text(directory / "config.json", json.dumps(config_to_hf(config, num_labels), indent=2) + "\n")
+    atomic_write_text(directory / "config.json", json.dumps(hf_config, indent=2) + "\n")
     if tokenizer is not None:
-        _save_tokenizer(tokenizer, directory)
+        _save_tokenizer(tokenizer, directory, config.causal)
     return directory
 
 
@@ -302,15 +351,21 @@ def _write_weights(state: dict, directory: Path, max_shard_bytes: int | None) ->
     atomic_write_text(directory / WEIGHTS_INDEX, json.dumps(index, indent=2) + "\n")
 
 
-def _save_tokenizer(tokenizer, directory: Path) -> None:
+def _save_tokenizer(tokenizer, directory: Path, causal: bool) -> None:
+    """Copy a tokenizer directory, with the member's template (`twofold.data.tokenizer.for_member`)."""
     if isinstance(tokenizer, (str, os.PathLike)):
+        from twofold.data.tokenizer import for_member, load_tokenizer
+
         source = Path(tokenizer)
         folder = source.parent if source.is_file() else source  # tokenizer.json: take its siblings too
-        present = [folder / name for name in TOKENIZER_FILES if (folder / name).exists()]
-        if not present:
+        if not (folder / "tokenizer.json").exists():
             raise TwofoldError(f"{source}: no tokenizer.json to copy into the export")
-        for file in present:
-            atomic_write(directory / file.name, lambda tmp, file=file: shutil.copyfile(file, tmp))
+        loaded = load_tokenizer(folder)
+        backend = for_member(loaded.backend, loaded.special, causal)
+        atomic_write(directory / "tokenizer.json", lambda tmp: backend.save(tmp))
+        for name in TOKENIZER_FILES[1:]:
+            if (folder / name).exists():
+                atomic_write(directory / name, lambda tmp, file=folder / name: shutil.copyfile(file, tmp))
     elif hasattr(tokenizer, "save_pretrained"):
         tokenizer.save_pretrained(str(directory))
     else:

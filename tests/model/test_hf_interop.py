@@ -121,7 +121,8 @@ def test_tokenizer_files_travel_with_the_export(tmp_path):
     out = tmp_path / "export"
     twofold.save(model(False), out, tokenizer=source)
     loaded_tok = transformers.AutoTokenizer.from_pretrained(out)
-    assert loaded_tok.mask_token_id == 3 and loaded_tok("a b")["input_ids"] == [5, 6]
+    # the export frames text as the member does: the encoder's [CLS] a b [SEP]
+    assert loaded_tok.mask_token_id == 3 and loaded_tok("a b")["input_ids"] == [0, 5, 6, 1]
     assert twofold.load(out).config.mask_token_id == 3
 
 

@@ -101,9 +101,20 @@ def stdlib_documents(part: str = "train", packages: Iterable[str] | None = None,
 
 def held_out_functions(packages: Iterable[str] | None = None) -> list[HeldOutFunction]:
     """Documented functions (and methods) of the held-out modules, in a stable order."""
+    return documented_functions("held-out", packages)
+
+
+def documented_functions(part: str = "held-out", packages: Iterable[str] | None = None) -> list[HeldOutFunction]:
+    """Documented functions (and methods) of one part's modules, in a stable order.
+
+    The `train` part's functions are what fine-tuning learns from (`twofold.finetune`); the
+    held-out part's are what it, and the evaluation, score on.
+    """
+    if part not in PARTS:
+        raise TwofoldError(f"stdlib: part {part!r} is unknown; use one of {', '.join(PARTS)}")
     functions = []
     for module, file in stdlib_modules(packages):
-        if not is_held_out(module):
+        if is_held_out(module) != (part == "held-out"):
             continue
         source, _ = decode_utf8(file.read_bytes())
         lines = source.splitlines(keepends=True)

@@ -3,6 +3,11 @@
 Special tokens follow ModernBERT: `[CLS] [SEP] [PAD] [MASK] [UNK]`. The decoder of a pair
 uses `[CLS]` as BOS and `[SEP]` as EOS, exactly as ModernBERT's tokenizer does, so encoder and
 decoder sequences are made of the same token ids.
+
+What `tokenizer(text)` adds differs per member (`member_template`): the encoder's
+`[CLS] text [SEP]`, the decoder's `[CLS] text` (BOS only, as causal LMs' tokenizers do: a
+prompt must not end in EOS, and last-token pooling must land on the text). `[MASK]` absorbs
+the space before it (`lstrip`), as in ModernBERT's tokenizer, so `"x = [MASK]"` masks the word.
 """
 
 from __future__ import annotations
@@ -97,6 +102,10 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         backend = BackendTokenizer.from_file(str(file))
     except Exception as error:  # the Rust side raises a bare Exception
         raise TwofoldError(f"{file}: not a valid tokenizer.json ({error})") from None
+    # Libraries save their padding / truncation state into tokenizer.json (Sentence Transformers
+    # does); twofold frames, cuts and pads sequences itself.
+    backend.no_padding()
+    backend.no_truncation()
     names = dict(_DEFAULT_NAMES)
     config = file.parent / "tokenizer_config.json"
     if config.is_file():
@@ -140,18 +149,38 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path,
     )
     backend.train_from_iterator(texts, trainer=trainer)
     special = SpecialIds(*(backend.token_to_id(t) for t in SPECIAL_TOKENS))
-    # Like ModernBERT: `tokenizer(text)` gives [CLS] text [SEP]; pairs get a [SEP] between.
-    backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", special.cls), ("[SEP]", special.sep)],
-    )
     with staged_directory(out_dir) as staged:
         try:
-            save_tokenizer(backend, special, staged)
+            save_tokenizer(for_member(backend, special, causal=False), special, staged)
         except Exception as error:  # the Rust side reports a full disk as a bare Exception
             raise as_os_error(error, staged / "tokenizer.json") or error from None
     return load_tokenizer(out_dir)
+
+
+def member_template(backend: BackendTokenizer, special: SpecialIds, causal: bool) -> processors.TemplateProcessing:
+    """What `tokenizer(text)` adds for one member of the pair.
+
+    Encoder (like ModernBERT): `[CLS] a [SEP]`, pairs `[CLS] a [SEP] b [SEP]`. Decoder: BOS only,
+    `[CLS] a`, pairs `[CLS] a [SEP] b` — the text's last token ends the sequence.
+    """
+    cls, sep = backend.id_to_token(special.cls), backend.id_to_token(special.sep)
+    if causal:
+        single, pair = f"{cls} $A", f"{cls} $A {sep} $B:1"
+    else:
+        single, pair = f"{cls} $A {sep}", f"{cls} $A {sep} $B:1 {sep}:1"
+    return processors.TemplateProcessing(single=single, pair=pair,
+                                         special_tokens=[(cls, special.cls), (sep, special.sep)])
+
+
+def for_member(backend: BackendTokenizer, special: SpecialIds, causal: bool) -> BackendTokenizer:
+    """A copy of `backend` with the member's template and a `[MASK]` that absorbs the space before it."""
+    definition = json.loads(backend.to_str())
+    for token in definition.get("added_tokens", []):
+        if token["id"] == special.mask:
+            token["lstrip"] = True
+    copy = BackendTokenizer.from_str(json.dumps(definition))
+    copy.post_processor = member_template(copy, special, causal)
+    return copy
 
 
 def save_tokenizer(backend: BackendTokenizer, special: SpecialIds, out_dir: str | Path) -> None:

@@ -49,7 +49,7 @@ def fine_tune(subject: Subject, data: LabelledSet, settings: Settings, task: str
     if len(train) > settings.max_examples:
         keep = np.random.default_rng(settings.seed).permutation(len(train))[:settings.max_examples]
         train = [train[i] for i in sorted(keep)]
-    sequences = frame(tokenizer, [texts for texts, _ in train], settings.max_length)
+    sequences = frame(tokenizer, [texts for texts, _ in train], settings.max_length, subject.causal)
     labels = torch.tensor([label for _, label in train], device=device)
     steps_per_epoch = -(-len(train) // settings.batch_size)
     total_steps = settings.epochs * steps_per_epoch
@@ -76,7 +76,7 @@ def fine_tune(subject: Subject, data: LabelledSet, settings: Settings, task: str
 
 @torch.no_grad()
 def predict(classifier: SequenceClassifier, subject: Subject, texts, settings: Settings) -> list[int]:
-    sequences = frame(subject.tokenizer, texts, settings.max_length)
+    sequences = frame(subject.tokenizer, texts, settings.max_length, subject.causal)
     predictions = [0] * len(sequences)
     for batch in batches_by_length(sequences, settings.batch_size):
         ids, mask = pad([sequences[i] for i in batch], subject.tokenizer.special.pad, device_of(classifier))

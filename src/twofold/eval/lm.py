@@ -1,7 +1,10 @@
 """Language modelling on held-out stdlib text.
 
 Windows of held-out documents are framed as in training (`[CLS] document [SEP]`, cut into a
-window of `max_length` at a seeded offset). Encoder: MLM accuracy with a fixed 15% mask
+window of `max_length` at a seeded offset): for the decoder, predicting the end of a document
+is part of the language it learned. Scoring a continuation (`continuation_logprob`) frames
+text as the decoder's exported tokenizer and lm-eval do: BOS, then the text, no EOS.
+Encoder: MLM accuracy with a fixed 15% mask
 (every chosen token becomes [MASK]; no 80/10/10, which would score unchanged tokens) and
 pseudo-perplexity (each token masked alone, Salazar et al. 2020) on a smaller sample.
 Decoder: perplexity of next-token prediction.
@@ -119,6 +122,26 @@ def causal_lm(subject: Subject, settings: Settings) -> tuple[float, int]:
             count += losses.numel()
             bar.update(sum(map(len, chunk)))
     return perplexity(nll, count), count
+
+
+@torch.no_grad()
+def continuation_logprob(model, tokenizer: Tokenizer, context: str, continuation: str) -> tuple[float, bool]:
+    """(log p(continuation | context), whether greedy decoding gives it) under a decoder.
+
+    Framed as lm-eval's loglikelihood frames it on the export (its tokenizer adds BOS only):
+    `[BOS] context+continuation` tokenized whole, the continuation being the tokens past those
+    of `[BOS] context`; trailing spaces of the context move to the continuation.
+    """
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    whole, prefix = tokenizer.encode_batch([context + continuation, context])
+    ids = [tokenizer.special.bos, *whole]
+    start = 1 + len(prefix)
+    logits = model(torch.tensor([ids], device=device_of(model))).logits[0, start - 1:-1].float()
+    target = torch.tensor(ids[start:], device=logits.device)
+    logprob = logits.log_softmax(-1).gather(1, target[:, None]).sum()
+    return float(logprob), bool((logits.argmax(-1) == target).all())
 
 
 def language_modelling(subject: Subject, settings: Settings) -> list:

@@ -1,8 +1,11 @@
-"""Turning texts into model inputs the way training framed documents.
+"""Turning texts into model inputs as the exported tokenizers frame them.
 
-Both members see `[CLS] text [SEP]` (the decoder's BOS/EOS are CLS/SEP), and a pair is
-`[CLS] a [SEP] b [SEP]`, like ModernBERT's tokenizer. Batches are sorted by length so that
-little is padded, and results are put back in the caller's order.
+The encoder sees `[CLS] text [SEP]` and pairs `[CLS] a [SEP] b [SEP]`, like ModernBERT's
+tokenizer; the decoder BOS only, `[CLS] text` and `[CLS] a [SEP] b` (its BOS is CLS), like the
+decoder's exported tokenizer (`twofold.data.tokenizer.member_template`) — so twofold's scores
+and those of transformers, Sentence Transformers or lm-eval on an export see the same tokens.
+Batches are sorted by length so that little is padded, and results are put back in the
+caller's order.
 """
 
 from __future__ import annotations
@@ -17,17 +20,19 @@ from twofold.model.heads import pool
 Text = str | tuple[str, ...]
 
 
-def frame(tokenizer: Tokenizer, texts: Sequence[Text], max_length: int) -> list[list[int]]:
-    """Token ids with special tokens, each sequence cut to at most `max_length` tokens."""
+def frame(tokenizer: Tokenizer, texts: Sequence[Text], max_length: int, causal: bool = False) -> list[list[int]]:
+    """Token ids with the member's special tokens, each sequence cut to at most `max_length` tokens."""
     cls, sep = tokenizer.special.cls, tokenizer.special.sep
     parts = [(text,) if isinstance(text, str) else tuple(text) for text in texts]
     width = max((len(p) for p in parts), default=1)
     columns = [tokenizer.encode_batch([p[i] if i < len(p) else "" for p in parts]) for i in range(width)]
     sequences = []
     for row, text in enumerate(parts):
+        separators = len(text) - 1 if causal else len(text)  # the decoder's last part has no [SEP]
+        pieces = _fit([columns[i][row] for i in range(len(text))], max_length - 1 - separators)
         ids = [cls]
-        for piece in _fit([columns[i][row] for i in range(len(text))], max_length - 1 - len(text)):
-            ids += piece + [sep]
+        for i, piece in enumerate(pieces):
+            ids += piece if causal and i == len(pieces) - 1 else piece + [sep]
         sequences.append(ids)
     return sequences
 
@@ -72,7 +77,7 @@ def batches_by_length(sequences: Sequence[Sequence[int]], batch_size: int) -> It
 def embed_texts(model, tokenizer: Tokenizer, texts: Sequence[Text], poolings: Sequence[str],
                 max_length: int, batch_size: int, progress=None) -> dict[str, torch.Tensor]:
     """{pooling: [len(texts), H]} from one pass over the texts (no head, not normalised)."""
-    sequences = frame(tokenizer, texts, max_length)
+    sequences = frame(tokenizer, texts, max_length, model.config.causal)
     out = {p: torch.empty(len(texts), model.config.hidden_size) for p in poolings}
     for batch in batches_by_length(sequences, batch_size):
         ids, mask = pad([sequences[i] for i in batch], tokenizer.special.pad, device_of(model))

@@ -53,12 +53,13 @@ class ModelConfig:
     initializer_range: float = 0.02
     initializer_cutoff_factor: float = 2.0
     tie_word_embeddings: bool = True
-    pad_token_id: int = 50283
-    bos_token_id: int = 50281
-    eos_token_id: int = 50282
-    cls_token_id: int = 50281
-    sep_token_id: int = 50282
-    mask_token_id: int = 50284
+    # Special ids; None where a checkpoint's config names an id outside its vocabulary (see `twofold.hf`).
+    pad_token_id: int | None = 50283
+    bos_token_id: int | None = 50281
+    eos_token_id: int | None = 50282
+    cls_token_id: int | None = 50281
+    sep_token_id: int | None = 50282
+    mask_token_id: int | None = 50284
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
@@ -76,7 +77,7 @@ class ModelConfig:
             if getattr(self, name) <= 0:
                 raise TwofoldError(f"model config: {name} must be positive, got {getattr(self, name)}")
         for name in ("pad_token_id", "bos_token_id", "eos_token_id", "cls_token_id", "sep_token_id", "mask_token_id"):
-            if not 0 <= getattr(self, name) < self.vocab_size:
+            if getattr(self, name) is not None and not 0 <= getattr(self, name) < self.vocab_size:
                 raise TwofoldError(
                     f"model config: {name} {getattr(self, name)} is outside the vocabulary [0, {self.vocab_size}); "
                     "take the special ids from the tokenizer"

@@ -102,6 +102,7 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
         attention_mask = torch.ones_like(input_ids)
     eos = config.eos_token_id if eos_token_id is None else eos_token_id
     pad = config.pad_token_id if pad_token_id is None else pad_token_id
+    pad = 0 if pad is None else pad  # finished rows need some filler; the mask hides it anyway
     ids, mask = left_align(input_ids, attention_mask.to(torch.long))
     body = model.model
     cache = KVCache(config.num_hidden_layers, config.window_radius)
@@ -115,7 +116,8 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
         token = sample_next(logits, do_sample, temperature, top_k, top_p, generator)
         token = torch.where(finished, torch.full_like(token, pad), token)
         out.append(token[:, None])
-        finished = finished | (token == eos)
+        if eos is not None:
+            finished = finished | (token == eos)
         if bool(finished.all()):
             break
         positions = positions[:, -1:] + 1
@@ -124,20 +126,28 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
 
 
 @torch.no_grad()
-def fill_mask(model, text_or_ids, tokenizer=None, top_k: int = 5) -> list[list[dict]]:
-    """Top-k predictions for each mask token: one list of {token_id, token, score} per mask."""
+def fill_mask(model, text_or_ids, tokenizer=None, top_k: int = 5,
+              mask_token_id: int | None = None) -> list[list[dict]]:
+    """Top-k predictions for each mask token: one list of {token_id, token, score} per mask.
+
+    `mask_token_id` defaults to the config's (a checkpoint may have none inside its vocabulary).
+    """
     config = model.config
     if config.causal:
         raise TwofoldError("fill_mask needs an encoder (masked LM); use generate for a decoder")
+    mask_token_id = config.mask_token_id if mask_token_id is None else mask_token_id
+    if mask_token_id is None:
+        raise TwofoldError("the model's config has no mask token id inside its vocabulary; "
+                           "pass mask_token_id= (the tokenizer's [MASK] id)")
     if isinstance(text_or_ids, str):
         if tokenizer is None:
             raise TwofoldError("fill_mask on text needs a tokenizer (pass tokenizer=, or token ids)")
         ids = torch.tensor(tokenizer.encode(text_or_ids).ids)
     else:
         ids = torch.as_tensor(text_or_ids, dtype=torch.long).flatten()
-    where = (ids == config.mask_token_id).nonzero().squeeze(1)
+    where = (ids == mask_token_id).nonzero().squeeze(1)
     if where.numel() == 0:
-        raise TwofoldError(f"no mask token (id {config.mask_token_id}) in the input; put [MASK] where a word should go")
+        raise TwofoldError(f"no mask token (id {mask_token_id}) in the input; put [MASK] where a word should go")
     logits = model(ids[None]).logits[0, where]
     scores, top = logits.softmax(dim=-1).topk(min(top_k, logits.shape[-1]), dim=-1)
     results = []

@@ -252,11 +252,12 @@ class TwofoldModel(nn.Module):
 
         return generate(self, input_ids, attention_mask, **kwargs)
 
-    def fill_mask(self, text_or_ids, tokenizer=None, top_k: int = 5) -> list[list[dict]]:
+    def fill_mask(self, text_or_ids, tokenizer=None, top_k: int = 5,
+                  mask_token_id: int | None = None) -> list[list[dict]]:
         """Encoder mask filling; see `twofold.model.generate.fill_mask`."""
         from twofold.model.generate import fill_mask
 
-        return fill_mask(self, text_or_ids, tokenizer, top_k)
+        return fill_mask(self, text_or_ids, tokenizer, top_k, mask_token_id)
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
         total = sum(p.numel() for p in self.parameters())  # tied weights counted once

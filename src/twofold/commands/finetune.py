@@ -1,0 +1,99 @@
+"""`twofold finetune TASK MODEL --data … --out …`: a downstream fine-tune of one member or a pair."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+_EPILOG = """tasks and their libraries (defaults: the published Ettin recipes):
+  embed     Sentence Transformers: CachedMultipleNegativesRankingLoss, mined hard negatives, lr 8e-5, batch 512
+  sparse    SparseEncoder (SPLADE): SpladeLoss(SparseMultipleNegativesRankingLoss), regularizers 5e-5/3e-5,
+            lr 2e-5 (encoders: it needs the masked-LM head)
+  rerank    CrossEncoder: BinaryCrossEntropy pos_weight 5, 5 mined negatives per query, lr 2e-5, batch 64
+  colbert   PyLate ColBERT, cached contrastive loss, lr 8e-5 (in .venv-colbert: `make colbert`)
+  classify  transformers Trainer: lr sweep 1e-5,3e-5,8e-5, 3 epochs, warmup 6%; accuracy/F1/MCC or Pearson/Spearman
+
+data (--data): stdlib (built in, offline), a .jsonl/.tsv/.csv file, a BEIR folder, or hf:NAME[:CONFIG]
+
+examples:
+  twofold finetune embed runs/demo/export/encoder --data stdlib --out runs/ft/embed-enc --batch-size 64
+  twofold finetune classify --pair runs/demo/pair --data stdlib --out runs/ft/classify
+  twofold finetune rerank my-export --data beir/scifact --out runs/ft/rerank --lr 1e-5,2e-5,5e-5
+"""
+
+
+def register(subparsers) -> None:
+    from twofold.finetune import TASKS
+
+    parser = subparsers.add_parser(
+        "finetune", help="fine-tune a model or both members of a pair downstream (embed, sparse, rerank, colbert, "
+                         "classify)",
+        description="Fine-tune with the field's own libraries; the output loads unchanged in them and holds "
+                    "finetune.json (inputs with checksums, recipe, sweep) and results/ for `twofold compare`.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("task", choices=TASKS, metavar="TASK", help=f"one of {', '.join(TASKS)}")
+    parser.add_argument("model", nargs="?", help="HF export, `twofold train` run (its newest checkpoint) or hub id")
+    parser.add_argument("--pair", metavar="RUN", help="a pair run (or a folder with encoder/ and decoder/ exports): "
+                                                       "both members, identical data, batches and recipe")
+    parser.add_argument("--data", required=True, help="stdlib, a .jsonl/.tsv/.csv file, a BEIR folder or hf:NAME")
+    parser.add_argument("--dev", help="dev file (default: a seeded 10%% of --data)")
+    parser.add_argument("--test", help="test file (default: another seeded 10%% of --data)")
+    parser.add_argument("--out", required=True, help="directory to create (never overwritten)")
+    recipe = parser.add_argument_group("recipe (default: the task's published values)")
+    recipe.add_argument("--lr", help="learning rate, or several comma-separated: a sweep selected on dev")
+    recipe.add_argument("--epochs", type=float)
+    recipe.add_argument("--batch-size", type=int)
+    recipe.add_argument("--mini-batch-size", type=int, help="cached losses: sequences per forward pass")
+    recipe.add_argument("--warmup", type=float, dest="warmup_ratio", help="warmup fraction of the steps")
+    recipe.add_argument("--max-length", type=int, help="tokens per document / text")
+    recipe.add_argument("--hard-negatives", type=int, help="negatives mined per query (0: in-batch only)")
+    recipe.add_argument("--pooling", choices=["mean", "last", "cls"],
+                        help="embed/classify pooling (default: encoder mean, decoder last token)")
+    recipe.add_argument("--seed", type=int)
+    labelled = parser.add_argument_group("classify data")
+    labelled.add_argument("--text-fields", default="sentence", help="text column(s), comma-separated")
+    labelled.add_argument("--label-field", default="label")
+    labelled.add_argument("--regression", action="store_true", help="numeric labels (default: inferred)")
+    parser.add_argument("--max-train", type=int, help="use at most this many training examples")
+    parser.add_argument("--packages", help="stdlib data: only these top-level packages (comma-separated)")
+    parser.set_defaults(func=run_finetune)
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    from twofold.errors import TwofoldError
+    from twofold.finetune import RESULTS, finetune, finetune_pair, load_data, parse_learning_rates, recipe_for
+
+    if bool(args.model) == bool(args.pair):
+        raise TwofoldError("give a MODEL or --pair RUN (not both)")
+    out = Path(args.out)
+    if out.exists():
+        raise TwofoldError(f"{out} already exists; fine-tuning never overwrites — pass a new --out")
+    recipe = recipe_for(args.task, learning_rates=parse_learning_rates(args.lr) if args.lr else None,
+                        epochs=args.epochs, batch_size=args.batch_size, mini_batch_size=args.mini_batch_size,
+                        warmup_ratio=args.warmup_ratio, max_length=args.max_length,
+                        hard_negatives=args.hard_negatives, pooling=args.pooling, seed=args.seed)
+    options = {"packages": tuple(p.strip() for p in args.packages.split(",")) if args.packages else None,
+               "max_train": args.max_train}
+    if args.task == "classify":
+        options |= {"text_fields": tuple(f.strip() for f in args.text_fields.split(",") if f.strip()),
+                    "label_field": args.label_field, "regression": True if args.regression else None}
+    data = load_data(args.task, args.data, args.dev, args.test, recipe.seed, **options)
+    if args.pair:
+        results = finetune_pair(args.task, args.pair, data, out, recipe)
+        inputs = [str(out / r.model / RESULTS) for r in results]
+    else:
+        results = [finetune(args.task, args.model, data, out, recipe)]
+        inputs = [str(out / RESULTS)]
+    from twofold.eval import load_results
+    from twofold.files import atomic_write_text
+    from twofold.report import markdown_table, terminal_table
+
+    loaded = [r for path in inputs for r in load_results(path)]
+    print(terminal_table(loaded))
+    if args.pair:
+        atomic_write_text(out / "comparison.md", f"# {args.task} on {data.name}: encoder vs decoder\n\n"
+                                                 f"{markdown_table(loaded)}\n")
+    for r in results:
+        print(f"{r.model}: lr {r.learning_rate:g}, test {r.metric} {r.before[r.metric]:.4f} -> {r.test[r.metric]:.4f}"
+              f"  ({r.out})")
+    return 0

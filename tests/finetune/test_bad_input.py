@@ -1,0 +1,53 @@
+"""Bad input to `twofold finetune`: one line naming what is wrong, exit 2, nothing written."""
+
+import json
+
+import pytest
+
+from twofold.cli import main
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def beir_without_qrels(tmp_path):
+    folder = tmp_path / "beir"
+    write(folder / "corpus.jsonl", json.dumps({"_id": "d1", "text": "x"}) + "\n")
+    write(folder / "queries.jsonl", json.dumps({"_id": "q1", "text": "y"}) + "\n")
+    return folder
+
+
+CASES = {
+    "missing column": (lambda t: ["embed", "{enc}", "--data", str(write(t / "a.jsonl", '{"question2": "q"}\n'))],
+                       "no query field"),
+    "empty data": (lambda t: ["embed", "{enc}", "--data", str(write(t / "e.jsonl", ""))], "no examples"),
+    "beir without qrels": (lambda t: ["rerank", "{enc}", "--data", str(beir_without_qrels(t))], "no qrels"),
+    "labels that do not parse": (lambda t: ["classify", "{enc}", "--regression", "--data", str(write(
+        t / "r.tsv", "sentence\tlabel\na\t0.5\nb\t1.5\nc\tlots\nd\t2\n"))], "label 'lots' is not a number"),
+    "task does not fit": (lambda t: ["sparse", "{dec}", "--data", "{pairs}"], "needs a masked-LM head"),
+    "sweep value not a number": (lambda t: ["embed", "{enc}", "--data", "{pairs}", "--lr", "1e-5,fast"],
+                                 "'fast' is not a number"),
+    "model is not a model": (lambda t: ["embed", str(write(t / "m" / "x.txt", "")).rsplit("/", 1)[0],
+                                        "--data", "{pairs}"], "neither a Hugging Face model directory"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, exports, pairs_file, case):
+    make, message = CASES[case]
+    argv = [a.format(enc=exports["encoder"], dec=exports["decoder"], pairs=pairs_file) for a in make(tmp_path)]
+    out = tmp_path / "out"
+    assert main(["finetune", *argv, "--out", str(out), "--batch-size", "8", "--max-length", "32"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.glob(".out.tmp-*"))
+
+
+def test_an_existing_out_is_never_touched(tmp_path, capsys, exports, pairs_file):
+    out = tmp_path / "out"
+    write(out / "keep.txt", "mine")
+    assert main(["finetune", "embed", str(exports["encoder"]), "--data", str(pairs_file), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err and (out / "keep.txt").read_text() == "mine"
