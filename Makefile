@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow lint clean
+.PHONY: install demo test test-slow lint mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,13 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
+
+# Mutation testing (slow, not in CI): every behaviour-critical module, or one with
+# `make mutation MODULE=src/twofold/data/objectives.py`. Results: docs/testing.md.
+mutation: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[dev,mutation]" "$(TORCH_SPEC)"
+	$(BIN)/python tools/mutation.py $(MODULE)
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build mutants *.egg-info src/*.egg-info .pytest_cache

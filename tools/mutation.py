@@ -1,0 +1,169 @@
+"""Mutation testing of the behaviour-critical modules with mutmut, one module at a time.
+
+Each module is mutated with only the fast test files that cover it (the map below), in its
+own scratch copy of the repository under `build/mutation/<module>/`, so a run never touches
+the work tree and one module can be rerun alone. Results accumulate in
+`build/mutation/results.json`; `--table` prints the per-module table that docs/testing.md holds.
+
+    python tools/mutation.py                                  # every module in MODULES, in turn
+    python tools/mutation.py src/twofold/data/objectives.py   # one module
+    python tools/mutation.py --table                          # the table from the last results
+    python tools/mutation.py --survivors src/twofold/data/objectives.py  # their diffs
+
+`make mutation` and `make mutation MODULE=…` call this. Not part of CI: it is slow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "build" / "mutation"
+RESULTS = WORK / "results.json"
+
+# module -> the fast test files that exercise it (mutmut runs, per mutant, only the tests of
+# these files that reach the mutated function).
+MODULES = {
+    "src/twofold/data/objectives.py": ["tests/data/test_objectives.py", "tests/data/test_loader.py"],
+    "src/twofold/data/batches.py": ["tests/data/test_objectives.py", "tests/data/test_loader.py",
+                                    "tests/data/test_orderlog.py"],
+    "src/twofold/data/sampling.py": ["tests/data/test_loader.py", "tests/data/test_objectives.py"],
+    "src/twofold/data/mixture.py": ["tests/data/test_mixture.py", "tests/data/test_loader.py"],
+    "src/twofold/model/attention.py": ["tests/model/test_attention_kernels.py", "tests/model/test_parity.py",
+                                       "tests/model/test_config_and_inputs.py"],
+    "src/twofold/model/generate.py": ["tests/model/test_generate.py"],
+    "src/twofold/model/heads.py": ["tests/model/test_parity.py", "tests/model/test_hf_interop.py",
+                                   "tests/eval/test_text_and_lm.py"],
+    "src/twofold/train/schedule.py": ["tests/train/test_schedule.py"],
+    "src/twofold/train/optim.py": ["tests/train/test_optim.py"],
+    "src/twofold/train/loop.py": ["tests/train/test_observed.py"],
+    "src/twofold/train/checkpoint.py": ["tests/train/test_checkpoint.py"],
+    "src/twofold/hf.py": ["tests/model/test_hf_interop.py"],
+}
+
+# Lines whose mutants would only reword a message: the condition that raises or warns is
+# mutated on its own line, the text of the message is not behaviour.
+DO_NOT_MUTATE = [r"raise \w+\(", r"warnings\.warn\(", r"^\s+f?\"[^\"]*\"\)*( from None)?,?$"]
+
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
+          36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout", 37: "killed"}
+
+
+def scratch(module: str) -> Path:
+    return WORK / re.sub(r"[^A-Za-z0-9]+", "_", module.removeprefix("src/twofold/").removesuffix(".py"))
+
+
+def prepare(module: str, tests: list[str]) -> Path:
+    """A copy of src/, tests/ and pyproject.toml whose [tool.mutmut] names this module and its tests."""
+    work = scratch(module)
+    for name in ("src", "tests"):
+        shutil.rmtree(work / name, ignore_errors=True)
+        shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    text = (ROOT / "pyproject.toml").read_text()
+    base, _, _ = text.partition("[tool.mutmut]")
+    settings = {
+        "source_paths": ["src"],
+        "only_mutate": [module],
+        "pytest_add_cli_args_test_selection": tests,
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q"],
+        "do_not_mutate_patterns": DO_NOT_MUTATE,
+        "timeout_multiplier": 3.0,  # a mutant that loops is stopped at 3x its tests' CPU time
+        "use_git_change_detection": False,
+    }
+    lines = ["[tool.mutmut]"] + [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+    (work / "pyproject.toml").write_text(base + "\n".join(lines) + "\n")
+    return work
+
+
+def run(module: str, max_children: int, again: bool = False) -> dict:
+    """Mutate `module` from scratch, or (`again`) retest only its last survivors against today's tests."""
+    tests = MODULES.get(module)
+    if tests is None:
+        sys.exit(f"{module}: not in tools/mutation.py MODULES; add it with the test files that cover it")
+    names = count(scratch(module), module)[1] if again else []
+    if not again:
+        shutil.rmtree(scratch(module) / "mutants", ignore_errors=True)
+    work = prepare(module, tests)
+    # mutmut puts its mutated copy (work/mutants/src) first on sys.path itself.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.environ.get("MUTMUT_PATH", "")}
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *names],
+                            cwd=work, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    (work / "mutmut.log").write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        sys.exit(f"mutmut failed on {module} (see {work / 'mutmut.log'}):\n{(result.stdout + result.stderr)[-3000:]}")
+    counts, survivors = count(work, module)
+    if again:  # the time of the full run stands
+        seconds = json.loads(RESULTS.read_text())[module]["seconds"]
+    entry = {**counts, "seconds": round(seconds), "tests": tests, "survivors": survivors,
+             "date": time.strftime("%Y-%m-%d %H:%M")}
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results[module] = entry
+    RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True))
+    return entry
+
+
+def count(work: Path, module: str) -> tuple[dict, list[str]]:
+    meta = work / "mutants" / (module + ".meta")
+    codes = json.loads(meta.read_text())["exit_code_by_key"]
+    counts: dict[str, int] = {}
+    survivors = []
+    for name, code in sorted(codes.items()):
+        status = STATUS.get(code, "suspicious")
+        counts[status] = counts.get(status, 0) + 1
+        if status in ("survived", "no tests"):
+            survivors.append(name)
+    return counts, survivors
+
+
+def table(results: dict) -> str:
+    rows = ["| module | mutants | killed | survived | no tests | timeout | killed % | run time |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for module, r in sorted(results.items()):
+        total = sum(v for k, v in r.items() if isinstance(v, int) and k != "seconds")
+        killed = r.get("killed", 0) + r.get("timeout", 0)
+        rows.append(f"| {module.removeprefix('src/')} | {total} | {r.get('killed', 0)} | {r.get('survived', 0)} | "
+                    f"{r.get('no tests', 0)} | {r.get('timeout', 0)} | {100 * killed / max(total, 1):.0f}% | "
+                    f"{r['seconds'] // 60}m{r['seconds'] % 60:02d}s |")
+    return "\n".join(rows)
+
+
+def show_survivors(module: str) -> None:
+    work = scratch(module)
+    for name in count(work, module)[1]:
+        out = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=work, capture_output=True,
+                             text=True, env={**os.environ, "PYTHONPATH": os.environ.get("MUTMUT_PATH", "")})
+        print(out.stdout.strip() or out.stderr.strip(), end="\n\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("modules", nargs="*", help="modules to mutate (default: every one in MODULES)")
+    parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
+    parser.add_argument("--again", action="store_true", help="retest only the last run's survivors")
+    parser.add_argument("--table", action="store_true", help="print the results table and stop")
+    parser.add_argument("--survivors", action="store_true", help="print the surviving mutants' diffs and stop")
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    if args.survivors:
+        for module in args.modules:
+            show_survivors(module)
+        return
+    if not args.table:
+        for module in args.modules or list(MODULES):
+            entry = run(module, args.max_children, args.again)
+            print(f"{module}: {entry}", flush=True)
+    print(table(json.loads(RESULTS.read_text()) if RESULTS.exists() else {}))
+
+
+if __name__ == "__main__":
+    main()
