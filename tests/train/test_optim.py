@@ -128,12 +128,20 @@ def test_state_dict_round_trip_continues_identically(name):
 
 def test_build_optimizer_and_set_lr():
     model = model_with_everything()
-    opt = build_optimizer(model, OptimizerConfig(lr=3e-3, weight_decay=3e-4), peak_lr=1.5e-3)
-    assert isinstance(opt, StableAdamW) and opt.param_groups[0]["max_lr"] == 1.5e-3
+    config = OptimizerConfig(lr=3e-3, betas=(0.8, 0.95), eps=1e-7, weight_decay=3e-4)
+    opt = build_optimizer(model, config, peak_lr=1.5e-3)
+    assert isinstance(opt, StableAdamW)
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = [(sorted(names[id(p)] for p in g["params"]), g["weight_decay"], g["lr"], g["max_lr"], g["betas"], g["eps"])
+              for g in opt.param_groups]
+    assert groups == [(["0.weight", "2.weight"], 3e-4, 1.5e-3, 1.5e-3, (0.8, 0.95), 1e-7),
+                      (["1.bias", "1.weight", "2.bias", "3.bias"], 0.0, 1.5e-3, 1.5e-3, (0.8, 0.95), 1e-7)]
     set_lr(opt, 1e-4, peak=2e-3)
     assert all(g["lr"] == 1e-4 and g["max_lr"] == 2e-3 for g in opt.param_groups)
     adamw = build_optimizer(model, OptimizerConfig(name="adamw", lr=1e-3, weight_decay=0.1))
-    assert isinstance(adamw, torch.optim.AdamW) and adamw.param_groups[0]["weight_decay"] == 0.1
+    assert isinstance(adamw, torch.optim.AdamW)
+    got = [(len(g["params"]), g["weight_decay"], g["lr"]) for g in adamw.param_groups]
+    assert got == [(2, 0.1, 1e-3), (4, 0.0, 1e-3)]
 
 
 def test_grad_clipping():
