@@ -93,7 +93,8 @@ def run(module: str, max_children: int, again: bool = False) -> dict:
         shutil.rmtree(scratch(module) / "mutants", ignore_errors=True)
     work = prepare(module, tests)
     # mutmut puts its mutated copy (work/mutants/src) first on sys.path itself.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.environ.get("MUTMUT_PATH", "")}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TWOFOLD_TEST_THREADS": "1",
+           "PYTHONPATH": os.environ.get("MUTMUT_PATH", "")}
     started = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *names],
                             cwd=work, env=env, capture_output=True, text=True)
