@@ -8,6 +8,7 @@ the work tree and one module can be rerun alone. Results accumulate in
     python tools/mutation.py                                  # every module in MODULES, in turn
     python tools/mutation.py src/twofold/data/objectives.py   # one module
     python tools/mutation.py --table                          # the table from the last results
+    python tools/mutation.py --docs                           # ... written into docs/testing.md
     python tools/mutation.py --survivors src/twofold/data/objectives.py  # their diffs
 
 `make mutation` and `make mutation MODULE=…` call this. Not part of CI: it is slow.
@@ -28,6 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "build" / "mutation"
 RESULTS = WORK / "results.json"
+DOCS = ROOT / "docs" / "testing.md"
+MARKERS = ("<!-- mutation-table: tools/mutation.py --docs -->", "<!-- /mutation-table -->")
 
 # module -> the fast test files that exercise it (mutmut runs, per mutant, only the tests of
 # these files that reach the mutated function).
@@ -47,6 +50,21 @@ MODULES = {
     "src/twofold/train/loop.py": ["tests/train/test_observed.py"],
     "src/twofold/train/checkpoint.py": ["tests/train/test_checkpoint.py"],
     "src/twofold/hf.py": ["tests/model/test_hf_interop.py"],
+}
+
+# Surviving mutants that cannot change behaviour, with the reason (checked by hand).
+_NONE_SHAPE = ("with decay 'none' the decay branch returns the start ratio too (that shape is 1 everywhere), "
+               "and before the decay begins progress clamps to 0, which also gives the start ratio")
+_FULL_STEPS = ("without a batch warmup every step of the warmup loop is a full batch, so the loop and the "
+               "formula after it count the same ceil(tokens / full batch) steps")
+EQUIVALENT: dict[str, str] = {
+    "twofold.train.schedule.x_lr_at__mutmut_11": "at tokens == warmup_tokens the warmup factor is 1: the hold's LR",
+    "twofold.train.schedule.x_lr_at__mutmut_20": _NONE_SHAPE,
+    "twofold.train.schedule.x_lr_at__mutmut_22": _NONE_SHAPE,
+    "twofold.train.schedule.x_lr_at__mutmut_23": _NONE_SHAPE,
+    "twofold.train.schedule.x_lr_at__mutmut_24": "at the decay start progress 0 gives the start ratio either way",
+    "twofold.train.schedule.x_phase_steps__mutmut_12": _FULL_STEPS,
+    "twofold.train.schedule.x_phase_steps__mutmut_13": _FULL_STEPS,
 }
 
 # Lines whose mutants would only reword a message: the condition that raises or warns is
@@ -127,14 +145,21 @@ def count(work: Path, module: str) -> tuple[dict, list[str]]:
 
 
 def table(results: dict) -> str:
-    rows = ["| module | mutants | killed | survived | no tests | timeout | killed % | run time |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    """Per-module counts; the kill rate is over the mutants not listed in EQUIVALENT."""
+    rows = ["| module | mutants | killed | timeout | survived | no tests | equivalent | killed, of the rest | time |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for module, r in sorted(results.items()):
-        total = sum(v for k, v in r.items() if isinstance(v, int) and k != "seconds")
+        total = sum(r.get(k, 0) for k in ("killed", "timeout", "survived", "no tests", "skipped", "suspicious"))
+        equivalent = sum(name in EQUIVALENT for name in r["survivors"])
         killed = r.get("killed", 0) + r.get("timeout", 0)
-        rows.append(f"| {module.removeprefix('src/')} | {total} | {r.get('killed', 0)} | {r.get('survived', 0)} | "
-                    f"{r.get('no tests', 0)} | {r.get('timeout', 0)} | {100 * killed / max(total, 1):.0f}% | "
-                    f"{r['seconds'] // 60}m{r['seconds'] % 60:02d}s |")
+        minutes, seconds = divmod(r["seconds"], 60)
+        rows.append(f"| {module.removeprefix('src/')} | {total} | {r.get('killed', 0)} | {r.get('timeout', 0)} | "
+                    f"{r.get('survived', 0)} | {r.get('no tests', 0)} | {equivalent} | "
+                    f"{100 * killed / max(total - equivalent, 1):.0f}% | {minutes}m{seconds:02d}s |")
+    rows += ["", "Surviving mutants (`python tools/mutation.py --survivors MODULE` shows their diffs):", ""]
+    for _, r in sorted(results.items()):
+        for name in r["survivors"]:
+            rows.append(f"- `{name.removeprefix('twofold.')}`: {EQUIVALENT.get(name, 'not explained yet')}")
     return "\n".join(rows)
 
 
@@ -152,6 +177,7 @@ def main() -> None:
     parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
     parser.add_argument("--again", action="store_true", help="retest only the last run's survivors")
     parser.add_argument("--table", action="store_true", help="print the results table and stop")
+    parser.add_argument("--docs", action="store_true", help="write the results table into docs/testing.md")
     parser.add_argument("--survivors", action="store_true", help="print the surviving mutants' diffs and stop")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -159,11 +185,16 @@ def main() -> None:
         for module in args.modules:
             show_survivors(module)
         return
-    if not args.table:
+    if not (args.table or args.docs):
         for module in args.modules or list(MODULES):
             entry = run(module, args.max_children, args.again)
             print(f"{module}: {entry}", flush=True)
-    print(table(json.loads(RESULTS.read_text()) if RESULTS.exists() else {}))
+    text = table(json.loads(RESULTS.read_text()) if RESULTS.exists() else {})
+    if args.docs:
+        before, _, rest = DOCS.read_text().partition(MARKERS[0])
+        _, _, after = rest.partition(MARKERS[1])
+        DOCS.write_text(f"{before}{MARKERS[0]}\n{text}\n{MARKERS[1]}{after}")
+    print(text)
 
 
 if __name__ == "__main__":
