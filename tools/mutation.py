@@ -57,7 +57,15 @@ _NONE_SHAPE = ("with decay 'none' the decay branch returns the start ratio too (
                "and before the decay begins progress clamps to 0, which also gives the start ratio")
 _FULL_STEPS = ("without a batch warmup every step of the warmup loop is a full batch, so the loop and the "
                "formula after it count the same ceil(tokens / full batch) steps")
+_TIE = "a uniform float draw equals the threshold exactly with probability 2^-53"
+_INT64 = "numpy's default integer is int64 on the platforms twofold supports (Linux, macOS; numpy >= 2 everywhere)"
 EQUIVALENT: dict[str, str] = {
+    "twofold.data.objectives.xǁMaskerǁ__call____mutmut_15": _TIE,
+    "twofold.data.objectives.xǁMaskerǁ__call____mutmut_27": _TIE,
+    "twofold.data.objectives.xǁMaskerǁ__call____mutmut_34": _TIE,
+    "twofold.data.objectives.xǁMaskerǁ__init____mutmut_12": _INT64,
+    "twofold.data.objectives.xǁMaskerǁ__init____mutmut_21": _INT64,
+    "twofold.data.objectives.xǁMaskerǁ__init____mutmut_23": _INT64,
     "twofold.train.schedule.x_lr_at__mutmut_11": "at tokens == warmup_tokens the warmup factor is 1: the hold's LR",
     "twofold.train.schedule.x_lr_at__mutmut_20": _NONE_SHAPE,
     "twofold.train.schedule.x_lr_at__mutmut_22": _NONE_SHAPE,

@@ -77,6 +77,15 @@ def test_causal_labels_on_a_hand_made_example():
     assert labels.tolist() == [10, 11, 1, -100, 20, 1, -100]
 
 
-def test_mask_rate_outside_zero_one_is_refused():
+@pytest.mark.parametrize("rate", [0.0, 1.0, 1.5, -0.1])
+def test_mask_rate_outside_zero_one_is_refused(rate):
     with pytest.raises(TwofoldError, match="mask rate must be in"):
-        Masker(1.5, 100, 3, [0, 1, 2, 3, 4])
+        Masker(rate, 100, 3, [0, 1, 2, 3, 4])
+
+
+def test_random_replacements_draw_from_every_regular_token():
+    masker = Masker(0.9, 8, 3, [0, 1, 2, 3, 4])  # regular tokens: 5, 6, 7
+    inputs, labels = masker(np.full(4000, 6), np.random.default_rng(0))
+    chosen = labels != IGNORE_INDEX
+    assert set(inputs[chosen & (inputs != 3)].tolist()) == {5, 6, 7}
+    assert set(inputs[~chosen].tolist()) == {6}
