@@ -102,6 +102,7 @@ def prepare(module: str, tests: list[str]) -> Path:
         "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q"],
         "do_not_mutate_patterns": DO_NOT_MUTATE,
         "timeout_multiplier": 3.0,  # a mutant that loops is stopped at 3x its tests' CPU time
+        "timeout_constant": 3.0,  # the limit is (tests' time + 3 s) x 3 x 2 CPU seconds: room for fixtures
         "use_git_change_detection": False,
     }
     lines = ["[tool.mutmut]"] + [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
@@ -116,10 +117,13 @@ def run(module: str, max_children: int, again: bool = False) -> dict:
         sys.exit(f"{module}: not in tools/mutation.py MODULES; add it with the test files that cover it")
     names = count(scratch(module), module)[1] if again else []
     if not again:
-        shutil.rmtree(scratch(module) / "mutants", ignore_errors=True)
+        for name in ("mutants", "cache"):
+            shutil.rmtree(scratch(module) / name, ignore_errors=True)
     work = prepare(module, tests)
     # mutmut puts its mutated copy (work/mutants/src) first on sys.path itself.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TWOFOLD_TEST_THREADS": "1",
+    # One torch thread per test process (an OpenMP pool does not survive mutmut's fork), and the
+    # tokenizers and stores the tests build kept in work/cache for every mutant's pytest session.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TWOFOLD_TEST_THREADS": "1", "TWOFOLD_TEST_CACHE": str(work / "cache"),
            "PYTHONPATH": os.environ.get("MUTMUT_PATH", "")}
     started = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *names],
