@@ -102,7 +102,9 @@ def prepare(module: str, tests: list[str]) -> Path:
         "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q"],
         "do_not_mutate_patterns": DO_NOT_MUTATE,
         "timeout_multiplier": 3.0,  # a mutant that loops is stopped at 3x its tests' CPU time
-        "timeout_constant": 3.0,  # the limit is (tests' time + 3 s) x 3 x 2 CPU seconds: room for fixtures
+        # Limits: (tests' time + 20 s) x 3 wall seconds, twice that in CPU seconds: room for the
+        # session's fixtures and for a machine shared with other work.
+        "timeout_constant": 20.0,
         "use_git_change_detection": False,
     }
     lines = ["[tool.mutmut]"] + [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
@@ -110,13 +112,16 @@ def prepare(module: str, tests: list[str]) -> Path:
     return work
 
 
-def run(module: str, max_children: int, again: bool = False) -> dict:
-    """Mutate `module` from scratch, or (`again`) retest only its last survivors against today's tests."""
+def run(module: str, max_children: int, again: bool = False, keep: bool = False) -> dict:
+    """Mutate `module` from scratch; `again`: retest only its last survivors and timeouts against
+    today's tests; `keep`: continue an interrupted run, keeping the verdicts it has."""
     tests = MODULES.get(module)
     if tests is None:
         sys.exit(f"{module}: not in tools/mutation.py MODULES; add it with the test files that cover it")
-    names = count(scratch(module), module)[1] if again else []
-    if not again:
+    names = []
+    if again:
+        names = count(scratch(module), module)[1] + count(scratch(module), module, "timeout")[1]
+    if not (again or keep):
         for name in ("mutants", "cache"):
             shutil.rmtree(scratch(module) / name, ignore_errors=True)
     work = prepare(module, tests)
@@ -143,17 +148,18 @@ def run(module: str, max_children: int, again: bool = False) -> dict:
     return entry
 
 
-def count(work: Path, module: str) -> tuple[dict, list[str]]:
+def count(work: Path, module: str, *listed: str) -> tuple[dict, list[str]]:
+    """Counts per status, and the names of the mutants in `listed` statuses (default: not killed)."""
     meta = work / "mutants" / (module + ".meta")
     codes = json.loads(meta.read_text())["exit_code_by_key"]
     counts: dict[str, int] = {}
-    survivors = []
+    names = []
     for name, code in sorted(codes.items()):
         status = STATUS.get(code, "suspicious")
         counts[status] = counts.get(status, 0) + 1
-        if status in ("survived", "no tests"):
-            survivors.append(name)
-    return counts, survivors
+        if status in (listed or ("survived", "no tests")):
+            names.append(name)
+    return counts, names
 
 
 def table(results: dict) -> str:
@@ -187,7 +193,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("modules", nargs="*", help="modules to mutate (default: every one in MODULES)")
     parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
-    parser.add_argument("--again", action="store_true", help="retest only the last run's survivors")
+    parser.add_argument("--again", action="store_true", help="retest only the last run's survivors and timeouts")
+    parser.add_argument("--keep", action="store_true", help="continue an interrupted run")
     parser.add_argument("--table", action="store_true", help="print the results table and stop")
     parser.add_argument("--docs", action="store_true", help="write the results table into docs/testing.md")
     parser.add_argument("--survivors", action="store_true", help="print the surviving mutants' diffs and stop")
@@ -199,7 +206,7 @@ def main() -> None:
         return
     if not (args.table or args.docs):
         for module in args.modules or list(MODULES):
-            entry = run(module, args.max_children, args.again)
+            entry = run(module, args.max_children, args.again, args.keep)
             print(f"{module}: {entry}", flush=True)
     text = table(json.loads(RESULTS.read_text()) if RESULTS.exists() else {})
     if args.docs:
