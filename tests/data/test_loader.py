@@ -107,7 +107,7 @@ def test_batch_format_cls_sep_per_document_and_positions_restart(group_store, to
     batch = make(group_store, objective="clm", seq_len=128, batch_size=4).batch(2)
     special = tokenizer.special
     assert batch.input_ids.dtype == torch.int64 and batch.labels.dtype == torch.int64
-    assert batch.cu_seqlens.dtype == torch.int32
+    assert batch.position_ids.dtype == torch.int64 and batch.cu_seqlens.dtype == torch.int32
     assert batch.sequence_offsets.tolist() == [0, 128, 256, 384, 512]
     bounds = batch.cu_seqlens.tolist()
     assert bounds[0] == 0 and bounds[-1] == batch.num_tokens
@@ -151,9 +151,10 @@ def test_batch_size_warmup_ramps_by_tokens_seen(group_store):
 
 
 def test_padded_view_has_one_row_per_document_segment(group_store):
-    batch = make(group_store, seq_len=64, batch_size=3).batch(1)
+    batch = make(group_store, seq_len=256, batch_size=3).batch(1)
     input_ids, attention_mask, labels = batch.to_padded()
     lengths = (batch.cu_seqlens[1:] - batch.cu_seqlens[:-1]).tolist()
+    assert len(set(lengths)) > 2  # rows of several lengths: padding happens
     assert input_ids.shape == (len(lengths), batch.max_seqlen)
     assert attention_mask.sum(1).tolist() == lengths
     assert torch.equal(input_ids[attention_mask.bool()], batch.input_ids)
@@ -174,6 +175,29 @@ def test_split_into_micro_batches_keeps_rows_whole(group_store):
         assert part.cu_seqlens[0] == 0 and part.cu_seqlens[-1] == part.num_tokens
         assert part.sequence_offsets[-1] == part.num_tokens
     assert sum((p.segments for p in parts), []) == batch.segments
+    assert sum((p.groups for p in parts), []) == batch.groups
+    assert torch.equal(torch.cat([p.position_ids for p in parts]), batch.position_ids)
+    assert [p.max_seqlen for p in parts] == [int(p.cu_seqlens.diff().max()) for p in parts]
+
+
+def test_to_moves_every_tensor_and_keeps_the_rest(group_store):
+    batch = make(group_store, seq_len=64, batch_size=3).batch(1)
+    moved = batch.to("meta")
+    for name in ("input_ids", "labels", "position_ids", "cu_seqlens", "sequence_offsets"):
+        tensor, original = getattr(moved, name), getattr(batch, name)
+        assert tensor.device.type == "meta" and original.device.type == "cpu"
+        assert tensor.shape == original.shape and tensor.dtype == original.dtype
+    assert (moved.segments, moved.groups, moved.step, moved.max_seqlen) == (
+        batch.segments, batch.groups, batch.step, batch.max_seqlen)
+
+
+def test_an_empty_batch_is_well_formed(group_store):
+    from twofold.data.batches import build_batch
+
+    empty = build_batch(make(group_store).corpus, [], step=0, rank=0, first_sequence=0, seed=1, masker=None)
+    assert (empty.num_tokens, empty.num_sequences, empty.max_seqlen) == (0, 0, 0)
+    assert empty.input_ids.dtype == torch.int64 and empty.cu_seqlens.tolist() == [0]
+    assert [t.shape for t in empty.to_padded()] == [(0, 0)] * 3
 
 
 def test_resume_from_state_continues_exactly(group_store):
