@@ -143,6 +143,9 @@ def run(module: str, max_children: int, again: bool = False, keep: bool = False)
     if not (again or keep):
         for name in ("mutants", "cache"):
             shutil.rmtree(scratch(module) / name, ignore_errors=True)
+    else:  # mutmut keeps its copy of the tests and which test reaches which function: renew both
+        shutil.rmtree(scratch(module) / "mutants" / "tests", ignore_errors=True)
+        (scratch(module) / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     work = prepare(module, tests)
     # mutmut puts its mutated copy (work/mutants/src) first on sys.path itself.
     # One torch thread per test process (an OpenMP pool does not survive mutmut's fork), and the
