@@ -147,3 +147,13 @@ def test_wrong_member_and_missing_mask_are_clear_errors():
         decoder().fill_mask(torch.tensor([5, 6]))
     with pytest.raises(TwofoldError, match="no mask token"):
         TwofoldModel(preset("tiny")).fill_mask(torch.tensor([5, 6]))
+
+
+def test_temperature_sharpens_and_top_k_one_is_greedy():
+    logits = torch.tensor([[2.0, 0.0, 0.0, 0.0, 0.0]])
+    gen = torch.Generator().manual_seed(1)
+    cold = {int(sample_next(logits, True, 0.05, 0, 1.0, gen)) for _ in range(300)}
+    hot = {int(sample_next(logits, True, 20.0, 0, 1.0, gen)) for _ in range(300)}
+    assert cold == {0} and hot == {0, 1, 2, 3, 4}  # T=1 would give token 0 only 65% of the time
+    assert {int(sample_next(logits, True, 1.0, 1, 1.0, gen)) for _ in range(300)} == {0}
+    assert {int(sample_next(logits, True, 1.0, -1, 1.0, gen)) for _ in range(300)} == {0, 1, 2, 3, 4}  # off
