@@ -150,7 +150,7 @@ def test_batch_size_warmup_ramps_by_tokens_seen(group_store):
     assert same(make(group_store, batch_size=warmup).batch(4), batches[4])
 
 
-def test_padded_view_has_one_row_per_document_segment(group_store):
+def test_padded_view_has_one_row_per_document_segment(group_store, tokenizer):
     batch = make(group_store, seq_len=256, batch_size=3).batch(1)
     input_ids, attention_mask, labels = batch.to_padded()
     lengths = (batch.cu_seqlens[1:] - batch.cu_seqlens[:-1]).tolist()
@@ -160,7 +160,7 @@ def test_padded_view_has_one_row_per_document_segment(group_store):
     assert torch.equal(input_ids[attention_mask.bool()], batch.input_ids)
     assert torch.equal(labels[attention_mask.bool()], batch.labels)
     assert (labels[~attention_mask.bool()] == -100).all()
-    assert (input_ids[~attention_mask.bool()] == batch.pad_id).all()
+    assert (input_ids[~attention_mask.bool()] == tokenizer.special.pad).all()  # the store's [PAD]
 
 
 def test_split_into_micro_batches_keeps_rows_whole(group_store):
