@@ -72,6 +72,11 @@ EQUIVALENT: dict[str, str] = {
     _G + "x_left_align__mutmut_8": "an int64 0/1 mask sorts like an int8 one",
     _G + "x_sample_next__mutmut_3": "on [B, V] logits dim 1 is dim -1",
     _G + "x_sample_next__mutmut_13": "top_k 0 is falsy, so 'top_k and top_k >= 0' equals 'top_k and top_k > 0'",
+    **{_G + f"x_sample_next__mutmut_{n}": "logits are [B, V]: dim +1 (or the default, -1) is the vocabulary"
+       for n in (19, 24, 26, 44, 46, 51, 56, 90)},
+    **{_G + f"x_sample_next__mutmut_{n}": "float('-INF') is float('-inf')" for n in (38, 66, 80)},
+    **{_G + f"x_sample_next__mutmut_{n}": "at top_p 1 the filter drops only a token whose preceding mass "
+       "rounds to 1, i.e. of probability below float precision" for n in (39, 40)},
     _B + "xǁBatchǁto__mutmut_1": "non_blocking is a transfer hint: the copied values are the same",
     _B + "xǁBatchǁto__mutmut_7": "non_blocking is a transfer hint: the copied values are the same",
     _B + "xǁBatchǁto_padded__mutmut_21": _DTYPE_DEFAULT,

@@ -157,3 +157,12 @@ def test_temperature_sharpens_and_top_k_one_is_greedy():
     assert cold == {0} and hot == {0, 1, 2, 3, 4}  # T=1 would give token 0 only 65% of the time
     assert {int(sample_next(logits, True, 1.0, 1, 1.0, gen)) for _ in range(300)} == {0}
     assert {int(sample_next(logits, True, 1.0, -1, 1.0, gen)) for _ in range(300)} == {0, 1, 2, 3, 4}  # off
+
+
+def test_top_k_three_and_top_p_keep_exactly_the_tokens_they_should():
+    logits = torch.tensor([[5.0, 4.0, 1.0, 0.0, -1.0]])  # p ≈ 0.71, 0.26, 0.013, 0.005, 0.002
+    gen = torch.Generator().manual_seed(2)
+    draws = lambda top_k, top_p, row=logits: {int(sample_next(row, True, 1.0, top_k, top_p, gen)) for _ in range(400)}
+    assert draws(3, 1.0, torch.tensor([[5.0, 5.0, 5.0, 0.0, 0.0]])) == {0, 1, 2}
+    assert draws(0, 0.8) == {0, 1}  # 0.71 before token 1 is short of 0.8; 0.97 before token 2 is not
+    assert draws(0, 0.5, torch.tensor([[0.0, 0.0]])) == {0}  # the mass before token 1 reaches 0.5 exactly
