@@ -88,6 +88,14 @@ EQUIVALENT: dict[str, str] = {
     _B + "x_pack__mutmut_26": "numpy's default integer is int64 on the platforms twofold supports",
     _B + "x_pack__mutmut_28": "numpy's default integer is int64 on the platforms twofold supports",
     _B + "x_pack__mutmut_38": "float64 sums of lengths are exact below 2^53 and cast to int32 right after",
+    **{f"twofold.train.optim.x_build_optimizer__mutmut_{n}": "max_lr None defaults to lr, which is the peak here"
+       for n in (25, 30)},
+    **{f"twofold.train.optim.x_param_groups__mutmut_{n}": "norms have no submodules, and a recursed name is "
+       "never the bare 'bias'" for n in (2, 3)},
+    **{f"twofold.train.optim.xǁStableAdamWǁ_update__mutmut_{n}": "torch.zeros is float32 by default"
+       for n in (13, 15)},
+    "twofold.data.mixture.xǁMixtureǁprobabilities__mutmut_33": "0 ** tau is 0 for tau > 0: the same weight",
+    "twofold.data.mixture.xǁMixtureǁprobabilities__mutmut_36": "0 ** tau is 0 for tau > 0: the same weight",
     "twofold.data.objectives.xǁMaskerǁ__call____mutmut_15": _TIE,
     "twofold.data.objectives.xǁMaskerǁ__call____mutmut_32": _TIE,
     "twofold.data.objectives.xǁMaskerǁ__init____mutmut_10": _INT64,
@@ -107,10 +115,16 @@ EQUIVALENT: dict[str, str] = {
     "twofold.train.schedule.x_phase_steps__mutmut_13": _FULL_STEPS,
 }
 
+# Functions that only style a figure: the tests check what a plot shows (bar heights, labels,
+# reference lines), not its size, colours or tick rotation. Their survivors are listed apart.
+COSMETIC = ("twofold.data.mixture.x_plot_plan__",)
+
 # Surviving mutants that do change behaviour, but only where these tests cannot run.
 _UNSTABLE = "an unstable sort could reorder a row's real tokens; torch's CPU sort keeps equal keys in order anyway"
 _DEVICE = "the padded view would stay on the CPU for a batch on an accelerator; no accelerator here"
 NOT_KILLABLE_HERE: dict[str, str] = {
+    **{f"twofold.train.optim.x_clip_grad_norm__mutmut_{n}": "only FSDP2 returns a DTensor norm: "
+       "tests/train/test_distributed.py compares it (torchrun, not in the fast selection)" for n in (11, 13, 17, 18)},
     _B + "x_build_batch__mutmut_27": "without its purpose key the mask stream of step 2 is the interleave stream "
     "of block = sequence index: a correlation of two random streams that no test sees",
     **{_G + f"x_left_align__mutmut_{n}": _UNSTABLE for n in (7, 10)},
@@ -208,12 +222,13 @@ def count(work: Path, module: str, *listed: str) -> tuple[dict, list[str]]:
 
 
 def table(results: dict) -> str:
-    """Per-module counts; the kill rate is over the mutants not listed in EQUIVALENT."""
-    rows = ["| module | mutants | killed | timeout | survived | no tests | equivalent | killed, of the rest | time |",
+    """Per-module counts; the kill rate leaves out equivalent and cosmetic survivors."""
+    rows = ["| module | mutants | killed | timeout | survived | no tests | equivalent, cosmetic | killed, of the rest "
+            "| time |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for module, r in sorted(results.items()):
         total = sum(r.get(k, 0) for k in ("killed", "timeout", "survived", "no tests", "skipped", "suspicious"))
-        equivalent = sum(name in EQUIVALENT for name in r["survivors"])
+        equivalent = sum(name in EQUIVALENT or name.startswith(COSMETIC) for name in r["survivors"])
         killed = r.get("killed", 0) + r.get("timeout", 0)
         minutes, seconds = divmod(r["seconds"], 60)
         rows.append(f"| {module.removeprefix('src/')} | {total} | {r.get('killed', 0)} | {r.get('timeout', 0)} | "
@@ -223,6 +238,8 @@ def table(results: dict) -> str:
     for _, r in sorted(results.items()):
         for name in r["survivors"]:
             reason = EQUIVALENT.get(name) or NOT_KILLABLE_HERE.get(name, "not explained yet")
+            if name.startswith(COSMETIC):
+                reason = "figure styling (size, colours, shared axis, tick rotation); what the plot shows is tested"
             rows.append(f"- `{name.removeprefix('twofold.')}`: {reason}")
     return "\n".join(rows)
 
