@@ -94,6 +94,20 @@ EQUIVALENT: dict[str, str] = {
        "never the bare 'bias'" for n in (2, 3)},
     **{f"twofold.train.optim.xǁStableAdamWǁ_update__mutmut_{n}": "torch.zeros is float32 by default"
        for n in (13, 15)},
+    **{f"twofold.data.sampling.x_name_key__mutmut_{n}": "any fixed hash of the group name is an equally good "
+       "stream key" for n in (6, 7)},
+    **{f"twofold.data.sampling.xǁCorpusǁgroup_documents__mutmut_{n}": "float indices are turned back by int() "
+       "where they are used" for n in (9, 12, 14)},
+    **{f"twofold.data.sampling.xǁInterleaveǁ__init____mutmut_{n}": "a list of Python floats is float64 anyway"
+       for n in (3, 5)},
+    **{f"twofold.data.sampling.xǁInterleaveǁ_layout__mutmut_{n}": "float ranks are turned back by int() where used"
+       for n in (25, 27)},
+    "twofold.data.sampling.xǁInterleaveǁ_layout__mutmut_16": "numpy reads a sort kind by its first letter, "
+    "in any case",
+    **{f"twofold.data.sampling.xǁGroupStreamǁ_epoch__mutmut_{n}": "cache size and eviction order: recomputed, "
+       "never different" for n in (12, 13, 14)},
+    **{f"twofold.data.sampling.xǁInterleaveǁ_layout__mutmut_{n}": "cache size and eviction order: recomputed, "
+       "never different" for n in (32, 33, 34, 35)},
     "twofold.data.mixture.xǁMixtureǁprobabilities__mutmut_33": "0 ** tau is 0 for tau > 0: the same weight",
     "twofold.data.mixture.xǁMixtureǁprobabilities__mutmut_36": "0 ** tau is 0 for tau > 0: the same weight",
     "twofold.data.objectives.xǁMaskerǁ__call____mutmut_15": _TIE,

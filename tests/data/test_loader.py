@@ -255,3 +255,35 @@ def test_stores_made_with_different_tokenizers_do_not_mix(tmp_path, group_store,
     prepare_store([SourceSpec(str(group_corpus))], other_tokenizer, tmp_path / "s", progress=False)
     with pytest.raises(TwofoldError, match="different tokenizers"):
         Corpus([TokenStore(group_store), TokenStore(tmp_path / "s")])
+
+
+def test_interleave_deals_each_group_its_quota_with_instances_counted_from_zero():
+    from twofold.data.sampling import Interleave
+
+    deal = Interleave([0.7, 0.3], seed=1)
+    assert deal.block == 4096 and deal.quotas.tolist() == [2867, 1229]
+    seen = {0: [], 1: []}
+    for k in range(2 * deal.block):
+        group, instance = deal.locate(k)
+        seen[group].append(instance)
+    for group, quota in enumerate(deal.quotas.tolist()):
+        assert sorted(seen[group]) == list(range(2 * quota))  # every instance once, block after block
+    first = [deal.locate(k)[0] for k in range(64)]
+    assert first != [Interleave([0.7, 0.3], seed=2).locate(k)[0] for k in range(64)]  # keyed by the seed
+    assert first != [deal.locate(deal.block + k)[0] for k in range(64)]  # and by the block
+    rare = Interleave([1e-4, 1 - 1e-4], seed=1)  # the block grows until the rare group gets a slot
+    assert rare.block == 16384 and rare.quotas.tolist() == [2, 16382]
+
+
+def test_each_epoch_of_a_group_has_its_own_document_order(group_store):
+    from twofold.data.sampling import GroupStream, SequenceSampler
+
+    corpus = Corpus([TokenStore(group_store)])
+    stream = GroupStream(corpus, "mid", seed=4, seq_len=100_000, layout="document")
+    n = len(stream.docs)
+    epochs = [[stream.sequence(e * n + i)[0][1] for i in range(n)] for e in range(2)]
+    assert sorted(epochs[0]) == sorted(epochs[1]) and epochs[0] != epochs[1]
+    other_seed = GroupStream(corpus, "mid", seed=5, seq_len=100_000, layout="document")
+    assert [other_seed.sequence(i)[0][1] for i in range(n)] != epochs[0]
+    packed = SequenceSampler(corpus, {"big": 0.5, "mid": 0.5}, seed=4, seq_len=64)  # packed by default
+    assert all(sum(end - begin for _, _, begin, end in packed.sequence(k)[1]) == 64 for k in range(8))
