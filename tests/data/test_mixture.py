@@ -105,3 +105,28 @@ def test_plot_plan_draws_probabilities_and_epochs(tmp_path, monkeypatch):
     assert [line.get_ydata()[0] for line in bottom.lines] == [1.0]  # the one-epoch line
     assert (top.get_ylabel(), bottom.get_ylabel()) == ("sampling probability", "epochs over budget")
     assert figure._suptitle.get_text() == "pretrain"
+
+
+@pytest.mark.parametrize("mixture", [Mixture(weights={"en": 3, "fr": 1}), Mixture(temperature=0.7),
+                                     Mixture(temperature=0.5, groups=("en", "sw")), Mixture()])
+def test_a_mixture_round_trips_through_its_dict(mixture):
+    data = mixture.to_dict()
+    assert set(data) == {"weights", "temperature", "groups"}
+    assert Mixture.from_dict(data) == mixture
+    assert Mixture.from_dict(data).probabilities(COUNTS) == mixture.probabilities(COUNTS)
+    with pytest.raises(TwofoldError, match=r"^mixture: unknown key\(s\) tau"):
+        Mixture.from_dict({**data, "tau": 1})
+
+
+def test_weights_and_groups_are_normalised():
+    mixture = Mixture(weights={1: 2, "x": 1}, groups=["1", "x"])
+    assert mixture.weights == {"1": 2.0, "x": 1.0} and mixture.groups == ("1", "x")
+
+
+def test_groups_without_tokens():
+    assert Mixture(temperature=0.5).probabilities({"a": 100, "b": 0}) == {"a": 1.0}  # left out
+    assert Mixture(weights={"a": 1, "b": 0}).probabilities({"a": 10, "b": 0}) == {"a": 1.0}
+    p = Mixture(temperature=0.5).probabilities({"a": 100, "b": 1})
+    assert p["b"] == pytest.approx(1 / 11)  # one token is a group: 1^0.5 / (100^0.5 + 1)
+    with pytest.raises(TwofoldError, match="group\\(s\\) b have no tokens"):
+        Mixture(weights={"a": 1, "b": 1}).probabilities({"a": 10, "b": 0})
