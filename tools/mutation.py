@@ -137,6 +137,8 @@ COSMETIC = ("twofold.data.mixture.x_plot_plan__",)
 _UNSTABLE = "an unstable sort could reorder a row's real tokens; torch's CPU sort keeps equal keys in order anyway"
 _DEVICE = "the padded view would stay on the CPU for a batch on an accelerator; no accelerator here"
 NOT_KILLABLE_HERE: dict[str, str] = {
+    "twofold.data.sampling.xǁInterleaveǁ_layout__mutmut_8": "without its purpose key the interleave stream of "
+    "block b is another stream's: a correlation of two random streams that no test sees",
     **{f"twofold.train.optim.x_clip_grad_norm__mutmut_{n}": "only FSDP2 returns a DTensor norm: "
        "tests/train/test_distributed.py compares it (torchrun, not in the fast selection)" for n in (11, 13, 17, 18)},
     _B + "x_build_batch__mutmut_27": "without its purpose key the mask stream of step 2 is the interleave stream "

@@ -287,3 +287,20 @@ def test_each_epoch_of_a_group_has_its_own_document_order(group_store):
     assert [other_seed.sequence(i)[0][1] for i in range(n)] != epochs[0]
     packed = SequenceSampler(corpus, {"big": 0.5, "mid": 0.5}, seed=4, seq_len=64)  # packed by default
     assert all(sum(end - begin for _, _, begin, end in packed.sequence(k)[1]) == 64 for k in range(8))
+
+
+def test_apportion_rounds_to_the_total_and_keeps_every_group():
+    from twofold.data.sampling import _apportion
+
+    assert _apportion(np.array([0.26, 0.74]), 10).tolist() == [3, 7]  # the largest remainder gets the slot
+    assert _apportion(np.array([0.5, 0.3, 0.2]), 10).tolist() == [5, 3, 2]
+    assert _apportion(np.array([1e-4, 1e-4, 0.9998]), 4).tolist() == [1, 1, 2]  # the big group gives way
+
+
+def test_a_corpus_of_two_stores_adds_their_groups_and_fingerprints(group_store):
+    import hashlib
+
+    one, two = Corpus([TokenStore(group_store)]), Corpus([TokenStore(group_store), TokenStore(group_store)])
+    assert two.group_tokens == {g: 2 * n for g, n in one.group_tokens.items()}
+    assert one.fingerprint == TokenStore(group_store).fingerprint
+    assert two.fingerprint == hashlib.sha256(f"{one.fingerprint}+{one.fingerprint}".encode()).hexdigest()
