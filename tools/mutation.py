@@ -108,6 +108,8 @@ EQUIVALENT: dict[str, str] = {
        "never different" for n in (12, 13, 14)},
     **{f"twofold.data.sampling.xǁInterleaveǁ_layout__mutmut_{n}": "cache size and eviction order: recomputed, "
        "never different" for n in (32, 33, 34, 35)},
+    "twofold.data.sampling.xǁSequenceSamplerǁ__init____mutmut_8": "the sampler stores the corpus but never reads it",
+    "twofold.train.optim.xǁStableAdamWǁ_update__mutmut_84": "an extra fp32 copy copied back: the same values",
     "twofold.data.mixture.xǁMixtureǁprobabilities__mutmut_33": "0 ** tau is 0 for tau > 0: the same weight",
     "twofold.data.mixture.xǁMixtureǁprobabilities__mutmut_36": "0 ** tau is 0 for tau > 0: the same weight",
     "twofold.data.objectives.xǁMaskerǁ__call____mutmut_15": _TIE,
@@ -137,6 +139,10 @@ COSMETIC = ("twofold.data.mixture.x_plot_plan__",)
 _UNSTABLE = "an unstable sort could reorder a row's real tokens; torch's CPU sort keeps equal keys in order anyway"
 _DEVICE = "the padded view would stay on the CPU for a batch on an accelerator; no accelerator here"
 NOT_KILLABLE_HERE: dict[str, str] = {
+    "twofold.data.sampling.xǁInterleaveǁ__init____mutmut_9": "differs only when p_min x block is exactly 1: "
+    "one more doubling, an equally valid deal",
+    "twofold.data.sampling.xǁInterleaveǁ__init____mutmut_11": "differs only for a group rarer than 2^-22, past "
+    "the largest block",
     "twofold.data.sampling.xǁInterleaveǁ_layout__mutmut_8": "without its purpose key the interleave stream of "
     "block b is another stream's: a correlation of two random streams that no test sees",
     **{f"twofold.train.optim.x_clip_grad_norm__mutmut_{n}": "only FSDP2 returns a DTensor norm: "

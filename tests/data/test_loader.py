@@ -304,3 +304,12 @@ def test_a_corpus_of_two_stores_adds_their_groups_and_fingerprints(group_store):
     assert two.group_tokens == {g: 2 * n for g, n in one.group_tokens.items()}
     assert one.fingerprint == TokenStore(group_store).fingerprint
     assert two.fingerprint == hashlib.sha256(f"{one.fingerprint}+{one.fingerprint}".encode()).hexdigest()
+
+
+def test_the_shortest_sequence_is_three_tokens(group_store):
+    from twofold.data.sampling import SequenceSampler
+
+    corpus = Corpus([TokenStore(group_store)])
+    assert len(SequenceSampler(corpus, {"big": 1.0}, seed=1, seq_len=3).sequence(0)[1][0]) == 4
+    with pytest.raises(TwofoldError, match="seq_len 2 is too small"):
+        SequenceSampler(corpus, {"big": 1.0}, seed=1, seq_len=2)

@@ -187,3 +187,19 @@ def test_set_lr_without_a_peak_keeps_max_lr():
     opt = build_optimizer(model_with_everything(), OptimizerConfig(lr=3e-3))
     set_lr(opt, 1e-4)
     assert all(g["lr"] == 1e-4 and g["max_lr"] == 3e-3 for g in opt.param_groups)
+
+
+@pytest.mark.parametrize("scale", [1e-5, 1e-7])  # v̂ just above eps², and below it (the floor acts)
+def test_the_second_moment_floor_is_eps_squared(scale):
+    torch.manual_seed(6)
+    p0 = torch.randn(4, dtype=torch.float64)
+    grads = [torch.zeros(4, dtype=torch.float64), torch.randn(4, dtype=torch.float64) * scale]
+    expected = reference_steps(p0.tolist(), [g.tolist() for g in grads], lr=1e-2, beta1=0.9, beta2=0.98,
+                               eps=1e-6, wd=0.0, max_lr=1e-2)
+    param = nn.Parameter(p0.clone())
+    opt = StableAdamW([param], lr=1e-2, betas=(0.9, 0.98), eps=1e-6)
+    for g, (want, _) in zip(grads, expected):
+        param.grad = g.clone()
+        opt.step()
+        assert param.detach().tolist() == pytest.approx(want, rel=1e-9, abs=1e-15)
+    assert expected[-1][1] == (scale == 1e-5)  # clipped only while v̂ is above the floor
