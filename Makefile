@@ -12,7 +12,7 @@ COLBERT_VENV ?= .venv-colbert
 COLBERT_STAMP := $(COLBERT_VENV)/.installed
 PYLATE_SPEC ?= pylate==1.6.0
 
-.PHONY: install colbert demo test test-colbert test-slow lint clean
+.PHONY: install colbert demo test test-colbert test-slow lint mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,7 +53,13 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
+
+# Mutation testing (slow, not in CI): every behaviour-critical module, or one with
+# `make mutation MODULE=src/twofold/data/objectives.py`. Results: docs/testing.md.
+mutation: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[dev,mutation]" "$(TORCH_SPEC)"
+	$(BIN)/python tools/mutation.py $(MODULE)
 
 clean:
-	rm -rf $(VENV) $(COLBERT_VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(COLBERT_VENV) build mutants *.egg-info src/*.egg-info .pytest_cache

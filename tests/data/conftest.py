@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.cache import cached
 
 from twofold.data.sources import SourceSpec
 from twofold.data.stdlib import stdlib_documents
 from twofold.data.store import prepare_store
-from twofold.data.tokenizer import train_tokenizer
+from twofold.data.tokenizer import load_tokenizer, train_tokenizer
 
 PACKAGES = ["json", "email"]
 
@@ -30,8 +31,8 @@ def paragraphs() -> list[str]:
 
 @pytest.fixture(scope="session")
 def tokenizer(tmp_path_factory):
-    texts = [d.text for d in stdlib_documents(packages=PACKAGES)]
-    return train_tokenizer(texts, 512, tmp_path_factory.mktemp("tokenizer"))
+    texts = lambda: [d.text for d in stdlib_documents(packages=PACKAGES)]
+    return load_tokenizer(cached(tmp_path_factory, "data-tokenizer", lambda out: train_tokenizer(texts(), 512, out)))
 
 
 @pytest.fixture(scope="session")
@@ -44,12 +45,11 @@ def group_corpus(tmp_path_factory) -> Path:
         for _ in range(count):
             records.append({"id": f"{group}-{index}", "lang": group, "text": blocks[index % len(blocks)]})
             index += 1
-    return write_jsonl(tmp_path_factory.mktemp("corpus") / "langs.jsonl", records)
+    return cached(tmp_path_factory, "corpus", lambda out: write_jsonl(out / "langs.jsonl", records)) / "langs.jsonl"
 
 
 @pytest.fixture(scope="session")
 def group_store(tmp_path_factory, tokenizer, group_corpus) -> Path:
-    out = tmp_path_factory.mktemp("stores") / "langs"
     spec = SourceSpec(str(group_corpus), group_field="lang", id_field="id")
-    prepare_store([spec], tokenizer, out, progress=False)
-    return out
+    build = lambda out: prepare_store([spec], tokenizer, out / "langs", progress=False)
+    return cached(tmp_path_factory, "stores", build) / "langs"

@@ -107,7 +107,7 @@ def test_batch_format_cls_sep_per_document_and_positions_restart(group_store, to
     batch = make(group_store, objective="clm", seq_len=128, batch_size=4).batch(2)
     special = tokenizer.special
     assert batch.input_ids.dtype == torch.int64 and batch.labels.dtype == torch.int64
-    assert batch.cu_seqlens.dtype == torch.int32
+    assert batch.position_ids.dtype == torch.int64 and batch.cu_seqlens.dtype == torch.int32
     assert batch.sequence_offsets.tolist() == [0, 128, 256, 384, 512]
     bounds = batch.cu_seqlens.tolist()
     assert bounds[0] == 0 and bounds[-1] == batch.num_tokens
@@ -150,16 +150,17 @@ def test_batch_size_warmup_ramps_by_tokens_seen(group_store):
     assert same(make(group_store, batch_size=warmup).batch(4), batches[4])
 
 
-def test_padded_view_has_one_row_per_document_segment(group_store):
-    batch = make(group_store, seq_len=64, batch_size=3).batch(1)
+def test_padded_view_has_one_row_per_document_segment(group_store, tokenizer):
+    batch = make(group_store, seq_len=256, batch_size=3).batch(1)
     input_ids, attention_mask, labels = batch.to_padded()
     lengths = (batch.cu_seqlens[1:] - batch.cu_seqlens[:-1]).tolist()
+    assert len(set(lengths)) > 2  # rows of several lengths: padding happens
     assert input_ids.shape == (len(lengths), batch.max_seqlen)
     assert attention_mask.sum(1).tolist() == lengths
     assert torch.equal(input_ids[attention_mask.bool()], batch.input_ids)
     assert torch.equal(labels[attention_mask.bool()], batch.labels)
     assert (labels[~attention_mask.bool()] == -100).all()
-    assert (input_ids[~attention_mask.bool()] == batch.pad_id).all()
+    assert (input_ids[~attention_mask.bool()] == tokenizer.special.pad).all()  # the store's [PAD]
 
 
 def test_split_into_micro_batches_keeps_rows_whole(group_store):
@@ -174,6 +175,29 @@ def test_split_into_micro_batches_keeps_rows_whole(group_store):
         assert part.cu_seqlens[0] == 0 and part.cu_seqlens[-1] == part.num_tokens
         assert part.sequence_offsets[-1] == part.num_tokens
     assert sum((p.segments for p in parts), []) == batch.segments
+    assert sum((p.groups for p in parts), []) == batch.groups
+    assert torch.equal(torch.cat([p.position_ids for p in parts]), batch.position_ids)
+    assert [p.max_seqlen for p in parts] == [int(p.cu_seqlens.diff().max()) for p in parts]
+
+
+def test_to_moves_every_tensor_and_keeps_the_rest(group_store):
+    batch = make(group_store, seq_len=64, batch_size=3).batch(1)
+    moved = batch.to("meta")
+    for name in ("input_ids", "labels", "position_ids", "cu_seqlens", "sequence_offsets"):
+        tensor, original = getattr(moved, name), getattr(batch, name)
+        assert tensor.device.type == "meta" and original.device.type == "cpu"
+        assert tensor.shape == original.shape and tensor.dtype == original.dtype
+    assert (moved.segments, moved.groups, moved.step, moved.max_seqlen) == (
+        batch.segments, batch.groups, batch.step, batch.max_seqlen)
+
+
+def test_an_empty_batch_is_well_formed(group_store):
+    from twofold.data.batches import build_batch
+
+    empty = build_batch(make(group_store).corpus, [], step=0, rank=0, first_sequence=0, seed=1, masker=None)
+    assert (empty.num_tokens, empty.num_sequences, empty.max_seqlen) == (0, 0, 0)
+    assert empty.input_ids.dtype == torch.int64 and empty.cu_seqlens.tolist() == [0]
+    assert [t.shape for t in empty.to_padded()] == [(0, 0)] * 3
 
 
 def test_resume_from_state_continues_exactly(group_store):
@@ -231,3 +255,61 @@ def test_stores_made_with_different_tokenizers_do_not_mix(tmp_path, group_store,
     prepare_store([SourceSpec(str(group_corpus))], other_tokenizer, tmp_path / "s", progress=False)
     with pytest.raises(TwofoldError, match="different tokenizers"):
         Corpus([TokenStore(group_store), TokenStore(tmp_path / "s")])
+
+
+def test_interleave_deals_each_group_its_quota_with_instances_counted_from_zero():
+    from twofold.data.sampling import Interleave
+
+    deal = Interleave([0.7, 0.3], seed=1)
+    assert deal.block == 4096 and deal.quotas.tolist() == [2867, 1229]
+    seen = {0: [], 1: []}
+    for k in range(2 * deal.block):
+        group, instance = deal.locate(k)
+        seen[group].append(instance)
+    for group, quota in enumerate(deal.quotas.tolist()):
+        assert sorted(seen[group]) == list(range(2 * quota))  # every instance once, block after block
+    first = [deal.locate(k)[0] for k in range(64)]
+    assert first != [Interleave([0.7, 0.3], seed=2).locate(k)[0] for k in range(64)]  # keyed by the seed
+    assert first != [deal.locate(deal.block + k)[0] for k in range(64)]  # and by the block
+    rare = Interleave([1e-4, 1 - 1e-4], seed=1)  # the block grows until the rare group gets a slot
+    assert rare.block == 16384 and rare.quotas.tolist() == [2, 16382]
+
+
+def test_each_epoch_of_a_group_has_its_own_document_order(group_store):
+    from twofold.data.sampling import GroupStream, SequenceSampler
+
+    corpus = Corpus([TokenStore(group_store)])
+    stream = GroupStream(corpus, "mid", seed=4, seq_len=100_000, layout="document")
+    n = len(stream.docs)
+    epochs = [[stream.sequence(e * n + i)[0][1] for i in range(n)] for e in range(2)]
+    assert sorted(epochs[0]) == sorted(epochs[1]) and epochs[0] != epochs[1]
+    other_seed = GroupStream(corpus, "mid", seed=5, seq_len=100_000, layout="document")
+    assert [other_seed.sequence(i)[0][1] for i in range(n)] != epochs[0]
+    packed = SequenceSampler(corpus, {"big": 0.5, "mid": 0.5}, seed=4, seq_len=64)  # packed by default
+    assert all(sum(end - begin for _, _, begin, end in packed.sequence(k)[1]) == 64 for k in range(8))
+
+
+def test_apportion_rounds_to_the_total_and_keeps_every_group():
+    from twofold.data.sampling import _apportion
+
+    assert _apportion(np.array([0.26, 0.74]), 10).tolist() == [3, 7]  # the largest remainder gets the slot
+    assert _apportion(np.array([0.5, 0.3, 0.2]), 10).tolist() == [5, 3, 2]
+    assert _apportion(np.array([1e-4, 1e-4, 0.9998]), 4).tolist() == [1, 1, 2]  # the big group gives way
+
+
+def test_a_corpus_of_two_stores_adds_their_groups_and_fingerprints(group_store):
+    import hashlib
+
+    one, two = Corpus([TokenStore(group_store)]), Corpus([TokenStore(group_store), TokenStore(group_store)])
+    assert two.group_tokens == {g: 2 * n for g, n in one.group_tokens.items()}
+    assert one.fingerprint == TokenStore(group_store).fingerprint
+    assert two.fingerprint == hashlib.sha256(f"{one.fingerprint}+{one.fingerprint}".encode()).hexdigest()
+
+
+def test_the_shortest_sequence_is_three_tokens(group_store):
+    from twofold.data.sampling import SequenceSampler
+
+    corpus = Corpus([TokenStore(group_store)])
+    assert len(SequenceSampler(corpus, {"big": 1.0}, seed=1, seq_len=3).sequence(0)[1][0]) == 4
+    with pytest.raises(TwofoldError, match="seq_len 2 is too small"):
+        SequenceSampler(corpus, {"big": 1.0}, seed=1, seq_len=2)

@@ -1,6 +1,7 @@
 import pytest
 
-from twofold.data.mixture import Mixture, load_mixture, plan, plot_plan
+from twofold.data import mixture as mixture_module
+from twofold.data.mixture import Mixture, format_plan, load_mixture, plan, plot_plan
 from twofold.errors import TwofoldError
 
 COUNTS = {"en": 1_000_000, "fr": 100_000, "sw": 1_000}
@@ -96,3 +97,59 @@ def test_boost_multiplies_n_to_the_tau_of_a_group():
         Mixture(temperature=0.5, groups=("en", "fr"), boost={"sw": 2}).probabilities(COUNTS)
     with pytest.raises(TwofoldError, match="boost factors must be > 0"):
         Mixture(boost={"sw": 0})
+
+
+def test_plan_rows_go_from_the_most_sampled_group_down():
+    counts = {"a": 10, "b": 1000, "c": 100}  # alphabetical order is not probability order
+    rows = plan(Mixture(), counts, 1)  # a budget of one token is a budget
+    assert [(r.group, r.tokens) for r in rows] == [("b", 1000), ("c", 100), ("a", 10)]
+    assert rows[0].probability == pytest.approx(1000 / 1110) and rows[2].epochs == pytest.approx(1 / 1110)
+
+
+def test_format_plan_prints_each_row_s_numbers():
+    rows = plan(Mixture(weights={"en": 3, "fr": 1}), COUNTS, 2_000_000)
+    lines = format_plan(rows).splitlines()
+    assert lines[0].split() == ["group", "tokens", "p", "drawn", "epochs"]
+    assert lines[1].split() == ["en", "1,000,000", "0.7500", "1,500,000", "1.50"]
+    assert lines[2].split() == ["fr", "100,000", "0.2500", "500,000", "5.00"]
+    assert len(lines) == 3
+
+
+def test_plot_plan_draws_probabilities_and_epochs(tmp_path, monkeypatch):
+    figures, real = [], mixture_module.save_figure
+    monkeypatch.setattr(mixture_module, "save_figure", lambda f, p, **kw: (figures.append(f), real(f, p, **kw))[1])
+    rows = plan(Mixture(temperature=0.5), COUNTS, 1_000_000)
+    assert plot_plan(rows, tmp_path / "p.png", title="pretrain").is_file()
+    (figure,) = figures
+    top, bottom = figure.axes
+    assert [b.get_height() for b in top.patches] == pytest.approx([r.probability for r in rows])
+    assert [b.get_height() for b in bottom.patches] == pytest.approx([r.epochs for r in rows])
+    assert [t.get_text() for t in bottom.get_xticklabels()] == ["en", "fr", "sw"]
+    assert [line.get_ydata()[0] for line in bottom.lines] == [1.0]  # the one-epoch line
+    assert (top.get_ylabel(), bottom.get_ylabel()) == ("sampling probability", "epochs over budget")
+    assert figure._suptitle.get_text() == "pretrain"
+
+
+@pytest.mark.parametrize("mixture", [Mixture(weights={"en": 3, "fr": 1}), Mixture(temperature=0.7),
+                                     Mixture(temperature=0.5, groups=("en", "sw")), Mixture()])
+def test_a_mixture_round_trips_through_its_dict(mixture):
+    data = mixture.to_dict()
+    assert set(data) == {"weights", "temperature", "groups"}
+    assert Mixture.from_dict(data) == mixture
+    assert Mixture.from_dict(data).probabilities(COUNTS) == mixture.probabilities(COUNTS)
+    with pytest.raises(TwofoldError, match=r"^mixture: unknown key\(s\) tau"):
+        Mixture.from_dict({**data, "tau": 1})
+
+
+def test_weights_and_groups_are_normalised():
+    mixture = Mixture(weights={1: 2, "x": 1}, groups=["1", "x"])
+    assert mixture.weights == {"1": 2.0, "x": 1.0} and mixture.groups == ("1", "x")
+
+
+def test_groups_without_tokens():
+    assert Mixture(temperature=0.5).probabilities({"a": 100, "b": 0}) == {"a": 1.0}  # left out
+    assert Mixture(weights={"a": 1, "b": 0}).probabilities({"a": 10, "b": 0}) == {"a": 1.0}
+    p = Mixture(temperature=0.5).probabilities({"a": 100, "b": 1})
+    assert p["b"] == pytest.approx(1 / 11)  # one token is a group: 1^0.5 / (100^0.5 + 1)
+    with pytest.raises(TwofoldError, match="group\\(s\\) b have no tokens"):
+        Mixture(weights={"a": 1, "b": 1}).probabilities({"a": 10, "b": 0})

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from twofold.data.batches import build_batch
 from twofold.data.loader import BatchLoader
 from twofold.data.mixture import Mixture
 from twofold.data.objectives import IGNORE_INDEX, Masker, causal_labels
@@ -77,6 +78,26 @@ def test_causal_labels_on_a_hand_made_example():
     assert labels.tolist() == [10, 11, 1, -100, 20, 1, -100]
 
 
-def test_mask_rate_outside_zero_one_is_refused():
+@pytest.mark.parametrize("rate", [0.0, 1.0, 1.5, -0.1])
+def test_mask_rate_outside_zero_one_is_refused(rate):
     with pytest.raises(TwofoldError, match="mask rate must be in"):
-        Masker(1.5, 100, 3, [0, 1, 2, 3, 4])
+        Masker(rate, 100, 3, [0, 1, 2, 3, 4])
+
+
+def test_random_replacements_draw_from_every_regular_token():
+    masker = Masker(0.9, 8, 3, [0, 1, 2, 3, 4])  # regular tokens: 5, 6, 7
+    inputs, labels = masker(np.full(4000, 6), np.random.default_rng(0))
+    chosen = labels != IGNORE_INDEX
+    assert set(inputs[chosen & (inputs != 3)].tolist()) == {5, 6, 7}
+    assert set(inputs[~chosen].tolist()) == {6}
+
+
+def test_the_mask_of_a_sequence_is_keyed_by_seed_step_and_global_index(group_store):
+    mlm = loader(group_store, "mlm")
+    sequences = [mlm.sampler.sequence(k)[1] for k in range(4)]  # the same tokens every time
+    labels = lambda **key: build_batch(mlm.corpus, sequences, rank=0, masker=mlm.masker, **key).labels
+    base = labels(step=0, first_sequence=0, seed=5)
+    assert torch.equal(base, labels(step=0, first_sequence=0, seed=5))
+    for other in (dict(step=1, first_sequence=0, seed=5), dict(step=0, first_sequence=4, seed=5),
+                  dict(step=0, first_sequence=0, seed=6)):
+        assert not torch.equal(base, labels(**other)), other

@@ -1,6 +1,8 @@
+import hashlib
 import itertools
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -8,6 +10,7 @@ from twofold.cli import main
 from twofold.data.loader import BatchLoader
 from twofold.data.mixture import Mixture
 from twofold.data.orderlog import LOG_DIR, read_step, replay_batch
+from twofold.data.store import TokenStore
 from twofold.errors import TwofoldError
 
 
@@ -81,3 +84,27 @@ def test_show_batch_of_an_unlogged_step_or_a_non_run_is_an_error(tmp_path, group
         replay_batch(tmp_path / "run", 9)
     with pytest.raises(TwofoldError, match="loader.json: not found"):
         replay_batch(tmp_path, 0)
+
+
+def test_logged_hash_is_the_hash_of_the_logged_tokens(tmp_path, group_store, tokenizer):
+    """Recomputed here from the store's arrays: sha256(token ids as int64 ‖ segment offsets as
+    int32), first 16 hex digits, over `[CLS] document [SEP]` pieces named by the log."""
+    run(tmp_path / "run", group_store, 4, objective="clm")
+    store = TokenStore(group_store)
+    cls, sep = tokenizer.special.cls, tokenizer.special.sep
+    hashes = set()
+    for step in range(4):
+        (record,) = read_step(tmp_path / "run", step)
+        pieces = []
+        for sequence in record["sequences"]:
+            for _, doc, begin, end in sequence:
+                body = store.tokens[int(store.offsets[doc]):int(store.offsets[doc + 1])].tolist()
+                pieces.append(([cls] + body + [sep])[begin:end])
+        ids = np.array([t for piece in pieces for t in piece], np.int64)
+        offsets = np.cumsum([0] + [len(piece) for piece in pieces]).astype(np.int32)
+        digest = hashlib.sha256(ids.tobytes() + offsets.tobytes()).hexdigest()[:16]
+        assert record["hash"] == digest
+        (replayed,) = replay_batch(tmp_path / "run", step)
+        assert replayed.input_ids.tolist() == ids.tolist()  # CLM inputs are the tokens themselves
+        hashes.add(digest)
+    assert len(hashes) == 4

@@ -1,9 +1,10 @@
 """A small BPE tokenizer and tiny random encoder/decoder models, shared by the eval tests."""
 
 import pytest
+from tests.cache import cached
 
 from twofold.data.stdlib import stdlib_documents
-from twofold.data.tokenizer import train_tokenizer
+from twofold.data.tokenizer import load_tokenizer, train_tokenizer
 from twofold.eval import Settings
 from twofold.model import TwofoldModel, preset
 
@@ -14,8 +15,8 @@ TINY = Settings(max_length=48, batch_size=16, lm_tokens=300, pseudo_perplexity_t
 
 @pytest.fixture(scope="session")
 def tokenizer(tmp_path_factory):
-    texts = [d.text for d in stdlib_documents("train", packages=["json", "textwrap"])]
-    return train_tokenizer(texts, 512, tmp_path_factory.mktemp("tokenizer"))
+    texts = lambda: [d.text for d in stdlib_documents("train", packages=["json", "textwrap"])]
+    return load_tokenizer(cached(tmp_path_factory, "eval-tokenizer", lambda out: train_tokenizer(texts(), 512, out)))
 
 
 def tiny_model(tokenizer, causal: bool) -> TwofoldModel:

@@ -18,9 +18,17 @@ def test_evaluation_functions_never_appear_in_the_training_corpus():
 def test_code_search_pairs_each_docstring_line_with_its_code():
     data = code_search_set(max_queries=50, seed=0)
     assert len(data.queries) == 50 and set(data.qrels) == set(data.queries)
+    # Each held-out function's code (docstring removed) -> the first line of its docstring, and
+    # the name its `def` line must carry.
+    first_line = {f.code: f.docstring.strip().splitlines()[0] for f in held_out_functions()}
+    names = {f.code: f.name.rsplit(".", 1)[-1] for f in held_out_functions()}
     for query, relevant in data.qrels.items():
         (doc,) = relevant
-        assert '"""' not in data.documents[doc] or data.queries[query] not in data.documents[doc]
+        code = data.documents[doc]
+        assert first_line[code] == data.queries[query]  # the query is this code's own docstring line
+        assert f"def {names[code]}(" in code
+        assert data.queries[query] not in code  # the answer is not written in the document
+    assert len(set(data.documents.values())) == len(data.documents)
     assert code_search_set(50, seed=0) == data and code_search_set(50, seed=1) != data
 
 

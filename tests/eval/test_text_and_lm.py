@@ -26,8 +26,13 @@ def test_embed_texts_pools_like_the_model_heads(tokenizer, encoder):
     texts = ["import os", "def read(path):\n    return open(path).read()", "x"]
     vectors = embed_texts(encoder, tokenizer, texts, ("mean", "cls"), max_length=32, batch_size=2)
     for i, ids in enumerate(frame(tokenizer, texts, 32)):
-        expected = embed(encoder, torch.tensor([ids]), pooling="mean")[0]
-        assert torch.allclose(vectors["mean"][i], expected, atol=1e-5)
+        for pooling in ("mean", "cls"):
+            expected = embed(encoder, torch.tensor([ids]), pooling=pooling)[0]
+            assert torch.allclose(vectors[pooling][i], expected, atol=1e-5), pooling
+        with torch.no_grad():  # cls: the final hidden state at [CLS], the first position
+            hidden = encoder.encode(torch.tensor([ids]))[0]
+        assert torch.allclose(vectors["cls"][i], hidden[0], atol=1e-5)
+        assert torch.allclose(vectors["mean"][i], hidden.mean(0), atol=1e-5)
 
 
 def test_mask_windows_masks_regular_tokens_at_the_rate_and_by_seed(tokenizer):

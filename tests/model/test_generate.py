@@ -31,6 +31,46 @@ def test_greedy_32_tokens_equal_transformers_generate():
     assert torch.equal(got, expected)
 
 
+def sharpened(model: TwofoldModel) -> TwofoldModel:
+    """Weights scaled up so the logits are far from uniform and the argmax moves step to step."""
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" not in name:
+                param.mul_(6.0)
+    return model
+
+
+def step_logits(model: TwofoldModel, prompt, mask, new_tokens):
+    """Our generated ids and the logits of each step, read off the vocabulary projection."""
+    seen = []
+    hook = model.decoder.register_forward_hook(lambda module, args, out: seen.append(out.detach().clone()))
+    try:
+        ids = model.generate(prompt, attention_mask=mask, max_new_tokens=new_tokens, eos_token_id=-1)
+    finally:
+        hook.remove()
+    return ids, torch.stack(seen)
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["one-row", "left-padded-batch"])
+def test_every_step_s_logits_equal_transformers_with_a_cache_past_the_window(padded):
+    torch.manual_seed(4)
+    model = sharpened(decoder())
+    twin = hf_generator(model)
+    prompt = torch.randint(5, model.config.vocab_size, (2 if padded else 1, 7))
+    mask = torch.ones_like(prompt)
+    if padded:
+        mask[0, :3] = 0
+        prompt = prompt.masked_fill(mask == 0, model.config.pad_token_id)
+    expected = twin.generate(prompt, attention_mask=mask, max_new_tokens=24, do_sample=False,
+                             output_logits=True, return_dict_in_generate=True)
+    ids, logits = step_logits(model, prompt, mask, 24)
+    assert torch.equal(ids, expected.sequences)
+    assert len(set(ids[-1, 7:].tolist())) > 8  # not one token repeated: the comparison can tell
+    want = torch.stack(expected.logits)
+    assert logits.shape == want.shape == (24, prompt.shape[0], model.config.vocab_size)
+    torch.testing.assert_close(logits, want, rtol=0, atol=1e-5)
+
+
 def test_batch_left_and_right_padding_give_the_same_continuations():
     model = decoder()
     twin = hf_generator(model)
@@ -107,3 +147,22 @@ def test_wrong_member_and_missing_mask_are_clear_errors():
         decoder().fill_mask(torch.tensor([5, 6]))
     with pytest.raises(TwofoldError, match="no mask token"):
         TwofoldModel(preset("tiny")).fill_mask(torch.tensor([5, 6]))
+
+
+def test_temperature_sharpens_and_top_k_one_is_greedy():
+    logits = torch.tensor([[2.0, 0.0, 0.0, 0.0, 0.0]])
+    gen = torch.Generator().manual_seed(1)
+    cold = {int(sample_next(logits, True, 0.05, 0, 1.0, gen)) for _ in range(300)}
+    hot = {int(sample_next(logits, True, 20.0, 0, 1.0, gen)) for _ in range(300)}
+    assert cold == {0} and hot == {0, 1, 2, 3, 4}  # T=1 would give token 0 only 65% of the time
+    assert {int(sample_next(logits, True, 1.0, 1, 1.0, gen)) for _ in range(300)} == {0}
+    assert {int(sample_next(logits, True, 1.0, -1, 1.0, gen)) for _ in range(300)} == {0, 1, 2, 3, 4}  # off
+
+
+def test_top_k_three_and_top_p_keep_exactly_the_tokens_they_should():
+    logits = torch.tensor([[5.0, 4.0, 1.0, 0.0, -1.0]])  # p ≈ 0.71, 0.26, 0.013, 0.005, 0.002
+    gen = torch.Generator().manual_seed(2)
+    draws = lambda top_k, top_p, row=logits: {int(sample_next(row, True, 1.0, top_k, top_p, gen)) for _ in range(400)}
+    assert draws(3, 1.0, torch.tensor([[5.0, 5.0, 5.0, 0.0, 0.0]])) == {0, 1, 2}
+    assert draws(0, 0.8) == {0, 1}  # 0.71 before token 1 is short of 0.8; 0.97 before token 2 is not
+    assert draws(0, 0.5, torch.tensor([[0.0, 0.0]])) == {0}  # the mass before token 1 reaches 0.5 exactly

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from tests.cache import cached
 
 TINY_RECIPE = """\
 model: tiny
@@ -27,11 +28,12 @@ def tiny_store(tmp_path_factory) -> Path:
     from twofold.data.store import prepare_store
     from twofold.data.tokenizer import train_tokenizer
 
-    root = tmp_path_factory.mktemp("data")
-    texts = (d.text for d in stdlib_documents(packages=["json", "email"]))
-    tokenizer = train_tokenizer(texts, 512, root / "tokenizer")
-    prepare_store([SourceSpec("stdlib", packages="json+email")], tokenizer, root / "store", progress=False)
-    return root / "store"
+    def build(root: Path) -> None:
+        texts = (d.text for d in stdlib_documents(packages=["json", "email"]))
+        tokenizer = train_tokenizer(texts, 512, root / "tokenizer")
+        prepare_store([SourceSpec("stdlib", packages="json+email")], tokenizer, root / "store", progress=False)
+
+    return cached(tmp_path_factory, "tiny", build) / "store"
 
 
 @pytest.fixture(scope="session")

@@ -128,12 +128,20 @@ def test_state_dict_round_trip_continues_identically(name):
 
 def test_build_optimizer_and_set_lr():
     model = model_with_everything()
-    opt = build_optimizer(model, OptimizerConfig(lr=3e-3, weight_decay=3e-4), peak_lr=1.5e-3)
-    assert isinstance(opt, StableAdamW) and opt.param_groups[0]["max_lr"] == 1.5e-3
+    config = OptimizerConfig(lr=3e-3, betas=(0.8, 0.95), eps=1e-7, weight_decay=3e-4)
+    opt = build_optimizer(model, config, peak_lr=1.5e-3)
+    assert isinstance(opt, StableAdamW)
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = [(sorted(names[id(p)] for p in g["params"]), g["weight_decay"], g["lr"], g["max_lr"], g["betas"], g["eps"])
+              for g in opt.param_groups]
+    assert groups == [(["0.weight", "2.weight"], 3e-4, 1.5e-3, 1.5e-3, (0.8, 0.95), 1e-7),
+                      (["1.bias", "1.weight", "2.bias", "3.bias"], 0.0, 1.5e-3, 1.5e-3, (0.8, 0.95), 1e-7)]
     set_lr(opt, 1e-4, peak=2e-3)
     assert all(g["lr"] == 1e-4 and g["max_lr"] == 2e-3 for g in opt.param_groups)
-    adamw = build_optimizer(model, OptimizerConfig(name="adamw", lr=1e-3, weight_decay=0.1))
-    assert isinstance(adamw, torch.optim.AdamW) and adamw.param_groups[0]["weight_decay"] == 0.1
+    adamw = build_optimizer(model, OptimizerConfig(name="adamw", lr=2e-3, weight_decay=0.1))
+    assert isinstance(adamw, torch.optim.AdamW)
+    got = [(len(g["params"]), g["weight_decay"], g["lr"], g["betas"], g["eps"]) for g in adamw.param_groups]
+    assert got == [(2, 0.1, 2e-3, (0.9, 0.98), 1e-6), (4, 0.0, 2e-3, (0.9, 0.98), 1e-6)]  # not torch's defaults
 
 
 def test_grad_clipping():
@@ -143,3 +151,55 @@ def test_grad_clipping():
     assert model.weight.grad.norm().item() == pytest.approx(5.0)
     assert clip_grad_norm(model, 1.0).item() == pytest.approx(5.0)  # the norm before clipping
     assert model.weight.grad.norm().item() == pytest.approx(1.0, rel=1e-4)
+
+
+def test_defaults_and_invalid_settings():
+    param = nn.Parameter(torch.zeros(2))
+    assert {k: StableAdamW([param]).defaults[k] for k in ("lr", "eps", "max_lr")} == {"lr": 1e-3, "eps": 1e-6,
+                                                                                          "max_lr": 1e-3}
+    StableAdamW([param], betas=(0.0, 0.0))  # beta 0 is allowed
+    for bad in (dict(lr=0.0), dict(eps=0.0), dict(weight_decay=-0.1), dict(betas=(1.0, 0.9)), dict(betas=(0.9, -0.1)),
+                dict(betas=(0.9, 1.5))):
+        with pytest.raises(ValueError, match="invalid StableAdamW"):
+            StableAdamW([param], **bad)
+
+
+def test_bf16_weights_get_fp32_moments_and_arithmetic():
+    torch.manual_seed(5)
+    p32 = nn.Parameter(torch.randn(16))
+    p16 = nn.Parameter(p32.detach().to(torch.bfloat16))
+    grads = [torch.randn(16) for _ in range(3)]
+    opt32 = StableAdamW([nn.Parameter(p16.detach().float())], lr=1e-2, weight_decay=0.1)
+    opt16 = StableAdamW([p16], lr=1e-2, weight_decay=0.1)
+    for g in grads:
+        opt32.param_groups[0]["params"][0].grad = g.clone()
+        p16.grad = g.to(torch.bfloat16)
+        opt32.step()
+        opt16.step()
+        ref = opt32.param_groups[0]["params"][0]
+        ref.data.copy_(ref.data.to(torch.bfloat16).float())  # the bf16 weight is what the next step starts from
+    state = opt16.state[p16]
+    assert state["exp_avg"].dtype == state["exp_avg_sq"].dtype == torch.float32 and p16.dtype == torch.bfloat16
+    assert torch.equal(p16.detach().float(), opt32.param_groups[0]["params"][0].detach())
+
+
+def test_set_lr_without_a_peak_keeps_max_lr():
+    opt = build_optimizer(model_with_everything(), OptimizerConfig(lr=3e-3))
+    set_lr(opt, 1e-4)
+    assert all(g["lr"] == 1e-4 and g["max_lr"] == 3e-3 for g in opt.param_groups)
+
+
+@pytest.mark.parametrize("scale", [1e-5, 1e-7])  # v̂ just above eps², and below it (the floor acts)
+def test_the_second_moment_floor_is_eps_squared(scale):
+    torch.manual_seed(6)
+    p0 = torch.randn(4, dtype=torch.float64)
+    grads = [torch.zeros(4, dtype=torch.float64), torch.randn(4, dtype=torch.float64) * scale]
+    expected = reference_steps(p0.tolist(), [g.tolist() for g in grads], lr=1e-2, beta1=0.9, beta2=0.98,
+                               eps=1e-6, wd=0.0, max_lr=1e-2)
+    param = nn.Parameter(p0.clone())
+    opt = StableAdamW([param], lr=1e-2, betas=(0.9, 0.98), eps=1e-6)
+    for g, (want, _) in zip(grads, expected):
+        param.grad = g.clone()
+        opt.step()
+        assert param.detach().tolist() == pytest.approx(want, rel=1e-9, abs=1e-15)
+    assert expected[-1][1] == (scale == 1e-5)  # clipped only while v̂ is above the floor

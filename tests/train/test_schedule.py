@@ -105,3 +105,30 @@ def test_step_batches_follow_the_ramp_by_tokens_seen():
     steps = StepPlan(BatchSchedule(sequences=3, start_sequences=1, warmup_tokens=30), seq_len=10)
     assert [steps.size(s) for s in range(5)] == [1, 1, 2, 3, 3]
     assert [steps.tokens_before(s) for s in range(5)] == [0, 10, 20, 40, 70]
+
+
+def test_start_ratio_scales_the_warmup_and_the_hold():
+    s = Schedule(peak=2.0, tokens=1000, warmup_tokens=100, start_ratio=0.5)
+    assert lr_at(s, 50) == pytest.approx(0.5)  # half of the warmup to 0.5 × peak
+    assert lr_at(s, 500) == pytest.approx(1.0)
+
+
+def test_one_token_warmup_and_progress_outside_zero_one():
+    assert warmup(0, 1) == 0.0
+    assert lr_at(Schedule(peak=1.0, tokens=10, warmup_tokens=1), 0) == 0.0
+    assert decay_ratio("linear", 1.5, 1.0, 0.1) == pytest.approx(0.1)  # past the end: the floor
+    assert decay_ratio("linear", -0.5, 1.0, 0.1) == pytest.approx(1.0)
+
+
+def test_phase_steps_edges_and_batches_rounded_to_a_multiple():
+    import dataclasses
+
+    tiny = dataclasses.replace(load_recipe("demo").phase["pretrain"], tokens=100, seq_len=10, batch_sequences=3,
+                               batch_start_sequences=1, batch_warmup_tokens=30)
+    flat = dataclasses.replace(tiny, batch_start_sequences=None)
+    assert phase_steps(flat) == 4  # 3 sequences × 10 tokens per step
+    assert phase_steps(dataclasses.replace(flat, tokens=91)) == 4
+    assert phase_steps(dataclasses.replace(tiny, tokens=20)) == 2  # the budget ends inside the warmup
+    # multiple_of 2: the warmup takes 2, 2 sequences (0 → 20 → 40 tokens), then 2 per step to 100
+    assert phase_steps(tiny, multiple_of=2) == 5
+    assert phase_steps(flat, multiple_of=2) == 5

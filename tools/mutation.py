@@ -1,0 +1,305 @@
+"""Mutation testing of the behaviour-critical modules with mutmut, one module at a time.
+
+Each module is mutated with only the fast test files that cover it (the map below), in its
+own scratch copy of the repository under `build/mutation/<module>/`, so a run never touches
+the work tree and one module can be rerun alone. Results accumulate in
+`build/mutation/results.json`; `--table` prints the per-module table that docs/testing.md holds.
+
+    python tools/mutation.py                                  # every module in MODULES, in turn
+    python tools/mutation.py src/twofold/data/objectives.py   # one module
+    python tools/mutation.py --table                          # the table from the last results
+    python tools/mutation.py --docs                           # ... written into docs/testing.md
+    python tools/mutation.py --survivors src/twofold/data/objectives.py  # their diffs
+
+`make mutation` and `make mutation MODULE=…` call this. Not part of CI: it is slow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "build" / "mutation"
+RESULTS = WORK / "results.json"
+DOCS = ROOT / "docs" / "testing.md"
+MARKERS = ("<!-- mutation-table: tools/mutation.py --docs -->", "<!-- /mutation-table -->")
+
+# module -> the fast test files that exercise it (mutmut runs, per mutant, only the tests of
+# these files that reach the mutated function).
+MODULES = {
+    "src/twofold/data/objectives.py": ["tests/data/test_objectives.py", "tests/data/test_loader.py"],
+    "src/twofold/data/batches.py": ["tests/data/test_objectives.py", "tests/data/test_loader.py",
+                                    "tests/data/test_orderlog.py"],
+    "src/twofold/data/sampling.py": ["tests/data/test_loader.py", "tests/data/test_objectives.py"],
+    "src/twofold/data/mixture.py": ["tests/data/test_mixture.py", "tests/data/test_loader.py"],
+    "src/twofold/model/attention.py": ["tests/model/test_attention_kernels.py", "tests/model/test_parity.py",
+                                       "tests/model/test_config_and_inputs.py"],
+    "src/twofold/model/generate.py": ["tests/model/test_generate.py"],
+    "src/twofold/model/heads.py": ["tests/model/test_parity.py", "tests/model/test_hf_interop.py",
+                                   "tests/eval/test_text_and_lm.py"],
+    "src/twofold/train/schedule.py": ["tests/train/test_schedule.py"],
+    "src/twofold/train/optim.py": ["tests/train/test_optim.py"],
+    "src/twofold/train/loop.py": ["tests/train/test_observed.py"],
+    "src/twofold/train/checkpoint.py": ["tests/train/test_checkpoint.py"],
+    "src/twofold/hf.py": ["tests/model/test_hf_interop.py"],
+}
+
+# Surviving mutants that cannot change behaviour, with the reason (checked by hand).
+_NONE_SHAPE = ("with decay 'none' the decay branch returns the start ratio too (that shape is 1 everywhere), "
+               "and before the decay begins progress clamps to 0, which also gives the start ratio")
+_FULL_STEPS = ("without a batch warmup every step of the warmup loop is a full batch, so the loop and the "
+               "formula after it count the same ceil(tokens / full batch) steps")
+_TIE = "a uniform float draw equals the threshold exactly with probability 2^-53"
+_INT64 = "numpy's default integer is int64 on the platforms twofold supports (Linux, macOS; numpy >= 2 everywhere)"
+_B = "twofold.data.batches."
+_DTYPE_DEFAULT = "torch.full with an integer fill value makes an int64 tensor anyway"
+_G = "twofold.model.generate."
+_FED = "feed() sets it before every attend"
+EQUIVALENT: dict[str, str] = {
+    _G + "xǁKVCacheǁ__init____mutmut_10": _FED,
+    _G + "xǁKVCacheǁ__init____mutmut_11": _FED,
+    _G + "xǁKVCacheǁattend__mutmut_65": "keys kept beyond the window are masked out by `allowed`: memory, not values",
+    _G + "xǁKVCacheǁattend__mutmut_67": "differs only at radius 1, where the one extra key kept is masked out",
+    _G + "x_left_align__mutmut_6": "argsort's default dim is the last, dim 1 of the 2-D mask",
+    _G + "x_left_align__mutmut_8": "an int64 0/1 mask sorts like an int8 one",
+    _G + "x_sample_next__mutmut_3": "on [B, V] logits dim 1 is dim -1",
+    _G + "x_sample_next__mutmut_13": "top_k 0 is falsy, so 'top_k and top_k >= 0' equals 'top_k and top_k > 0'",
+    **{_G + f"x_sample_next__mutmut_{n}": "logits are [B, V]: dim +1 (or the default, -1) is the vocabulary"
+       for n in (19, 24, 26, 44, 46, 51, 56, 90)},
+    **{_G + f"x_sample_next__mutmut_{n}": "float('-INF') is float('-inf')" for n in (38, 66, 80)},
+    **{_G + f"x_sample_next__mutmut_{n}": "at top_p 1 the filter drops only a token whose preceding mass "
+       "rounds to 1, i.e. of probability below float precision" for n in (39, 40)},
+    _B + "xǁBatchǁto__mutmut_1": "non_blocking is a transfer hint: the copied values are the same",
+    _B + "xǁBatchǁto__mutmut_7": "non_blocking is a transfer hint: the copied values are the same",
+    _B + "xǁBatchǁto_padded__mutmut_21": _DTYPE_DEFAULT,
+    _B + "xǁBatchǁto_padded__mutmut_24": _DTYPE_DEFAULT,
+    _B + "xǁBatchǁto_padded__mutmut_28": _DTYPE_DEFAULT,
+    _B + "xǁBatchǁto_padded__mutmut_31": _DTYPE_DEFAULT,
+    _B + "x_pack__mutmut_8": "np.fromiter's count only preallocates",
+    _B + "x_pack__mutmut_42": "np.fromiter's count only preallocates",
+    _B + "x_pack__mutmut_26": "numpy's default integer is int64 on the platforms twofold supports",
+    _B + "x_pack__mutmut_28": "numpy's default integer is int64 on the platforms twofold supports",
+    _B + "x_pack__mutmut_38": "float64 sums of lengths are exact below 2^53 and cast to int32 right after",
+    **{f"twofold.train.optim.x_build_optimizer__mutmut_{n}": "max_lr None defaults to lr, which is the peak here"
+       for n in (25, 30)},
+    **{f"twofold.train.optim.x_param_groups__mutmut_{n}": "norms have no submodules, and a recursed name is "
+       "never the bare 'bias'" for n in (2, 3)},
+    **{f"twofold.train.optim.xǁStableAdamWǁ_update__mutmut_{n}": "torch.zeros is float32 by default"
+       for n in (13, 15)},
+    **{f"twofold.data.sampling.x_name_key__mutmut_{n}": "any fixed hash of the group name is an equally good "
+       "stream key" for n in (6, 7)},
+    **{f"twofold.data.sampling.xǁCorpusǁgroup_documents__mutmut_{n}": "float indices are turned back by int() "
+       "where they are used" for n in (9, 12, 14)},
+    **{f"twofold.data.sampling.xǁInterleaveǁ__init____mutmut_{n}": "a list of Python floats is float64 anyway"
+       for n in (3, 5)},
+    **{f"twofold.data.sampling.xǁInterleaveǁ_layout__mutmut_{n}": "float ranks are turned back by int() where used"
+       for n in (25, 27)},
+    "twofold.data.sampling.xǁInterleaveǁ_layout__mutmut_16": "numpy reads a sort kind by its first letter, "
+    "in any case",
+    **{f"twofold.data.sampling.xǁGroupStreamǁ_epoch__mutmut_{n}": "cache size and eviction order: recomputed, "
+       "never different" for n in (12, 13, 14)},
+    **{f"twofold.data.sampling.xǁInterleaveǁ_layout__mutmut_{n}": "cache size and eviction order: recomputed, "
+       "never different" for n in (32, 33, 34, 35)},
+    "twofold.data.sampling.xǁSequenceSamplerǁ__init____mutmut_8": "the sampler stores the corpus but never reads it",
+    "twofold.train.optim.xǁStableAdamWǁ_update__mutmut_84": "an extra fp32 copy copied back: the same values",
+    "twofold.data.mixture.xǁMixtureǁprobabilities__mutmut_33": "0 ** tau is 0 for tau > 0: the same weight",
+    "twofold.data.mixture.xǁMixtureǁprobabilities__mutmut_36": "0 ** tau is 0 for tau > 0: the same weight",
+    "twofold.data.objectives.xǁMaskerǁ__call____mutmut_15": _TIE,
+    "twofold.data.objectives.xǁMaskerǁ__call____mutmut_32": _TIE,
+    "twofold.data.objectives.xǁMaskerǁ__init____mutmut_10": _INT64,
+    "twofold.data.objectives.x_causal_labels__mutmut_13": "cu_seqlens stay int32, which index the same positions",
+    "twofold.data.objectives.x_causal_labels__mutmut_15": "cu_seqlens stay int32, which index the same positions",
+    "twofold.data.objectives.xǁMaskerǁ__call____mutmut_27": _TIE,
+    "twofold.data.objectives.xǁMaskerǁ__call____mutmut_34": _TIE,
+    "twofold.data.objectives.xǁMaskerǁ__init____mutmut_12": _INT64,
+    "twofold.data.objectives.xǁMaskerǁ__init____mutmut_21": _INT64,
+    "twofold.data.objectives.xǁMaskerǁ__init____mutmut_23": _INT64,
+    "twofold.train.schedule.x_lr_at__mutmut_11": "at tokens == warmup_tokens the warmup factor is 1: the hold's LR",
+    "twofold.train.schedule.x_lr_at__mutmut_20": _NONE_SHAPE,
+    "twofold.train.schedule.x_lr_at__mutmut_22": _NONE_SHAPE,
+    "twofold.train.schedule.x_lr_at__mutmut_23": _NONE_SHAPE,
+    "twofold.train.schedule.x_lr_at__mutmut_24": "at the decay start progress 0 gives the start ratio either way",
+    "twofold.train.schedule.x_phase_steps__mutmut_12": _FULL_STEPS,
+    "twofold.train.schedule.x_phase_steps__mutmut_13": _FULL_STEPS,
+}
+
+# Functions that only style a figure: the tests check what a plot shows (bar heights, labels,
+# reference lines), not its size, colours or tick rotation. Their survivors are listed apart.
+COSMETIC = ("twofold.data.mixture.x_plot_plan__",)
+
+# Surviving mutants that do change behaviour, but only where these tests cannot run.
+_UNSTABLE = "an unstable sort could reorder a row's real tokens; torch's CPU sort keeps equal keys in order anyway"
+_DEVICE = "the padded view would stay on the CPU for a batch on an accelerator; no accelerator here"
+NOT_KILLABLE_HERE: dict[str, str] = {
+    "twofold.data.sampling.xǁInterleaveǁ__init____mutmut_9": "differs only when p_min x block is exactly 1: "
+    "one more doubling, an equally valid deal",
+    "twofold.data.sampling.xǁInterleaveǁ__init____mutmut_11": "differs only for a group rarer than 2^-22, past "
+    "the largest block",
+    "twofold.data.sampling.xǁInterleaveǁ_layout__mutmut_8": "without its purpose key the interleave stream of "
+    "block b is another stream's: a correlation of two random streams that no test sees",
+    **{f"twofold.train.optim.x_clip_grad_norm__mutmut_{n}": "only FSDP2 returns a DTensor norm: "
+       "tests/train/test_distributed.py compares it (torchrun, not in the fast selection)" for n in (11, 13, 17, 18)},
+    _B + "x_build_batch__mutmut_27": "without its purpose key the mask stream of step 2 is the interleave stream "
+    "of block = sequence index: a correlation of two random streams that no test sees",
+    **{_G + f"x_left_align__mutmut_{n}": _UNSTABLE for n in (7, 10)},
+    **{_B + f"xǁBatchǁto_padded__mutmut_{n}": _DEVICE for n in (34, 35, 36, 37)},
+}
+
+# Lines whose mutants would only reword a message: the condition that raises or warns is
+# mutated on its own line, the text of the message is not behaviour.
+DO_NOT_MUTATE = [r"raise \w+\(", r"warnings\.warn\(", r"^\s+f?\"[^\"]*\"\)*( from None)?,?$"]
+
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
+          36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout", 37: "killed"}
+
+
+def scratch(module: str) -> Path:
+    return WORK / re.sub(r"[^A-Za-z0-9]+", "_", module.removeprefix("src/twofold/").removesuffix(".py"))
+
+
+def prepare(module: str, tests: list[str]) -> Path:
+    """A copy of src/, tests/ and pyproject.toml whose [tool.mutmut] names this module and its tests."""
+    work = scratch(module)
+    for name in ("src", "tests"):
+        shutil.rmtree(work / name, ignore_errors=True)
+        shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    text = (ROOT / "pyproject.toml").read_text()
+    base, _, _ = text.partition("[tool.mutmut]")
+    settings = {
+        "source_paths": ["src"],
+        "only_mutate": [module],
+        "pytest_add_cli_args_test_selection": tests,
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q"],
+        "do_not_mutate_patterns": DO_NOT_MUTATE,
+        "timeout_multiplier": 3.0,  # a mutant that loops is stopped at 3x its tests' CPU time
+        # Limits: (tests' time + 20 s) x 3 wall seconds, twice that in CPU seconds: room for the
+        # session's fixtures and for a machine shared with other work.
+        "timeout_constant": 20.0,
+        "use_git_change_detection": False,
+    }
+    lines = ["[tool.mutmut]"] + [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+    (work / "pyproject.toml").write_text(base + "\n".join(lines) + "\n")
+    return work
+
+
+def run(module: str, max_children: int, again: bool = False, keep: bool = False) -> dict:
+    """Mutate `module` from scratch; `again`: retest only its last survivors and timeouts against
+    today's tests; `keep`: continue an interrupted run, keeping the verdicts it has."""
+    tests = MODULES.get(module)
+    if tests is None:
+        sys.exit(f"{module}: not in tools/mutation.py MODULES; add it with the test files that cover it")
+    names = []
+    if again:
+        names = count(scratch(module), module)[1] + count(scratch(module), module, "timeout")[1]
+    if not (again or keep):
+        for name in ("mutants", "cache"):
+            shutil.rmtree(scratch(module) / name, ignore_errors=True)
+    else:  # mutmut keeps its copy of the tests and which test reaches which function: renew both
+        shutil.rmtree(scratch(module) / "mutants" / "tests", ignore_errors=True)
+        (scratch(module) / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+    work = prepare(module, tests)
+    # mutmut puts its mutated copy (work/mutants/src) first on sys.path itself.
+    # One torch thread per test process (an OpenMP pool does not survive mutmut's fork), and the
+    # tokenizers and stores the tests build kept in work/cache for every mutant's pytest session.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TWOFOLD_TEST_THREADS": "1", "TWOFOLD_TEST_CACHE": str(work / "cache"),
+           "PYTHONPATH": os.environ.get("MUTMUT_PATH", "")}
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *names],
+                            cwd=work, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    (work / "mutmut.log").write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        sys.exit(f"mutmut failed on {module} (see {work / 'mutmut.log'}):\n{(result.stdout + result.stderr)[-3000:]}")
+    counts, survivors = count(work, module)
+    if again:  # the time of the full run stands
+        seconds = json.loads(RESULTS.read_text())[module]["seconds"]
+    entry = {**counts, "seconds": round(seconds), "tests": tests, "survivors": survivors,
+             "date": time.strftime("%Y-%m-%d %H:%M")}
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results[module] = entry
+    RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True))
+    return entry
+
+
+def count(work: Path, module: str, *listed: str) -> tuple[dict, list[str]]:
+    """Counts per status, and the names of the mutants in `listed` statuses (default: not killed)."""
+    meta = work / "mutants" / (module + ".meta")
+    codes = json.loads(meta.read_text())["exit_code_by_key"]
+    counts: dict[str, int] = {}
+    names = []
+    for name, code in sorted(codes.items()):
+        status = STATUS.get(code, "suspicious")
+        counts[status] = counts.get(status, 0) + 1
+        if status in (listed or ("survived", "no tests")):
+            names.append(name)
+    return counts, names
+
+
+def table(results: dict) -> str:
+    """Per-module counts; the kill rate leaves out equivalent and cosmetic survivors."""
+    rows = ["| module | mutants | killed | timeout | survived | no tests | equivalent, cosmetic | killed, of the rest "
+            "| time |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for module, r in sorted(results.items()):
+        total = sum(r.get(k, 0) for k in ("killed", "timeout", "survived", "no tests", "skipped", "suspicious"))
+        equivalent = sum(name in EQUIVALENT or name.startswith(COSMETIC) for name in r["survivors"])
+        killed = r.get("killed", 0) + r.get("timeout", 0)
+        minutes, seconds = divmod(r["seconds"], 60)
+        rows.append(f"| {module.removeprefix('src/')} | {total} | {r.get('killed', 0)} | {r.get('timeout', 0)} | "
+                    f"{r.get('survived', 0)} | {r.get('no tests', 0)} | {equivalent} | "
+                    f"{100 * killed / max(total - equivalent, 1):.0f}% | {minutes}m{seconds:02d}s |")
+    rows += ["", "Surviving mutants (`python tools/mutation.py --survivors MODULE` shows their diffs):", ""]
+    for _, r in sorted(results.items()):
+        for name in r["survivors"]:
+            reason = EQUIVALENT.get(name) or NOT_KILLABLE_HERE.get(name, "not explained yet")
+            if name.startswith(COSMETIC):
+                reason = "figure styling (size, colours, shared axis, tick rotation); what the plot shows is tested"
+            rows.append(f"- `{name.removeprefix('twofold.')}`: {reason}")
+    return "\n".join(rows)
+
+
+def show_survivors(module: str) -> None:
+    work = scratch(module)
+    for name in count(work, module)[1]:
+        out = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=work, capture_output=True,
+                             text=True, env={**os.environ, "PYTHONPATH": os.environ.get("MUTMUT_PATH", "")})
+        print(out.stdout.strip() or out.stderr.strip(), end="\n\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("modules", nargs="*", help="modules to mutate (default: every one in MODULES)")
+    parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
+    parser.add_argument("--again", action="store_true", help="retest only the last run's survivors and timeouts")
+    parser.add_argument("--keep", action="store_true", help="continue an interrupted run")
+    parser.add_argument("--table", action="store_true", help="print the results table and stop")
+    parser.add_argument("--docs", action="store_true", help="write the results table into docs/testing.md")
+    parser.add_argument("--survivors", action="store_true", help="print the surviving mutants' diffs and stop")
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    if args.survivors:
+        for module in args.modules:
+            show_survivors(module)
+        return
+    if not (args.table or args.docs):
+        for module in args.modules or list(MODULES):
+            entry = run(module, args.max_children, args.again, args.keep)
+            print(f"{module}: {entry}", flush=True)
+    text = table(json.loads(RESULTS.read_text()) if RESULTS.exists() else {})
+    if args.docs:
+        before, _, rest = DOCS.read_text().partition(MARKERS[0])
+        _, _, after = rest.partition(MARKERS[1])
+        DOCS.write_text(f"{before}{MARKERS[0]}\n{text}\n{MARKERS[1]}{after}")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
