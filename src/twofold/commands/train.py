@@ -23,6 +23,9 @@ def register(subparsers) -> None:
                      help="train the encoder and then the decoder (OUT/encoder, OUT/decoder)")
     who.add_argument("--objective", choices=["mlm", "clm"], help="one member: mlm (encoder) or clm (decoder)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (member or pair)")
+    train.add_argument("--reseed-rng", action="store_true",
+                       help="with --resume on another number of ranks in the middle of a phase with dropout: "
+                            "go on with fresh per-rank random streams (refused otherwise: they cannot be split)")
     train.add_argument("--init-from", metavar="RUN_OR_HF_DIR",
                        help="cross-objective continuation: start from these weights and run the recipe's cross phase")
     train.add_argument("--eval-store", action="append", default=[], help="held-out token store (repeatable)")
@@ -58,8 +61,10 @@ def run_train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.recipe or args.store or args.out or args.init_from:
             raise TwofoldError("--resume continues a run as it was started; drop --recipe/--store/--out/--init-from")
-        return _in_world(args.device, lambda world: runs.resume_any(args.resume, world,
-                                                                    {"progress": not args.no_progress}))
+        overrides = {"progress": not args.no_progress, "reseed_rng": args.reseed_rng}
+        return _in_world(args.device, lambda world: runs.resume_any(args.resume, world, overrides))
+    if args.reseed_rng:
+        raise TwofoldError("--reseed-rng only applies to --resume RUN_DIR")
     for flag, value in (("--recipe", args.recipe), ("--store", args.store), ("--out", args.out)):
         if not value:
             raise TwofoldError(f"train needs {flag} (or --resume RUN_DIR)")
