@@ -56,7 +56,8 @@ def test_ettin_phases():
     assert [p.mask_rate for p in recipe.phases] == [0.30, 0.30, 0.15]
     assert (extension.lr_decay, extension.lr_start_ratio, extension.lr_min_ratio) == ("one_minus_sqrt", 1.0, 0.5)
     assert (decay.lr_decay, decay.lr_start_ratio, decay.lr_min_ratio) == ("one_minus_sqrt", 0.5, 0.02)
-    assert all(p.checkpoint_every_tokens == 8.5 * B for p in recipe.phases) and recipe.cross.checkpoint_every_tokens == 10 * B
+    assert all(p.checkpoint_every_tokens == 8.5 * B for p in recipe.phases)
+    assert recipe.cross.checkpoint_every_tokens == 10 * B
     assert recipe.seed == 21 and pretrain.batch_sequences == 4608
     cross = recipe.cross
     assert (cross.tokens, cross.lr_warmup_tokens, cross.lr_decay, cross.lr_decay_tokens, cross.lr_min_ratio) == (
