@@ -93,6 +93,8 @@ def test_export_writes_the_hugging_face_format(pair_run, tmp_path):
             assert torch.equal(tensor, saved[name])
     assert main(["export", str(pair_run), "--tag", "ext2", "--out", str(out)]) == 2
     assert main(["export", str(pair_run), "--member", "decoder", "--tag", "ext9", "--out", str(out)]) == 2
+    assert main(["export", str(pair_run), "--member", "decoder", "--tag", "ext3", "--out", str(tmp_path / "no")]) == 2
+    assert not (tmp_path / "no").exists()  # a tag that names no checkpoint writes nothing
 
 
 def test_resume_of_a_finished_run_changes_nothing(pair_run):
