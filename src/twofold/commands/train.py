@@ -48,7 +48,8 @@ def register(subparsers) -> None:
 
     export = subparsers.add_parser("export", help="write a run's checkpoint in the Hugging Face format")
     export.add_argument("run_dir", help="a member run, or a pair run with --member")
-    export.add_argument("--tag", help="checkpoint tag, e.g. decay3 (default: the newest)")
+    export.add_argument("--tag", help="checkpoint tag: a phase prefix and that phase's optimizer steps, "
+                                      "e.g. step599525 or decay1356 (default: the newest)")
     export.add_argument("--member", choices=["encoder", "decoder"], help="which member of a pair run")
     export.add_argument("--out", required=True, help="directory to write")
     export.set_defaults(func=run_export)
