@@ -19,7 +19,7 @@ another number of ranks cannot split or merge streams; `streams_for_resume` says
 from __future__ import annotations
 
 import random
-import warnings
+import sys
 
 import numpy as np
 import torch
@@ -87,6 +87,6 @@ def streams_for_resume(saved: list[Streams], world, *, seed: int, phase_index: i
             f"(torchrun --nproc_per_node {len(saved)}), or add --reseed-rng to go on with fresh streams "
             "(the run then differs from an uninterrupted one)")
     if not phase_done and dropout and world.main:
-        warnings.warn(f"{where}: {len(saved)} rank(s) wrote it, {world.world_size} resume it; dropout continues "
-                      "with fresh per-rank streams (--reseed-rng)", stacklevel=2)
+        print(f"twofold: warning: {where}: {len(saved)} rank(s) wrote it, {world.world_size} resume it; dropout "
+              "continues with fresh per-rank streams (--reseed-rng)", file=sys.stderr)
     seed_streams(seed, phase_index, world.rank, step)
