@@ -8,6 +8,8 @@ runs the projection on ~30% of tokens only, so MFU is a slight overestimate for 
     python benchmarks/gpu_train.py                                     # one GPU, no wrapper
     torchrun --nproc_per_node 1 benchmarks/gpu_train.py --parallel fsdp  # FSDP2 on one GPU
     python benchmarks/gpu_train.py --objective clm --steps 40 --json out.json
+    python benchmarks/gpu_train.py --store STORE     # train on this token store (default: stdlib, built here)
+    python benchmarks/gpu_train.py --smoke           # tiny shape, a few steps: runs on CPU too
 """
 
 from __future__ import annotations
@@ -41,25 +43,35 @@ def main() -> int:
     parser.add_argument("--objective", choices=["mlm", "clm"], default="mlm")
     parser.add_argument("--parallel", choices=["ddp", "fsdp"], default="ddp")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--store", help="token store to train on (default: the whole stdlib corpus, tokenized here)")
+    parser.add_argument("--smoke", action="store_true", help="tiny shape, 8 steps: proves the script runs (CPU too)")
     parser.add_argument("--json")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        print("gpu_train.py needs a CUDA device", file=sys.stderr)
+    model_name, seq_len = "ettin-150m", 1024
+    if args.smoke:
+        model_name, seq_len, args.steps, args.batch, args.micro_batch = "tiny", 64, 8, 4, 2
+    elif not torch.cuda.is_available():
+        print("gpu_train.py needs a CUDA device (or --smoke)", file=sys.stderr)
         return 2
     world = join()
-    seq_len, tokens = 1024, args.steps * args.batch * 1024
+    tokens = args.steps * args.batch * seq_len
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        texts = (d.text for d in stdlib_documents())
-        tokenizer = train_tokenizer(texts, 8192, root / "tokenizer")
-        prepare_store([SourceSpec("stdlib")], tokenizer, root / "store", progress=False)
+        store = args.store
+        if store is None:
+            texts = (d.text for d in stdlib_documents())
+            tokenizer = train_tokenizer(texts, 8192, root / "tokenizer")
+            prepare_store([SourceSpec("stdlib")], tokenizer, root / "store", progress=False)
+            store = root / "store"
         recipe = recipe_from_dict({
-            "name": "gpu-train", "model": "ettin-150m", "seed": 21,
+            "name": "gpu-train", "model": model_name, "seed": 21,
             "optimizer": {"name": "stable_adamw", "lr": 8e-4, "weight_decay": 1e-5},
+            "dropout": {"attention_output": 0.1},  # as the Ettin recipe trains
             "phase": {"pretrain": {"tokens": tokens, "seq_len": seq_len, "mask_rate": 0.3,
                                    "lr_warmup_tokens": tokens // 10, "batch_sequences": args.batch,
                                    "checkpoint_every_tokens": tokens, "tag": "step"}}})
-        options = loop.Options(stores=(str(root / "store"),), objective=args.objective, precision="bf16",
+        options = loop.Options(stores=(str(store),), objective=args.objective,
+                               precision="fp32" if args.smoke and not torch.cuda.is_available() else "bf16",
                                micro_batch_sequences=args.micro_batch, parallel=args.parallel,
                                compile=args.compile, progress=world.main)
         started = time.perf_counter()
@@ -76,15 +88,17 @@ def main() -> int:
     from twofold.model import TwofoldModel, preset
 
     with torch.device("meta"):
-        model = TwofoldModel(preset("ettin-150m"))
+        model = TwofoldModel(preset(model_name))
     n = model.num_parameters(exclude_embeddings=True) + model.decoder.weight.numel()
-    name = torch.cuda.get_device_name()
+    name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
-    result = {"device": name, "objective": args.objective, "parallel": args.parallel, "compile": args.compile,
+    memory = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+    result = {"device": name, "model": model_name, "objective": args.objective, "parallel": args.parallel,
+              "compile": args.compile,
               "batch_sequences": args.batch, "micro_batch": args.micro_batch, "seq_len": seq_len,
               "tokens_per_s": round(speed), "mfu": round(6 * n * speed / peak, 4) if peak else None,
               "params_counted": n, "wall_s": round(wall, 1), "final_loss": steps[-1]["loss"],
-              "max_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+              "max_memory_gib": memory and round(memory, 2),
               "torch": torch.__version__, "command": " ".join(sys.argv)}
     print(json.dumps(result, indent=1))
     if args.json:

@@ -34,8 +34,8 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 _SAME_NAME_FIELDS = (
     "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
     "local_attention", "global_attn_every_n_layers", "max_position_embeddings", "norm_eps", "norm_bias",
-    "attention_bias", "mlp_bias", "decoder_bias", "classifier_bias", "embedding_dropout",
-    "attention_dropout", "mlp_dropout", "classifier_dropout", "classifier_pooling", "initializer_range",
+    "attention_bias", "mlp_bias", "decoder_bias", "classifier_bias", "embedding_dropout", "attention_dropout",
+    "attention_output_dropout", "mlp_dropout", "classifier_dropout", "classifier_pooling", "initializer_range",
     "initializer_cutoff_factor", "tie_word_embeddings", "pad_token_id", "bos_token_id", "eos_token_id",
     "cls_token_id", "sep_token_id", "mask_token_id",
 )
@@ -109,7 +109,9 @@ def config_to_hf(config: ModelConfig, num_labels: int | None = None, pooling: st
         arch = ("ModernBertDecoderForSequenceClassification" if config.causal
                 else "ModernBertForSequenceClassification")
     data = {"architectures": [arch], "model_type": model_type}
-    data.update({k: v for k, v in config.to_dict().items() if k != "causal"})
+    # `attention_output_dropout` is ours (transformers drops both with `attention_dropout`); it
+    # travels as an extra key that transformers keeps on the config and ignores.
+    data.update({k: v for k, v in config.to_dict().items() if k != "causal" and v is not None})
     data.update(
         hidden_activation="gelu", classifier_activation="gelu",
         rope_parameters={GLOBAL: {"rope_type": "default", "rope_theta": config.global_rope_theta},

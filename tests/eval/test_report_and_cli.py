@@ -97,7 +97,7 @@ def test_eval_all_checkpoints_of_a_run_plots_score_against_tokens(tmp_path, toke
     for step, tag in ((3, "step1"), (6, "step2")):
         model.reset_parameters()
         checkpoint.save(run / "checkpoints", step=step, states=checkpoint.capture(model),
-                        progress={"tokens": step * 1000}, data={}, config={}, recipe={}, tag=tag)
+                        progress={"tokens": step * 1000}, data={}, config=model.config.to_dict(), recipe={}, tag=tag)
     out = tmp_path / "out"
     argv = ["eval", str(run), "--all-checkpoints", "--tokenizer", str(Path(tokenizer.source).parent),
             "--task", "lm", "--out", str(out), *TINY_FLAGS]

@@ -17,7 +17,6 @@ from twofold.train.checkpoint import (
     CheckpointWarning,
     CorruptCheckpoint,
     capture,
-    checkpoint_tag,
     find_tagged,
     list_checkpoints,
     load,
@@ -187,12 +186,3 @@ def test_loading_into_a_different_model_is_a_clear_error(tmp_path):
         load(path, nn.Sequential(nn.Embedding(13, 8)))
     with pytest.raises(TwofoldError, match="not a checkpoint directory"):
         load(tmp_path / "nope")
-
-
-def test_tag_numbers_count_checkpoint_intervals():
-    every = 8_500_000_000
-    assert checkpoint_tag("step", 0, every) == "step1"  # a step inside the first interval
-    assert checkpoint_tag("step", every - 1, every) == "step1"  # the step that closes it
-    assert checkpoint_tag("step", every, every) == "step2"
-    assert checkpoint_tag("decay", 99 * 10**9, every) == "decay12"  # the last, partial interval
-    assert checkpoint_tag("step", 8_499, 8_500) == checkpoint_tag("step", every - 1, every)  # scale-free

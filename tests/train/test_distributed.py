@@ -48,7 +48,7 @@ def losses(out, key="loss"):
 
 
 def final(out):
-    return load_file(str(checkpoint.find_tagged(out / "checkpoints", "decay1") / "model.safetensors"))
+    return load_file(str(checkpoint.find_tagged(out / "checkpoints", "decay2") / "model.safetensors"))
 
 
 def assert_close_runs(out, reference):

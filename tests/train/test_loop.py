@@ -1,6 +1,7 @@
 """The training loop in-process: pairs, checkpoints, metrics, held-out loss, NaN stop, micro-batches."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -46,11 +47,20 @@ def test_pair_members_consume_identical_batches(pair_run):
     assert shape(enc) == shape(dec)
 
 
-def test_checkpoints_are_tagged_per_phase_interval(pair_run):
-    names = [p.name.partition("-")[2] for p in checkpoint.list_checkpoints(pair_run / "encoder" / "checkpoints")]
-    # pretrain 4K every 2K, extension 2K every 1K, decay 1K every 1K
-    assert names == ["step1", "step2", "ext1", "ext2", "decay1"]
-    final = checkpoint.load(checkpoint.find_tagged(pair_run / "encoder" / "checkpoints", "decay1"))
+def test_checkpoints_are_tagged_by_the_optimizer_steps_of_their_phase(pair_run):
+    saved = checkpoint.list_checkpoints(pair_run / "encoder" / "checkpoints")
+    names = [p.name.partition("-")[2] for p in saved]
+    # pretrain: batches of 2, 2, 3, 4, 6 sequences of 64 (batch warmup over 1K), then 8: step 7 passes 2K
+    # tokens, step 11 ends the 4K; extension 512 tokens a step, every 1K; decay 1K in 2 steps.
+    assert names == ["step7", "step11", "ext2", "ext4", "decay2"]
+    counted = {}
+    for line in metrics(pair_run / "encoder"):  # the tag is the phase's own step count (upstream's reset_time)
+        counted[line["phase"]] = counted.get(line["phase"], 0) + 1
+        counted[line["step"]] = counted[line["phase"]]
+    for path in saved:
+        state = checkpoint.read_state(path)
+        assert int(re.fullmatch(r"[a-z]+(\d+)", state["tag"]).group(1)) == counted[state["step"]]
+    final = checkpoint.load(checkpoint.find_tagged(pair_run / "encoder" / "checkpoints", "decay2"))
     assert final.progress["phase_tokens"] >= 1000 and final.recipe["name"].endswith("tiny.yaml")
     assert final.data["step"] == final.progress["phase_step"]
 
@@ -83,12 +93,14 @@ def test_export_writes_the_hugging_face_format(pair_run, tmp_path):
             assert torch.equal(tensor, saved[name])
     assert main(["export", str(pair_run), "--tag", "ext2", "--out", str(out)]) == 2
     assert main(["export", str(pair_run), "--member", "decoder", "--tag", "ext9", "--out", str(out)]) == 2
+    assert main(["export", str(pair_run), "--member", "decoder", "--tag", "ext3", "--out", str(tmp_path / "no")]) == 2
+    assert not (tmp_path / "no").exists()  # a tag that names no checkpoint writes nothing
 
 
 def test_resume_of_a_finished_run_changes_nothing(pair_run):
-    before = weights(pair_run / "encoder", "decay1")
+    before = weights(pair_run / "encoder", "decay2")
     assert main(["train", "--resume", str(pair_run), "--no-progress"]) == 0
-    after = weights(pair_run / "encoder", "decay1")
+    after = weights(pair_run / "encoder", "decay2")
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
@@ -103,7 +115,7 @@ def test_micro_batches_accumulate_to_the_same_step(tmp_path, tiny_store, tiny_re
     split = run_member(tmp_path, tiny_store, tiny_recipe, "split", objective="clm", micro_batch_sequences=3)
     for a, b in zip(metrics(whole), metrics(split)):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
-    final_a, final_b = weights(whole, "decay1"), weights(split, "decay1")
+    final_a, final_b = weights(whole, "decay2"), weights(split, "decay2")
     for name in final_a:
         torch.testing.assert_close(final_a[name], final_b[name], rtol=1e-4, atol=1e-6)
 
@@ -115,7 +127,7 @@ def test_nan_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path, tiny_
     def poisoned(model, batch):
         calls["n"] += 1
         out = real(model, batch)
-        if calls["n"] == 9:  # step 9: after the step1 checkpoint (step 7 closes 2K tokens)
+        if calls["n"] == 9:  # step 9: after the step7 checkpoint (step 7 closes 2K tokens)
             out.loss = out.loss * float("nan")
         return out
 
@@ -124,13 +136,13 @@ def test_nan_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path, tiny_
         run_member(tmp_path, tiny_store, tiny_recipe, "nan")
     message = str(error.value)
     assert message.startswith("step 9 (phase pretrain") and "loss is nan" in message
-    assert "last good checkpoint 000000007-step1 is intact" in message and "\n" not in message
+    assert "last good checkpoint 000000007-step7 is intact" in message and "\n" not in message
     saved = checkpoint.list_checkpoints(tmp_path / "nan" / "checkpoints")
-    assert [p.name for p in saved] == ["000000007-step1"]
+    assert [p.name for p in saved] == ["000000007-step7"]
     checkpoint.verify(saved[0])
     monkeypatch.setattr(loop, "forward", real)
     runs.resume(tmp_path / "nan", World())  # and the run goes on from it
-    assert checkpoint.find_tagged(tmp_path / "nan" / "checkpoints", "decay1")
+    assert checkpoint.find_tagged(tmp_path / "nan" / "checkpoints", "decay2")
 
 
 def test_cross_objective_continuation(tmp_path, tiny_store, tiny_recipe, pair_run):
@@ -138,7 +150,7 @@ def test_cross_objective_continuation(tmp_path, tiny_store, tiny_recipe, pair_ru
     recipe = load_recipe(str(tiny_recipe))
     opts = loop.Options(stores=(str(tiny_store),), objective="clm", progress=False, cross=True)
     config, initial = runs.initial_model(recipe, opts, str(encoder))
-    final = weights(encoder, "decay1")
+    final = weights(encoder, "decay2")
     assert config.causal and all(torch.equal(initial[k], final[k]) for k in final)
     run = runs.start(tmp_path / "dec-from-enc", recipe, opts, World(), init_from=str(encoder))
     lines = metrics(run)

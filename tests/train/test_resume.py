@@ -59,7 +59,7 @@ def loss_lines(out):
 
 
 def final_weights(out):
-    return load_file(str(checkpoint.find_tagged(out / "checkpoints", "decay1") / "model.safetensors"))
+    return load_file(str(checkpoint.find_tagged(out / "checkpoints", "decay2") / "model.safetensors"))
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_sigkill_mid_training_then_resume_is_bit_identical(tmp_path, tiny_store,
     wait_for(lambda: len(loss_lines(out)) >= 9, process, "step 9")
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert not checkpoint.list_checkpoints(out / "checkpoints")[-1].name.endswith("decay1")
+    assert not checkpoint.list_checkpoints(out / "checkpoints")[-1].name.endswith("decay2")
     result = run(["train", "--resume", str(out), "--no-progress"])
     assert result.returncode == 0, result.stderr
     assert_identical(out, reference)

@@ -23,6 +23,9 @@ def register(subparsers) -> None:
                      help="train the encoder and then the decoder (OUT/encoder, OUT/decoder)")
     who.add_argument("--objective", choices=["mlm", "clm"], help="one member: mlm (encoder) or clm (decoder)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (member or pair)")
+    train.add_argument("--reseed-rng", action="store_true",
+                       help="with --resume on another number of ranks in the middle of a phase with dropout: "
+                            "go on with fresh per-rank random streams (refused otherwise: they cannot be split)")
     start = train.add_mutually_exclusive_group()
     start.add_argument("--init-from", metavar="RUN_OR_HF_DIR",
                        help="cross-objective continuation: start from these weights and run the recipe's cross phase")
@@ -50,7 +53,8 @@ def register(subparsers) -> None:
 
     export = subparsers.add_parser("export", help="write a run's checkpoint in the Hugging Face format")
     export.add_argument("run_dir", help="a member run, or a pair run with --member")
-    export.add_argument("--tag", help="checkpoint tag, e.g. decay3 (default: the newest)")
+    export.add_argument("--tag", help="checkpoint tag: a phase prefix and that phase's optimizer steps, "
+                                      "e.g. step599525 or decay1356 (default: the newest)")
     export.add_argument("--member", choices=["encoder", "decoder"], help="which member of a pair run")
     export.add_argument("--out", required=True, help="directory to write (new or empty)")
     export.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
@@ -65,8 +69,10 @@ def run_train(args: argparse.Namespace) -> int:
         if args.recipe or args.store or args.out or args.init_from or args.branch_from or args.variant:
             raise TwofoldError("--resume continues a run as it was started; "
                                "drop --recipe/--store/--out/--init-from/--branch-from/--variant")
-        return _in_world(args.device, lambda world: runs.resume_any(args.resume, world,
-                                                                    {"progress": not args.no_progress}))
+        overrides = {"progress": not args.no_progress, "reseed_rng": args.reseed_rng}
+        return _in_world(args.device, lambda world: runs.resume_any(args.resume, world, overrides))
+    if args.reseed_rng:
+        raise TwofoldError("--reseed-rng only applies to --resume RUN_DIR")
     for flag, value in (("--recipe", args.recipe), ("--store", args.store), ("--out", args.out)):
         if not value:
             raise TwofoldError(f"train needs {flag} (or --resume RUN_DIR)")

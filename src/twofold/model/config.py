@@ -20,6 +20,8 @@ SPECIAL_ID_FIELDS = {"cls": "cls_token_id", "sep": "sep_token_id", "pad": "pad_t
                      "mask": "mask_token_id", "bos": "bos_token_id", "eos": "eos_token_id"}
 # The annotated types that __post_init__ checks (a JSON or YAML value of another type is refused).
 _TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+DROPOUT_FIELDS = ("embedding_dropout", "attention_dropout", "attention_output_dropout", "mlp_dropout",
+                  "classifier_dropout")
 VOCAB_MULTIPLE = 64  # embedding rows are padded to a multiple of 64 (ModernBERT: 50,280 -> 50,368)
 
 
@@ -46,7 +48,11 @@ class ModelConfig:
     decoder_bias: bool = True
     classifier_bias: bool = False
     embedding_dropout: float = 0.0
-    attention_dropout: float = 0.0
+    attention_dropout: float = 0.0  # on the attention probabilities (and the output, unless set below)
+    # On the attention output (after Wo). None: `attention_dropout`, as in transformers'
+    # ModernBERT, whose one `attention_dropout` drops both. FlexBERT, Ettin's trainer, keeps two
+    # (attention_probs_dropout_prob 0.0, attn_out_dropout_prob 0.1); this field is the second.
+    attention_output_dropout: float | None = None
     mlp_dropout: float = 0.0
     classifier_dropout: float = 0.0
     classifier_pooling: str = "cls"
@@ -82,6 +88,13 @@ class ModelConfig:
                     f"model config: {name} {getattr(self, name)} is outside the vocabulary [0, {self.vocab_size}); "
                     "take the special ids from the tokenizer"
                 )
+        for name in DROPOUT_FIELDS:
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < 1:
+                raise TwofoldError(f"model config: {name} = {value} must be in [0, 1)")
+        for name in ("global_rope_theta", "local_rope_theta"):
+            if not getattr(self, name) > 0:
+                raise TwofoldError(f"model config: {name} = {getattr(self, name)} must be positive")
         if self.layer_types is None:
             types = tuple(
                 GLOBAL if i % self.global_attn_every_n_layers == 0 else LOCAL
@@ -99,6 +112,16 @@ class ModelConfig:
             raise TwofoldError(
                 f"model config: classifier_pooling must be 'cls', 'mean' or 'last', got {self.classifier_pooling!r}"
             )
+
+    @property
+    def output_dropout(self) -> float:
+        """The dropout on the attention output that the model applies."""
+        return self.attention_dropout if self.attention_output_dropout is None else self.attention_output_dropout
+
+    @property
+    def has_dropout(self) -> bool:
+        """Whether training draws random numbers in the body (any dropout but the classifier's)."""
+        return any((self.embedding_dropout, self.attention_dropout, self.output_dropout, self.mlp_dropout))
 
     @property
     def head_dim(self) -> int:

@@ -66,7 +66,7 @@ class Attention(nn.Module):
         self.dropout = config.attention_dropout
         self.Wqkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.attention_bias)
         self.Wo = nn.Linear(config.hidden_size, config.hidden_size, bias=config.attention_bias)
-        self.out_drop = nn.Dropout(config.attention_dropout)
+        self.out_drop = nn.Dropout(config.output_dropout)
 
     def qkv(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
         """Rotated q, k and v of shape (*tokens, heads, head_dim)."""
@@ -107,6 +107,14 @@ class Body(nn.Module):
                              persistent=False)
         self.register_buffer("local_inv_freq", inverse_frequencies(config.local_rope_theta, config.head_dim),
                              persistent=False)
+
+    @torch.no_grad()
+    def set_rope_theta(self, global_theta: float, local_theta: float) -> None:
+        """New rotary bases, e.g. at a context-extension phase; the buffers change in place, so
+        wrappers (DDP, FSDP2, torch.compile) that hold them see the change."""
+        self.config = self.config.replace(global_rope_theta=float(global_theta), local_rope_theta=float(local_theta))
+        for buffer, theta in ((self.global_inv_freq, global_theta), (self.local_inv_freq, local_theta)):
+            buffer.copy_(inverse_frequencies(theta, self.config.head_dim).to(buffer.device))
 
     def rope(self, position_ids: torch.Tensor) -> dict:
         """cos/sin per layer kind, keyed by `local`."""
@@ -227,6 +235,12 @@ class TwofoldModel(nn.Module):
     @property
     def causal(self) -> bool:
         return self.config.causal
+
+    def set_rope_theta(self, global_theta: float, local_theta: float) -> None:
+        """Rotary bases for global and sliding-window layers from now on; `config` follows, so a
+        checkpoint or export written afterwards carries them."""
+        self.model.set_rope_theta(global_theta, local_theta)
+        self.config = self.model.config
 
     def forward(self, input_ids, attention_mask=None, labels=None, cu_seqlens=None, max_seqlen=None,
                 position_ids=None) -> ModelOutput:

@@ -5,25 +5,28 @@ names sort in training order without opening anything):
 
     model.safetensors      full (unsharded) weights by parameter name, tied ones stored once
     optimizer.safetensors  optimizer tensors, keyed `state/{parameter name}/{name}`
-    rng.safetensors        torch (and CUDA) and numpy generator arrays
+    rng.safetensors        every rank's torch (and GPU) and numpy generator arrays,
+                           keyed `rank{r}/{generator}`
     state.json             the rest: step, tag, progress (schedule position), data-loader
-                           state, optimizer scalars and param groups, python RNG, config,
-                           recipe, twofold version
+                           state, optimizer scalars and param groups, each rank's python
+                           RNG, config, recipe, twofold version
     checksums.json         sha256 of every file above, written last
 
 States are taken and put back with `torch.distributed.checkpoint.state_dict` in their full
 form, so a checkpoint written by one process, by DDP ranks or by FSDP2 shards is the same
-file set and resumes under any of them.
+file set and resumes under any of them (on another number of ranks, the RNG streams follow
+the policy of `twofold.train.rng`).
 
 A checkpoint is written into a temporary directory beside its final place, every file and
 the directory fsynced, then renamed, so a crash leaves either the old set of checkpoints or
 the new one. Nothing is pickled. Loading verifies the checksums first; `load_latest` falls back
 past a corrupt or truncated checkpoint to the newest intact one, with a warning naming it.
 
-Tags: a phase's checkpoints are `{prefix}{N}`, written by the step that closes the N-th
-checkpoint interval of the phase (or ends the phase inside it): `step1` closes the first
-8.5B tokens of Ettin's pretraining, and `step1` of a run at `--scale 1e-6` closes its first
-8.5K, so a tag names the same point of a recipe at any scale.
+Tags: a phase's checkpoints are `{prefix}{N}` where N is the optimizer steps taken in the
+phase when it was written, as the published Ettin checkpoints are named (`step599525`; their
+later phases restart the count, `reset_time: true` in jhu-clsp/ettin-encoder-vs-decoder
+pretraining/configs/standard/*/{de_decay,prolong_decay}/*.yaml). They are written by the step
+that closes a `checkpoint_every_tokens` interval of the phase, and by its last step.
 """
 
 from __future__ import annotations
@@ -31,13 +34,11 @@ from __future__ import annotations
 import errno
 import json
 import os
-import random
 import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import load_file
 from torch import nn
@@ -52,8 +53,9 @@ from torch.distributed.checkpoint.state_dict import (
 from twofold._version import __version__
 from twofold.errors import TwofoldError
 from twofold.files import fsync_path, read_json, save_safetensors, sha256_file
+from twofold.train import rng
 
-FORMAT = 1
+FORMAT = 2  # 2: one RNG state per rank
 CHECKSUMS = "checksums.json"
 _TEMP = ".tmp-"
 
@@ -119,21 +121,20 @@ class Checkpoint:
     recipe: dict
     version: str
     states: States
+    rng: list  # one `rng.Streams` per rank that wrote it, in rank order
 
 
-def checkpoint_tag(prefix: str, tokens_before_step: int, every_tokens: int) -> str:
-    """`{prefix}{N}`: N is the interval (1 = the first) in which the checkpointing step began.
-
-    That step closes interval N (`before < N · every <= after`) or ends the phase inside it.
-    """
-    return f"{prefix}{tokens_before_step // every_tokens + 1}"
+def checkpoint_tag(prefix: str, phase_steps: int) -> str:
+    """`{prefix}{N}`, N the optimizer steps taken in the phase (`step599525`, `decay4` …)."""
+    return f"{prefix}{phase_steps}"
 
 
 def save(root: str | Path, *, step: int, states: States, progress: dict, data: dict, config: dict,
-         recipe: dict, tag: str | None = None, keep_last: int = 2) -> Path:
+         recipe: dict, tag: str | None = None, keep_last: int = 2, streams: list | None = None) -> Path:
     """Write a checkpoint atomically, then keep the last `keep_last` plus every tagged one.
 
-    `states` come from `capture`; only one process (rank 0) calls `save`.
+    `states` come from `capture`, `streams` (every rank's RNG, `rng.gather`) default to this
+    process's; only one process (rank 0) calls `save`.
     """
     root = Path(root)
     final = root / (f"{step:09d}-{tag}" if tag else f"{step:09d}")
@@ -146,7 +147,7 @@ def save(root: str | Path, *, step: int, states: States, progress: dict, data: d
         save_safetensors(weights, temp / "model.safetensors")
         opt_tensors, opt_rest = _split_optimizer(states.optimizer)
         save_safetensors(opt_tensors, temp / "optimizer.safetensors")
-        rng_tensors, rng_rest = _rng_state()
+        rng_tensors, rng_rest = _join_streams(streams or [rng.capture()])
         save_safetensors(rng_tensors, temp / "rng.safetensors")
         state = {"format": FORMAT, "version": __version__, "step": step, "tag": tag,
                  "progress": progress, "data": data, "config": config, "recipe": recipe,
@@ -214,7 +215,8 @@ def verify(path: str | Path) -> None:
 
 def load(path: str | Path, model: nn.Module | None = None,
          optimizer: torch.optim.Optimizer | None = None, restore_rng: bool = True) -> Checkpoint:
-    """Verify, then read; put the states into `model` / `optimizer` and the RNG states back."""
+    """Verify, then read; put the states into `model` / `optimizer` and, with `restore_rng`,
+    rank 0's RNG streams into this process (the trainer restores each rank's own instead)."""
     path = Path(path)
     if not path.is_dir():
         raise TwofoldError(f"{path} is not a checkpoint directory")
@@ -229,11 +231,12 @@ def load(path: str | Path, model: nn.Module | None = None,
     if model is not None:
         restore(States(states.model, states.optimizer if optimizer is not None else None), model, optimizer,
                 where=f"checkpoint {path}")
+    streams = _split_streams(load_file(str(path / "rng.safetensors")), state["rng"])
     if restore_rng:
-        _set_rng_state(load_file(str(path / "rng.safetensors")), state["rng"])
+        rng.restore(streams[0])
     return Checkpoint(path=path, step=state["step"], tag=state["tag"], progress=state["progress"],
                       data=state["data"], config=state["config"], recipe=state["recipe"],
-                      version=state["version"], states=states)
+                      version=state["version"], states=states, rng=streams)
 
 
 def newest_intact(root: str | Path, doing: str = "using") -> Path | None:
@@ -342,25 +345,15 @@ def _join_optimizer(tensors: dict, rest: dict) -> dict:
 # ---------------------------------------------------------------- RNG
 
 
-def _rng_state() -> tuple[dict, dict]:
-    tensors = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for device, state in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"cuda.{device}"] = state
-    kind, keys, position, has_gauss, cached = np.random.get_state()
-    tensors["numpy"] = torch.from_numpy(keys.astype(np.int64))
-    version, internal, gauss_next = random.getstate()
-    rest = {"numpy": [kind, int(position), int(has_gauss), float(cached)],
-            "python": [version, list(internal), gauss_next]}
-    return tensors, rest
+def _join_streams(streams: list) -> tuple[dict, dict]:
+    """Per-rank `rng.Streams` -> one tensor dict keyed `rank{r}/{name}` plus JSON per rank."""
+    tensors = {f"rank{r}/{name}": t.cpu().contiguous() for r, (ts, _) in enumerate(streams) for name, t in ts.items()}
+    return tensors, {"ranks": [rest for _, rest in streams]}
 
 
-def _set_rng_state(tensors: dict, rest: dict) -> None:
-    torch.set_rng_state(tensors["torch"])
-    cuda = [tensors[f"cuda.{i}"] for i in range(len(tensors)) if f"cuda.{i}" in tensors]
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
-    kind, position, has_gauss, cached = rest["numpy"]
-    np.random.set_state((kind, tensors["numpy"].numpy().astype(np.uint32), position, has_gauss, cached))
-    version, internal, gauss_next = rest["python"]
-    random.setstate((version, tuple(internal), gauss_next))
+def _split_streams(tensors: dict, rest: dict) -> list:
+    ranks: list[dict] = [{} for _ in rest["ranks"]]
+    for key, tensor in tensors.items():
+        rank, _, name = key.partition("/")
+        ranks[int(rank.removeprefix("rank"))][name] = tensor
+    return list(zip(ranks, rest["ranks"]))

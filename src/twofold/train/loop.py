@@ -4,9 +4,10 @@ It writes into a member run directory (laid out by `twofold.train.rundir`): chec
 metrics and each phase's batch order. Time is counted in tokens (sequence slots: sequences ×
 seq_len). Every step takes the global batch the schedule gives at the tokens seen so far; the
 LR is evaluated at the tokens seen after the step. A phase ends with the step that reaches its
-token budget, and always with a tagged checkpoint. Everything a step depends on (weights,
-optimizer, loader step, RNG) is in the checkpoint, so a resumed run computes exactly what the
-uninterrupted run would have.
+token budget, and always with a tagged checkpoint. Each phase sets the model's RoPE θ and
+starts every rank's random streams (dropout) afresh. Everything a step depends on (weights,
+optimizer, loader step, each rank's RNG) is in the checkpoint, so a resumed run computes
+exactly what the uninterrupted run would have.
 
 Both members of a pair run this loop with the same recipe, stores and seed: their loaders
 yield the same token sequences step by step, and only the objective differs.
@@ -25,7 +26,7 @@ import torch
 from twofold.data.loader import BatchLoader, DataSpec
 from twofold.data.order import BatchSchedule
 from twofold.errors import TwofoldError
-from twofold.train import checkpoint
+from twofold.train import checkpoint, rng
 from twofold.train.distributed import World, barrier, sum_across, wrap
 from twofold.train.optim import build_optimizer, clip_grad_norm, set_lr
 from twofold.train.recipe import Phase, Recipe
@@ -54,6 +55,7 @@ class Options:
     cross: bool = False  # run the recipe's `cross` phase (continuation) instead of the others
     num_workers: int = 0
     tensorboard: bool = False  # also write the metrics as TensorBoard scalars under RUN/tensorboard
+    reseed_rng: bool = False  # on resume with another number of ranks mid-phase with dropout: fresh streams
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -94,7 +96,7 @@ class Trainer:
 
         self.rundir, self.recipe, self.options, self.world = run, recipe, options, world
         self.phases: tuple[Phase, ...] = (recipe.cross,) if options.cross else recipe.phases
-        torch.manual_seed(recipe.seed)
+        torch.manual_seed(self._seed(self.phases[0]))  # the same initial weights on every rank
         self.model = TwofoldModel(model_config)
         if initial is not None:
             self.model.load_state_dict(initial)
@@ -127,8 +129,14 @@ class Trainer:
             p.phase_index, p.phase_step, p.phase_tokens = p.phase_index + 1, 0, 0
         return self.rundir.path
 
+    def _seed(self, phase: Phase) -> int:
+        return self.recipe.seed if phase.seed is None else phase.seed
+
     def _run_phase(self, phase: Phase) -> None:
         p, index = self.progress, self.progress.phase_index
+        self.model.set_rope_theta(phase.rope_theta_global, phase.rope_theta_local)
+        if p.phase_step == 0:  # a phase begun afresh; a resumed one has its streams back already
+            rng.seed_streams(self._seed(phase), index, self.world.rank)
         data = phase.data(seed=self.recipe.seed + index)
         loader = BatchLoader.from_spec(
             list(self.options.stores), data, objective=self.options.objective, rank=self.world.rank,
@@ -147,7 +155,7 @@ class Trainer:
             sequences = loader.steps.size(batch.step)
             tokens_after = loader.steps.tokens_before(batch.step) + sequences * phase.seq_len
             lr = lr_at(schedule, tokens_after)
-            set_lr(self.optimizer, lr, peak=schedule.peak)
+            set_lr(self.optimizer, lr, peak=schedule.weight_decay_lr)
             loss, grad_norm = self._step(batch, phase)
             p.phase_step, p.phase_tokens = batch.step + 1, tokens_after
             p.step, p.tokens = p.step + 1, p.tokens + sequences * phase.seq_len
@@ -166,9 +174,7 @@ class Trainer:
                 self._log({"step": p.step, "phase": phase.name, "tokens": p.tokens, "eval_loss": evaluator()})
                 p.last_eval_tokens = p.tokens
             if due or self._periodic_save_due():
-                every = phase.checkpoint_every_tokens
-                tag = checkpoint.checkpoint_tag(phase.tag, tokens_before, every) if due else None
-                self._save(tag, loader)
+                self._save(checkpoint.checkpoint_tag(phase.tag, p.phase_step) if due else None, loader)
         if bar is not None:
             bar.close()
 
@@ -222,18 +228,26 @@ class Trainer:
 
     def _save(self, tag: str | None, loader) -> None:
         states = checkpoint.capture(self.model, self.optimizer)  # collective under FSDP2
+        streams = rng.gather(self.world)  # collective: every rank's own
         if self.world.main:
             checkpoint.save(self.rundir.checkpoints_dir, step=self.progress.step, states=states,
                             progress=dataclasses.asdict(self.progress),
                             data=loader.state_dict(), config=self.model.config.to_dict(),
-                            recipe=self.recipe.to_dict(), tag=tag, keep_last=self.options.keep_last)
+                            recipe=self.recipe.to_dict(), tag=tag, keep_last=self.options.keep_last,
+                            streams=streams)
         barrier(self.world)
 
     def _restore(self) -> None:
-        found = checkpoint.load_latest(self.rundir.checkpoints_dir, self.model, self.optimizer)
+        found = checkpoint.load_latest(self.rundir.checkpoints_dir, self.model, self.optimizer, restore_rng=False)
         if found is None:
             return
         self.progress = Progress(**found.progress)
+        p = self.progress
+        phase = self.phases[min(p.phase_index, len(self.phases) - 1)]
+        rng.streams_for_resume(found.rng, self.world, seed=self._seed(phase), phase_index=p.phase_index,
+                               step=p.phase_step, phase_done=p.phase_tokens >= phase.tokens,
+                               dropout=self.model.config.has_dropout, reseed=self.options.reseed_rng,
+                               where=f"checkpoint {found.path}")
         self.resumed_data = found.data
         self.metrics_kept_to = self.progress.step
 

@@ -1,8 +1,9 @@
 """Training recipes as typed data: YAML presets, size variants, `--set` overrides, `--scale`.
 
-A recipe is an ordered set of phases (Ettin: `pretrain`, `extension`, `decay`, plus `cross` for
-cross-objective continuation, which starts a new run and so stands outside the token axis of
-the others). Each phase owns its token budget, sequence length, RoPE θ, MLM mask rate, data
+A recipe is a model preset, an optimizer, a seed, training dropout and an ordered set of
+phases (Ettin: `pretrain`, `extension`, `decay`, plus `cross` for cross-objective
+continuation, which starts a new run and so stands outside the token axis of the others).
+Each phase owns its token budget, sequence length, RoPE θ, MLM mask rate, data
 mixture, LR schedule, batch size (+ warmup) and checkpoint interval with its tag prefix.
 
 Loading goes: preset YAML (`yaml.safe_load`) → the chosen size's overrides → the chosen
@@ -63,6 +64,16 @@ class Schedule:
     start_ratio: float = 1.0  # LR after warmup, as a fraction of peak
     min_ratio: float = 1.0  # LR at the phase end (α_f), as a fraction of peak
 
+    @property
+    def weight_decay_lr(self) -> float:
+        """The LR that decoupled weight decay is relative to: the phase's starting LR.
+
+        Upstream configures each phase's optimizer with that LR (Ettin's decay phase: 0.5×peak,
+        jhu-clsp/ettin-encoder-vs-decoder pretraining/configs/standard/*/prolong_decay/*.yaml), and
+        its StableAdamW decays weights by `wd · lr_t / lr` (optimi's `decouple_lr`, `max_lr = lr`).
+        """
+        return self.peak * self.start_ratio
+
 
 @dataclass(frozen=True)
 class Phase:
@@ -84,6 +95,7 @@ class Phase:
     lr_min_ratio: float = 1.0
     batch_start_sequences: int | None = None  # None: no batch-size warmup
     batch_warmup_tokens: int = 0
+    seed: int | None = None  # seed of the random streams (init, dropout) in this phase; None: the recipe's
 
     def lr_schedule(self, optimizer_lr: float) -> Schedule:
         decay_tokens = self.lr_decay_tokens
@@ -117,12 +129,33 @@ class OptimizerConfig:
 
 
 @dataclass(frozen=True)
+class Dropout:
+    """Dropout probabilities while training (inference never drops). FlexBERT's split, which
+    Ettin's and mmBERT's configs use: attention probabilities vs the attention output."""
+
+    attention_output: float = 0.0  # after the attention's Wo (FlexBERT attn_out_dropout_prob)
+    attention: float = 0.0  # on the attention probabilities (attention_probs_dropout_prob)
+    embedding: float = 0.0  # after the embedding norm (embed_dropout_prob)
+    mlp: float = 0.0  # inside the GeGLU, before Wo (mlp_dropout_prob)
+
+    def model_fields(self) -> dict[str, float]:
+        """The `ModelConfig` fields these set."""
+        return {"attention_output_dropout": self.attention_output, "attention_dropout": self.attention,
+                "embedding_dropout": self.embedding, "mlp_dropout": self.mlp}
+
+    @property
+    def active(self) -> bool:
+        return any(self.model_fields().values())
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     model: str  # model preset, see twofold.model.preset
     optimizer: OptimizerConfig
     phase: dict[str, Phase]  # in training order
     seed: int = 21
+    dropout: Dropout = field(default_factory=Dropout)
     size: str | None = None  # how this recipe was made (recorded, not applied again)
     variant: str | None = None  # likewise: the `variants` entry applied
     scale: float = 1.0
@@ -554,6 +587,8 @@ def validate(recipe: Recipe, label: str) -> None:
     need(opt.grad_clip is None or opt.grad_clip > 0, "optimizer.grad_clip", opt.grad_clip,
          "must be positive or null")
     need(recipe.seed >= 0, "seed", recipe.seed, "must be >= 0")
+    for name, value in dataclasses.asdict(recipe.dropout).items():
+        need(0 <= value < 1, f"dropout.{name}", value, "must be in [0, 1)")
     need(bool(recipe.phases), "phase", list(recipe.phase), "must hold at least one phase besides cross")
     tags = []
     for name, p in recipe.phase.items():
@@ -563,6 +598,7 @@ def validate(recipe: Recipe, label: str) -> None:
         need(0 <= p.mask_rate < 1, f"{at}.mask_rate", p.mask_rate, "must be in [0, 1)")
         need(p.rope_theta_global > 0, f"{at}.rope_theta_global", p.rope_theta_global, "must be positive")
         need(p.rope_theta_local > 0, f"{at}.rope_theta_local", p.rope_theta_local, "must be positive")
+        need(p.seed is None or p.seed >= 0, f"{at}.seed", p.seed, "must be >= 0 or null")
         need(p.lr is None or p.lr > 0, f"{at}.lr", p.lr, "must be positive or null")
         need(0 <= p.lr_warmup_tokens <= p.tokens, f"{at}.lr_warmup_tokens", p.lr_warmup_tokens,
              f"must be in [0, tokens = {p.tokens}]")

@@ -87,11 +87,13 @@ class RunDir:
         return newest
 
     def model(self, tag: str | None = None, path: Path | None = None):
-        """The model with the weights of checkpoint `tag` (or `path`, or the newest intact one)."""
-        from twofold.model import TwofoldModel
+        """The model of checkpoint `tag` (or `path`, or the newest intact one): its weights and
+        the config it was written with (the RoPE θ of its phase)."""
+        from twofold.model import ModelConfig, TwofoldModel
 
-        model = TwofoldModel(self.config())
-        checkpoint.load(path or self.checkpoint(tag), model, restore_rng=False)
+        found = checkpoint.load(path or self.checkpoint(tag), restore_rng=False)
+        model = TwofoldModel(ModelConfig.from_dict(found.config))
+        checkpoint.restore(checkpoint.States(found.states.model), model, where=f"checkpoint {found.path}")
         return model
 
     # ------------------------------------------------------------ what training wrote

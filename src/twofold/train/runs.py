@@ -138,15 +138,18 @@ def resume(run_dir: str | Path, world: World, overrides: dict | None = None) -> 
 
 
 def initial_model(recipe: Recipe, options: Options, init_from: str | None):
-    """The model config for this run (the recipe's shape sized for the stores' tokenizer), and
-    the weights to start from (cross-objective continuation) or None."""
+    """The model config for this run (the recipe's shape sized for the stores' tokenizer, its
+    training dropout and its first phase's RoPE θ), and the weights to start from
+    (cross-objective continuation) or None."""
     from twofold.data.sampling import Corpus
     from twofold.data.store import TokenStore
     from twofold.model import preset
 
     corpus = Corpus([TokenStore(s) for s in options.stores])
     recipe.check_groups(corpus.group_tokens, cross=options.cross)  # before anything is written
-    shape = preset(recipe.model, causal=options.objective == "clm")
+    first = recipe.cross if options.cross and recipe.cross is not None else recipe.phases[0]
+    shape = preset(recipe.model, causal=options.objective == "clm", **recipe.dropout.model_fields(),
+                   global_rope_theta=first.rope_theta_global, local_rope_theta=first.rope_theta_local)
     config = shape.for_tokenizer(corpus.vocab_size, corpus.special_ids)
     if init_from is None:
         return config, None

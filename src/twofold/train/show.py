@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from twofold.files import save_figure
@@ -34,9 +35,14 @@ def _mixture(phase: Phase) -> str:
     return groups
 
 
+def _dropout(recipe: Recipe) -> str:
+    drops = [f"{name.replace('_', '-')} {p:g}" for name, p in dataclasses.asdict(recipe.dropout).items() if p]
+    return ", ".join(drops) or "none"
+
+
 def phase_table(recipe: Recipe) -> str:
-    header = ["phase", "tokens", "steps", "seq_len", "batch (seqs)", "peak LR", "LR ×peak", "decay",
-              "mask", "θ global/local", "data", "ckpt every", "tag"]
+    header = ["phase", "tokens", "steps", "seq_len", "batch (seqs)", "peak LR", "LR ×peak", "decay", "wd ×",
+              "mask", "θ global/local", "data", "ckpt every", "tag", "seed"]
     rows = [header]
     for phase in recipe.phase.values():
         s = phase.lr_schedule(recipe.optimizer.lr)
@@ -47,8 +53,10 @@ def phase_table(recipe: Recipe) -> str:
             phase.name, human_tokens(phase.tokens), human_tokens(phase_steps(phase)), str(phase.seq_len), batch,
             f"{s.peak:.3g}", f"{warm}{s.start_ratio:g}→{s.min_ratio:g}",
             s.decay if s.decay == "none" else f"{s.decay} over {human_tokens(s.decay_tokens)}",
+            f"lr/{s.weight_decay_lr:.3g}",
             f"{phase.mask_rate:.0%}", f"{phase.rope_theta_global:g}/{phase.rope_theta_local:g}",
             _mixture(phase), human_tokens(phase.checkpoint_every_tokens), f"{phase.tag}N",
+            str(recipe.seed if phase.seed is None else phase.seed),
         ])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
@@ -58,7 +66,7 @@ def phase_table(recipe: Recipe) -> str:
              + (f" --variant {recipe.variant}" if recipe.variant else "")
              + (f" at scale {recipe.scale:g}" if recipe.scale != 1 else "")
              + f": model {recipe.model}, {opt.name} betas {tuple(opt.betas)} eps {opt.eps:g} "
-             f"wd {opt.weight_decay:g}, seed {recipe.seed}")
+             f"wd {opt.weight_decay:g}, seed {recipe.seed}, dropout {_dropout(recipe)}")
     notes = ["cross is a separate run (cross-objective continuation from step 0)"] if recipe.cross else []
     few = [p.name for p in recipe.phase.values() if phase_steps(p) < 10]
     if few:
