@@ -67,8 +67,8 @@ def register(subparsers) -> None:
     suite = parser.add_argument_group("suites")
     suite.add_argument("--suite", help="suite(s) to run, comma-separated: glue, mteb, mteb-retrieval, csn, mldr, "
                                        "followir, lm-eval, rank1, ettin")
-    suite.add_argument("--tasks", help="the suite's tasks to run, comma-separated (default: all of them; "
-                                       "for --suite mteb: any MTEB task names)")
+    suite.add_argument("--tasks", help="the suites' tasks to run, comma-separated; SUITE:TASK for one suite of "
+                                       "several (default: all of them; for --suite mteb: any MTEB task names)")
     suite.add_argument("--data-dir", help="local copies of the suites' data (GLUE folders, MTEB dataset repositories, "
                                           "lm-eval task YAMLs, BEIR folders for rank1); default: download")
     suite.add_argument("--limit", type=at_least(1), help="examples (queries, documents) per task at most: a quick "

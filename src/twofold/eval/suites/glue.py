@@ -7,9 +7,10 @@ with the best dev score is kept, as Ettin does) and scored with its official met
     mnli  accuracy on dev-matched and dev-mismatched
 
 GLUE's test labels are hidden, so — like BERT, ModernBERT and Ettin — the scores are on the dev
-sets. A task's `score` is the mean of its metrics, the GLUE `average` the mean of the task scores
-(WNLI left out, as those papers do). Data: `datasets` (nyu-mll/glue) or the GLUE download's own
-layout under `--data-dir` (`glue/CoLA/{train,dev}.tsv`, … `glue/MNLI/dev_matched.tsv`).
+sets, and the sweep keeps the rate with the best dev score on the task's first official metric
+(MCC, F1, Pearson or accuracy). A task's `score` is the mean of its metrics, the GLUE `average`
+the mean of the task scores (WNLI left out, as those papers do). Data: `datasets` (nyu-mll/glue)
+or the GLUE download's own layout under `--data-dir` (`glue/CoLA/{train,dev}.tsv`, … `glue/MNLI/dev_matched.tsv`).
 """
 
 from __future__ import annotations
@@ -211,26 +212,37 @@ def score_classifier(directory: Path, task: GlueTask, devs: dict[str, list], lab
 # ----------------------------------------------------------------------------- the suite
 
 def run(member: Member, name: str, options: SuiteOptions) -> list[Result]:
+    """Fine-tune at each rate of the sweep, keep the rate whose dev score on the official metric is best."""
+    import shutil
+
     from twofold.finetune import RECORD, finetune, recipe_for
     from twofold.finetune.run import _check_out
 
     task = TASKS[name]
     glue = load(task, options)
     recipe = recipe_for("classify", **options.recipe_changes())
-    out = options.work / member.label.replace("@", "_") / f"glue-{name}"
-    if (out / RECORD).is_file():  # an earlier run of the suite fine-tuned it already: score that model
-        learning_rate = "reused"
-    else:
-        _check_out(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        kept = finetune("classify", str(member.path), glue.data, out, recipe, name=member.name,
-                        say=lambda line: print(f"  glue {name} {line.strip()}", flush=True))
-        learning_rate = kept.learning_rate
-    metrics = score_classifier(out, task, glue.devs, glue.data.labels, recipe.max_length)
+    folder = options.work / member.label.replace("@", "_").replace("/", "_") / f"glue-{name}"
+    sweep = []
+    for lr in recipe.learning_rates:
+        out = folder / f"lr-{lr:g}"
+        if not (out / RECORD).is_file():  # an earlier run of the suite may have fine-tuned it already
+            _check_out(out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            finetune("classify", str(member.path), glue.data, out, recipe.replace(learning_rates=(lr,)),
+                     name=member.name, say=lambda line: print(f"  glue {name} {line.strip()}", flush=True))
+        sweep.append({"learning_rate": lr, "dev": score_classifier(out, task, glue.devs, glue.data.labels,
+                                                                   recipe.max_length), "model": str(out)})
+    best = max(sweep, key=lambda entry: entry["dev"][task.metrics[0]])
+    for entry in sweep:  # the sweep's other models go; their scores stay in the record
+        if entry is not best:
+            shutil.rmtree(entry["model"], ignore_errors=True)
+            entry["model"] = None
+    metrics = dict(best["dev"])
     metrics["score"] = float(np.mean(list(metrics.values())))
     return [result(member, "glue", name, metrics, len(glue.data.dev), "transformers", glue.provenance,
-                   seed=recipe.seed, learning_rate=learning_rate, finetuned=str(out), train=len(glue.data.train),
-                   recipe=recipe.to_dict(), split="dev" if len(task.dev) == 1 else "dev_matched/dev_mismatched")]
+                   seed=recipe.seed, learning_rate=best["learning_rate"], selected_on=task.metrics[0],
+                   sweep=sweep, finetuned=best["model"], train=len(glue.data.train), recipe=recipe.to_dict(),
+                   split="dev" if len(task.dev) == 1 else "dev_matched/dev_mismatched")]
 
 
 def summarize(member: Member, results: list[Result]) -> list[Result]:

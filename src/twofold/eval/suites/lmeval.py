@@ -159,7 +159,8 @@ def metrics_of(scores: dict) -> dict[str, float]:
     named = {}
     for key, value in scores.items():
         metric, _, which = key.partition(",")
-        if "_stderr" in metric or not isinstance(value, (int, float)) or isinstance(value, bool):
+        if "_stderr" in metric or metric in ("sample_len", "sample_count", "alias") \
+                or not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
         named[metric if which in ("none", "") else f"{metric}[{which}]"] = float(value)
     return named

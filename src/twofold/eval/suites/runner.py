@@ -105,25 +105,47 @@ class Step:
     ettin: bool = False  # part of `--suite ettin`: its results also make the family scores
 
 
+def tasks_for(suite: str, tasks: Sequence) -> tuple:
+    """The `--tasks` entries for `suite`: unqualified names, and `suite:task` ones of this suite."""
+    mine = []
+    for task in tasks:
+        if isinstance(task, str) and ":" in task:
+            prefix, name = task.split(":", 1)
+            if prefix == suite:
+                mine.append(name)
+        else:
+            mine.append(task)
+    return tuple(mine)
+
+
 def plan(names: Sequence[str], options: SuiteOptions) -> list[Step]:
     """One `Step` (suite, its tasks, its options) per suite, everything checked; no model work yet.
 
-    `ettin` expands into its suites (`--tasks` then names which of them), the retrieval ones
-    after the `embed` fine-tune (`--finetune-data`, default MS MARCO triplets).
+    `--tasks` entries apply to every suite, or as `suite:task` to one. `ettin` expands into its
+    suites (its unqualified `--tasks` name which of them), the retrieval ones after the `embed`
+    fine-tune (`--finetune-data`, default MS MARCO triplets).
     """
+    names = suite_names(names)
+    prefixes = {t.split(":", 1)[0] for t in options.tasks if isinstance(t, str) and ":" in t}
+    strays = sorted(prefixes - set(ALL))
+    if strays:
+        raise TwofoldError(f"--tasks {strays[0]}:…: no suite {strays[0]!r}; valid suites: {', '.join(ALL)}")
     steps = []
-    for name in suite_names(names):
+    for name in names:
         if name == "ettin":
             from twofold.eval.suites.base import pick_tasks
 
-            chosen = pick_tasks("ettin", options.tasks, ETTIN_SUITES, ETTIN_SUITES)
+            plain = [t for t in options.tasks if not (isinstance(t, str) and ":" in t)]
+            chosen = pick_tasks("ettin", plain, ETTIN_SUITES, ETTIN_SUITES)
             embed = options.finetune_data or ETTIN_EMBED_DATA
             for part in chosen:
-                part_options = replace(options, tasks=(), finetune_data=embed if part in ("mteb-retrieval", "csn",
-                                                                                         "mldr") else None)
+                part_options = replace(options, tasks=tuple(t.split(":", 1)[1] for t in options.tasks
+                                                            if isinstance(t, str) and t.startswith(f"{part}:")),
+                                       finetune_data=embed if part in ("mteb-retrieval", "csn", "mldr") else None)
                 steps.append(Step(SUITES[part], SUITES[part].tasks(part_options), part_options, ettin=True))
         else:
-            steps.append(Step(SUITES[name], SUITES[name].tasks(options), options))
+            suite_options = replace(options, tasks=tasks_for(name, options.tasks))
+            steps.append(Step(SUITES[name], SUITES[name].tasks(suite_options), suite_options))
     for step in steps:
         if step.suite.check_data is not None:
             step.suite.check_data(step.tasks, step.options)
@@ -139,12 +161,16 @@ def check_kinds(members: Sequence[Member], steps, say=print) -> dict[str, list]:
         if refused and (len(members) == 1 or not fits):
             suite = refused[0]
             instead = suite.instead.get(member.kind, "another suite")
-            raise TwofoldError(f"{member.path}: a {member.kind}; --suite {suite.name} cannot evaluate it "
+            raise TwofoldError(f"{member.path}: {_a(member.kind)}; --suite {suite.name} cannot evaluate it "
                                f"(it takes {', '.join(suite.kinds)}); use --suite {instead}")
         for suite in refused:
-            say(f"{member.label}: skipping --suite {suite.name} (a {member.kind}; it takes {', '.join(suite.kinds)})")
+            say(f"{member.label}: skipping --suite {suite.name} ({_a(member.kind)}; it takes {', '.join(suite.kinds)})")
         taken[member.label] = fits
     return taken
+
+
+def _a(kind: str) -> str:
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
 
 
 def run_plan(members: Sequence[Member], steps, out: str | Path, say=print,
