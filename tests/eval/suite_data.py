@@ -143,7 +143,7 @@ def write_lmeval(directory: Path, name: str, rows: list[dict], kind: str = "mult
     """
     data = jsonl(directory / f"{name}.jsonl", rows)
     common = [f"task: {name}", "dataset_path: json", "dataset_kwargs:", "  data_files:", f"    test: {data}",
-              "test_split: test", "doc_to_text: '{{context}}'"]
+              "test_split: test", "doc_to_text: '{{context}}'", "target_delimiter: ''"]  # choices carry their spaces
     if kind == "multiple_choice":
         body = ["output_type: multiple_choice", "doc_to_choice: '{{choices}}'", "doc_to_target: gold",
                 "metric_list:", "  - metric: acc", "    aggregation: mean", "    higher_is_better: true"]

@@ -116,7 +116,7 @@ def suite_options(args: argparse.Namespace):
 def run_suites(args: argparse.Namespace) -> int:
     """`--suite`: check everything, then run each suite's tasks on each model, saving as each finishes."""
     from twofold.errors import TwofoldError
-    from twofold.eval.suites import plan, run_plan
+    from twofold.eval.suites import check_kinds, plan, run_plan
     from twofold.eval.suites.members import exported, suite_members
     from twofold.files import check_out
     from twofold.report import terminal_table, write_report
@@ -128,6 +128,7 @@ def run_suites(args: argparse.Namespace) -> int:
         raise TwofoldError(f"--data-dir {options.data_dir}: no such folder")
     steps = plan(args.suite, options)  # names, versions and local data checked before any model work
     found = suite_members(args.path, args.all_checkpoints, args.tokenizer, args.name)
+    check_kinds([member for member, _ in found], steps, say=lambda line: None)  # before anything is written
     out = check_out(Path(args.out) if args.out else Path(args.path) / "eval", "folder of results", update=True)
     print(f"suites: {', '.join(dict.fromkeys(step.suite.name for step in steps))} on "
           f"{', '.join(m.label for m, _ in found)}; results in {out}", flush=True)

@@ -7,8 +7,9 @@ tokens, of log p(token | every other token) with that token alone replaced by [M
     [CLS] context continuation [SEP], token i of the continuation masked -> log p(token i)
 
 The text is split into context and continuation tokens as lm-eval splits it for a decoder
-(trailing spaces of the context move to the continuation; the continuation is the tokens of
-`context + continuation` past those of `context`), so the same requests score both members.
+(trailing spaces of the context move to the continuation; the context is the tokens of
+`context`, the continuation those of `context + continuation` past them), so the same requests
+score both members.
 `is_greedy` is True when every masked position's argmax is the token. Cost: one forward pass of
 the whole sequence per continuation token (a decoder needs one per request), batched over
 tokens and requests and sorted by length.
@@ -69,7 +70,7 @@ def split_request(vocab: Vocabulary, context: str, continuation: str) -> tuple[l
         return [], whole
     if len(whole) <= len(prefix):  # the continuation merged into the context's last token
         return whole[:-1], whole[-1:]
-    return whole[:len(prefix)], whole[len(prefix):]
+    return prefix, whole[len(prefix):]
 
 
 def _fit(context: list[int], continuation: list[int], max_length: int | None) -> tuple[list[int], list[int]]:

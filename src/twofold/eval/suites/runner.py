@@ -153,19 +153,20 @@ def plan(names: Sequence[str], options: SuiteOptions) -> list[Step]:
 
 
 def check_kinds(members: Sequence[Member], steps, say=print) -> dict[str, list]:
-    """Which steps each member takes; a member no suite can evaluate is one line (naming one that would)."""
+    """Which steps each member takes. One model that a suite cannot evaluate, or models none of the
+    suites can, is one line naming a suite that would; in a folder of models the others are skipped."""
     taken = {}
     for member in members:
-        fits = [step for step in steps if member.kind in step.suite.kinds]
+        taken[member.label] = [step for step in steps if member.kind in step.suite.kinds]
+    for member in members:
         refused = [step.suite for step in steps if member.kind not in step.suite.kinds]
-        if refused and (len(members) == 1 or not fits):
+        if refused and (len(members) == 1 or not any(taken.values())):
             suite = refused[0]
             instead = suite.instead.get(member.kind, "another suite")
             raise TwofoldError(f"{member.path}: {_a(member.kind)}; --suite {suite.name} cannot evaluate it "
                                f"(it takes {', '.join(suite.kinds)}); use --suite {instead}")
         for suite in refused:
             say(f"{member.label}: skipping --suite {suite.name} ({_a(member.kind)}; it takes {', '.join(suite.kinds)})")
-        taken[member.label] = fits
     return taken
 
 
