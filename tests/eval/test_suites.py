@@ -412,4 +412,4 @@ def test_a_library_too_old_for_a_suite_is_one_line(pair, capsys, monkeypatch):
 
     monkeypatch.setattr(base, "version_of", lambda name: "1.38.0" if name == "mteb" else "")
     assert main(["eval", str(pair), "--suite", "csn"]) == 2
-    assert "--suite mteb needs mteb >= 2.0, found 1.38.0; pip install -U 'twofold[suites]'" in capsys.readouterr().err
+    assert "--suite mteb needs mteb >= 2.26, found 1.38.0; pip install -U 'twofold[suites]'" in capsys.readouterr().err

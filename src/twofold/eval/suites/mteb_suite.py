@@ -22,7 +22,7 @@ from twofold.errors import TwofoldError
 from twofold.eval.results import Result
 from twofold.eval.suites.base import EMBEDDER, Member, SuiteOptions, hub_data, local_files, require, result
 
-MINIMUM = "2.0"  # mteb.evaluate, prediction folders, InstructionReranking tasks
+MINIMUM = "2.26"  # mteb.evaluate with prediction folders, InstructionReranking tasks (as tested)
 PRESETS = {
     "mteb-retrieval": None,  # read from mteb's MTEB(eng, v2) benchmark
     "csn": ("CodeSearchNetRetrieval",),
