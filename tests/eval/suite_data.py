@@ -173,3 +173,21 @@ def write_run(path: Path, ranking: dict[str, list[str]]) -> Path:
     path.write_text("".join(f"{q} Q0 {d} {rank} {100 - rank} test\n" for q, docs in ranking.items()
                             for rank, d in enumerate(docs, start=1)))
     return path
+
+
+def write_multilingual_retrieval(directory: Path, subsets: list[str]) -> Path:
+    """A retrieval repository with one set of configs per subset (`python-corpus`, `python-queries`,
+    `python-qrels`), as mteb/CodeSearchNetRetrieval and mteb/MultiLongDocRetrieval lay theirs out."""
+    configs = {}
+    for subset in subsets:
+        jsonl(directory / subset / "corpus.jsonl", [{"_id": f"{subset}-d{i}", "title": "", "text": code}
+                                                    for i, (_, _, code) in enumerate(TOPICS)])
+        jsonl(directory / subset / "queries.jsonl", [{"_id": f"{subset}-q{i}", "text": text}
+                                                     for i, (_, text, _) in enumerate(TOPICS)])
+        jsonl(directory / subset / "qrels.jsonl", [{"query-id": f"{subset}-q{i}", "corpus-id": f"{subset}-d{i}",
+                                                    "score": 1} for i in range(len(TOPICS))])
+        configs |= {f"{subset}-corpus": ("corpus", f"{subset}/corpus.jsonl"),
+                    f"{subset}-queries": ("queries", f"{subset}/queries.jsonl"),
+                    f"{subset}-qrels": ("test", f"{subset}/qrels.jsonl")}
+    _readme(directory, configs)
+    return directory

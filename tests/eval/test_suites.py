@@ -30,11 +30,25 @@ def quiet(_line: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory, encoder, decoder, tokenizer):
+def pair(tmp_path_factory, tokenizer):
+    """A tiny random pair with fixed weights (whatever ran before), exported with its tokenizer."""
+    from tests.eval.conftest import tiny_model
+
     root = tmp_path_factory.mktemp("pair")
-    for name, model in (("encoder", encoder), ("decoder", decoder)):
-        twofold.save(model, root / name, tokenizer=Path(tokenizer.source).parent)
+    torch.manual_seed(1234)
+    for name in ("encoder", "decoder"):
+        twofold.save(tiny_model(tokenizer, name == "decoder"), root / name, tokenizer=Path(tokenizer.source).parent)
     return root
+
+
+@pytest.fixture(scope="module")
+def encoder(pair):
+    return twofold.load(pair / "encoder").eval()
+
+
+@pytest.fixture(scope="module")
+def decoder(pair):
+    return twofold.load(pair / "decoder").eval()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ The text is split into context and continuation tokens as lm-eval splits it for 
 score both members.
 `is_greedy` is True when every masked position's argmax is the token. Cost: one forward pass of
 the whole sequence per continuation token (a decoder needs one per request), batched over
-tokens and requests and sorted by length.
+tokens and requests and sorted by length; the vocabulary projection runs at the masked
+position only (for twofold's models and transformers' ModernBERT).
 
 Generation (`fill_greedy`) appends one [MASK] before [SEP], takes its argmax and repeats: a
 left-to-right use of a bidirectional model (Wang & Cho 2019, arXiv 1902.04094), one forward
@@ -96,13 +97,32 @@ def _masked_logprobs(model, rows: list[tuple[list[int], int]], vocab: Vocabulary
         targets.append(ids[position])
         positions.append(position)
         batch[i, position] = vocab.mask
-    logits = model(batch.to(device), attention.to(device)).logits
-    picked = logits[torch.arange(len(rows), device=device), torch.tensor(positions, device=device)].float()
+    picked = _logits_at(model, batch.to(device), attention.to(device), positions).float()
     logprobs = picked.log_softmax(-1)
     target = torch.tensor(targets, device=device)
     values = logprobs.gather(1, target[:, None])[:, 0]
     greedy = picked.argmax(-1) == target
     return list(zip(values.tolist(), greedy.tolist()))
+
+
+def _logits_at(model, ids: torch.Tensor, attention: torch.Tensor, positions: list[int]) -> torch.Tensor:
+    """[rows, V] logits of one position per row. The vocabulary projection runs at those positions
+    only where the model allows it (twofold's labels, transformers ModernBERT's sparse prediction):
+    for small models it costs more than the body at every position."""
+    rows = torch.arange(len(positions), device=ids.device)
+    at = torch.tensor(positions, device=ids.device)
+    labels = torch.full_like(ids, -100)
+    labels[rows, at] = 1  # any id: only where the labels are set matters
+    if hasattr(model, "sparse_prediction") and getattr(model, "sparse_pred_ignore_index", -100) == -100:
+        was = model.sparse_prediction
+        model.sparse_prediction = True
+        try:
+            return model(input_ids=ids, attention_mask=attention, labels=labels).logits
+        finally:
+            model.sparse_prediction = was
+    if hasattr(model, "config") and hasattr(model.config, "causal"):  # TwofoldModel: sparse prediction built in
+        return model(ids, attention, labels=labels).logits
+    return model(ids, attention).logits[rows, at]
 
 
 def _device(model) -> torch.device:
