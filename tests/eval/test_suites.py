@@ -400,6 +400,7 @@ def test_old_results_still_load_and_new_ones_round_trip(tmp_path):
      "--first-stage 'bm52': give bm25"),
     (lambda d, p: ["--suite", "glue", "--task", "lm"], "--task runs the built-in tasks and --suite"),
     (lambda d, p: ["--suite", "glue", "--tasks", "gluee:cola"], "--tasks gluee:…: no suite 'gluee'"),
+    (lambda d, p: ["--suite", "glue", "--tasks", "rank1:tiny"], "--suite rank1 is not asked for (--suite glue)"),
 ])
 def test_bad_suite_input_is_one_line_and_exit_2(tmp_path, pair, capsys, make_argv, message):
     data = tmp_path / "data"

@@ -130,6 +130,11 @@ def plan(names: Sequence[str], options: SuiteOptions) -> list[Step]:
     strays = sorted(prefixes - set(ALL))
     if strays:
         raise TwofoldError(f"--tasks {strays[0]}:…: no suite {strays[0]!r}; valid suites: {', '.join(ALL)}")
+    running = set(names) | (set(ETTIN_SUITES) if "ettin" in names else set())
+    idle = sorted(prefixes - running)
+    if idle:
+        raise TwofoldError(f"--tasks {idle[0]}:…: --suite {idle[0]} is not asked for (--suite {','.join(names)}); "
+                           f"add it to --suite or drop those tasks")
     steps = []
     for name in names:
         if name == "ettin":
