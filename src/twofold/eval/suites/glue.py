@@ -216,7 +216,6 @@ def run(member: Member, name: str, options: SuiteOptions) -> list[Result]:
     import shutil
 
     from twofold.finetune import RECORD, finetune, recipe_for
-    from twofold.finetune.run import _check_out
 
     task = TASKS[name]
     glue = load(task, options)
@@ -226,7 +225,6 @@ def run(member: Member, name: str, options: SuiteOptions) -> list[Result]:
     for lr in recipe.learning_rates:
         out = folder / f"lr-{lr:g}"
         if not (out / RECORD).is_file():  # an earlier run of the suite may have fine-tuned it already
-            _check_out(out)
             out.parent.mkdir(parents=True, exist_ok=True)
             finetune("classify", str(member.path), glue.data, out, recipe.replace(learning_rates=(lr,)),
                      name=member.name, say=lambda line: print(f"  glue {name} {line.strip()}", flush=True))
