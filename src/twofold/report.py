@@ -6,11 +6,15 @@ so a reader sees at once where the encoder wins and where the decoder does.
 Plots (PNG, matplotlib's object API, no display needed):
 - `scores.png`: a bar per model for every score;
 - `vs-parameters.png`: score against parameter count, one line per kind, when sizes differ;
-- `vs-tokens.png`: score against training tokens, one line per model, for checkpoints.
+- `vs-tokens.png`: score against training tokens, one line per model, for checkpoints;
+- `ettin.png`: the Ettin paper's figure for suite results — each task family's score against
+  parameters, encoder against decoder, one panel per family.
+Tasks that failed are listed with their error under the table.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -208,6 +212,57 @@ def plot_training(runs: dict[str, RunDir], path: str | Path) -> Path:
     return save_figure(figure, path)
 
 
+def plot_families(results: list[Result], path: str | Path) -> Path:
+    """The Ettin figure: per task family (`ettin/*` results), score against parameters, a line per kind."""
+    families = [r for r in results if r.suite == "ettin" and r.metrics]
+    names = list(dict.fromkeys(r.task for r in families))
+    figure, axes = _panels(max(len(names), 1))
+    for ax, task in zip(axes, names):
+        lines = defaultdict(list)
+        for r in families:
+            if r.task == task:
+                lines[r.kind].append((r.parameters, r.metrics["score"]))
+        for kind, points in sorted(lines.items()):
+            points.sort()
+            ax.plot([p for p, _ in points], [v for _, v in points], marker="o", label=kind,
+                    color=KIND_COLOURS.get(kind))
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters")
+        ax.set_title(next(r.details.get("family", task) for r in families if r.task == task), fontsize=9)
+        ax.legend(fontsize=7)
+    figure.suptitle("Encoder vs decoder by size (the Ettin protocol)")
+    return save_figure(figure, path)
+
+
+def provenance_markdown(results: list[Result]) -> str:
+    """Where each suite task's scores come from: the library and version, the data's revision or checksums."""
+    seen = {}
+    for r in results:
+        if r.suite and r.library:
+            seen.setdefault(r.task, r)
+    if not seen:
+        return ""
+    lines = ["| task | library | data |", "|---|---|---|"]
+    for task, r in seen.items():
+        data = r.data
+        if "sha256" in data:
+            digest = hashlib.sha256("".join(f"{k}{v}" for k, v in sorted(data["sha256"].items())).encode())
+            digest = digest.hexdigest()[:12]
+            where = f"local {data.get('path', '')} ({len(data['sha256'])} files, sha256 of all: {digest})"
+        elif data.get("dataset"):
+            config = f"/{data['config']}" if data.get("config") else ""
+            where = f"{data['dataset']}{config} @ {data.get('revision', '')}"
+        else:
+            where = "–"
+        lines.append(f"| {task} | {r.library} {r.library_version} | {where} |")
+    return "\n".join(lines)
+
+
+def failures_markdown(results: list[Result]) -> str:
+    """One line per task that failed, with its error."""
+    return "\n".join(f"- **{r.column}** `{r.task}`: {r.error}" for r in results if r.error)
+
+
 def plots(results: list[Result], out_dir: str | Path) -> list[Path]:
     """Every plot the results support: scores always; parameters when sizes differ; tokens for checkpoints."""
     out_dir = Path(out_dir)
@@ -219,6 +274,8 @@ def plots(results: list[Result], out_dir: str | Path) -> list[Path]:
         made.append(plot_against(scored, out_dir / "vs-parameters.png", "parameters"))
     if any(r.tokens is not None for r in scored):
         made.append(plot_against(scored, out_dir / "vs-tokens.png", "tokens"))
+    if any(r.suite == "ettin" for r in scored):
+        made.append(plot_families(scored, out_dir / "ettin.png"))
     return made
 
 
@@ -230,7 +287,13 @@ def write_report(results: list[Result], out_dir: str | Path, title: str = "Evalu
     parts = [f"# {title}", models_markdown(results), "## Scores", markdown_table(results),
              "`best`: the winner of each row (↓ lower is better, ↑ higher). "
              "Seeds: " + ", ".join(sorted({str(r.seed) for r in results})) + "."]
+    failed = failures_markdown(results)
+    if failed:
+        parts += ["Tasks that failed (their error; the other tasks ran):", failed]
     parts += [f"![{p.stem}]({p.name})" for p in plots(results, out_dir)]
+    provenance = provenance_markdown(results)
+    if provenance:
+        parts += ["## Provenance", provenance]
     samples = samples_markdown(results)
     if samples:
         parts += ["## Samples", samples]

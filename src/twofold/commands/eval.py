@@ -1,4 +1,5 @@
-"""`twofold eval PATH`: evaluate a model, a training run (or every tagged checkpoint of it)."""
+"""`twofold eval PATH`: evaluate a model, a training run (or every tagged checkpoint of it), with
+the built-in tasks (`--task`) or the published suites (`--suite`, run by the field's libraries)."""
 
 from __future__ import annotations
 
@@ -27,12 +28,20 @@ _KNOBS = (
 
 def register(subparsers) -> None:
     from twofold.eval import TASKS
+    from twofold.eval.suites import SUITES
 
     tasks = "\n".join(f"  {name:<24}{task.help}" for name, task in TASKS.items())
+    suites = "\n".join(f"  {name:<24}{suite.help}" for name, suite in SUITES.items())
+    suites += ("\n  ettin                   the Ettin paper's protocol for a pair (or a folder of pairs): glue, "
+               "mteb-retrieval,\n                          csn, mldr (after the embed fine-tune), lm-eval; "
+               "table and figure (ettin.png)")
     parser = subparsers.add_parser(
         "eval", help="evaluate models, runs or checkpoints; write JSON results, a table and plots",
-        description="Evaluate a Hugging Face model directory, a training run, or a folder of them.",
-        epilog=f"tasks (default: every built-in one, i.e. all but classification and beir):\n{tasks}",
+        description="Evaluate a Hugging Face model directory, a training run, or a folder of them, with the "
+                    "built-in tasks (--task) or the published suites (--suite). Suites read local copies of "
+                    "their data with --data-dir (docs/evaluation.md says the layouts).",
+        epilog=f"tasks (default: every built-in one, i.e. all but classification and beir):\n{tasks}\n\n"
+               f"suites (--suite NAME[,NAME…]; --tasks picks a subset of a suite's tasks):\n{suites}",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("path", help="model directory, `twofold train` run, or a folder holding them")
     parser.add_argument("--task", action="append", default=[], metavar="NAME",
@@ -55,6 +64,28 @@ def register(subparsers) -> None:
     user.add_argument("--text-fields", help="classification: text column(s), comma-separated (default: sentence)")
     user.add_argument("--label-field", help="classification: label column (default: label)")
     user.add_argument("--beir", help="retrieval: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv)")
+    suite = parser.add_argument_group("suites")
+    suite.add_argument("--suite", help="suite(s) to run, comma-separated: glue, mteb, mteb-retrieval, csn, mldr, "
+                                       "followir, lm-eval, rank1, ettin")
+    suite.add_argument("--tasks", help="the suites' tasks to run, comma-separated; SUITE:TASK for one suite of "
+                                       "several (default: all of them; for --suite mteb: any MTEB task names)")
+    suite.add_argument("--data-dir", help="local copies of the suites' data (GLUE folders, MTEB dataset repositories, "
+                                          "lm-eval task YAMLs, BEIR folders for rank1); default: download")
+    suite.add_argument("--limit", type=at_least(1), help="examples (queries, documents) per task at most: a quick "
+                                                         "look, not the published protocol (recorded in results)")
+    suite.add_argument("--lr", help="fine-tunes of a suite (glue; mteb with --finetune-data): learning rate(s), "
+                                    "comma-separated (default: the recipe's, glue 1e-5,3e-5,8e-5)")
+    suite.add_argument("--finetune-batch-size", type=at_least(1), help="fine-tunes of a suite: batch size "
+                                                                       "(default: the recipe's)")
+    suite.add_argument("--finetune-data", help="mteb suites: fine-tune the embed recipe on this data first (stdlib, a "
+                                               "file, a BEIR folder, hf:NAME); ettin default: MS MARCO triplets")
+    suite.add_argument("--num-fewshot", type=at_least(0), help="lm-eval: few-shot examples (default: the task's)")
+    suite.add_argument("--think-tokens", type=at_least(0), default=0,
+                       help="rank1: reasoning tokens generated before the true/false verdict (default 0)")
+    suite.add_argument("--first-stage", default="bm25",
+                       help="rank1: bm25 (default), a TREC run file, or an embedder directory (dense)")
+    suite.add_argument("--depth", type=at_least(1), default=100, help="rank1: documents reranked per query "
+                                                                      "(default 100)")
     parser.set_defaults(func=run_eval)
 
 
@@ -69,8 +100,56 @@ def settings_from(args: argparse.Namespace):
     return base.replace(**{k: v for k, v in changes.items() if v is not None})
 
 
+def suite_options(args: argparse.Namespace):
+    from twofold.eval.suites import SuiteOptions
+    from twofold.finetune import parse_learning_rates
+
+    return SuiteOptions(
+        tasks=tuple(t.strip() for t in (args.tasks or "").split(",") if t.strip()),
+        data_dir=Path(args.data_dir) if args.data_dir else None, limit=args.limit,
+        seed=args.seed or 0, batch_size=args.batch_size or 32, max_length=args.max_length,
+        learning_rates=parse_learning_rates(args.lr) if args.lr else None, epochs=args.epochs,
+        finetune_batch_size=args.finetune_batch_size, finetune_data=args.finetune_data,
+        num_fewshot=args.num_fewshot, think_tokens=args.think_tokens, first_stage=args.first_stage, depth=args.depth)
+
+
+def run_suites(args: argparse.Namespace) -> int:
+    """`--suite`: check everything, then run each suite's tasks on each model, saving as each finishes."""
+    from twofold.errors import TwofoldError
+    from twofold.eval.suites import check_kinds, plan, run_plan
+    from twofold.eval.suites.members import exported, suite_members
+    from twofold.files import check_out
+    from twofold.report import terminal_table, write_report
+
+    if args.task:
+        raise TwofoldError("--task runs the built-in tasks and --suite the published suites; give one of them")
+    options = suite_options(args)
+    if options.data_dir is not None and not options.data_dir.is_dir():
+        raise TwofoldError(f"--data-dir {options.data_dir}: no such folder")
+    steps = plan(args.suite, options)  # names, versions and local data checked before any model work
+    found = suite_members(args.path, args.all_checkpoints, args.tokenizer, args.name)
+    check_kinds([member for member, _ in found], steps, say=lambda line: None)  # before anything is written
+    out = check_out(Path(args.out) if args.out else Path(args.path) / "eval", "folder of results", update=True)
+    print(f"suites: {', '.join(dict.fromkeys(step.suite.name for step in steps))} on "
+          f"{', '.join(m.label for m, _ in found)}; results in {out}", flush=True)
+    sources = {id(member): source for member, source in found}
+    scratch = out / "work" / "exports"
+    results = run_plan([member for member, _ in found], steps, out,
+                       prepare=lambda member: exported(member, sources[id(member)], scratch, args.tokenizer))
+    print(terminal_table([r for r in results if r.metrics]) if any(r.metrics for r in results) else "no scores")
+    failed = [r for r in results if r.error]
+    for r in failed:
+        print(f"failed: {r.column} {r.task}: {r.error}")
+    report = write_report(results, out, title=f"Evaluation of {args.path}: --suite {args.suite}")
+    print(f"results and report: {report}")
+    return 0
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from twofold.errors import TwofoldError
+
+    if args.suite:
+        return run_suites(args)
     from twofold.eval import check_tasks, evaluate, save_results
     from twofold.eval.models import find_models, tokenizer_for
     from twofold.files import check_out

@@ -59,3 +59,37 @@ def retrieval_scores(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, 
         warnings.simplefilter("ignore")
         scores = evaluate(Qrels(qrels), Run(run), names, make_comparable=True)
     return {name: float(scores[name]) for name in names}
+
+
+def rank_of(run: dict[str, float], doc: str) -> int:
+    """1-based rank of `doc` in a query's run {doc: score}: score descending, ties by doc id descending
+    (as mteb breaks them); a document the run does not hold ranks just past its end."""
+    ordered = sorted(run.items(), key=lambda item: (item[1], item[0]), reverse=True)
+    for rank, (name, _) in enumerate(ordered, start=1):
+        if name == doc:
+            return rank
+    return len(ordered) + 1
+
+
+def p_mrr(original: dict[str, dict[str, float]], changed: dict[str, dict[str, float]],
+          changed_docs: dict[str, list[str]]) -> float:
+    """FollowIR's pairwise MRR (Weller et al. 2024, arXiv 2403.15246), in [-1, 1].
+
+    For each query, `changed_docs` are the documents whose relevance the altered instruction
+    took away. With R_og its rank under the original instruction and R_new under the altered
+    one, a document scores R_new/R_og - 1 if it rose or stayed (R_og >= R_new), else
+    1 - R_og/R_new; the scores are averaged per query, then over queries. Positive: the model
+    followed the instruction (the no-longer-relevant documents went down).
+    """
+    per_query = []
+    for query, docs in changed_docs.items():
+        if query not in original or query not in changed or not docs:
+            continue
+        scores = []
+        for doc in docs:
+            before, after = rank_of(original[query], doc), rank_of(changed[query], doc)
+            scores.append(after / before - 1 if before >= after else 1 - before / after)
+        per_query.append(sum(scores) / len(scores))
+    if not per_query:
+        raise TwofoldError("p-MRR needs at least one query with changed documents in both runs")
+    return sum(per_query) / len(per_query)

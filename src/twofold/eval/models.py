@@ -27,6 +27,9 @@ class Found:
     tokenizer: Path | None
     checkpoint: str = ""
     tokens: int | None = None
+    directory: Path | None = None  # the Hugging Face directory, when the model is one
+    run: RunDir | None = None  # the training run, when the model is one of its checkpoints
+    path: Path | None = None  # that checkpoint
 
 
 def is_model_dir(path: Path) -> bool:
@@ -57,7 +60,7 @@ def _hf_model(path: Path) -> Found:
     from twofold.hf import load
 
     tokenizer = path if (path / "tokenizer.json").is_file() else None
-    return Found(path.name, lambda: load(path), tokenizer)
+    return Found(path.name, lambda: load(path), tokenizer, directory=path)
 
 
 def _run_checkpoints(run: RunDir, all_checkpoints: bool) -> list[Found]:
@@ -71,7 +74,8 @@ def _run_checkpoints(run: RunDir, all_checkpoints: bool) -> list[Found]:
     for path in paths:
         state = checkpoint.read_state(path)
         found.append(Found(run.path.name, lambda path=path: run.model(path=path), run.tokenizer(),
-                           checkpoint=state.get("tag") or path.name, tokens=state["progress"].get("tokens")))
+                           checkpoint=state.get("tag") or path.name, tokens=state["progress"].get("tokens"),
+                           run=run, path=path))
     return found
 
 

@@ -2,6 +2,10 @@
 
 A result carries what a comparison needs besides the scores: the model's kind (encoder or
 decoder), its parameter count, and, for a training checkpoint, its tag and training tokens.
+Results of a suite (`twofold.eval.suites`) also say where the score comes from: the suite,
+the library that computed it and its version, and the data (a hub dataset and its revision,
+or the sha256 of each local file). Files written before these fields existed read as before.
+A task that failed is a result with no metrics and `details["error"]`.
 """
 
 from __future__ import annotations
@@ -16,10 +20,14 @@ from twofold.errors import TwofoldError
 from twofold.files import atomic_write_text, read_json
 
 # Metrics where a smaller value is better; every other metric is "higher is better".
-LOWER_IS_BETTER = frozenset({"perplexity", "pseudo_perplexity"})
+LOWER_IS_BETTER = frozenset({"perplexity", "pseudo_perplexity", "word_perplexity", "byte_perplexity",
+                             "bits_per_byte"})
 # The valid range of every metric a task reports (for checks of a whole pipeline's output).
 METRIC_RANGES = {"mlm_accuracy": (0.0, 1.0), "accuracy": (0.0, 1.0), "perplexity": (1.0, math.inf),
-                 "pseudo_perplexity": (1.0, math.inf), "ndcg@10": (0.0, 1.0), "mrr@10": (0.0, 1.0)}
+                 "pseudo_perplexity": (1.0, math.inf), "ndcg@10": (0.0, 1.0), "mrr@10": (0.0, 1.0),
+                 "p-mrr": (-1.0, 1.0), "mcc": (-1.0, 1.0), "f1": (0.0, 1.0), "pearson": (-1.0, 1.0),
+                 "spearman": (-1.0, 1.0), "word_perplexity": (1.0, math.inf), "byte_perplexity": (1.0, math.inf),
+                 "bits_per_byte": (0.0, math.inf)}
 
 
 @dataclass
@@ -34,12 +42,21 @@ class Result:
     parameters: int = 0
     checkpoint: str = ""  # the checkpoint's tag, when the model is one of a run's checkpoints
     tokens: int | None = None  # training tokens the checkpoint had seen, when known
-    details: dict = field(default_factory=dict)  # task-specific extras (baselines, samples)
+    details: dict = field(default_factory=dict)  # task-specific extras (baselines, samples, error)
+    suite: str = ""  # e.g. "glue", "mteb", "lm-eval", "rank1" (empty: a built-in task)
+    library: str = ""  # the library that computed the score, e.g. "mteb"
+    library_version: str = ""
+    data: dict = field(default_factory=dict)  # {"dataset", "revision"} or {"path", "sha256": {file: hash}}
 
     @property
     def row(self) -> str:
         """The task as a table row names it: `code-search[last]`."""
         return f"{self.task}[{self.variant}]" if self.variant else self.task
+
+    @property
+    def error(self) -> str | None:
+        """Why the task failed, for a failed task's record."""
+        return self.details.get("error")
 
     @property
     def column(self) -> str:
@@ -73,7 +90,8 @@ _WHOLE = ((int,), "a whole number")
 _TEXT = ((str,), "text")
 _FIELD_TYPES = {"task": _TEXT, "model": _TEXT, "metrics": ((dict,), "an object of metric: number"), "seed": _WHOLE,
                 "n": _WHOLE, "variant": _TEXT, "kind": _TEXT, "parameters": _WHOLE, "checkpoint": _TEXT,
-                "tokens": ((int, type(None)), "a whole number or null"), "details": ((dict,), "an object")}
+                "tokens": ((int, type(None)), "a whole number or null"), "details": ((dict,), "an object"),
+                "suite": _TEXT, "library": _TEXT, "library_version": _TEXT, "data": ((dict,), "an object")}
 
 
 def _is(value, accepted: tuple) -> bool:

@@ -1,0 +1,204 @@
+"""`--suite mteb` and its presets: MTEB tasks run by the mteb library on a Sentence Transformers
+model made from the export (encoder mean pooling, decoder last-token pooling, as the `embed`
+recipe pools), from an `embed` fine-tune of it (`--finetune-data DATA`: the published recipe
+first), or from a Sentence Transformers directory given as the model.
+
+Presets: `mteb-retrieval` (the retrieval tasks of MTEB(eng, v2)), `csn` (CodeSearchNet
+retrieval), `mldr` (MultiLongDocRetrieval, English, at the model's full context) and `followir`
+(FollowIR's instruction-retrieval tasks, scored by p-MRR). `mteb` runs any tasks named with
+`--tasks`. With `--data-dir DIR`, a task reads its dataset from a local copy of its hub
+repository, `DIR/<dataset path>` (e.g. `DIR/mteb/SciFact`, as `huggingface-cli download
+--repo-type dataset mteb/SciFact --local-dir DIR/mteb/SciFact` writes it) or `DIR/<task name>`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import numpy as np
+
+from twofold.errors import TwofoldError
+from twofold.eval.results import Result
+from twofold.eval.suites.base import EMBEDDER, Member, SuiteOptions, hub_data, local_files, require, result
+
+MINIMUM = "2.26"  # mteb.evaluate with prediction folders, InstructionReranking tasks (as tested)
+PRESETS = {
+    "mteb-retrieval": None,  # read from mteb's MTEB(eng, v2) benchmark
+    "csn": ("CodeSearchNetRetrieval",),
+    "mldr": ("MultiLongDocRetrieval",),
+    "followir": ("Core17InstructionRetrieval", "News21InstructionRetrieval", "Robust04InstructionRetrieval"),
+}
+LANGUAGES = {"MultiLongDocRetrieval": ["eng"]}  # MLDR: the English subset, as Ettin reports it
+FULL_CONTEXT = {"MultiLongDocRetrieval"}
+DEFAULT_LENGTH = 512  # tokens per text elsewhere (MTEB's short texts; long ones are cut)
+
+
+def _mteb():
+    require("mteb", MINIMUM, "--suite mteb", "suites")
+    import mteb
+
+    return mteb
+
+
+def preset_tasks(preset: str) -> list[str]:
+    if preset == "mteb-retrieval":
+        benchmark = _mteb().get_benchmark("MTEB(eng, v2)")
+        return [t.metadata.name for t in benchmark.tasks if t.metadata.type == "Retrieval"]
+    return list(PRESETS[preset])
+
+
+def task_lister(preset: str):
+    """The `tasks` function of a preset (or of plain `mteb` when `preset` is 'mteb')."""
+
+    def tasks(options: SuiteOptions) -> list[str]:
+        from twofold.eval.suites.base import pick_tasks
+
+        names = [n for n in options.tasks if isinstance(n, str)]
+        extra = [t.metadata.name for t in options.tasks if not isinstance(t, str)]  # task objects (Python API)
+        if preset != "mteb":
+            return pick_tasks(preset, names, preset_tasks(preset), preset_tasks(preset)) + extra
+        if not names and not extra:
+            raise TwofoldError("--suite mteb: name the MTEB tasks with --tasks (e.g. SciFact,NFCorpus), or use a "
+                               f"preset suite: {', '.join(PRESETS)}")
+        known = {t.metadata.name.lower(): t.metadata.name for t in _mteb().get_tasks()}
+        for name in names:
+            if name.lower() not in known:
+                close = difflib.get_close_matches(name, list(known.values()), n=5)
+                hint = f"; close: {', '.join(close)}" if close else ""
+                raise TwofoldError(f"--suite mteb: unknown MTEB task {name!r}{hint} (mteb.get_tasks() lists them)")
+        return [known[n.lower()] for n in names] + extra
+
+    return tasks
+
+
+# Task objects, resolved once per (name, data dir, objects given) and shared by the members.
+_RESOLVED: dict[tuple, object] = {}
+
+
+def resolve(name: str, options: SuiteOptions):
+    """mteb's task object for `name`, reading a local copy of its data when `--data-dir` holds one."""
+    given = {t.metadata.name: t for t in options.tasks if not isinstance(t, str)}
+    key = (name, str(options.data_dir), id(given.get(name)))
+    if key in _RESOLVED:
+        return _RESOLVED[key]
+    if name in given:
+        task = given[name]
+    else:
+        mteb = _mteb()
+        task = mteb.get_task(name, languages=LANGUAGES.get(name), eval_splits=["test"]) \
+            if name in LANGUAGES else mteb.get_task(name)
+    if options.data_dir is not None:
+        local = local_copy(task, options.data_dir)
+        if local is None:
+            path = task.metadata.dataset["path"]
+            if Path(path).is_dir():  # a task defined on local files already
+                local = Path(path)
+            else:
+                raise TwofoldError(f"{options.data_dir / path}: missing; --data-dir holds a copy of each MTEB task's "
+                                   f"dataset repository (huggingface-cli download --repo-type dataset {path} "
+                                   f"--local-dir {options.data_dir / path})")
+        dataset = {**task.metadata.dataset, "path": str(local)}
+        task.metadata = task.metadata.model_copy(update={"dataset": dataset})
+    _RESOLVED[key] = task
+    return task
+
+
+def local_copy(task, data_dir: Path) -> Path | None:
+    for candidate in (data_dir / task.metadata.dataset["path"], data_dir / task.metadata.name):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def check_data(names: list[str], options: SuiteOptions) -> None:
+    """Load every task's local copy before any model work: a missing file, config or split is one line."""
+    if options.data_dir is None:
+        for name in names:
+            resolve(name, options)
+        return
+    for name in names:
+        task = resolve(name, options)
+        try:
+            task.load_data()
+        except Exception as error:  # datasets/mteb say what is missing (a config, a split, a column)
+            message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise TwofoldError(f"{task.metadata.dataset['path']}: the local copy of {name} does not load "
+                               f"({type(error).__name__}: {message}); it must hold the hub repository's files "
+                               f"(configs and split {', '.join(task.eval_splits)})") from None
+
+
+def embedding_model(member: Member, options: SuiteOptions, name: str):
+    """The Sentence Transformers model mteb evaluates, and what it is (raw export, fine-tune, given)."""
+    from sentence_transformers import SentenceTransformer
+
+    from twofold.finetune import RECORD, BaseModel, finetune, recipe_for
+    from twofold.finetune.tasks import embedder
+
+    length = None if name in FULL_CONTEXT else (options.max_length or DEFAULT_LENGTH)
+    if member.kind == EMBEDDER:
+        model, made = SentenceTransformer(str(member.path), device="cpu"), "sentence-transformers directory"
+    elif options.finetune_data:
+        out = options.work / member.label.replace("@", "_") / "embed"
+        if not (out / RECORD).is_file():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            finetune("embed", str(member.path), options.finetune_data, out,
+                     recipe_for("embed", **options.recipe_changes()), name=member.name,
+                     say=lambda line: print(f"  embed {line.strip()}", flush=True))
+        model, made = SentenceTransformer(str(out)), f"embed fine-tune on {options.finetune_data} ({out})"
+    else:
+        base = BaseModel(str(member.path), member.name, member.causal)
+        model = embedder(base, recipe_for("embed", max_length=length or DEFAULT_LENGTH))
+        made = f"export, {'last-token' if member.causal else 'mean'} pooling"
+    context = model[0].auto_model.config.max_position_embeddings
+    model.max_seq_length = min(length or context, context)
+    return model, made
+
+
+def metric_name(name: str) -> str:
+    """mteb's metric names as twofold's: ndcg_at_10 -> ndcg@10, p-MRR -> p-mrr."""
+    return name.replace("_at_", "@").lower()
+
+
+def scores_of(task_result, task) -> tuple[dict[str, float], int]:
+    """(metrics, subsets): the main score and nDCG@10 / MRR@10 where reported, averaged over subsets."""
+    rows = [row for split in task.eval_splits for row in task_result.scores.get(split, [])]
+    if not rows:
+        raise TwofoldError(f"mteb returned no scores for {task.metadata.name}")
+    main = task.metadata.main_score
+    metrics = {metric_name(main): float(np.mean([row[main] for row in rows]))}
+    for extra in ("ndcg_at_10", "mrr_at_10"):
+        if extra != main and all(extra in row for row in rows):
+            metrics[metric_name(extra)] = float(np.mean([row[extra] for row in rows]))
+    for side in ("og", "changed"):  # FollowIR: the retrieval scores under each instruction
+        if all(isinstance(row.get(side), dict) and "ndcg_at_5" in row[side] for row in rows):
+            metrics[f"ndcg@5_{side}"] = float(np.mean([row[side]["ndcg_at_5"] for row in rows]))
+    return metrics, len(rows)
+
+
+def run_task(suite: str):
+    def run(member: Member, name: str, options: SuiteOptions) -> list[Result]:
+        mteb = _mteb()
+        task = resolve(name, options)
+        model, made = embedding_model(member, options, name)
+        predictions = options.work / member.label.replace("@", "_") / "mteb-predictions"
+        outcome = mteb.evaluate(model, [task], cache=None, prediction_folder=predictions,
+                                encode_kwargs={"batch_size": options.batch_size}, show_progress_bar=True)
+        task_result = outcome.task_results[0]
+        metrics, subsets = scores_of(task_result, task)
+        path = task.metadata.dataset["path"]
+        data = local_files(Path(path)) if Path(path).is_dir() else hub_data(path, task.metadata.dataset.get("revision"))
+        return [result(member, suite, name, metrics, _queries(task), "mteb", data, seed=options.seed,
+                       model=made, type=task.metadata.type, main_score=metric_name(task.metadata.main_score),
+                       subsets=subsets, max_seq_length=model.max_seq_length,
+                       predictions=str(predictions / f"{name}_predictions.json"),
+                       seconds=round(float(task_result.evaluation_time or 0.0), 2))]
+
+    return run
+
+
+def _queries(task) -> int:
+    try:
+        return sum(len(split["queries"]) for subset in task.dataset.values() for split in subset.values())
+    except (AttributeError, KeyError, TypeError):
+        return 0
