@@ -35,8 +35,9 @@ phase:
   decay: {tokens: 1K, seq_len: 64, mask_rate: 0.15, lr_decay: one_minus_sqrt, lr_start_ratio: 0.5,
           lr_min_ratio: 0.02, batch_sequences: 8, checkpoint_every_tokens: 1K, tag: decay}
 """
-# Checkpoints of a run: step1 (step 2), step2 (step 4, the end of pretraining), decay1 (step 6).
-CHECKPOINTS = ["000000002-step1", "000000004-step2", "000000006-decay1"]
+# Checkpoints of a run, tagged by the optimizer steps of their phase: step2 (step 2), step4 (step 4,
+# the end of pretraining), decay2 (step 6).
+CHECKPOINTS = ["000000002-step2", "000000004-step4", "000000006-decay2"]
 
 
 def cli(*argv) -> None:

@@ -52,7 +52,7 @@ def test_a_branch_equals_the_variant_trained_from_scratch(tmp_path, tiny_store, 
     info = json.loads((tmp_path / "code" / "run.json").read_text())
     assert info["recipe"]["variant"] == "code"
     assert info["branched_from"]["shared_phases"] == ["pretrain", "extension"]
-    assert info["branched_from"]["checkpoint"].endswith("-ext2")
+    assert info["branched_from"]["checkpoint"].endswith("-ext4")  # the extension took 4 steps
     # The branch trained only its decay; the shared phases' batch order is there too.
     phases = {json.loads(line)["phase"] for line in (tmp_path / "code" / "metrics.jsonl").read_text().splitlines()}
     assert phases == {"decay"}
