@@ -193,7 +193,8 @@ class Trainer:
     # ------------------------------------------------------------ one optimizer step
 
     def _step(self, batch, phase: Phase) -> tuple[float, float]:
-        micro = split_batch(batch, self.options.micro_batch_sequences)
+        sequences = self.options.micro_batch_sequences
+        micro = batch.split(sequences) if sequences and sequences < batch.num_sequences else [batch]
         device = self.world.device
         targets = torch.tensor([float(batch.num_targets)], dtype=torch.float64, device=device)
         total_targets = sum_across(targets, self.world).item()
@@ -286,28 +287,6 @@ def forward(model, batch):
     """The model on a packed batch; loss is the mean over the batch's labelled tokens."""
     return model(batch.input_ids, labels=batch.labels, cu_seqlens=batch.cu_seqlens,
                  max_seqlen=batch.max_seqlen, position_ids=batch.position_ids)
-
-
-def split_batch(batch, sequences: int | None) -> list:
-    """A rank's packed batch cut into micro-batches of at most `sequences` sequences."""
-    count = batch.num_sequences
-    if sequences is None or sequences >= count:
-        return [batch]
-    parts = []
-    offsets = batch.sequence_offsets.long()
-    cu = batch.cu_seqlens.long()
-    for first in range(0, count, sequences):
-        last = min(first + sequences, count)
-        begin, end = int(offsets[first]), int(offsets[last])
-        inside = cu[(cu >= begin) & (cu <= end)] - begin
-        lengths = inside[1:] - inside[:-1]
-        parts.append(dataclasses.replace(
-            batch, input_ids=batch.input_ids[begin:end], labels=batch.labels[begin:end],
-            position_ids=batch.position_ids[begin:end], cu_seqlens=inside.to(torch.int32),
-            max_seqlen=int(lengths.max()) if len(lengths) else 0,
-            sequence_offsets=(offsets[first:last + 1] - begin).to(torch.int32),
-            segments=batch.segments[first:last], groups=batch.groups[first:last]))
-    return parts
 
 
 class _HeldOut:
