@@ -164,6 +164,30 @@ def test_second_run_reuses_tokenizer_and_stores(demo):
     assert before == {p: p.stat().st_mtime_ns for p in before}
 
 
+def test_a_rerun_that_runs_out_of_disk_leaves_the_previous_demo_intact(demo, monkeypatch, capsys):
+    import errno
+
+    import twofold.demo
+    from twofold.cli import main
+
+    layout, report, _ = demo
+    before = {p.relative_to(layout.root): p.read_bytes() for p in layout.root.rglob("*") if p.is_file()}
+
+    def full(*args):  # a stage that replaced old output and wrote half of its own
+        for old in layout.root.glob("report.md"):
+            old.unlink()
+        (layout.pair / "encoder").mkdir(parents=True, exist_ok=True)
+        (layout.pair / "encoder" / "partial.safetensors").write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device", str(layout.pair / "encoder"))
+
+    monkeypatch.setattr(twofold.demo, "_train", full)
+    assert main(["demo", "--out", str(layout.root), "--budget", "16K", "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "No space left on device" in error
+    after = {p.relative_to(layout.root): p.read_bytes() for p in layout.root.rglob("*") if p.is_file()}
+    assert after == before
+
+
 # ----------------------------------------------------------------------------- bad input
 
 

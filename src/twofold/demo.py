@@ -13,6 +13,7 @@ Stages (each reuses what an earlier demo already built, unless `fresh`):
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import time
 from contextlib import contextmanager
@@ -110,20 +111,21 @@ def run_demo(out: str | Path = "runs/demo", budget: int | None = None, fresh: bo
     layout.root.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
 
-    prepare_corpus(layout, packages, progress, say, times)
-    with _stage("training the pair", say, times):
-        _train(layout, recipe, progress, say)
-    with _stage("cross-objective arm (decoder continued as an encoder)", say, times):
-        _train_cross(layout, recipe, progress, say)
-    with _stage("export (Hugging Face format)", say, times):
-        _export(layout, say)
-    with _stage("evaluation (language modelling, code completion, samples)", say, times):
-        results = _evaluate(layout, settings, completion_items, say)
-    with _stage(f"downstream fine-tunes ({len(seeds)} seeds, the same recipe for every model)", say, times):
-        results += _downstream(layout, seeds, downstream_sizes or DOWNSTREAM_TRAIN, say)
-    _save(layout, results)
-    with _stage("report", say, times):
-        report = _report(layout, recipe, results, times)
+    with previous_kept(layout):
+        prepare_corpus(layout, packages, progress, say, times)
+        with _stage("training the pair", say, times):
+            _train(layout, recipe, progress, say)
+        with _stage("cross-objective arm (decoder continued as an encoder)", say, times):
+            _train_cross(layout, recipe, progress, say)
+        with _stage("export (Hugging Face format)", say, times):
+            _export(layout, say)
+        with _stage("evaluation (language modelling, code completion, samples)", say, times):
+            results = _evaluate(layout, settings, completion_items, say)
+        with _stage(f"downstream fine-tunes ({len(seeds)} seeds, the same recipe for every model)", say, times):
+            results += _downstream(layout, seeds, downstream_sizes or DOWNSTREAM_TRAIN, say)
+        _save(layout, results)
+        with _stage("report", say, times):
+            report = _report(layout, recipe, results, times)
 
     from twofold.report import spread_markdown
 
@@ -134,6 +136,32 @@ def run_demo(out: str | Path = "runs/demo", budget: int | None = None, fresh: bo
     say(f"\nreport: {report}  (total {sum(times.values()):.0f} s: "
         + ", ".join(f"{name.split(' (')[0]} {seconds:.0f} s" for name, seconds in times.items()) + ")")
     return report
+
+
+@contextmanager
+def previous_kept(layout: DemoLayout):
+    """A run that fails (disk full, interrupted, a bad input found late) leaves the previous
+    demo's results as they were: they wait in `.previous` until the new ones are complete.
+    The tokenizer and stores stay in place (reused, or rebuilt whole)."""
+    replaced = DEMO_ENTRIES - {"tokenizer", "store"}
+    keep = layout.root / ".previous"
+    shutil.rmtree(keep, ignore_errors=True)
+    old = [entry for entry in layout.root.iterdir() if entry.name in replaced]
+    if old:
+        keep.mkdir()
+        for entry in old:
+            os.replace(entry, keep / entry.name)
+    try:
+        yield
+    except BaseException:
+        for entry in layout.root.iterdir():
+            if entry.name in replaced or entry.name == ".downstream":
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        for entry in old:
+            os.replace(keep / entry.name, entry)
+        shutil.rmtree(keep, ignore_errors=True)
+        raise
+    shutil.rmtree(keep, ignore_errors=True)
 
 
 def minimum_budget(recipe) -> int:
