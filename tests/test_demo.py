@@ -89,6 +89,14 @@ def test_the_table_has_every_arm_and_baseline_and_error_bars_over_seeds(demo):
     assert all(body["code-completion", "accuracy"][column[arm]] for arm in ARMS)
 
 
+def test_the_saved_results_keep_every_seed_of_every_fine_tune(demo):
+    layout, _, _ = demo
+    saved = load_results(layout.eval)
+    for arm in ARMS:
+        for task in ("code-search", "package-classification"):
+            assert {r.seed for r in saved if (r.task, r.model, r.variant) == (task, arm, "fine-tuned")} == {1, 2}
+
+
 def test_training_tokens_are_filled_in_for_every_arm(demo):
     layout, report, _ = demo
     models = report.read_text().split("## Models")[1].split("##")[0]

@@ -331,11 +331,15 @@ def _downstream(layout: DemoLayout, seeds: tuple[int, ...], sizes: dict, say):
 
 
 def _save(layout: DemoLayout, results) -> None:
+    """Every result in `eval/`, the fine-tunes of each seed in `eval/seed-N/` (one file per result)."""
     from twofold.eval import save_results
 
     if layout.eval.exists():
         shutil.rmtree(layout.eval)
-    save_results(results, layout.eval)
+    for seed in sorted({r.seed for r in results}):
+        folder = layout.eval / f"seed-{seed}" if any(r.seed == seed and r.task in DOWNSTREAM_TASKS
+                                                     and r.kind != "baseline" for r in results) else layout.eval
+        save_results([r for r in results if r.seed == seed], folder)
 
 
 def _report(layout: DemoLayout, recipe, results, times: dict[str, float]) -> Path:

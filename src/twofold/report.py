@@ -262,7 +262,8 @@ class Spread:
     def __str__(self) -> str:
         if len(self.values) < 2:
             return _format(self.values[0])
-        return f"{self.mean:.4g} ± {self.std:.2g}"
+        std = self.std if self.std > 1e-9 * abs(self.mean) else 0.0  # identical seeds: rounding, not spread
+        return f"{self.mean:.4g} ± {std:.2g}"
 
 
 @dataclass

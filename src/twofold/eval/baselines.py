@@ -8,7 +8,9 @@
 - retrieval: random ranking (its expected nDCG@10 / MRR@10, exact for one relevant document per
   query) and BM25 (the `bm25s` library, its default Lucene variant, k1 1.5, b 0.75) over the
   same queries and candidates.
-- classification: the majority class of the training labels, predicted for every test example.
+- classification: the majority class of the test set, predicted for every test example (the
+  best any single-class guess can score; the built-in training set caps each class, so its own
+  majority says little).
 """
 
 from __future__ import annotations
@@ -81,9 +83,8 @@ def bm25(queries: dict[str, str], documents: dict[str, str], qrels: dict[str, di
     return retrieval_scores(qrels, run, k)
 
 
-def majority(train_labels: list, test_labels: list) -> dict[str, float]:
-    """Accuracy of predicting the most common training label for every test example."""
-    if not train_labels or not test_labels:
-        raise TwofoldError("the majority baseline needs training and test labels")
-    top = Counter(train_labels).most_common(1)[0][0]
-    return {"accuracy": sum(label == top for label in test_labels) / len(test_labels)}
+def majority(test_labels: list) -> dict[str, float]:
+    """Accuracy of predicting the test set's most common label for every test example."""
+    if not test_labels:
+        raise TwofoldError("the majority baseline needs test labels")
+    return {"accuracy": Counter(test_labels).most_common(1)[0][1] / len(test_labels)}

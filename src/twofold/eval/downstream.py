@@ -7,7 +7,7 @@ batches (`twofold finetune`), and is scored on the held-out modules' functions:
   nDCG@10 and MRR@10 over the held-out functions; also the model *before* fine-tuning
   (zero-shot, the same pooling), random ranking and BM25 on the same queries and candidates;
 - `classify` (transformers Trainer): docstring -> top-level package, accuracy; also the
-  majority class and a uniform random guess.
+  test set's majority class and a uniform random guess.
 
 Each fine-tune runs once per seed (the seed orders the batches and initialises the new head);
 the report shows mean ± spread, so a difference smaller than the spread is not called a win.
@@ -107,9 +107,8 @@ def task_baselines(task: str, data) -> list[Result]:
                          candidates=len(test.corpus)),
                 baseline(name, "BM25", bm25(test.queries, test.corpus, qrels), len(test), variant=FINE_TUNED,
                          library="bm25s")]
-    train_labels = [label for _, label in data.train]
     test_labels = [label for _, label in data.test]
     classes = len(data.labels)
-    return [baseline(name, "majority", majority(train_labels, test_labels), len(test_labels), variant=FINE_TUNED),
+    return [baseline(name, "majority", majority(test_labels), len(test_labels), variant=FINE_TUNED),
             baseline(name, "random", {"accuracy": 1 / classes}, len(test_labels), variant=FINE_TUNED,
                      classes=classes)]
