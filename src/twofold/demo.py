@@ -360,7 +360,7 @@ def _report(layout: DemoLayout, recipe, results, times: dict[str, float]) -> Pat
         "## Models", models_markdown(models),
         "## Scores", spread_markdown(results, list(ARMS)),
         "Cells: mean ± sample standard deviation over the fine-tuning seeds "
-        f"({', '.join(str(s) for s in sorted({r.seed for r in results if r.task in DOWNSTREAM_TASKS}))}); "
+        f"({', '.join(str(s) for s in _fine_tuning_seeds(results))}); "
         "language modelling and code completion are deterministic (one value). `best`: the model "
         "whose worst seed beats every other model's best seed; otherwise `within spread`. "
         "Baselines are scored on the same tokens, queries and test examples.",
@@ -374,13 +374,17 @@ def _report(layout: DemoLayout, recipe, results, times: dict[str, float]) -> Pat
         "![schedule](schedule.png)",
         "## Time", _times_markdown(times),
         "## Reproduce",
-        "```\nmake demo                      # or: twofold demo --out runs/demo [--budget 1.5M] [--fresh]\n"
+        "```\nmake demo                      # or: twofold demo --out runs/demo [--budget 2.5M] [--fresh]\n"
         f"twofold eval {layout.export('encoder')}\n"
         f"twofold compare {layout.eval}\n```",
     ]
     path = layout.root / "report.md"
     atomic_write_text(path, "\n\n".join(parts) + "\n")
     return path
+
+
+def _fine_tuning_seeds(results) -> list[int]:
+    return sorted({r.seed for r in results if r.task in DOWNSTREAM_TASKS and r.kind != "baseline"})
 
 
 def _times_markdown(times: dict[str, float]) -> str:

@@ -308,7 +308,7 @@ def spread_rows(results: list[Result]) -> list[SpreadRow]:
 def spread_markdown(results: list[Result], models: list[str]) -> str:
     """Models first, baselines after; `best` among `models` only, beyond the seeds' spread."""
     scored = [r for r in results if r.metrics]
-    names = [c for c in columns(scored) if c in models] + [c for c in columns(scored) if c not in models]
+    names = [m for m in models if m in columns(scored)] + [c for c in columns(scored) if c not in models]
     lines = ["| task | metric | " + " | ".join(names) + " | best |",
              "|---|---|" + "---:|" * len(names) + "---|"]
     for row in spread_rows(scored):
