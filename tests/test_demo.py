@@ -1,4 +1,6 @@
-"""The whole demo pipeline at its smallest: tokenizer, stores, a trained pair, exports, evaluation, report."""
+"""The whole demo pipeline at its smallest: tokenizer, stores, a trained pair and cross arm, exports,
+evaluation, downstream fine-tunes over seeds with baselines, report. The default demo and its
+targets: the slow test at the end."""
 
 import json
 import math
@@ -11,20 +13,23 @@ import twofold
 from twofold.data.stdlib import held_out_functions
 from twofold.data.store import TokenStore
 from twofold.data.tokenizer import load_tokenizer
-from twofold.demo import DemoLayout, prepare_corpus, run_demo
+from twofold.demo import ARMS, CROSS_ARM, DemoLayout, prepare_corpus, run_demo
 from twofold.eval import METRIC_RANGES, QUICK, load_results
 
 PACKAGES = ("json", "email", "collections", "argparse.py", "textwrap")
 # The smallest evaluation that still runs every task.
 TINY_EVAL = QUICK.replace(lm_tokens=1_000, pseudo_perplexity_tokens=32, max_queries=32, max_examples=64,
                           max_length=64, max_new_tokens=8)
+TINY_DOWNSTREAM = {"embed": 32, "classify": 32, "test": 24}
+BASELINES = ("most-frequent token", "unigram", "random", "BM25", "majority")
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     lines = []
-    report = run_demo(out, budget=16_000, settings=TINY_EVAL, packages=PACKAGES, progress=False, say=lines.append)
+    report = run_demo(out, budget=16_000, settings=TINY_EVAL, packages=PACKAGES, progress=False, say=lines.append,
+                      seeds=(1, 2), downstream_sizes=TINY_DOWNSTREAM, completion_items=8)
     return DemoLayout(out), report, lines
 
 
@@ -48,25 +53,93 @@ def test_report_and_plots_exist(demo):
         path = layout.root / png
         assert path.stat().st_size > 5_000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"({png})" in text
-    assert "encoder" in text and "decoder" in text
+    for section in ("## What this shows, and what it does not", "## Models", "## Scores", "## Samples",
+                    "## Training", "## Time", "## Reproduce"):
+        assert section in text
     assert any("report:" in line for line in lines)
+
+
+def score_table(text: str) -> tuple[list[str], dict[tuple[str, str], list[str]]]:
+    """The report's score table: its header's columns, and each (task, metric) row's cells."""
+    lines = text.split("## Scores")[1].strip().splitlines()
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    body = {}
+    for line in lines[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        body[cells[0], cells[1]] = cells
+    return header, body
+
+
+def test_the_table_has_every_arm_and_baseline_and_error_bars_over_seeds(demo):
+    _, report, _ = demo
+    header, body = score_table(report.read_text())
+    assert set(ARMS) | set(BASELINES) <= set(header)
+    column = {name: i for i, name in enumerate(header)}
+    # every arm is fine-tuned with the same recipe: two seeds give mean ± spread in each cell
+    for row in (("code-search[fine-tuned]", "ndcg@10"), ("package-classification[fine-tuned]", "accuracy")):
+        for arm in ARMS:
+            assert "±" in body[row][column[arm]], (row, arm)
+    assert body["code-search[fine-tuned]", "ndcg@10"][column["BM25"]]
+    assert body["code-search[fine-tuned]", "ndcg@10"][column["random"]]
+    assert body["package-classification[fine-tuned]", "accuracy"][column["majority"]]
+    assert body["lm[masked]", "mlm_accuracy"][column["most-frequent token"]]
+    assert body["lm", "perplexity"][column["unigram"]]
+    assert all(body["code-completion", "accuracy"][column[arm]] for arm in ARMS)
+
+
+def test_the_saved_results_keep_every_seed_of_every_fine_tune(demo):
+    layout, _, _ = demo
+    saved = load_results(layout.eval)
+    for arm in ARMS:
+        for task in ("code-search", "package-classification"):
+            assert {r.seed for r in saved if (r.task, r.model, r.variant) == (task, arm, "fine-tuned")} == {1, 2}
+
+
+def test_training_tokens_are_filled_in_for_every_arm(demo):
+    layout, report, _ = demo
+    models = report.read_text().split("## Models")[1].split("##")[0]
+    rows = {line.split("|")[1].strip(): line for line in models.splitlines() if line.startswith("| ")}
+    for arm in ARMS:
+        assert "–" not in rows[arm] and "," in rows[arm].split("|")[4], rows[arm]
+    tokens = {r.model: r.tokens for r in load_results(layout.eval) if r.model in ARMS}
+    trained = {run: last_tokens(path / "metrics.jsonl") for run, path in
+               (("pair", layout.pair / "encoder"), ("cross", layout.cross))}
+    assert tokens["encoder"] == tokens["decoder"] == trained["pair"] >= 16_000
+    assert tokens[CROSS_ARM] == trained["pair"] + trained["cross"]  # the decoder's and its own MLM tokens
+    assert f"{tokens['encoder']:,}" in rows["encoder"]
+
+
+def last_tokens(metrics) -> int:
+    return max(json.loads(line)["tokens"] for line in metrics.read_text().splitlines() if '"tokens"' in line)
+
+
+def test_the_cross_arm_starts_from_the_decoder_and_is_an_encoder(demo):
+    layout, _, _ = demo
+    info = json.loads((layout.cross / "run.json").read_text())
+    assert info["options"]["cross"] and info["options"]["objective"] == "mlm"
+    assert info["init_from"] == str((layout.pair / "decoder").resolve())
+    assert not twofold.load(layout.export(CROSS_ARM)).config.causal
 
 
 def test_every_score_is_in_range_in_the_report_and_the_members_learnt(demo):
     layout, report, _ = demo
     results = load_results(layout.eval)
-    scored = [r for r in results if r.metrics]
+    scored = [r for r in results if r.metrics and r.kind != "baseline"]
     assert {r.kind for r in scored} == {"encoder", "decoder"}
     table = report.read_text()
     for result in scored:
         for metric, value in result.metrics.items():
             low, high = METRIC_RANGES[metric]
             assert math.isfinite(value) and low <= value <= high, (result.task, metric, value)
-            assert f"| {value:.4g} |" in table  # the report shows what was measured
+            if result.task in ("lm", "code-completion"):  # one value each; fine-tunes show mean ± spread
+                assert f"| {value:.4g} |" in table  # the report shows what was measured
     # Trained on 16K tokens, both members predict held-out text clearly better than a uniform
     # guess over the vocabulary, which an untrained model scores (about 2.2K and 2.5K of 4096 here).
     vocab = load_tokenizer(layout.tokenizer).vocab_size
-    perplexities = {(r.kind, m): v for r in scored for m, v in r.metrics.items() if m.endswith("perplexity")}
+    perplexities = {(r.kind, m): v for r in scored if r.model in ("encoder", "decoder")
+                    for m, v in r.metrics.items() if m.endswith("perplexity")}
     assert set(perplexities) == {("encoder", "pseudo_perplexity"), ("decoder", "perplexity")}
     assert all(v < 0.8 * vocab for v in perplexities.values()), (perplexities, vocab)
 
@@ -97,3 +170,83 @@ def test_second_run_reuses_tokenizer_and_stores(demo):
     prepare_corpus(layout, PACKAGES, progress=False, say=lines.append)
     assert sum("reusing" in line for line in lines) == 3  # tokenizer, train store, held-out store
     assert before == {p: p.stat().st_mtime_ns for p in before}
+
+
+def test_a_rerun_that_runs_out_of_disk_leaves_the_previous_demo_intact(demo, monkeypatch, capsys):
+    import errno
+
+    import twofold.demo
+    from twofold.cli import main
+
+    layout, report, _ = demo
+    before = {p.relative_to(layout.root): p.read_bytes() for p in layout.root.rglob("*") if p.is_file()}
+
+    def full(*args):  # a stage that replaced old output and wrote half of its own
+        for old in layout.root.glob("report.md"):
+            old.unlink()
+        (layout.pair / "encoder").mkdir(parents=True, exist_ok=True)
+        (layout.pair / "encoder" / "partial.safetensors").write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device", str(layout.pair / "encoder"))
+
+    monkeypatch.setattr(twofold.demo, "_train", full)
+    assert main(["demo", "--out", str(layout.root), "--budget", "16K", "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "No space left on device" in error
+    after = {p.relative_to(layout.root): p.read_bytes() for p in layout.root.rglob("*") if p.is_file()}
+    assert after == before
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_a_budget_too_small_for_every_phase_is_one_line_and_writes_nothing(tmp_path, capsys):
+    from twofold.cli import main
+    from twofold.demo import minimum_budget
+    from twofold.train.recipe import load_recipe
+
+    least = minimum_budget(load_recipe("demo"))
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--budget", str(least - 1), "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"--budget {least - 1:,} is too small" in error and f"{least:,}" in error
+    assert not out.exists()
+    # at the minimum, every phase (cross included) gets at least one full batch
+    recipe = load_recipe("demo", budget=least)
+    for phase in (*recipe.phases, recipe.cross):
+        assert phase.tokens >= phase.batch_sequences * phase.seq_len, phase.name
+
+
+def test_an_out_holding_a_previous_demo_and_another_run_keeps_them(tmp_path, capsys):
+    """A folder that holds another run (here a `twofold train` run's files) is refused whole."""
+    from twofold.cli import main
+
+    out = tmp_path / "runs"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "run.json").write_text('{"recipe": {}}\n')
+    (out / "report.md").write_text("# an earlier report\n")
+    before = sorted((p.relative_to(out), p.read_bytes() if p.is_file() else None) for p in out.rglob("*"))
+    assert main(["demo", "--out", str(out), "--budget", "16K", "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "holds other files" in error
+    assert sorted((p.relative_to(out), p.read_bytes() if p.is_file() else None) for p in out.rglob("*")) == before
+
+
+@pytest.mark.slow
+def test_the_default_demo_meets_its_targets(tmp_path):
+    """`make demo` as a user runs it: both members learn, the fine-tuned encoder beats the baselines."""
+    report = run_demo(tmp_path / "demo", progress=False, say=lambda line: None)
+    results = [r for r in load_results(tmp_path / "demo" / "eval") if r.metrics]
+
+    def mean(task, variant, metric, model):
+        values = [r.metrics[metric] for r in results if (r.task, r.variant, r.model) == (task, variant, model)]
+        assert values, (task, variant, metric, model)
+        return sum(values) / len(values)
+
+    assert mean("lm", "masked", "mlm_accuracy", "encoder") >= 0.25
+    assert mean("lm", "", "perplexity", "decoder") <= mean("lm", "", "perplexity", "unigram") / 5
+    assert mean("code-search", "fine-tuned", "ndcg@10", "encoder") >= 5 * mean("code-search", "fine-tuned",
+                                                                                "ndcg@10", "random")
+    assert mean("package-classification", "fine-tuned", "accuracy", "encoder") >= \
+        mean("package-classification", "fine-tuned", "accuracy", "majority") + 0.15
+    assert len({r.seed for r in results if r.task == "code-search" and r.model == "encoder"}) >= 3
+    assert "## What this shows, and what it does not" in report.read_text()

@@ -12,26 +12,41 @@ Stages (each reuses what an earlier demo already built, unless `fresh`):
 
 from __future__ import annotations
 
+import math
+import os
 import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from twofold.errors import TwofoldError
 from twofold.eval import Settings
 from twofold.files import check_out
 
 DEMO_VOCAB = 4096
-# Training tokens per member: about 3 minutes for the pair on 2 idle cores (docs in README).
-DEMO_BUDGET = 1_500_000
+# Training tokens per member: what the encoder needs to leave the masked-LM plateau (docs/demo.md).
+DEMO_BUDGET = 2_500_000
 HELD_OUT_SEQUENCES = 16  # the fixed held-out set scored at every checkpoint
 # Sample sizes that keep the evaluation of both members around two minutes on 2 cores.
 DEMO_EVAL = Settings(max_length=128, lm_tokens=10_000, pseudo_perplexity_tokens=256, max_queries=300,
                      max_examples=1_000, epochs=2, learning_rate=3e-4)
 
 
+COMPLETION_ITEMS = 200  # multiple-choice code completion items (binomial s.e. <= 0.035)
+CROSS_ARM = "encoder-from-decoder"
+ARMS = ("encoder", "decoder", CROSS_ARM)
+# The downstream fine-tunes: the same for every model (twofold finetune's recipes, sized for a CPU).
+DEMO_SEEDS = (1, 2, 3)
+DOWNSTREAM_TASKS = ("code-search", "package-classification")
+DOWNSTREAM_RECIPES = {
+    "embed": dict(learning_rates=(1e-3,), batch_size=32, max_length=96, hard_negatives=0, epochs=1),
+    "classify": dict(learning_rates=(1e-3,), batch_size=32, max_length=96, epochs=3),
+}
+DOWNSTREAM_TRAIN = {"embed": 1_200, "classify": None}  # training examples (None: all 667)
+
 # Everything the demo writes into its folder (hidden names: partial outputs of a killed run).
-DEMO_ENTRIES = {"tokenizer", "store", "pair", "export", "eval", "report.md", "loss.png", "schedule.png",
+DEMO_ENTRIES = {"tokenizer", "store", "pair", "cross", "export", "eval", "report.md", "loss.png", "schedule.png",
                 "scores.png", "vs-parameters.png", "vs-tokens.png"}
 
 
@@ -63,54 +78,116 @@ class DemoLayout:
         return self.root / "export" / member
 
     @property
+    def cross(self) -> Path:
+        return self.root / "cross"
+
+    @property
     def eval(self) -> Path:
         return self.root / "eval"
 
 
 def run_demo(out: str | Path = "runs/demo", budget: int | None = None, fresh: bool = False,
              settings: Settings = DEMO_EVAL, packages: tuple[str, ...] = (), progress: bool = True,
-             say=print) -> Path:
+             say=print, seeds: tuple[int, ...] = DEMO_SEEDS, downstream_sizes: dict | None = None,
+             completion_items: int = COMPLETION_ITEMS) -> Path:
     """Run every stage; return the path of `report.md`.
 
     `budget`: training tokens per member (default `DEMO_BUDGET`). `packages` limits the
     training corpus to some top-level stdlib packages (tests, quick looks); the evaluation
-    always uses the whole held-out split.
+    always uses the whole held-out split. `seeds`: of the downstream fine-tunes.
+    `downstream_sizes`: training examples per fine-tuning task (default `DOWNSTREAM_TRAIN`), and
+    with key "test" a cap on their dev/test examples (tests only). `completion_items`: of the
+    multiple-choice code completion.
     """
     from twofold.train.recipe import load_recipe
 
     layout = DemoLayout(Path(out))
     # --fresh and every rerun delete what an earlier demo made: never a folder of other files
     check_out(layout.root, "demo", holds=made_by_demo, overwrite=True)
+    recipe = load_recipe("demo", budget=budget or DEMO_BUDGET)
+    check_budget(budget or DEMO_BUDGET)
     if fresh and layout.root.exists():
         shutil.rmtree(layout.root)
     layout.root.mkdir(parents=True, exist_ok=True)
-    recipe = load_recipe("demo", budget=budget or DEMO_BUDGET)
-    times: list[float] = []
+    times: dict[str, float] = {}
 
-    prepare_corpus(layout, packages, progress, say, times)
-    with _stage("training the pair", say, times):
-        _train(layout, recipe, progress, say)
-    with _stage("export (Hugging Face format)", say, times):
-        _export(layout, say)
-    with _stage("evaluation", say, times):
-        results = _evaluate(layout, settings, say)
-    with _stage("report", say, times):
-        report = _report(layout, recipe, results)
+    with previous_kept(layout):
+        prepare_corpus(layout, packages, progress, say, times)
+        with _stage("training the pair", say, times):
+            _train(layout, recipe, progress, say)
+        with _stage("cross-objective arm (decoder continued as an encoder)", say, times):
+            _train_cross(layout, recipe, progress, say)
+        with _stage("export (Hugging Face format)", say, times):
+            _export(layout, say)
+        with _stage("evaluation (language modelling, code completion, samples)", say, times):
+            results = _evaluate(layout, settings, completion_items, say)
+        with _stage(f"downstream fine-tunes ({len(seeds)} seeds, the same recipe for every model)", say, times):
+            results += _downstream(layout, seeds, downstream_sizes or DOWNSTREAM_TRAIN, say)
+        _save(layout, results)
+        with _stage("report", say, times):
+            report = _report(layout, recipe, results, times)
 
-    from twofold.report import terminal_table
+    from twofold.report import spread_markdown
 
     say("")
-    say(terminal_table(results))
-    say(f"\nreport: {report}  (total {sum(times):.0f} s)")
+    say(spread_markdown(results, list(ARMS)))
+    say("")
+    say(findings(results))
+    say(f"\nreport: {report}  (total {sum(times.values()):.0f} s: "
+        + ", ".join(f"{name.split(' (')[0]} {seconds:.0f} s" for name, seconds in times.items()) + ")")
     return report
+
+
+@contextmanager
+def previous_kept(layout: DemoLayout):
+    """A run that fails (disk full, interrupted, a bad input found late) leaves the previous
+    demo's results as they were: they wait in `.previous` until the new ones are complete.
+    The tokenizer and stores stay in place (reused, or rebuilt whole)."""
+    replaced = DEMO_ENTRIES - {"tokenizer", "store"}
+    keep = layout.root / ".previous"
+    shutil.rmtree(keep, ignore_errors=True)
+    old = [entry for entry in layout.root.iterdir() if entry.name in replaced]
+    if old:
+        keep.mkdir()
+        for entry in old:
+            os.replace(entry, keep / entry.name)
+    try:
+        yield
+    except BaseException:
+        for entry in layout.root.iterdir():
+            if entry.name in replaced or entry.name == ".downstream":
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        for entry in old:
+            os.replace(keep / entry.name, entry)
+        shutil.rmtree(keep, ignore_errors=True)
+        raise
+    shutil.rmtree(keep, ignore_errors=True)
+
+
+def minimum_budget(recipe) -> int:
+    """The smallest --budget at which every phase, cross included, gets at least one full batch."""
+    total = sum(p.tokens for p in recipe.phases)
+    needs = [(p.batch_start_sequences or p.batch_sequences) * p.seq_len * total / p.tokens
+             for p in (*recipe.phases, *([recipe.cross] if recipe.cross else []))]
+    return math.ceil(max(needs))
+
+
+def check_budget(budget: int) -> None:
+    """One line before anything is written when `budget` cannot give every phase a batch."""
+    from twofold.train.recipe import load_recipe
+
+    least = minimum_budget(load_recipe("demo"))
+    if budget < least:
+        raise TwofoldError(f"--budget {budget:,} is too small: every phase of the demo recipe (cross included) "
+                           f"needs at least one batch, which takes --budget {least:,} or more")
 
 
 # ----------------------------------------------------------------------------- stages
 
 def prepare_corpus(layout: DemoLayout, packages: tuple[str, ...] = (), progress: bool = True, say=print,
-                   times: list[float] | None = None):
+                   times: dict[str, float] | None = None):
     """Stages 1-2: the tokenizer and the two token stores, reused when already built."""
-    times = [] if times is None else times
+    times = {} if times is None else times
     with _stage("tokenizer", say, times):
         tokenizer = _tokenizer(layout, packages, say)
     with _stage("token stores", say, times):
@@ -151,7 +228,6 @@ def _stores(layout: DemoLayout, tokenizer, packages: tuple[str, ...], progress: 
 
 def _train(layout: DemoLayout, recipe, progress: bool, say) -> None:
     from twofold.train.distributed import World
-    from twofold.train.loop import Options
     from twofold.train.runs import start_pair
     from twofold.train.show import human_tokens
 
@@ -160,65 +236,264 @@ def _train(layout: DemoLayout, recipe, progress: bool, say) -> None:
     tokens = sum(phase.tokens for phase in recipe.phases)
     say(f"  recipe demo: {', '.join(p.name for p in recipe.phases)}; {human_tokens(tokens)} tokens per member, "
         "encoder (MLM) then decoder (CLM) on identical batches")
-    options = Options(stores=(str(layout.store),), eval_stores=(str(layout.held_out_store),),
-                      eval_sequences=HELD_OUT_SEQUENCES, progress=progress)
-    start_pair(layout.pair, recipe, options, World())
+    start_pair(layout.pair, recipe, _options(layout, progress), World())
+
+
+def _options(layout: DemoLayout, progress: bool):
+    from twofold.train.loop import Options
+
+    return Options(stores=(str(layout.store),), eval_stores=(str(layout.held_out_store),),
+                   eval_sequences=HELD_OUT_SEQUENCES, progress=progress)
+
+
+def _train_cross(layout: DemoLayout, recipe, progress: bool, say) -> None:
+    """Ettin's cross-objective continuation: the trained decoder, its causal mask dropped, trained
+    further with MLM (the recipe's `cross` phase) — does that close the gap to the encoder?"""
+    from twofold.train.distributed import World
+    from twofold.train.rundir import PairDir
+    from twofold.train.runs import start
+    from twofold.train.show import human_tokens
+
+    if layout.cross.exists():
+        shutil.rmtree(layout.cross)
+    say(f"  {human_tokens(recipe.cross.tokens)} MLM tokens from the decoder's last checkpoint (--init-from)")
+    start(layout.cross, recipe, _options(layout, progress).replace(objective="mlm", cross=True), World(),
+          init_from=str(PairDir(layout.pair).member("decoder").path))
+
+
+def _runs(layout: DemoLayout) -> dict:
+    from twofold.train.rundir import PairDir, RunDir
+
+    pair = PairDir(layout.pair)
+    return {"encoder": pair.member("encoder"), "decoder": pair.member("decoder"), CROSS_ARM: RunDir(layout.cross)}
 
 
 def _export(layout: DemoLayout, say) -> None:
-    from twofold.train.rundir import PairDir
-
-    for member in ("encoder", "decoder"):
-        path = PairDir(layout.pair).member(member).export(layout.export(member), overwrite=True)
-        auto = "AutoModelForCausalLM" if member == "decoder" else "AutoModelForMaskedLM"
-        say(f"  {member}: {path} (loads with transformers' {auto})")
+    for arm, run in _runs(layout).items():
+        path = run.export(layout.export(arm), overwrite=True)
+        auto = "AutoModelForCausalLM" if arm == "decoder" else "AutoModelForMaskedLM"
+        say(f"  {arm}: {path} (loads with transformers' {auto})")
 
 
-def _evaluate(layout: DemoLayout, settings: Settings, say):
+def training_tokens(layout: DemoLayout) -> dict[str, int]:
+    """Tokens each arm was trained on, from the runs' own logs (the cross arm: the decoder's and its own)."""
+    seen = {arm: max((r["tokens"] for r in run.metrics() if "tokens" in r), default=0)
+            for arm, run in _runs(layout).items()}
+    seen[CROSS_ARM] += seen["decoder"]
+    return seen
+
+
+def _evaluate(layout: DemoLayout, settings: Settings, completion_items: int, say):
+    import numpy as np
+
+    from twofold.data.store import TokenStore
     from twofold.data.tokenizer import load_tokenizer
-    from twofold.eval import evaluate_pair, save_results
+    from twofold.eval import evaluate
+    from twofold.eval.baselines import language_model_baselines
+    from twofold.eval.completion import code_completion
+    from twofold.eval.subject import Subject
     from twofold.hf import load
 
-    encoder = load(layout.export("encoder")).eval()
-    decoder = load(layout.export("decoder")).eval()
     tokenizer = load_tokenizer(layout.export("encoder"))
-    results = evaluate_pair(encoder, decoder, tokenizer, settings=settings)
-    if layout.eval.exists():
-        shutil.rmtree(layout.eval)
-    save_results(results, layout.eval)
-    say(f"  {len(results)} results in {layout.eval}")
+    tokens = training_tokens(layout)
+    results = []
+    for arm in ARMS:
+        model = load(layout.export(arm)).eval()
+        results += evaluate(model, tokenizer, ("lm", "samples"), arm, settings, tokens=tokens[arm])
+        results += code_completion(Subject(model, tokenizer, arm, tokens=tokens[arm]), settings,
+                                   count=completion_items)
+    counts = np.bincount(np.asarray(TokenStore(layout.store).tokens), minlength=tokenizer.vocab_size)
+    results += language_model_baselines(tokenizer, counts, settings)
+    results += _completion_baseline(results)
+    say(f"  {len(results)} results (3 models, baselines)")
     return results
 
 
-def _report(layout: DemoLayout, recipe, results) -> Path:
-    from twofold.report import plot_training, write_report
-    from twofold.train.rundir import MEMBERS, PairDir
+def _completion_baseline(results) -> list:
+    from twofold.eval.baselines import baseline
+
+    scored = next(r for r in results if r.task == "code-completion")
+    return [baseline("code-completion", "random", {"accuracy": scored.details["chance"]}, scored.n)]
+
+
+def _downstream(layout: DemoLayout, seeds: tuple[int, ...], sizes: dict, say):
+    from twofold.eval.downstream import downstream
+    from twofold.finetune import recipe_for
+
+    recipes = {task: recipe_for(task, **changes) for task, changes in DOWNSTREAM_RECIPES.items()}
+    tokens = training_tokens(layout)
+    results = downstream({arm: layout.export(arm) for arm in ARMS}, recipes, seeds, layout.root / ".downstream",
+                         sizes=sizes, say=say)
+    for result in results:
+        if result.model in tokens:
+            result.tokens = tokens[result.model]
+    return results
+
+
+def _save(layout: DemoLayout, results) -> None:
+    """Every result in `eval/`, the fine-tunes of each seed in `eval/seed-N/` (one file per result)."""
+    from twofold.eval import save_results
+
+    if layout.eval.exists():
+        shutil.rmtree(layout.eval)
+    for seed in sorted({r.seed for r in results}):
+        folder = layout.eval / f"seed-{seed}" if any(r.seed == seed and r.task in DOWNSTREAM_TASKS
+                                                     and r.kind != "baseline" for r in results) else layout.eval
+        save_results([r for r in results if r.seed == seed], folder)
+
+
+def _report(layout: DemoLayout, recipe, results, times: dict[str, float]) -> Path:
+    from twofold.files import atomic_write_text
+    from twofold.report import models_markdown, plot_spread, plot_training, samples_markdown, spread_markdown
     from twofold.train.show import plot_recipe
 
-    members = {member: PairDir(layout.pair).member(member) for member in MEMBERS}
-    plot_training(members, layout.root / "loss.png")
+    plot_training(_runs(layout), layout.root / "loss.png")
     plot_recipe(recipe, layout.root / "schedule.png")
-    training = "\n\n".join([
+    plot_spread(results, layout.root / "scores.png")
+    models = [r for r in results if r.metrics and r.kind != "baseline"]
+    parts = [
+        "# twofold demo: an encoder and a decoder trained alike",
+        "The same recipe, data and batches for both members (and a third arm: the decoder continued "
+        "as an encoder); then the same fine-tunes for all three, scored on held-out modules beside "
+        "baselines on the same texts and queries.",
+        "## What this shows, and what it does not", findings(results),
+        "## Models", models_markdown(models),
+        "## Scores", spread_markdown(results, list(ARMS)),
+        "Cells: mean ± sample standard deviation over the fine-tuning seeds "
+        f"({', '.join(str(s) for s in _fine_tuning_seeds(results))}); "
+        "language modelling and code completion are deterministic (one value). `best`: the model "
+        "whose worst seed beats every other model's best seed; otherwise `within spread`. "
+        "Baselines are scored on the same tokens, queries and test examples.",
+        "![scores](scores.png)",
+        "## Samples", samples_markdown(results),
         "## Training",
         "Both members saw the same token sequences in the same order (their batch-order logs hash "
         f"equal at every step: `{layout.pair}/<member>/<phase>/data_order`); only the attention mask "
-        "and the objective differ.",
+        "and the objective differ. The cross arm starts from the decoder's last checkpoint.",
         "![loss](loss.png)",
         "![schedule](schedule.png)",
+        "## Time", _times_markdown(times),
         "## Reproduce",
-        "```\nmake demo                      # or: twofold demo --out runs/demo [--budget 1M] [--fresh]\n"
+        "```\nmake demo                      # or: twofold demo --out runs/demo [--budget 2.5M] [--fresh]\n"
         f"twofold eval {layout.export('encoder')}\n"
         f"twofold compare {layout.eval}\n```",
-    ])
-    return write_report(results, layout.root, title="twofold demo: an encoder and a decoder trained alike",
-                        sections=[training])
+    ]
+    path = layout.root / "report.md"
+    atomic_write_text(path, "\n\n".join(parts) + "\n")
+    return path
+
+
+def _fine_tuning_seeds(results) -> list[int]:
+    return sorted({r.seed for r in results if r.task in DOWNSTREAM_TASKS and r.kind != "baseline"})
+
+
+def _times_markdown(times: dict[str, float]) -> str:
+    lines = ["| stage | seconds |", "|---|---:|"]
+    lines += [f"| {name} | {seconds:.0f} |" for name, seconds in times.items()]
+    lines.append(f"| total | {sum(times.values()):.0f} |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- the finding
+
+
+def findings(results) -> str:
+    """What the numbers say about Ettin's finding at this scale, sentence by sentence, never forced."""
+    from twofold.report import spread_rows
+
+    table = {(row.task, row.metric): row for row in spread_rows([r for r in results if r.metrics])}
+    mean = lambda key, model: table[key].cells[model].mean if key in table and model in table[key].cells else None
+    lines = []
+    for task, metric, what in (("package-classification[fine-tuned]", "accuracy", "classification"),
+                               ("code-search[fine-tuned]", "ndcg@10", "retrieval (code search)")):
+        row = table.get((task, metric))
+        if row is None:
+            continue
+        winner = row.winner(["encoder", "decoder"])
+        pair = f"encoder {row.cells['encoder']} vs decoder {row.cells['decoder']} {metric}"
+        if winner == "encoder":
+            lines.append(f"- **{what}: the encoder wins** ({pair}), beyond the seeds' spread — as Ettin finds.")
+        elif winner == "decoder":
+            lines.append(f"- **{what}: the decoder wins** ({pair}), beyond the seeds' spread — the opposite "
+                         "of Ettin's finding at this scale.")
+        else:
+            lines.append(f"- {what}: no winner ({pair}): the difference is within the seeds' spread.")
+        cross = row.winner([CROSS_ARM, "encoder"]) if CROSS_ARM in row.cells else ""
+        if cross:
+            verdict = {"encoder": "does not close the gap: the encoder stays ahead",
+                       CROSS_ARM: "overtakes the encoder", "within spread": "is level with the encoder",
+                       "tie": "is level with the encoder"}[cross]
+            lines.append(f"  The decoder continued as an encoder ({row.cells[CROSS_ARM]}) {verdict}.")
+    ppl, pseudo = mean(("lm", "perplexity"), "decoder"), mean(("lm[pseudo]", "pseudo_perplexity"), "encoder")
+    if ppl is not None and pseudo is not None:
+        lines.append(f"- generation: decoder perplexity {ppl:.1f}, encoder pseudo-perplexity {pseudo:.1f}. These "
+                     "are not the same quantity (the encoder sees both sides of each token, which makes its "
+                     "number lower for the same skill), so the multiple-choice completion below is the fair test.")
+    completion = table.get(("code-completion", "accuracy"))
+    if completion is not None and {"encoder", "decoder"} <= set(completion.cells):
+        lines.append("- " + _completion_sentence(results))
+    lines.append("- " + _targets_sentence(table))
+    lines.append("- What it does not show: these are models of about a million parameters trained on "
+                 f"{_tokens_text(results)} tokens of one corpus (the Python standard library), with one "
+                 "pretraining seed (the seeds vary the fine-tunes only); Ettin's finding is about 17M–1B "
+                 "models on trillions of tokens. A result here that disagrees with the paper says this scale "
+                 "is too small to show it, not that the paper is wrong.")
+    return "\n".join(lines)
+
+
+def _completion_sentence(results) -> str:
+    import math
+
+    scored = {r.model: r for r in results if r.task == "code-completion" and r.kind != "baseline"}
+    encoder, decoder = scored["encoder"], scored["decoder"]
+    a, b = encoder.metrics["accuracy"], decoder.metrics["accuracy"]
+    noise = 2 * math.sqrt(encoder.details["stderr"] ** 2 + decoder.details["stderr"] ** 2)
+    text = (f"code completion ({decoder.n} items, 4 choices, chance 0.25): decoder {b:.3f} vs encoder {a:.3f} "
+            f"(pseudo-log-likelihood)")
+    if b - a > noise:
+        return f"**{text}: the decoder wins** beyond two standard errors ({noise:.3f}) — as Ettin finds."
+    if a - b > noise:
+        return f"**{text}: the encoder wins** beyond two standard errors ({noise:.3f}) — not what Ettin finds."
+    return f"{text}: the difference is within two standard errors ({noise:.3f}); no winner."
+
+
+def _targets_sentence(table) -> str:
+    def get(key, model):
+        row = table.get(key)
+        return row.cells[model].mean if row is not None and model in row.cells else None
+
+    checks = []
+    accuracy, frequent = get(("lm[masked]", "mlm_accuracy"), "encoder"), get(("lm[masked]", "mlm_accuracy"),
+                                                                                "most-frequent token")
+    if accuracy is not None:
+        checks.append(f"encoder MLM accuracy {accuracy:.3f} (target ≥ 0.25; most frequent token {frequent:.3f})")
+    ppl, unigram = get(("lm", "perplexity"), "decoder"), get(("lm", "perplexity"), "unigram")
+    if ppl is not None and unigram is not None:
+        checks.append(f"decoder perplexity {ppl:.1f} = unigram/{unigram / ppl:.1f} (target ≤ unigram/5 "
+                      f"= {unigram / 5:.1f})")
+    ndcg, random = get(("code-search[fine-tuned]", "ndcg@10"), "encoder"), get(("code-search[fine-tuned]",
+                                                                                 "ndcg@10"), "random")
+    if ndcg is not None and random:
+        checks.append(f"fine-tuned encoder nDCG@10 {ndcg:.3f} = {ndcg / random:.1f}× random (target ≥ 5×)")
+    acc, top = get(("package-classification[fine-tuned]", "accuracy"), "encoder"), get(
+        ("package-classification[fine-tuned]", "accuracy"), "majority")
+    if acc is not None and top is not None:
+        checks.append(f"classification {acc:.3f} vs majority {top:.3f} (target ≥ majority + 0.15)")
+    return "did the members learn? " + "; ".join(checks) + "."
+
+
+def _tokens_text(results) -> str:
+    from twofold.train.show import human_tokens
+
+    seen = sorted({r.tokens for r in results if r.model in ("encoder", "decoder") and r.tokens})
+    return human_tokens(seen[0]) if seen else "a few million"
 
 
 @contextmanager
-def _stage(name: str, say, times: list[float]):
+def _stage(name: str, say, times: dict[str, float]):
     """Announce a stage and time it."""
     say(f"[{name}]")
     start = time.perf_counter()
     yield
-    times.append(time.perf_counter() - start)
-    say(f"  done in {times[-1]:.0f} s")
+    times[name] = time.perf_counter() - start
+    say(f"  done in {times[name]:.0f} s")

@@ -29,7 +29,7 @@ from twofold.files import atomic_write_text, save_figure
 if TYPE_CHECKING:
     from twofold.train.rundir import RunDir
 
-KIND_COLOURS = {"encoder": "tab:blue", "decoder": "tab:orange"}
+KIND_COLOURS = {"encoder": "tab:blue", "decoder": "tab:orange", "baseline": "tab:gray"}
 
 
 @dataclass
@@ -301,3 +301,107 @@ def write_report(results: list[Result], out_dir: str | Path, title: str = "Evalu
     path = out_dir / "report.md"
     atomic_write_text(path, "\n\n".join(parts) + "\n")
     return path
+
+
+# ----------------------------------------------------------------------------- over seeds
+
+
+@dataclass
+class Spread:
+    """One score of one model over seeds: mean ± sample standard deviation, and the range."""
+
+    values: list[float]
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / len(self.values)
+
+    @property
+    def std(self) -> float:
+        if len(self.values) < 2:
+            return 0.0
+        return math.sqrt(sum((v - self.mean) ** 2 for v in self.values) / (len(self.values) - 1))
+
+    def __str__(self) -> str:
+        if len(self.values) < 2:
+            return _format(self.values[0])
+        std = self.std if self.std > 1e-9 * abs(self.mean) else 0.0  # identical seeds: rounding, not spread
+        return f"{self.mean:.4g} ± {std:.2g}"
+
+
+@dataclass
+class SpreadRow:
+    task: str  # task[variant]
+    metric: str
+    cells: dict[str, Spread]  # column -> scores over seeds
+    kinds: dict[str, str]  # column -> kind (encoder, decoder, baseline)
+
+    @property
+    def label(self) -> str:
+        return Row(self.task, self.metric, {}).label
+
+    def winner(self, among: list[str]) -> str:
+        """The best of `among` when it beats every other beyond the seeds' spread (its worst seed
+        better than their best), else "within spread"; single values: the best value, or "tie"."""
+        present = [c for c in among if c in self.cells]
+        if len(present) < 2:
+            return ""
+        lower = self.metric in LOWER_IS_BETTER
+        sign = -1 if lower else 1
+        best = max(present, key=lambda c: sign * self.cells[c].mean)
+        others = [c for c in present if c != best]
+        worst_of_best = min(sign * v for v in self.cells[best].values)
+        if all(worst_of_best > max(sign * v for v in self.cells[c].values) for c in others):
+            return best
+        return "within spread" if any(len(self.cells[c].values) > 1 for c in present) else "tie"
+
+
+def spread_rows(results: list[Result]) -> list[SpreadRow]:
+    """One row per (task[variant], metric), each cell a model's values over seeds."""
+    table: dict[tuple[str, str], dict[str, list[float]]] = {}
+    kinds: dict[str, str] = {}
+    for result in results:
+        kinds[result.column] = result.kind
+        for metric, value in result.metrics.items():
+            table.setdefault((result.row, metric), {}).setdefault(result.column, []).append(value)
+    return [SpreadRow(task, metric, {c: Spread(v) for c, v in cells.items()}, kinds)
+            for (task, metric), cells in table.items()]
+
+
+def spread_markdown(results: list[Result], models: list[str]) -> str:
+    """Models first, baselines after; `best` among `models` only, beyond the seeds' spread."""
+    scored = [r for r in results if r.metrics]
+    names = [m for m in models if m in columns(scored)] + [c for c in columns(scored) if c not in models]
+    lines = ["| task | metric | " + " | ".join(names) + " | best |",
+             "|---|---|" + "---:|" * len(names) + "---|"]
+    for row in spread_rows(scored):
+        cells = [str(row.cells[n]) if n in row.cells else "" for n in names]
+        lines.append(f"| {row.task} | {row.metric} | " + " | ".join(cells) + f" | {row.winner(models)} |")
+    return "\n".join(lines)
+
+
+def plot_spread(results: list[Result], path: str | Path) -> Path:
+    """A bar per model and baseline for every score, the error bar one standard deviation over seeds."""
+    table = spread_rows([r for r in results if r.metrics])
+    figure, axes = _panels(max(len(table), 1), width=4.6)
+    for ax, row in zip(axes, table):
+        names = list(row.cells)
+        means = [row.cells[n].mean for n in names]
+        errors = [row.cells[n].std for n in names]
+        colours = [_colour(n, row.kinds[n]) for n in names]
+        bars = ax.bar(range(len(names)), means, yerr=errors, capsize=4, color=colours)
+        ax.bar_label(bars, labels=[_format(m) for m in means], fontsize=7, padding=2)
+        ax.set_xticks(range(len(names)), names, rotation=25, ha="right", fontsize=8)
+        ax.set_title(row.label, fontsize=9)
+        if row.metric in LOWER_IS_BETTER:
+            ax.set_yscale("log")
+        elif min(means) >= 0:
+            ax.set_ylim(0, max(m + e for m, e in zip(means, errors)) * 1.2 or 1)
+    figure.suptitle("Scores (error bars: ±1 s.d. over fine-tuning seeds; grey: baselines)")
+    return save_figure(figure, path)
+
+
+def _colour(name: str, kind: str) -> str:
+    if "from" in name:  # a cross-objective continuation, e.g. encoder-from-decoder
+        return "tab:green"
+    return KIND_COLOURS.get(kind, "tab:gray")

@@ -90,7 +90,7 @@ def test_phase_starts():
 def test_phase_steps_follow_the_batch_warmup():
     import dataclasses
 
-    phase = load_recipe("demo").phase["pretrain"]
+    phase = dataclasses.replace(load_recipe("demo").phase["pretrain"], batch_sequences=32)
     # no warmup: 200K tokens / (32 × 128) per step, the last step partial
     assert phase_steps(dataclasses.replace(phase, batch_start_sequences=None)) == math.ceil(200_000 / 4096)
     # tiny hand case: seq 10, batch 1 → 3 over 30 tokens, budget 100

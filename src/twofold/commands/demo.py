@@ -18,7 +18,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", default="runs/demo", help="directory for everything the demo makes")
     parser.add_argument("--budget", type=token_count,
-                        help="training tokens per member (default 1.5M), e.g. 300K (faster) or 5M (better trained)")
+                        help="training tokens per member (default 2.5M), e.g. 300K (faster) or 5M (better trained)")
     parser.add_argument("--fresh", action="store_true", help="rebuild the tokenizer and stores too")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)

@@ -1,0 +1,114 @@
+"""The same downstream fine-tune for several models, over seeds, with baselines on the same test set.
+
+As Ettin compares its pairs (arXiv 2507.11412): every model gets the identical data, recipe and
+batches (`twofold finetune`), and is scored on the held-out modules' functions:
+
+- `embed` (Sentence Transformers, in-batch negatives): code search, docstring line -> function,
+  nDCG@10 and MRR@10 over the held-out functions; also the model *before* fine-tuning
+  (zero-shot, the same pooling), random ranking and BM25 on the same queries and candidates;
+- `classify` (transformers Trainer): docstring -> top-level package, accuracy; also the
+  test set's majority class and a uniform random guess.
+
+Each fine-tune runs once per seed (the seed orders the batches and initialises the new head);
+the report shows mean ± spread, so a difference smaller than the spread is not called a win.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from twofold.eval.baselines import baseline, bm25, majority, random_ranking
+from twofold.eval.results import Result
+from twofold.finetune import RetrievalSet, finetune, load_data, prepare, resolve
+from twofold.finetune.recipes import Recipe
+
+# What each fine-tuning task is called in the results, and the metrics kept.
+TASK_NAMES = {"embed": "code-search", "classify": "package-classification"}
+FINE_TUNED, ZERO_SHOT = "fine-tuned", "zero-shot"
+
+
+def downstream(models: dict[str, str | Path], recipes: dict[str, Recipe], seeds: Sequence[int], work: Path,
+               sizes: dict[str, int | None] | None = None, say=print) -> list[Result]:
+    """Fine-tune every model of `models` (name -> HF export) with `recipes[task]` for each seed.
+
+    `sizes[task]`: how many training examples to keep, a seeded sample (None or absent: all);
+    `sizes["test"]`: at most this many dev and test examples (quick looks and tests only).
+    Negatives, if the recipe mines any, are mined once per seed with the first model, so every
+    model trains on the same rows. `work` holds the fine-tuned models (deleted when done).
+    """
+    results: list[Result] = []
+    work.mkdir(parents=True, exist_ok=True)
+    bases = {name: resolve(path, work / ".inputs", name) for name, path in models.items()}
+    for task, recipe in recipes.items():
+        sizes = sizes or {}
+        data = _sample(load_data(task, "stdlib"), sizes.get(task), sizes.get("test"))
+        for seed in seeds:
+            seeded = recipe.replace(seed=seed)
+            prepared = prepare(task, data, seeded, next(iter(bases.values())))
+            for name, base in bases.items():
+                out = work / f"{task}-{name}-seed{seed}"
+                shutil.rmtree(out, ignore_errors=True)
+                done = finetune(task, base, data, out, seeded, name=name, prepared=prepared,
+                                say=lambda line: None)
+                results += _member_results(task, done, seed, len(data.test))
+                say(f"  {task} seed {seed} {name}: {done.metric} {done.before[done.metric]:.3f} -> "
+                    f"{done.test[done.metric]:.3f}")
+                shutil.rmtree(out, ignore_errors=True)  # the scores are kept; the weights are not needed
+        results += task_baselines(task, data)
+    shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def _sample(data, train: int | None, test: int | None = None):
+    """The data with seeded samples of `train` training and `test` dev/test examples (the same
+    for every model and seed)."""
+    data.train = _subset(data.train, train)
+    if test is not None:
+        data.dev, data.test = (_subset_set(s, test) if isinstance(s, RetrievalSet) else _subset(s, test)
+                               for s in (data.dev, data.test))
+    return data
+
+
+def _subset(items: list, size: int | None) -> list:
+    if size is None or size >= len(items):
+        return items
+    return [items[i] for i in sorted(np.random.default_rng(0).permutation(len(items))[:size].tolist())]
+
+
+def _subset_set(data: RetrievalSet, size: int) -> RetrievalSet:
+    """`size` queries, and as candidates only the documents relevant to them."""
+    queries = dict(_subset(list(data.queries.items()), size))
+    qrels = {q: data.qrels[q] for q in queries}
+    wanted = set().union(*qrels.values())
+    return RetrievalSet(queries, {d: text for d, text in data.corpus.items() if d in wanted}, qrels)
+
+
+def _member_results(task: str, done, seed: int, n: int) -> list[Result]:
+    name = TASK_NAMES[task]
+    keep = ("ndcg@10", "mrr@10") if task == "embed" else ("accuracy",)
+    common = dict(task=name, model=done.model, seed=seed, n=n, kind=done.kind)
+    after = Result(**common, metrics={m: done.test[m] for m in keep}, variant=FINE_TUNED,
+                   details={"learning_rate": done.learning_rate, "dev": done.dev})
+    if task != "embed":  # a classifier's untrained head scores chance: not a baseline worth a row
+        return [after]
+    return [after, Result(**common, metrics={m: done.before[m] for m in keep}, variant=ZERO_SHOT)]
+
+
+def task_baselines(task: str, data) -> list[Result]:
+    name = TASK_NAMES[task]
+    if task == "embed":
+        test = data.test
+        qrels = {q: {d: 1 for d in docs} for q, docs in test.qrels.items()}
+        return [baseline(name, "random", random_ranking(len(test.corpus)), len(test), variant=FINE_TUNED,
+                         candidates=len(test.corpus)),
+                baseline(name, "BM25", bm25(test.queries, test.corpus, qrels), len(test), variant=FINE_TUNED,
+                         library="bm25s")]
+    test_labels = [label for _, label in data.test]
+    classes = len(data.labels)
+    return [baseline(name, "majority", majority(test_labels), len(test_labels), variant=FINE_TUNED),
+            baseline(name, "random", {"accuracy": 1 / classes}, len(test_labels), variant=FINE_TUNED,
+                     classes=classes)]
