@@ -36,7 +36,7 @@ from twofold.data.sources import SourceSpec
 from twofold.data.stdlib import stdlib_documents
 from twofold.data.store import TokenStore, prepare_store
 from twofold.data.tokenizer import load_tokenizer, train_tokenizer
-from twofold.eval.lm import _target_nll, mask_windows
+from twofold.eval.lm import _target_nll, mask_windows, text_windows
 from twofold.model.config import PRESETS
 from twofold.train.distributed import World
 from twofold.train.loop import Options
@@ -81,19 +81,8 @@ def corpus(root: Path, vocab: int):
 
 
 def windows(tokenizer, texts: list[str], length: int = 128, budget: int = 20_000, seed: int = 0):
-    """One seeded window per dev document until `budget` tokens (as twofold.eval.lm frames them)."""
-    rng = np.random.default_rng(seed)
-    out, total = [], 0
-    for index in rng.permutation(len(texts)):
-        if total >= budget:
-            break
-        ids = [tokenizer.special.cls, *tokenizer.encode_batch([texts[index]])[0], tokenizer.special.sep]
-        start = int(rng.integers(0, len(ids) - length + 1)) if len(ids) > length else 0
-        window = ids[start:start + min(length, budget - total)]
-        if len(window) >= 2:
-            out.append(window)
-            total += len(window)
-    return out
+    """One seeded window per dev document until `budget` tokens, framed as twofold.eval.lm frames them."""
+    return text_windows(texts, tokenizer, length, budget, seed)
 
 
 def baselines(tokenizer, store: Path, dev_windows) -> dict:

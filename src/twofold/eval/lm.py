@@ -28,13 +28,18 @@ from twofold.model import IGNORE_INDEX
 
 def held_out_windows(tokenizer: Tokenizer, max_length: int, budget: int, seed: int) -> list[list[int]]:
     """Windows of seeded-random held-out documents, one per document, until `budget` tokens."""
-    documents = stdlib.documents()
+    return text_windows([d.text for d in stdlib.documents()], tokenizer, max_length, budget, seed)
+
+
+def text_windows(texts: list[str], tokenizer: Tokenizer, max_length: int, budget: int,
+                 seed: int) -> list[list[int]]:
+    """`[CLS] text [SEP]` windows at a seeded offset, one per text in a seeded order, until `budget` tokens."""
     rng = np.random.default_rng(seed)
     windows, total = [], 0
-    for index in rng.permutation(len(documents)):
+    for index in rng.permutation(len(texts)):
         if total >= budget:
             break
-        ids = tokenizer.encode_batch([documents[index].text])[0]
+        ids = tokenizer.encode_batch([texts[index]])[0]
         ids = [tokenizer.special.cls, *ids, tokenizer.special.sep]
         start = int(rng.integers(0, len(ids) - max_length + 1)) if len(ids) > max_length else 0
         window = ids[start:start + min(max_length, budget - total)]
