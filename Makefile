@@ -41,8 +41,10 @@ colbert: $(COLBERT_STAMP)
 demo: $(STAMP)
 	$(BIN)/twofold demo $(DEMO_ARGS)
 
+# One pytest worker per core, each test file on one worker (its module fixtures are built once).
+TEST_WORKERS ?= auto
 test: $(STAMP) $(COLBERT_STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 	$(COLBERT_VENV)/bin/python -m pytest -m colbert
 
 test-colbert: $(COLBERT_STAMP)

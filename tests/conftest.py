@@ -3,10 +3,12 @@ import os
 import pytest
 import torch
 
-# Two cores: keep torch from oversubscribing them when pytest runs several things.
+# Keep torch from oversubscribing the cores: one thread per pytest-xdist worker (`make test` runs
+# one worker per core), at most two otherwise.
 # TWOFOLD_TEST_THREADS=1 (tools/mutation.py): mutmut forks test processes from one that has run
 # tests, and an OpenMP pool does not survive a fork (the child spins until it is killed).
-torch.set_num_threads(int(os.environ.get("TWOFOLD_TEST_THREADS", min(2, os.cpu_count() or 1))))
+_DEFAULT_THREADS = 1 if "PYTEST_XDIST_WORKER" in os.environ else min(2, os.cpu_count() or 1)
+torch.set_num_threads(int(os.environ.get("TWOFOLD_TEST_THREADS", _DEFAULT_THREADS)))
 
 
 @pytest.fixture(autouse=True)
