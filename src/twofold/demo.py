@@ -322,12 +322,30 @@ def _downstream(layout: DemoLayout, seeds: tuple[int, ...], sizes: dict, say):
 
     recipes = {task: recipe_for(task, **changes) for task, changes in DOWNSTREAM_RECIPES.items()}
     tokens = training_tokens(layout)
-    results = downstream({arm: layout.export(arm) for arm in ARMS}, recipes, seeds, layout.root / ".downstream",
-                         sizes=sizes, say=say)
+    with _quiet_libraries():
+        results = downstream({arm: layout.export(arm) for arm in ARMS}, recipes, seeds,
+                             layout.root / ".downstream", sizes=sizes, say=say)
     for result in results:
         if result.model in tokens:
             result.tokens = tokens[result.model]
     return results
+
+
+@contextmanager
+def _quiet_libraries():
+    """Without transformers' load reports (a classifier's new head is "missing" by design) and
+    progress bars between the demo's own lines; `twofold finetune` itself keeps them."""
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _save(layout: DemoLayout, results) -> None:

@@ -11,7 +11,7 @@ from twofold.data.tokenizer import load_tokenizer
 from twofold.eval import load_results
 from twofold.eval.text import embed_texts, frame, pad
 from twofold.finetune import RECORD, finetune, load_data
-from twofold.finetune.datasets import stdlib_retrieval
+from twofold.finetune.datasets import stdlib_classification, stdlib_retrieval
 
 from .conftest import PACKAGES, tiny_recipe
 
@@ -147,3 +147,21 @@ def test_builtin_set_trains_on_the_train_part_and_tests_on_held_out_modules():
     assert data.train and not {row["positive"] for row in data.train} & held_out_code
     assert set(data.test.corpus.values()) <= held_out_code
     assert not set(data.dev.queries.values()) & {row["query"] for row in data.train}
+
+
+def test_builtin_classification_tests_held_out_functions_with_no_package_dominating():
+    """The held-out modules hold 100 unittest functions and 15-43 of each other package: capped
+    at 5 per package here (45 by default), the test set is not a vote for the largest package."""
+    from collections import Counter
+
+    from twofold.data.stdlib import documented_functions
+
+    held_out, train_part = documented_functions("held-out", None), documented_functions("train", None)
+    data = stdlib_classification(seed=3, max_test_per_class=5)
+    counts = Counter(label for _, label in data.test)
+    seen = {f.docstring for f in train_part}
+    available = Counter(f.package for f in held_out if f.docstring not in seen)
+    assert [counts[i] for i in range(len(data.labels))] == [min(5, available[name]) for name in data.labels]
+    by_docstring = {f.docstring: f.package for f in held_out}
+    assert all(by_docstring[text] == data.labels[label] for (text,), label in data.test)
+    assert not {text for (text,), _ in data.test} & seen  # no test text was trained on
