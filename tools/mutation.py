@@ -43,8 +43,8 @@ MODULES = {
     "src/twofold/model/attention.py": ["tests/model/test_attention_kernels.py", "tests/model/test_parity.py",
                                        "tests/model/test_config_and_inputs.py"],
     "src/twofold/model/generate.py": ["tests/model/test_generate.py"],
-    "src/twofold/model/heads.py": ["tests/model/test_parity.py", "tests/model/test_hf_interop.py",
-                                   "tests/eval/test_text_and_lm.py"],
+    "src/twofold/model/heads.py": ["tests/model/test_heads.py", "tests/model/test_parity.py",
+                                   "tests/model/test_hf_interop.py", "tests/eval/test_text_and_lm.py"],
     "src/twofold/train/schedule.py": ["tests/train/test_schedule.py"],
     "src/twofold/train/optim.py": ["tests/train/test_optim.py"],
     "src/twofold/train/loop.py": ["tests/train/test_observed.py"],
@@ -110,6 +110,89 @@ EQUIVALENT: dict[str, str] = {
        "never different" for n in (32, 33, 34, 35)},
     "twofold.data.sampling.xǁSequenceSamplerǁ__init____mutmut_8": "the sampler stores the corpus but never reads it",
     "twofold.train.optim.xǁStableAdamWǁ_update__mutmut_84": "an extra fp32 copy copied back: the same values",
+    "twofold.train.checkpoint.x__replace__mutmut_3": "save has already run _remove_stale_temps, which removes every "
+    ".tmp-* entry rmtree can remove, and one it cannot remove (a file or a link) makes the rename fail either way",
+    "twofold.train.checkpoint.x__split_streams__mutmut_6": "the RNG generator names (torch, cuda, numpy) hold no '/', "
+    "so the first '/' of 'rank{r}/{name}' is also the last",
+    "twofold.train.checkpoint.x__tied_parameters__mutmut_3": "named_parameters only tests remove_duplicate for truth: "
+    "None behaves like False",
+    "twofold.train.checkpoint.x_load__mutmut_54": "restore ignores the optimizer states when it is given no optimizer",
+    "twofold.train.checkpoint.x_restore__mutmut_7": "StateDictOptions' strict defaults to True",
+    **{f"twofold.train.checkpoint.x_save__mutmut_{n}": "JSON indentation only changes whitespace in state.json or "
+       "checksums.json: they read back the same, and checksums are taken of the written bytes"
+       for n in (79, 82, 84, 99, 101, 104)},
+    **{f"twofold.train.checkpoint.x_save__mutmut_{n}": "state.json is already fsynced by _write_text: a second fsync "
+       "changes no durability" for n in (89, 90)},
+    # model/attention.py
+    "twofold.model.attention.x__band__mutmut_102": "when there is no tail out[:n] is all of out",
+    "twofold.model.attention.x__band__mutmut_53": "the extra padding row lies past the last unfolded window, so every "
+    "window holds the same keys",
+    **{f"twofold.model.attention.{m}": "SDPA's default scale is 1/sqrt(q.size(-1)), the value passed"
+       for m in ("x__band__mutmut_79", "x__band__mutmut_85", "x__buckets__mutmut_54", "x__buckets__mutmut_61",
+                 "x_packed_attention__mutmut_2", "x_packed_attention__mutmut_48", "x_packed_attention__mutmut_66")},
+    **{f"twofold.model.attention.x__buckets__mutmut_{n}": "torch.cat of one tensor has that tensor's values"
+       for n in (79, 81)},
+    "twofold.model.attention.x_allowed__mutmut_13": "q + k has the shape of q - k; only the shape is used",
+    "twofold.model.attention.x_group_lengths__mutmut_28": "shifting every prefix count by 1 leaves their differences",
+    "twofold.model.attention.x_group_lengths__mutmut_37": "float('INF') is float('inf')",
+    **{f"twofold.model.attention.x_group_lengths__mutmut_{n}": "the extra row or column of the DP table is never read"
+       for n in (41, 44, 49, 52)},
+    "twofold.model.attention.x_group_lengths__mutmut_47": "choice is written for every reachable cell before "
+    "backtracking reads it",
+    "twofold.model.attention.x_group_lengths__mutmut_56": "adds the same 1.0 to every grouping's cost: the same one "
+    "is cheapest",
+    "twofold.model.attention.x_group_lengths__mutmut_59": "at g = 0 prev is the still-infinite last row, so every j "
+    "is skipped",
+    "twofold.model.attention.x_group_lengths__mutmut_66": "at i = 0 the inner loop over j < 0 is empty",
+    "twofold.model.attention.x_group_lengths__mutmut_83": "on a cost tie it keeps another grouping of the same "
+    "minimal cost; every grouping gives the same values (tested)",
+    "twofold.model.attention.x_group_lengths__mutmut_92": "best[0][s] is infinite for s >= 1, so g = 0 is never the "
+    "minimum",
+    **{f"twofold.model.attention.x_packed_attention__mutmut_{n}": "'padded' and 'buckets' differ only in how many "
+       "buckets, and every bucketing gives the same values (tested)" for n in (76, 77, 78, 79, 80, 81)},
+    **{f"twofold.model.attention.xǁPackedLayoutǁ{m}": "a cache key's spelling: the value is recomputed or stored "
+       "under another name, never different"
+       for m in ("band_mask__mutmut_1", "band_mask__mutmut_2", "band_pays__mutmut_1", "band_pays__mutmut_2",
+                 "bucket_masks__mutmut_2", "bucket_masks__mutmut_3", "buckets__mutmut_2", "buckets__mutmut_3",
+                 "lengths__mutmut_1", "lengths__mutmut_2")},
+    **{f"twofold.model.attention.xǁPackedLayoutǁ{m}": "repeat_interleave(lengths) is "
+       "repeat_interleave(arange(n), lengths)" for m in ("band_mask__mutmut_20", "build__mutmut_31")},
+    **{f"twofold.model.attention.xǁPackedLayoutǁ{m}": "int32 offsets index, diff and repeat exactly as int64 ones"
+       for m in ("band_mask__mutmut_26", "buckets__mutmut_7", "build__mutmut_2", "lengths__mutmut_7")},
+    **{f"twofold.model.attention.xǁPackedLayoutǁband_mask__mutmut_{n}": "any negative id marks padding apart from "
+       "the real sequences' ids (>= 0) and from the other padding id" for n in (71, 91)},
+    **{f"twofold.model.attention.xǁPackedLayoutǁband_pays__mutmut_{n}": "it only chooses between the band and "
+       "bucket kernels, which give the same values on every layout (tests force each)"
+       for n in (7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 19, 20, 22, 25, 26)},
+    **{f"twofold.model.attention.xǁPackedLayoutǁband_pays__mutmut_{n}": "lengths() is never empty (cu_seqlens has "
+       ">= 2 entries), so max's default is unused" for n in (29, 31, 32)},
+    **{f"twofold.model.attention.xǁPackedLayoutǁbuckets__mutmut_{n}": "every max_buckets then gets the same "
+       "bucketing, and every bucketing gives the same values (tested)" for n in (1, 14)},
+    **{f"twofold.model.attention.xǁPackedLayoutǁbuckets__mutmut_{n}": "a rectangular bucket then gets an all-true "
+       "padding mask instead of none: the same values" for n in (38, 40, 42)},
+    "twofold.model.attention.xǁPackedLayoutǁbuckets__mutmut_62": "padding rows gather token 1 instead of 0; their "
+    "queries are dropped and their keys masked or unreachable",
+    **{f"twofold.model.attention.xǁPackedLayoutǁbuckets__mutmut_{n}": "only reached when every sequence is empty, "
+       "where packed_attention fails anyway (no buckets)" for n in (73, 75, 76, 78, 79, 81)},
+    "twofold.model.attention.xǁPackedLayoutǁbuckets__mutmut_92": "an identity gather and scatter pick the same rows "
+    "as the views",
+    "twofold.model.attention.xǁPackedLayoutǁbuild__mutmut_57": "given position_ids keep their integer dtype; their "
+    "only reader, RoPE, turns them into floats",
+    **{f"twofold.model.attention.xǁPackedLayoutǁwindow_binds__mutmut_{n}": "it says a window binds where it does "
+       "not: that adds a mask hiding nothing or picks the band kernel, the same values (tested)" for n in (1, 3, 5, 7)},
+    **{f"twofold.model.attention.{m}": "flash-attn's default softmax_scale is 1/sqrt(head_dim), the value passed"
+       for m in ("x__flash_varlen__mutmut_21", "x__flash_varlen__mutmut_32", "x_packed_attention__mutmut_31")},
+    **{f"twofold.model.attention.x__flash_varlen__mutmut_{n}": "flash-attn reads any negative window side as "
+       "unbounded" for n in (4, 6)},
+    "twofold.model.attention.x__flash_varlen__mutmut_10": "with causal=True flash-attn sees no key right of the "
+    "query whatever the window's right side",
+    "twofold.model.heads.x_pool__mutmut_2": "int32 offsets index, diff and repeat exactly as int64 ones",
+    "twofold.model.heads.x_pool__mutmut_21": "repeat_interleave(lengths) is repeat_interleave(arange(n), lengths)",
+    "twofold.model.heads.x_pool__mutmut_38": "hidden is [N, H]: shape[+1] is shape[-1]",
+    "twofold.model.heads.x_pool__mutmut_42": "a float tensor divided by an int64 one keeps the float's dtype",
+    "twofold.model.heads.xǁSequenceClassifierǁforward__mutmut_39": "logits are [S, 1]: squeeze(+1) is squeeze(-1)",
+    **{f"twofold.model.heads.xǁSequenceClassifierǁforward__mutmut_{n}": "without max_seqlen the packed layout "
+       "takes it from cu_seqlens (tests/model/test_heads.py checks both give the padded logits)" for n in (6, 12)},
     "twofold.data.mixture.xǁMixtureǁprobabilities__mutmut_33": "0 ** tau is 0 for tau > 0: the same weight",
     "twofold.data.mixture.xǁMixtureǁprobabilities__mutmut_36": "0 ** tau is 0 for tau > 0: the same weight",
     "twofold.data.objectives.xǁMaskerǁ__call____mutmut_15": _TIE,
@@ -139,6 +222,28 @@ COSMETIC = ("twofold.data.mixture.x_plot_plan__",)
 _UNSTABLE = "an unstable sort could reorder a row's real tokens; torch's CPU sort keeps equal keys in order anyway"
 _DEVICE = "the padded view would stay on the CPU for a batch on an accelerator; no accelerator here"
 NOT_KILLABLE_HERE: dict[str, str] = {
+    **{f"twofold.model.attention.xǁPackedLayoutǁ{m}": "builds an index on the CPU rather than the batch's device: "
+       "differs only for a batch on an accelerator; no accelerator here"
+       for m in ("band_mask__mutmut_6", "band_mask__mutmut_23", "band_mask__mutmut_25", "band_mask__mutmut_35",
+                 "band_mask__mutmut_37", "band_mask__mutmut_51", "band_mask__mutmut_53", "band_mask__mutmut_55",
+                 "band_mask__mutmut_57", "bucket_masks__mutmut_22", "bucket_masks__mutmut_24", "buckets__mutmut_8",
+                 "buckets__mutmut_17", "buckets__mutmut_19", "buckets__mutmut_29", "buckets__mutmut_31",
+                 "buckets__mutmut_77", "buckets__mutmut_80", "buckets__mutmut_85", "buckets__mutmut_88",
+                 "buckets__mutmut_95", "buckets__mutmut_97", "build__mutmut_34", "build__mutmut_36",
+                 "build__mutmut_40", "build__mutmut_42")},
+    **{f"twofold.model.attention.xǁPackedLayoutǁband_mask__mutmut_{n}": "padding-query rows are cut off by out[:n], "
+       "and CPU SDPA gives a fully masked row zeros, not NaN; only a backend returning NaN there would leak it"
+       for n in (66, 70)},
+    **{f"twofold.model.attention.x_packed_attention__mutmut_{n}": "changes only the choice of flash-attn for CUDA "
+       "half tensors with flash-attn installed; no CUDA here" for n in (11, 12, 13, 14)},
+    **{f"twofold.train.checkpoint.x_capture__mutmut_{n}": "full_state_dict and cpu_offload only change what an "
+       "FSDP2-sharded (torchrun) or accelerator-resident model returns; a one-process CPU model's state dict is "
+       "already full and on the CPU" for n in (1, 2, 3, 4, 5, 6, 7, 14, 16, 23, 26)},
+    **{f"twofold.train.checkpoint.x_restore__mutmut_{n}": "full_state_dict only makes set_*_state_dict distribute "
+       "full tensors into FSDP2 shards (torchrun); a one-process model loads the same without it"
+       for n in (3, 4, 6, 8, 12, 15, 20, 24)},
+    **{f"twofold.model.heads.x_pool__mutmut_{n}": "the sequence index would be built on the CPU for hidden "
+       "states on an accelerator; no accelerator here" for n in (24, 26)},
     "twofold.data.sampling.xǁInterleaveǁ__init____mutmut_9": "differs only when p_min x block is exactly 1: "
     "one more doubling, an equally valid deal",
     "twofold.data.sampling.xǁInterleaveǁ__init____mutmut_11": "differs only for a group rarer than 2^-22, past "
