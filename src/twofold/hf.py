@@ -111,7 +111,10 @@ def config_to_hf(config: ModelConfig, num_labels: int | None = None, pooling: st
     data = {"architectures": [arch], "model_type": model_type}
     # `attention_output_dropout` is ours (transformers drops both with `attention_dropout`); it
     # travels as an extra key that transformers keeps on the config and ignores.
-    data.update({k: v for k, v in config.to_dict().items() if k != "causal" and v is not None})
+    # A special id of None is written as null: left out, transformers would put its own default
+    # (e.g. pad 50283) in, outside a small vocabulary.
+    special = set(SPECIAL_ID_FIELDS.values())
+    data.update({k: v for k, v in config.to_dict().items() if k != "causal" and (v is not None or k in special)})
     data.update(
         hidden_activation="gelu", classifier_activation="gelu",
         rope_parameters={GLOBAL: {"rope_type": "default", "rope_theta": config.global_rope_theta},
