@@ -140,9 +140,9 @@ def exported_pooling(classifier: SequenceClassifier) -> str:
     """
     supported = ("last",) if classifier.config.causal else ("cls", "mean")
     if classifier.pooling not in supported:
-        member = "decoder" if classifier.config.causal else "encoder"
+        member = "a decoder" if classifier.config.causal else "an encoder"
         raise TwofoldError(
-            f"a {member} classifier trained with {classifier.pooling!r} pooling has no transformers equivalent "
+            f"{member} classifier trained with {classifier.pooling!r} pooling has no transformers equivalent "
             f"(it supports {' or '.join(supported)}); fine-tune with pooling {supported[-1]!r} to export it")
     return classifier.pooling
 
