@@ -204,6 +204,8 @@ EQUIVALENT: dict[str, str] = {
        "activation to 'gelu'" for n in (43, 44)},
     "twofold.hf.x_save_pretrained__mutmut_28": "on the CPU .to(None) is a no-op, and safetensors moves accelerator "
     "tensors to the CPU itself before writing: the same file",
+    "twofold.data.sampling.x__apportion__mutmut_11": "overshooting by one and taking one back from the largest "
+    "surplus takes back the unit just added (no difference on 2,000 random cases)",
     "twofold.model.heads.x_pool__mutmut_2": "int32 offsets index, diff and repeat exactly as int64 ones",
     "twofold.model.heads.x_pool__mutmut_21": "repeat_interleave(lengths) is repeat_interleave(arange(n), lengths)",
     "twofold.model.heads.x_pool__mutmut_38": "hidden is [N, H]: shape[+1] is shape[-1]",
