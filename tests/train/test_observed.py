@@ -10,6 +10,8 @@ numbers, never by twofold's own schedule, sampling or masking code.
 
 import json
 import math
+import re
+import time
 
 import numpy as np
 import pytest
@@ -17,16 +19,18 @@ import torch
 
 from twofold.data.objectives import IGNORE_INDEX
 from twofold.data.store import TokenStore
+from twofold.errors import TwofoldError
 from twofold.train import checkpoint, loop, runs
 from twofold.train.distributed import World
 from twofold.train.recipe import load_recipe
 from twofold.train.rundir import RunDir
 
-PEAK, WEIGHT_DECAY, TAU = 2.0e-3, 0.1, 0.3
+PEAK, WEIGHT_DECAY, TAU, CLIP = 2.0e-3, 0.1, 0.3, 1.0
 RECIPE = f"""\
 model: tiny
 seed: 3
-optimizer: {{name: stable_adamw, lr: {PEAK}, weight_decay: {WEIGHT_DECAY}, betas: [0.9, 0.98], eps: 1.0e-6}}
+optimizer: {{name: stable_adamw, lr: {PEAK}, weight_decay: {WEIGHT_DECAY}, betas: [0.9, 0.98], eps: 1.0e-6,
+            grad_clip: {CLIP}}}
 phase:
   pretrain: {{tokens: 12K, seq_len: 32, mask_rate: 0.3, lr_warmup_tokens: 2K, batch_sequences: 32,
              batch_start_sequences: 4, batch_warmup_tokens: 4K, checkpoint_every_tokens: 6K, tag: step,
@@ -58,8 +62,11 @@ def expected_steps():
 class Observer:
     """Wraps the trainer's optimizer and forward pass and writes down what they did."""
 
-    def __init__(self, monkeypatch, zero_first_gradient=False):
+    def __init__(self, monkeypatch, zero_first_gradient=False, keep_gradients=0):
         self.lrs, self.max_lrs, self.batches, self.first_step = [], [], [], None
+        self.forwards, self.steps = [], []  # per forward: what it computed; per optimizer step: time, grad norm
+        self.references = []  # (loss of the model called here, loss the trainer's forward got)
+        self.gradients = []  # the flat gradient of each of the first `keep_gradients` training forwards
         self.zero_first_gradient = zero_first_gradient
         real_build, real_forward = loop.build_optimizer, loop.forward
 
@@ -68,6 +75,8 @@ class Observer:
             real_step = optimizer.step
 
             def step(*args, **kwargs):
+                grads = [p.grad.double().norm() for p in model.parameters() if p.grad is not None]
+                self.steps.append((time.perf_counter(), float(torch.stack(grads).norm())))
                 self.lrs.append([group["lr"] for group in optimizer.param_groups])
                 self.max_lrs.append([group.get("max_lr") for group in optimizer.param_groups])
                 if self.zero_first_gradient and self.first_step is None:
@@ -85,10 +94,37 @@ class Observer:
 
         def forward(model, batch):
             self.batches.append((model.training, batch.input_ids.clone(), batch.labels.clone()))
-            return real_forward(model, batch)
+            started = time.perf_counter()
+            out = real_forward(model, batch)
+            if len(self.references) < 2 and model.training:  # the model on the batch's documents, called here
+                with torch.no_grad():
+                    ref = model(batch.input_ids, labels=batch.labels, cu_seqlens=batch.cu_seqlens,
+                                max_seqlen=int((batch.cu_seqlens[1:] - batch.cu_seqlens[:-1]).max()),
+                                position_ids=batch.position_ids)
+                self.references.append((float(ref.loss), float(out.loss.detach())))
+            norm = None
+            if torch.is_grad_enabled():  # the gradient of this batch's mean token loss, by autograd here
+                params = [p for p in model.parameters() if p.requires_grad]
+                grads = torch.autograd.grad(out.loss, params, retain_graph=True, allow_unused=True)
+                norm = float(torch.stack([g.double().norm() for g in grads if g is not None]).norm())
+                if len(self.gradients) < keep_gradients:
+                    self.gradients.append(torch.cat([(torch.zeros_like(p) if g is None else g).double().flatten()
+                                                     for p, g in zip(params, grads)]))
+            self.forwards.append({"time": started, "training": model.training, "loss": float(out.loss.detach()),
+                                  "targets": int(out.num_targets), "sequences": batch.num_sequences,
+                                  "grad_norm": norm, "autocast": torch.is_autocast_enabled("cpu")})
+            return out
+
+        self.started, self.logged = time.perf_counter(), []  # (time, record) of every metrics line
+        real_append = RunDir.append_metrics
+
+        def append(rundir, record):
+            real_append(rundir, record)
+            self.logged.append((time.perf_counter(), dict(record)))
 
         monkeypatch.setattr(loop, "build_optimizer", build)
         monkeypatch.setattr(loop, "forward", forward)
+        monkeypatch.setattr(RunDir, "append_metrics", append)
 
 
 def order_log(run, phase):
@@ -229,3 +265,299 @@ def test_resume_continues_after_the_checkpoint(tmp_path, tiny_store, monkeypatch
     resumed = order_log(run.path, "pretrain")[logged:]
     assert resumed[0]["step"] == state["data"]["step"] == state["progress"]["phase_step"]
     assert [r["step"] for r in run.metrics() if "loss" in r] == list(range(1, steps[-1] + 1))
+
+
+def metric_lines(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_metrics_jsonl_records_each_step_as_it_happened(observed):
+    """One line per optimizer step: its number, phase, tokens, batch, LR, and the loss and gradient
+    norm of what the model computed (the loss as the forward returned it, the norm by autograd here)."""
+    run, observer = observed
+    lines = [r for r in metric_lines(run) if "loss" in r]
+    training = [f for f in observer.forwards if f["training"]]
+    steps = expected_steps()
+    assert len(lines) == len(training) == len(steps)
+    tokens = phase_tokens = 0
+    for k, (line, seen, (phase, sequences, lr)) in enumerate(zip(lines, training, steps), start=1):
+        seq_len = 32 if phase == "pretrain" else 64
+        phase_tokens = (phase_tokens if k > 1 and steps[k - 2][0] == phase else 0) + sequences * seq_len
+        tokens += sequences * seq_len
+        assert (line["step"], line["phase"], line["tokens"], line["phase_tokens"]) == (k, phase, tokens, phase_tokens)
+        assert (line["batch_sequences"], line["seq_len"]) == (sequences, seq_len) == (seen["sequences"], seq_len)
+        assert line["mask_rate"] == (0.3 if phase == "pretrain" else 0.15)
+        assert line["lr"] == pytest.approx(lr, rel=1e-9)
+        assert math.isfinite(line["loss"]) and line["loss"] == pytest.approx(seen["loss"], rel=1e-12, abs=0)
+        assert line["grad_norm"] == pytest.approx(seen["grad_norm"], rel=1e-4), f"step {k}"
+        assert not seen["autocast"]  # precision auto on a CPU: fp32, no autocast
+    for reference, got in observer.references:  # documents, positions: the trainer passed the batch's own
+        assert got == pytest.approx(reference, rel=1e-6)
+    assert len(observer.references) == 2
+    # the last checkpoint's progress records the finished phase: its name, last step and tokens
+    pretrain = [r for r in lines if r["phase"] == "pretrain"][-1]
+    last = checkpoint.read_state(checkpoint.list_checkpoints(run / "checkpoints")[-1])
+    assert last["progress"]["history"] == [{"phase": "pretrain", "step": pretrain["step"],
+                                             "tokens": pretrain["tokens"]}]
+
+
+def test_gradients_are_clipped_to_the_recipes_norm(observed):
+    """The optimizer steps on the gradient of the mean token loss, scaled down to norm 1 where larger."""
+    run, observer = observed
+    lines = [r for r in metric_lines(run) if "loss" in r]
+    assert len(observer.steps) == len(lines)
+    clipped = 0
+    for line, (_, norm) in zip(lines, observer.steps):
+        assert norm == pytest.approx(min(line["grad_norm"], CLIP), rel=1e-4)
+        clipped += line["grad_norm"] > CLIP * 1.01
+    assert clipped >= 2  # the recipe's clip did act
+
+
+def test_tokens_per_second_is_the_phases_tokens_over_its_wall_time(observed):
+    """tokens_per_s of a step: the phase's tokens so far / the time since the phase began, bounded here
+    by the times of the forward passes, optimizer steps and metrics lines."""
+    _, observer = observed
+    forwards = [f["time"] for f in observer.forwards if f["training"]]
+    logged = [(t, r) for t, r in observer.logged if "loss" in r]
+    lower = observer.started
+    first = None
+    for k, ((t_log, r), t_fwd, (t_opt, _)) in enumerate(zip(logged, forwards, observer.steps)):
+        if k == 0 or r["phase"] != logged[k - 1][1]["phase"]:
+            first = t_fwd
+            lower = max([t for t, _ in observer.logged if t < t_fwd], default=observer.started)
+        assert r["phase_tokens"] / (t_log - lower) <= r["tokens_per_s"] <= r["phase_tokens"] / (t_opt - first), k
+
+
+def checkpoint_steps():
+    """(phase, step within the phase, step of the run) where the recipe's checkpoints fall: a phase's
+    step that passes a multiple of checkpoint_every_tokens, and its last step."""
+    marks, run_step = [], 0
+    for phase, every, total in (("pretrain", 6000, 12_000), ("decay", 4000, 4000)):
+        tokens = 0
+        for k, (name, sequences, _) in enumerate([s for s in expected_steps() if s[0] == phase], start=1):
+            seq_len = 32 if name == "pretrain" else 64
+            before, tokens, run_step = tokens, tokens + sequences * seq_len, run_step + 1
+            if tokens >= total or tokens // every > before // every:
+                marks.append((phase, k, run_step))
+    return marks
+
+
+def test_held_out_loss_is_logged_at_each_checkpoint_on_a_fixed_batch(observed):
+    run, observer = observed
+    marks = checkpoint_steps()
+    assert len(marks) == 3
+    evals = [r for r in metric_lines(run) if "eval_loss" in r]
+    held_out = [f for f in observer.forwards if not f["training"]]
+    assert [(r["phase"], r["step"]) for r in evals] == [(phase, step) for phase, _, step in marks]
+    tokens = {k: sum(n * (32 if p == "pretrain" else 64) for p, n, _ in expected_steps()[:k]) for _, _, k in marks}
+    assert [r["tokens"] for r in evals] == [tokens[step] for _, _, step in marks]
+    assert len(held_out) == len(evals) and all(f["sequences"] == 48 for f in held_out)
+    for r, f in zip(evals, held_out):
+        assert math.isfinite(r["eval_loss"]) and r["eval_loss"] == pytest.approx(f["loss"], rel=1e-6)
+    assert evals[1]["eval_loss"] < evals[0]["eval_loss"]
+    held_inputs = [(i, lab) for t, i, lab in observer.batches if not t]
+    assert torch.equal(held_inputs[0][0], held_inputs[1][0]) and torch.equal(held_inputs[0][1], held_inputs[1][1])
+
+
+def test_checkpoints_carry_the_phase_tags_at_the_recipes_token_marks(observed):
+    run, _ = observed
+    saved = checkpoint.list_checkpoints(run / "checkpoints")
+    tags = {"pretrain": "step", "decay": "decay"}
+    assert [p.name for p in saved] == [f"{step:09d}-{tags[phase]}{k}" for phase, k, step in checkpoint_steps()]
+    last = checkpoint.read_state(saved[-1])
+    assert last["step"] == len(expected_steps()) and last["tag"] == f"decay{checkpoint_steps()[-1][1]}"
+
+
+SMALL = """\
+model: tiny
+seed: 5
+optimizer: {name: stable_adamw, lr: 1.0e-3, betas: [0.9, 0.98], eps: 1.0e-6}
+phase:
+  pretrain: {tokens: 2048, seq_len: 32, mask_rate: 0.3, batch_sequences: 8, checkpoint_every_tokens: 1K, tag: step}
+  decay: {tokens: 768, seq_len: 64, mask_rate: 0.15, lr_decay: linear, batch_sequences: 4,
+          checkpoint_every_tokens: 512, tag: decay}
+"""
+
+
+def small_recipe(tmp_path):
+    path = tmp_path / "small.yaml"
+    path.write_text(SMALL)
+    return load_recipe(str(path))
+
+
+def test_clm_run_evaluates_on_its_token_cadence_and_shows_a_progress_bar(tmp_path, tiny_store, monkeypatch, capsys):
+    """256 tokens a step (8 × 32, then 4 × 64): held-out loss when 768 tokens have passed since the last
+    one (exactly 768 counts) or a checkpoint is due (at the phase's end too); the progress bar names
+    each phase, counts its tokens and shows the last step, loss and LR."""
+    observer = Observer(monkeypatch)
+    options = loop.Options(stores=(str(tiny_store),), objective="clm", progress=True, eval_stores=(str(tiny_store),),
+                           eval_every_tokens=768, eval_sequences=4)
+    run = runs.start(tmp_path / "dec", small_recipe(tmp_path), options, World())
+    lines = metric_lines(run)
+    steps = [r for r in lines if "loss" in r]
+    assert [r["tokens"] for r in steps] == [256 * k for k in range(1, 12)]
+    assert all(r["mask_rate"] is None for r in steps)  # no masking in a CLM run
+    expected, last = [], 0
+    for k in range(1, 12):
+        tokens, phase_tokens = 256 * k, 256 * k if k <= 8 else 256 * (k - 8)
+        every, total = (1000, 2048) if k <= 8 else (512, 768)
+        due = phase_tokens >= total or phase_tokens // every > (phase_tokens - 256) // every
+        if due or tokens - last >= 768:
+            expected.append(k)
+            last = tokens
+    assert expected == [3, 4, 7, 8, 10, 11]  # 11: the phase's end, no multiple of 512 passed
+    assert [r["step"] for r in lines if "eval_loss" in r] == expected
+    held_out = [(i, lab) for t, i, lab in observer.batches if not t]
+    assert len(held_out) == len(expected)
+    # the held-out set is scored with the run's objective: nearly every token is a target
+    for inputs, labels in [(i, lab) for _, i, lab in observer.batches]:
+        assert (labels != IGNORE_INDEX).sum() > 0.8 * inputs.numel()
+    err = capsys.readouterr().err
+    for phase, total in (("pretrain", "2.05k"), ("decay", "768")):
+        last_line = [r for r in steps if r["phase"] == phase][-1]
+        shown = re.findall(rf"{phase}: 100%\|[^\r\n]*", err)
+        assert shown, err[-2000:]
+        final = shown[-1]
+        assert f"/{total} [" in final and "tok/s" in final, final
+        assert f"loss={last_line['loss']:.4f}, lr={last_line['lr']:.2e}, step={last_line['step']}]" in final, final
+
+
+class InfiniteGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("inf")
+
+
+def test_an_infinite_gradient_with_a_finite_loss_stops_the_run(tmp_path, tiny_store, monkeypatch, capsys):
+    real = loop.forward
+
+    def poisoned(model, batch):
+        out = real(model, batch)
+        out.loss = InfiniteGradient.apply(out.loss)
+        return out
+
+    monkeypatch.setattr(loop, "forward", poisoned)
+    options = loop.Options(stores=(str(tiny_store),), objective="mlm", progress=False)
+    with pytest.raises(loop.NonFiniteLoss) as error:
+        runs.start(tmp_path / "inf", small_recipe(tmp_path), options, World())
+    message = str(error.value)
+    assert message.startswith("step 1 (phase pretrain, batch 0): the gradient norm is ")
+    assert "no checkpoint was written yet" in message
+    assert RunDir(tmp_path / "inf").metrics() == []  # the step did not count
+    assert "pretrain" not in capsys.readouterr().err  # progress=False: no bar
+
+
+def test_options_survive_a_json_round_trip_and_replace(tiny_store):
+    options = loop.Options(stores=("a", "b"), objective="clm", eval_stores=("c",), eval_every_tokens=7,
+                           eval_sequences=3, micro_batch_sequences=2, keep_last=5, save_every_steps=9,
+                           parallel="fsdp", precision="bf16", compile=True, progress=False, cross=True,
+                           num_workers=2, tensorboard=True, reseed_rng=True)
+    data = json.loads(json.dumps(options.to_dict()))
+    assert loop.Options.from_dict(data) == options
+    old = {k: v for k, v in data.items() if k != "eval_stores"}  # a run.json from before eval_stores
+    assert loop.Options.from_dict(old) == options.replace(eval_stores=())
+    assert options.replace(keep_last=1).keep_last == 1 and options.replace(keep_last=1).stores == ("a", "b")
+
+
+def test_autocast_is_fp32_on_a_cpu_unless_bf16_is_asked_for(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+
+    def inside(precision):
+        with loop._autocast(precision, cpu):
+            x = torch.ones(2, 2) @ torch.ones(2, 2)
+            return torch.is_autocast_enabled("cpu"), x.dtype
+
+    assert inside("auto") == (False, torch.float32)
+    assert inside("fp32") == (False, torch.float32)
+    assert inside("bf16") == (True, torch.bfloat16)
+    with pytest.raises(TwofoldError):
+        loop._autocast("fp16", cpu)
+    # on a CUDA device (here without CUDA: the context is built, not entered): bf16 for auto where supported
+    with pytest.warns(UserWarning):
+        assert loop._autocast("auto", cuda).fast_dtype == torch.bfloat16
+        assert loop._autocast("bf16", cuda).fast_dtype == torch.bfloat16
+        assert loop._autocast("fp32", cuda).fast_dtype != torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert loop._autocast("auto", cuda).fast_dtype != torch.bfloat16
+
+
+def test_micro_batches_split_the_step_and_accumulate_its_mean_loss_and_gradient(tmp_path, tiny_store, monkeypatch):
+    """micro_batch_sequences 3: steps of 8 sequences run as forwards of 3, 3 and 2; the step's loss is the
+    mean over all its targets and the optimizer steps on the gradient of that mean (Σ n_i g_i / N)."""
+    observer = Observer(monkeypatch, keep_gradients=3)
+    options = loop.Options(stores=(str(tiny_store),), objective="mlm", progress=False, micro_batch_sequences=3)
+    run = runs.start(tmp_path / "micro", small_recipe(tmp_path), options, World())
+    steps = [r for r in metric_lines(run) if "loss" in r]
+    forwards = [f for f in observer.forwards if f["training"]]
+    assert [f["sequences"] for f in forwards] == [3, 3, 2] * 8 + [3, 1] * 3
+    parts = [forwards[3 * k:3 * k + 3] for k in range(8)] + [forwards[24 + 2 * k:26 + 2 * k] for k in range(3)]
+    assert len(steps) == len(parts) == len(observer.steps)
+    for line, part in zip(steps, parts):
+        targets = sum(f["targets"] for f in part)
+        assert line["loss"] == pytest.approx(sum(f["loss"] * f["targets"] for f in part) / targets, rel=1e-9)
+    first = forwards[:3]
+    gradient = sum(g * f["targets"] for g, f in zip(observer.gradients, first)) / sum(f["targets"] for f in first)
+    assert steps[0]["grad_norm"] == pytest.approx(float(gradient.norm()), rel=1e-4)
+    assert observer.steps[0][1] == pytest.approx(float(gradient.norm()), rel=1e-4)  # no clip in this recipe
+
+
+def test_a_resumed_run_computes_what_the_uninterrupted_run_did(tmp_path, tiny_store, monkeypatch):
+    """Crashed in step 9, resumed from the checkpoint of step 7: its later lines (loss, gradient norm, LR,
+    tokens) equal an uninterrupted run's, and its tokens/s counts only the tokens it trained itself."""
+    path = tmp_path / "recipe.yaml"
+    path.write_text(RECIPE)
+    recipe = load_recipe(str(path), scale=0.5)
+    options = loop.Options(stores=(str(tiny_store),), objective="clm", progress=False, save_every_steps=5)
+    keep = options.replace(keep_last=100)  # all checkpoints of the uninterrupted run stay
+    whole = [r for r in metric_lines(runs.start(tmp_path / "whole", recipe, keep, World())) if "loss" in r]
+    saved = [p.name.partition("-") for p in checkpoint.list_checkpoints(tmp_path / "whole" / "checkpoints")]
+    assert all(int(step) % 5 == 0 for step, _, tag in saved if not tag)  # untagged: every 5th step, all kept
+    assert {5 * k for k in range(1, len(whole) // 5 + 1)} <= {int(step) for step, _, _ in saved}
+    calls = {"n": 0}
+    real_forward = loop.forward
+
+    def crash_at_step_9(model, batch):
+        calls["n"] += 1
+        if calls["n"] == 9:
+            raise Stop
+        return real_forward(model, batch)
+
+    monkeypatch.setattr(loop, "forward", crash_at_step_9)
+    with pytest.raises(Stop):
+        runs.start(tmp_path / "run", recipe, options, World())
+    calls["n"] = -10**9
+    observer = Observer(monkeypatch)
+    runs.resume(tmp_path / "run", World())
+    resumed = [r for r in metric_lines(tmp_path / "run") if "loss" in r]
+    keys = ("step", "phase", "tokens", "phase_tokens", "lr", "loss", "grad_norm", "batch_sequences")
+    assert [[r[k] for k in keys] for r in resumed] == [[r[k] for k in keys] for r in whole]  # CPU: bit for bit
+    first = [r for _, r in observer.logged if "loss" in r][0]
+    assert first["step"] == 8  # the checkpoint of step 7 (tagged: it closes the first 6K/2 tokens)
+    trained = first["phase_tokens"] - whole[6]["phase_tokens"]
+    forward_started = observer.forwards[0]["time"]
+    stepped = min(t for t, _ in observer.steps if t > forward_started)  # (loading the optimizer may step it)
+    assert first["tokens_per_s"] <= trained / (stepped - forward_started)
+
+
+def test_the_first_phases_seed_draws_the_initial_weights(tmp_path, tiny_store):
+    """A phase's own seed replaces the recipe's for its streams; the first phase's draws the initial
+    weights, a later phase's seed leaves the first phase's steps as they were (the data keep the recipe's seed)."""
+    options = loop.Options(stores=(str(tiny_store),), objective="clm", progress=False)
+
+    def losses(name, **seeds):
+        text = SMALL
+        for phase, seed in seeds.items():
+            text = text.replace(f"  {phase}: {{tokens:", f"  {phase}: {{seed: {seed}, tokens:")
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        run = runs.start(tmp_path / name, load_recipe(str(path)), options, World())
+        return [r["loss"] for r in metric_lines(run) if r.get("phase") == "pretrain" and "loss" in r]
+
+    plain = losses("plain")
+    assert losses("later", decay=9) == plain
+    assert losses("first", pretrain=9)[0] != plain[0]
