@@ -228,6 +228,22 @@ class Stop(Exception):
     pass
 
 
+def crash_in_step(step: int, monkeypatch) -> dict:
+    """Make the run's `step`-th forward raise Stop; the returned {"n": forwards so far} can be set
+    far below `step` to let a resume run on."""
+    calls = {"n": 0}
+    real_forward = loop.forward
+
+    def crashing(model, batch):
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise Stop
+        return real_forward(model, batch)
+
+    monkeypatch.setattr(loop, "forward", crashing)
+    return calls
+
+
 def test_resume_continues_after_the_checkpoint(tmp_path, tiny_store, monkeypatch):
     """Stopped in step 9 (checkpoints at steps 5 and 7), resumed: the resumed process starts at the
     checkpoint's step + 1 in metrics.jsonl and at its data step in the order log; retraining from
@@ -236,16 +252,7 @@ def test_resume_continues_after_the_checkpoint(tmp_path, tiny_store, monkeypatch
     path.write_text(RECIPE)
     recipe = load_recipe(str(path), scale=0.5)
     options = loop.Options(stores=(str(tiny_store),), objective="clm", progress=False, save_every_steps=5)
-    calls = {"n": 0}
-    real_forward = loop.forward
-
-    def crash_at_step_9(model, batch):
-        calls["n"] += 1
-        if calls["n"] == 9:
-            raise Stop
-        return real_forward(model, batch)
-
-    monkeypatch.setattr(loop, "forward", crash_at_step_9)
+    calls = crash_in_step(9, monkeypatch)
     with pytest.raises(Stop):
         runs.start(tmp_path / "run", recipe, options, World())
     run = RunDir(tmp_path / "run")
@@ -518,16 +525,7 @@ def test_a_resumed_run_computes_what_the_uninterrupted_run_did(tmp_path, tiny_st
     saved = [p.name.partition("-") for p in checkpoint.list_checkpoints(tmp_path / "whole" / "checkpoints")]
     assert all(int(step) % 5 == 0 for step, _, tag in saved if not tag)  # untagged: every 5th step, all kept
     assert {5 * k for k in range(1, len(whole) // 5 + 1)} <= {int(step) for step, _, _ in saved}
-    calls = {"n": 0}
-    real_forward = loop.forward
-
-    def crash_at_step_9(model, batch):
-        calls["n"] += 1
-        if calls["n"] == 9:
-            raise Stop
-        return real_forward(model, batch)
-
-    monkeypatch.setattr(loop, "forward", crash_at_step_9)
+    calls = crash_in_step(9, monkeypatch)
     with pytest.raises(Stop):
         runs.start(tmp_path / "run", recipe, options, World())
     calls["n"] = -10**9
