@@ -26,6 +26,23 @@ def tiny_model(tokenizer, causal: bool) -> TwofoldModel:
                                bos_token_id=s.bos, eos_token_id=s.eos))
 
 
+def tagged_run(path, tokenizer, causal: bool):
+    """A `twofold train` run folder holding a tiny model's checkpoints tagged step1 (3K tokens) and
+    step2 (6K tokens), each with fresh random weights."""
+    import json
+
+    from twofold.train import checkpoint
+
+    path.mkdir()
+    model = tiny_model(tokenizer, causal=causal)
+    (path / "run.json").write_text(json.dumps({"model": model.config.to_dict(), "options": {"stores": []}}))
+    for step, tag in ((3, "step1"), (6, "step2")):
+        model.reset_parameters()
+        checkpoint.save(path / "checkpoints", step=step, states=checkpoint.capture(model),
+                        progress={"tokens": step * 1000}, data={}, config=model.config.to_dict(), recipe={}, tag=tag)
+    return path
+
+
 @pytest.fixture(scope="session")
 def encoder(tokenizer):
     return tiny_model(tokenizer, causal=False)

@@ -41,27 +41,22 @@ def write_glue(root: Path, train: int = 24, dev: int = 8) -> Path:
     def cola(n, offset):
         return "".join(f"gj04\t{(i + offset) % 2}\t\t{sentences[i + offset]}\n" for i in range(n))
 
-    (glue / "CoLA").mkdir(parents=True)
-    (glue / "CoLA" / "train.tsv").write_text(cola(train, 0))
-    (glue / "CoLA" / "dev.tsv").write_text(cola(dev, train))
     header = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
 
     def sts(n, offset):
         return header + "".join(f"{i}\tmain\tx\t2012\t{i}\tnone\tnone\t{sentences[i + offset]}\t"
                                 f"{sentences[i + offset + 1]}\t{(i * 7 % 50) / 10:.3f}\n" for i in range(n))
 
-    (glue / "STS-B").mkdir()
-    (glue / "STS-B" / "train.tsv").write_text(sts(train, 0))
-    (glue / "STS-B" / "dev.tsv").write_text(sts(dev, train))
     mrpc_header = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
 
     def mrpc(n, offset):
         return mrpc_header + "".join(f"{(i + offset) % 2}\t{i}\t{i + 1}\t{sentences[i + offset]}\t"
                                      f"{sentences[i + offset + 2]}\n" for i in range(n))
 
-    (glue / "MRPC").mkdir()
-    (glue / "MRPC" / "train.tsv").write_text(mrpc(train, 0))
-    (glue / "MRPC" / "dev.tsv").write_text(mrpc(dev, train))
+    for task, rows in (("CoLA", cola), ("STS-B", sts), ("MRPC", mrpc)):
+        (glue / task).mkdir(parents=True)
+        (glue / task / "train.tsv").write_text(rows(train, 0))
+        (glue / task / "dev.tsv").write_text(rows(dev, train))
     return root
 
 

@@ -1,10 +1,9 @@
 """`twofold eval` / `twofold compare`: results, tables, plots, checkpoints, and the exit-2 contract."""
 
-import json
 from pathlib import Path
 
 import pytest
-from tests.eval.conftest import tiny_model
+from tests.eval.conftest import tagged_run
 
 import twofold
 from twofold.cli import main
@@ -88,16 +87,7 @@ def test_eval_a_pair_folder_writes_json_table_and_report(pair_dir, capsys):
 
 
 def test_eval_all_checkpoints_of_a_run_plots_score_against_tokens(tmp_path, tokenizer, capsys):
-    from twofold.train import checkpoint
-
-    run = tmp_path / "encoder-run"
-    run.mkdir()
-    model = tiny_model(tokenizer, causal=False)
-    (run / "run.json").write_text(json.dumps({"model": model.config.to_dict(), "options": {"stores": []}}))
-    for step, tag in ((3, "step1"), (6, "step2")):
-        model.reset_parameters()
-        checkpoint.save(run / "checkpoints", step=step, states=checkpoint.capture(model),
-                        progress={"tokens": step * 1000}, data={}, config=model.config.to_dict(), recipe={}, tag=tag)
+    run = tagged_run(tmp_path / "encoder-run", tokenizer, causal=False)
     out = tmp_path / "out"
     argv = ["eval", str(run), "--all-checkpoints", "--tokenizer", str(Path(tokenizer.source).parent),
             "--task", "lm", "--out", str(out), *TINY_FLAGS]

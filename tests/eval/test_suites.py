@@ -344,18 +344,9 @@ def test_a_failing_task_is_recorded_and_the_suite_goes_on_keeping_earlier_result
 
 
 def test_suites_run_on_every_tagged_checkpoint_of_a_run(tmp_path, tokenizer):
-    from tests.eval.conftest import tiny_model
+    from tests.eval.conftest import tagged_run
 
-    from twofold.train import checkpoint
-
-    run = tmp_path / "decoder-run"
-    run.mkdir()
-    model = tiny_model(tokenizer, causal=True)
-    (run / "run.json").write_text(json.dumps({"model": model.config.to_dict(), "options": {"stores": []}}))
-    for step, tag in ((3, "step1"), (6, "step2")):
-        model.reset_parameters()
-        checkpoint.save(run / "checkpoints", step=step, states=checkpoint.capture(model),
-                        progress={"tokens": step * 1000}, data={}, config=model.config.to_dict(), recipe={}, tag=tag)
+    run = tagged_run(tmp_path / "decoder-run", tokenizer, causal=True)
     data = tmp_path / "data"
     suite_data.write_beir(data / "tiny")
     out = tmp_path / "out"
