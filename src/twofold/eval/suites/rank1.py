@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from twofold.errors import TwofoldError
+from twofold.eval.baselines import bm25_run
 from twofold.eval.metrics import retrieval_scores
 from twofold.eval.results import Result
 from twofold.eval.suites.base import EMBEDDER, Member, SuiteOptions, hub_data, local_files, result
@@ -106,18 +107,7 @@ def first_stage_kind(spec: str) -> str:
 
 
 def bm25(data: Collection, depth: int) -> dict[str, dict[str, float]]:
-    import bm25s
-
-    ids = list(data.corpus)
-    retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize([data.corpus[i] for i in ids], stopwords="en", show_progress=False),
-                    show_progress=False)
-    queries = list(data.queries)
-    found, scores = retriever.retrieve(bm25s.tokenize([data.queries[q] for q in queries], stopwords="en",
-                                                      show_progress=False),
-                                       k=min(depth, len(ids)), show_progress=False)
-    return {q: {ids[int(d)]: float(s) for d, s in zip(row, row_scores)}
-            for q, row, row_scores in zip(queries, found, scores)}
+    return bm25_run(data.queries, data.corpus, depth)
 
 
 def read_run(path: Path, data: Collection, depth: int) -> dict[str, dict[str, float]]:
