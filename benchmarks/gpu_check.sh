@@ -129,7 +129,7 @@ print(f"env: torch {torch.__version__} (CUDA {torch.version.cuda}), transformers
 EOF
 if [[ $SMOKE -eq 0 ]] && ! "$PY" -c "import flash_attn" 2> /dev/null; then
     # Wheels only: building flash-attn from source takes far longer than this whole check.
-    timeout 120 "$PY" -m pip install --only-binary=:all: flash-attn > "$OUT/flash-attn-install.log" 2>&1
+    timeout 120 "$PY" -m pip install --retries 0 --timeout 10 --only-binary=:all: flash-attn > "$OUT/flash-attn-install.log" 2>&1
 fi
 if "$PY" -c "import flash_attn" 2> /dev/null; then
     say "flash-attn $("$PY" -c 'import flash_attn; print(flash_attn.__version__)'): packed attention uses its varlen kernel"

@@ -157,3 +157,18 @@ def test_checkpoints_resume_across_world_sizes(tmp_path, tiny_store, tiny_recipe
     assert logged.count('"loss"') < len(losses(one_process))
     run(command(after, "train", "--resume", str(out), "--no-progress"))
     assert_close_runs(out, one_process)
+
+
+@pytest.mark.parametrize("asked, local_rank, expected", [("cuda", "1", "cuda:1"), ("cuda:0", "1", "cuda:0")])
+def test_plain_cuda_is_the_ranks_own_gpu(monkeypatch, asked, local_rank, expected):
+    # `--device cuda` on a GPU machine failed in torch.cuda.set_device, which needs an index
+    # (found by benchmarks/gpu_check.sh on an H200). No GPU here: torch.cuda is stood in for.
+    from twofold.train import distributed
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+    world = distributed.join(asked)
+    assert world.device == torch.device(expected) and chosen == [torch.device(expected)]

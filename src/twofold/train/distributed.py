@@ -52,6 +52,8 @@ def join(device: str | None = None) -> World:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TwofoldError(f"--device {device} asked for a GPU but torch sees none; use --device cpu")
     if device.type == "cuda":
+        if device.index is None:  # plain "cuda": this rank's own GPU (set_device needs an index)
+            device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if "WORLD_SIZE" in os.environ and not dist.is_initialized():  # under torchrun, even for one rank
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
