@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 import torch
 
+from twofold.data.batches import Batch
 from twofold.data.objectives import IGNORE_INDEX
 from twofold.data.store import TokenStore
 from twofold.errors import TwofoldError
+from twofold.model import TwofoldModel, preset
 from twofold.train import checkpoint, loop, runs
 from twofold.train.distributed import World
 from twofold.train.recipe import load_recipe
@@ -97,7 +99,7 @@ class Observer:
             started = time.perf_counter()
             out = real_forward(model, batch)
             if len(self.references) < 2 and model.training:  # the model on the batch's documents, called here
-                with torch.no_grad():
+                with torch.no_grad(), torch.random.fork_rng():  # its dropout draws leave the run's stream
                     ref = model(batch.input_ids, labels=batch.labels, cu_seqlens=batch.cu_seqlens,
                                 max_seqlen=int((batch.cu_seqlens[1:] - batch.cu_seqlens[:-1]).max()),
                                 position_ids=batch.position_ids)
@@ -515,9 +517,10 @@ def test_micro_batches_split_the_step_and_accumulate_its_mean_loss_and_gradient(
 
 def test_a_resumed_run_computes_what_the_uninterrupted_run_did(tmp_path, tiny_store, monkeypatch):
     """Crashed in step 9, resumed from the checkpoint of step 7: its later lines (loss, gradient norm, LR,
-    tokens) equal an uninterrupted run's, and its tokens/s counts only the tokens it trained itself."""
+    tokens) equal an uninterrupted run's, dropout included (its random stream comes back from the
+    checkpoint), and its tokens/s counts only the tokens it trained itself."""
     path = tmp_path / "recipe.yaml"
-    path.write_text(RECIPE)
+    path.write_text(RECIPE.replace("phase:\n", "dropout: {attention_output: 0.1}\nphase:\n"))
     recipe = load_recipe(str(path), scale=0.5)
     options = loop.Options(stores=(str(tiny_store),), objective="clm", progress=False, save_every_steps=5)
     keep = options.replace(keep_last=100)  # all checkpoints of the uninterrupted run stay
@@ -559,3 +562,80 @@ def test_the_first_phases_seed_draws_the_initial_weights(tmp_path, tiny_store):
     plain = losses("plain")
     assert losses("later", decay=9) == plain
     assert losses("first", pretrain=9)[0] != plain[0]
+
+
+def test_compile_runs_every_step_through_the_compiled_module(tmp_path, tiny_store, monkeypatch):
+    """--compile: the steps run through what torch.compile returned for the model. torch.compile is
+    stood in for by a recording wrapper: Inductor needs minutes to compile on this CPU (the real
+    compile is checked by hand, docs/training.md)."""
+    compiled = []
+
+    class Compiled(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net, self.calls = net, 0
+
+        def forward(self, *args, **kwargs):
+            self.calls += 1
+            return self.net(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", lambda net: compiled.append(Compiled(net)) or compiled[-1])
+    options = loop.Options(stores=(str(tiny_store),), objective="clm", progress=False, compile=True)
+    run = runs.start(tmp_path / "compiled", small_recipe(tmp_path), options, World())
+    steps = [r for r in metric_lines(run) if "loss" in r]
+    assert len(compiled) == 1 and isinstance(compiled[0].net, TwofoldModel)
+    assert compiled[0].calls == len(steps) > 0
+
+
+def test_checkpoints_record_the_recipe_and_where_each_finished_phase_ended(observed):
+    """A checkpoint says what trained it: the run's recipe, and the run's step and tokens at the end
+    of every finished phase (at the decay checkpoint: pretraining, ended at its last step)."""
+    run, _ = observed
+    pretrain = [sequences for phase, sequences, _ in expected_steps() if phase == "pretrain"]
+    state = json.loads((checkpoint.find_tagged(run / "checkpoints", "decay8") / "state.json").read_text())
+    assert state["recipe"] == RunDir(run).info["recipe"] and state["recipe"]["phase"]["pretrain"]["seq_len"] == 32
+    assert state["progress"]["history"] == [{"phase": "pretrain", "step": len(pretrain), "tokens": 32 * sum(pretrain)}]
+
+
+def test_a_later_phases_own_seed_draws_that_phases_dropout(tmp_path, tiny_store):
+    """Dropout draws from streams seeded as each phase begins: a decay phase with a seed of its own
+    drops other activations in decay than the recipe's seed does (the masks and the data follow the
+    recipe's seed), and pretraining stays as it was."""
+    options = loop.Options(stores=(str(tiny_store),), objective="mlm", progress=False)
+    dropout = SMALL.replace("phase:\n", "dropout: {attention_output: 0.1}\nphase:\n")
+
+    def losses(name, text):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        run = runs.start(tmp_path / name, load_recipe(str(path)), options, World())
+        lines = [r for r in metric_lines(run) if "loss" in r]
+        return [[r["loss"] for r in lines if r["phase"] == phase] for phase in ("pretrain", "decay")]
+
+    plain = losses("plain", dropout)
+    seeded = losses("seeded", dropout.replace("  decay: {tokens:", "  decay: {seed: 9, tokens:"))
+    assert seeded[0] == plain[0]
+    assert all(a != b for a, b in zip(seeded[1], plain[1])) and len(plain[1]) == 3
+
+
+def test_a_step_with_one_labelled_token_takes_that_tokens_loss_and_gradient(tmp_path, tiny_store):
+    """The step's loss is the sum of its token losses over its targets, also for a single target
+    (no floor above 1 in the division), and so is the gradient the optimizer gets."""
+    recipe = small_recipe(tmp_path)
+    options = loop.Options(stores=(str(tiny_store),), objective="mlm", progress=False)
+    trainer = loop.Trainer(RunDir(tmp_path / "one"), recipe, options, preset("tiny", causal=False), World(), None)
+    ids = torch.arange(5, 21, dtype=torch.int64)
+    labels = torch.full_like(ids, IGNORE_INDEX)
+    labels[6] = 11
+    batch = Batch(input_ids=ids, labels=labels, position_ids=torch.arange(16), cu_seqlens=torch.tensor([0, 16],
+                  dtype=torch.int32), max_seqlen=16, sequence_offsets=torch.tensor([0, 16], dtype=torch.int32),
+                  step=0, rank=0, first_sequence=0)
+    out = trainer.model(ids, labels=labels, cu_seqlens=batch.cu_seqlens, max_seqlen=16)
+    grads = torch.autograd.grad(out.loss, list(trainer.model.parameters()))
+    expected_norm = float(torch.stack([g.double().norm() for g in grads]).norm())
+    norms = []
+    real_step = trainer.optimizer.step
+    trainer.optimizer.step = lambda: norms.append(float(torch.stack(
+        [p.grad.double().norm() for p in trainer.model.parameters()]).norm())) or real_step()
+    loss, grad_norm = trainer._step(batch, recipe.phases[0])
+    assert loss == pytest.approx(out.loss.item(), rel=1e-6)
+    assert grad_norm == pytest.approx(expected_norm, rel=1e-5) and norms == [pytest.approx(expected_norm, rel=1e-5)]
