@@ -55,6 +55,18 @@ MODULES = {
     "src/twofold/hf.py": ["tests/model/test_hf_interop.py"],
 }
 
+# mutmut's limit per mutant counts the tests' own time but not their module fixtures; loop.py's
+# tests share training runs set up in fixtures (tens of CPU seconds), so its mutants get more room
+# (with 20 s, mutants that trained normally were stopped at the limit and counted as timeouts).
+TIMEOUT_CONSTANT = {"src/twofold/train/loop.py": 300.0}
+
+# mutmut runs, for a mutant, the tests that reached its function while they ran. A module fixture
+# (one training run shared by a file's tests) runs inside the first test that asks for it, so the
+# tests that only read its run reach nothing themselves, and a mutant would meet only the first
+# test's assertions. Those tests are fast (the fixture trained once): every function reached by a
+# test of a file is also given that file's tests of under this many seconds.
+SHARED_FIXTURE_SECONDS = 1.0
+
 # Surviving mutants that cannot change behaviour, with the reason (checked by hand).
 _NONE_SHAPE = ("with decay 'none' the decay branch returns the start ratio too (that shape is 1 everywhere), "
                "and before the decay begins progress clamps to 0, which also gives the start ratio")
@@ -65,6 +77,7 @@ _INT64 = "numpy's default integer is int64 on the platforms twofold supports (Li
 _B = "twofold.data.batches."
 _DTYPE_DEFAULT = "torch.full with an integer fill value makes an int64 tensor anyway"
 _G = "twofold.model.generate."
+_L = "twofold.train.loop."
 _FED = "feed() sets it before every attend"
 EQUIVALENT: dict[str, str] = {
     _G + "xǁKVCacheǁ__init____mutmut_10": _FED,
@@ -232,6 +245,26 @@ EQUIVALENT: dict[str, str] = {
     "twofold.train.schedule.x_lr_at__mutmut_24": "at the decay start progress 0 gives the start ratio either way",
     "twofold.train.schedule.x_phase_steps__mutmut_12": _FULL_STEPS,
     "twofold.train.schedule.x_phase_steps__mutmut_13": _FULL_STEPS,
+    **{_L + f"x_forward__mutmut_{n}": "without max_seqlen the layout takes the longest segment from cu_seqlens, the "
+       "number the batch carries" for n in (4, 9)},
+    **{_L + f"x_forward__mutmut_{n}": "without position ids the layout counts positions from each segment's start, "
+       "as the batch's do" for n in (5, 10)},
+    _L + "xǁTrainerǁ__init____mutmut_1": "the one caller that leaves out `resume` (runs.start) refuses a directory "
+    "that holds a run, so there is no checkpoint to restore",
+    **{_L + f"xǁTrainerǁ__init____mutmut_{n}": "set_lr sets every group's LR and peak before each optimizer step, so "
+       "the peak the optimizer is built with is never used" for n in (21, 22, 27, 30)},
+    _L + "xǁTrainerǁ__init____mutmut_34": "a new run's metrics.jsonl is empty: keeping its records up to step 1 "
+    "keeps none, as 0 does",
+    _L + "xǁTrainerǁ_checkpoint_due__mutmut_6": "an integer exceeds floor(x) exactly when it exceeds x",
+    _L + "xǁTrainerǁ_step__mutmut_7": "micro-batches of the whole batch's size are the batch itself",
+    **{_L + f"xǁTrainerǁ_step__mutmut_{n}": "float32 holds the integer target count exactly (up to 2^24 targets a "
+       "step)" for n in (11, 14)},
+    **{_L + f"xǁTrainerǁ_step__mutmut_{n}": "gradients zeroed instead of freed: every parameter takes part in every "
+       "forward, so the next backward adds the same values to zeros; only memory differs" for n in (83, 84, 102, 103)},
+    _L + "xǁTrainerǁ_run_phase__mutmut_32": "loader workers build the same batches as the main process "
+    "(tests/data/test_loader.py); only the speed differs",
+    **{_L + f"xǁTrainerǁ_restore__mutmut_{n}": "streams_for_resume then sets every stream again (this rank's own, "
+       "or fresh ones), whatever load_latest put there" for n in (5, 9, 10)},
 }
 
 # Functions that only style a figure: the tests check what a plot shows (bar heights, labels,
@@ -276,6 +309,20 @@ NOT_KILLABLE_HERE: dict[str, str] = {
     "of block = sequence index: a correlation of two random streams that no test sees",
     **{_G + f"x_left_align__mutmut_{n}": _UNSTABLE for n in (7, 10)},
     **{_B + f"xǁBatchǁto_padded__mutmut_{n}": _DEVICE for n in (34, 35, 36, 37)},
+    **{_L + f"xǁTrainerǁ{m}": "tensors or the model made or left on the CPU rather than the run's device: the same "
+       "here; no accelerator here" for m in ("__init____mutmut_13", "_step__mutmut_8", "_step__mutmut_12",
+                                             "_step__mutmut_15", "_step__mutmut_32", "_step__mutmut_35",
+                                             "_step__mutmut_38")},
+    **{_L + f"xǁTrainerǁ_step__mutmut_{n}": "only a DDP-wrapped model has no_sync (several ranks under torchrun: "
+       "tests/train/test_distributed.py, not in the fast selection)" for n in (41, 42, 43, 45, 49, 50, 52)},
+    **{_L + m: "rank and world size left at their one-process defaults (0, 1): they differ only under torchrun"
+       for m in ("xǁTrainerǁ_run_phase__mutmut_30", "xǁTrainerǁ_run_phase__mutmut_31", "xǁ_HeldOutǁ__init____mutmut_27",
+                 "xǁ_HeldOutǁ__init____mutmut_28")},
+    **{_L + f"xǁTrainerǁ_restore__mutmut_{n}": "used only when the checkpoint was written by another number of "
+       "ranks (torchrun: tests/train/test_dropout_rng.py)" for n in (19, 20, 23, 24, 25, 26, 27, 28, 29, 40)},
+    **{_L + f"xǁTrainerǁ_save__mutmut_{n}": "checkpoint.save captures this process's streams when given none: the "
+       "same for one process on a CPU; other ranks' and a GPU's streams would be lost (torchrun, CUDA)"
+       for n in (6, 17, 27)},
 }
 
 # Lines whose mutants would only reword a message: the condition that raises or warns is
@@ -307,7 +354,7 @@ def prepare(module: str, tests: list[str]) -> Path:
         "timeout_multiplier": 3.0,  # a mutant that loops is stopped at 3x its tests' CPU time
         # Limits: (tests' time + 20 s) x 3 wall seconds, twice that in CPU seconds: room for the
         # session's fixtures and for a machine shared with other work.
-        "timeout_constant": 20.0,
+        "timeout_constant": TIMEOUT_CONSTANT.get(module, 20.0),
         "use_git_change_detection": False,
     }
     lines = ["[tool.mutmut]"] + [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
@@ -315,15 +362,19 @@ def prepare(module: str, tests: list[str]) -> Path:
     return work
 
 
-def run(module: str, max_children: int, again: bool = False, keep: bool = False) -> dict:
+def run(module: str, max_children: int, again: bool = False, keep: bool = False, timeouts: bool = False) -> dict:
     """Mutate `module` from scratch; `again`: retest only its last survivors and timeouts against
-    today's tests; `keep`: continue an interrupted run, keeping the verdicts it has."""
+    today's tests (`timeouts`: only its timeouts); `keep`: continue an interrupted run, keeping the
+    verdicts it has."""
     tests = MODULES.get(module)
     if tests is None:
         sys.exit(f"{module}: not in tools/mutation.py MODULES; add it with the test files that cover it")
     names = []
+    again = again or timeouts
     if again:
-        names = count(scratch(module), module)[1] + count(scratch(module), module, "timeout")[1]
+        names = count(scratch(module), module, "timeout")[1]
+        if not timeouts:
+            names += count(scratch(module), module)[1]
     if not (again or keep):
         for name in ("mutants", "cache"):
             shutil.rmtree(scratch(module) / name, ignore_errors=True)
@@ -331,18 +382,23 @@ def run(module: str, max_children: int, again: bool = False, keep: bool = False)
         shutil.rmtree(scratch(module) / "mutants" / "tests", ignore_errors=True)
         (scratch(module) / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     work = prepare(module, tests)
+    (work / "mutmut.log").write_text("")
     # mutmut puts its mutated copy (work/mutants/src) first on sys.path itself.
     # One torch thread per test process (an OpenMP pool does not survive mutmut's fork), and the
     # tokenizers and stores the tests build kept in work/cache for every mutant's pytest session.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TWOFOLD_TEST_THREADS": "1", "TWOFOLD_TEST_CACHE": str(work / "cache"),
            "PYTHONPATH": os.environ.get("MUTMUT_PATH", "")}
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *names],
-                            cwd=work, env=env, capture_output=True, text=True)
+    if again and names:  # today's test map comes with a first mutant; then it gets the shared-fixture tests
+        mutmut(work, env, module, "run", "--max-children", str(max_children), names[0])
+        share_fixture_tests(work)
+    mutmut(work, env, module, "run", "--max-children", str(max_children), *names)
+    if not again:  # the map was collected in the run: retest the survivors and timeouts with the shared tests
+        share_fixture_tests(work)
+        retest = count(work, module)[1] + count(work, module, "timeout")[1]
+        if retest:
+            mutmut(work, env, module, "run", "--max-children", str(max_children), *retest)
     seconds = time.perf_counter() - started
-    (work / "mutmut.log").write_text(result.stdout + result.stderr)
-    if result.returncode != 0:
-        sys.exit(f"mutmut failed on {module} (see {work / 'mutmut.log'}):\n{(result.stdout + result.stderr)[-3000:]}")
     counts, survivors = count(work, module)
     if again:  # the time of the full run stands
         seconds = json.loads(RESULTS.read_text())[module]["seconds"]
@@ -352,6 +408,29 @@ def run(module: str, max_children: int, again: bool = False, keep: bool = False)
     results[module] = entry
     RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True))
     return entry
+
+
+def mutmut(work: Path, env: dict, module: str, *args: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "mutmut", *args], cwd=work, env=env, capture_output=True, text=True)
+    with (work / "mutmut.log").open("a") as log:
+        log.write(f"$ mutmut {' '.join(args[:3])} ...\n{result.stdout}{result.stderr}\n")
+    if result.returncode != 0:
+        sys.exit(f"mutmut failed on {module} (see {work / 'mutmut.log'}):\n{(result.stdout + result.stderr)[-3000:]}")
+
+
+def share_fixture_tests(work: Path) -> None:
+    """Give every function the fast tests of each test file that reaches it (SHARED_FIXTURE_SECONDS)."""
+    path = work / "mutants" / "mutmut-stats.json"
+    stats = json.loads(path.read_text())
+    fast: dict[str, set[str]] = {}
+    for test, seconds in stats["duration_by_test"].items():
+        if seconds < SHARED_FIXTURE_SECONDS:
+            fast.setdefault(test.split("::")[0], set()).add(test)
+    tests_by_function = stats["tests_by_mangled_function_name"]
+    for function, tests in tests_by_function.items():
+        files = {test.split("::")[0] for test in tests}
+        tests_by_function[function] = sorted(set(tests).union(*(fast.get(f, set()) for f in files)))
+    path.write_text(json.dumps(stats))
 
 
 def count(work: Path, module: str, *listed: str) -> tuple[dict, list[str]]:
@@ -404,6 +483,7 @@ def main() -> None:
     parser.add_argument("modules", nargs="*", help="modules to mutate (default: every one in MODULES)")
     parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
     parser.add_argument("--again", action="store_true", help="retest only the last run's survivors and timeouts")
+    parser.add_argument("--timeouts", action="store_true", help="retest only the last run's timeouts")
     parser.add_argument("--keep", action="store_true", help="continue an interrupted run")
     parser.add_argument("--table", action="store_true", help="print the results table and stop")
     parser.add_argument("--docs", action="store_true", help="write the results table into docs/testing.md")
@@ -416,7 +496,7 @@ def main() -> None:
         return
     if not (args.table or args.docs):
         for module in args.modules or list(MODULES):
-            entry = run(module, args.max_children, args.again, args.keep)
+            entry = run(module, args.max_children, args.again, args.keep, args.timeouts)
             print(f"{module}: {entry}", flush=True)
     text = table(json.loads(RESULTS.read_text()) if RESULTS.exists() else {})
     if args.docs:
