@@ -263,6 +263,8 @@ EQUIVALENT: dict[str, str] = {
        "forward, so the next backward adds the same values to zeros; only memory differs" for n in (83, 84, 102, 103)},
     _L + "xǁTrainerǁ_run_phase__mutmut_32": "loader workers build the same batches as the main process "
     "(tests/data/test_loader.py); only the speed differs",
+    **{_L + f"xǁTrainerǁ_run_phase__mutmut_{n}": "the bar also redraws when its postfix is set: the same text, "
+       "drawn once more" for n in (135, 139, 140)},
     **{_L + f"xǁTrainerǁ_restore__mutmut_{n}": "streams_for_resume then sets every stream again (this rank's own, "
        "or fresh ones), whatever load_latest put there" for n in (5, 9, 10)},
 }

@@ -8,10 +8,12 @@ step and their groups, and every expected number is computed in this file from t
 numbers, never by twofold's own schedule, sampling or masking code.
 """
 
+import itertools
 import json
 import math
 import re
 import time
+import types
 
 import numpy as np
 import pytest
@@ -455,7 +457,7 @@ def test_an_infinite_gradient_with_a_finite_loss_stops_the_run(tmp_path, tiny_st
         runs.start(tmp_path / "inf", small_recipe(tmp_path), options, World())
     message = str(error.value)
     assert message.startswith("step 1 (phase pretrain, batch 0): the gradient norm is ")
-    assert "no checkpoint was written yet" in message
+    assert "; training stopped and no checkpoint was written yet; inspect the batch" in message
     assert RunDir(tmp_path / "inf").metrics() == []  # the step did not count
     assert "pretrain" not in capsys.readouterr().err  # progress=False: no bar
 
@@ -526,8 +528,10 @@ def test_a_resumed_run_computes_what_the_uninterrupted_run_did(tmp_path, tiny_st
     keep = options.replace(keep_last=100)  # all checkpoints of the uninterrupted run stay
     whole = [r for r in metric_lines(runs.start(tmp_path / "whole", recipe, keep, World())) if "loss" in r]
     saved = [p.name.partition("-") for p in checkpoint.list_checkpoints(tmp_path / "whole" / "checkpoints")]
-    assert all(int(step) % 5 == 0 for step, _, tag in saved if not tag)  # untagged: every 5th step, all kept
-    assert {5 * k for k in range(1, len(whole) // 5 + 1)} <= {int(step) for step, _, _ in saved}
+    tagged = {int(step) for step, _, tag in saved if tag}
+    every_fifth = {5 * k for k in range(1, len(whole) // 5 + 1)}
+    untagged = {int(step) for step, _, tag in saved if not tag}
+    assert untagged == every_fifth - tagged and untagged  # untagged: every 5th step off the token marks, all kept
     calls = crash_in_step(9, monkeypatch)
     with pytest.raises(Stop):
         runs.start(tmp_path / "run", recipe, options, World())
@@ -639,3 +643,17 @@ def test_a_step_with_one_labelled_token_takes_that_tokens_loss_and_gradient(tmp_
     loss, grad_norm = trainer._step(batch, recipe.phases[0])
     assert loss == pytest.approx(out.loss.item(), rel=1e-6)
     assert grad_norm == pytest.approx(expected_norm, rel=1e-5) and norms == [pytest.approx(expected_norm, rel=1e-5)]
+
+
+def test_tokens_per_second_counts_each_phases_own_tokens_and_time(tmp_path, tiny_store, monkeypatch):
+    """With a clock that ticks one second per reading, a step's tokens/s is the tokens its phase has
+    trained so far over the steps taken in it: every phase counts from zero."""
+    ticks = itertools.count()
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=lambda: float(next(ticks))))
+    options = loop.Options(stores=(str(tiny_store),), objective="clm", progress=False)
+    lines = [r for r in metric_lines(runs.start(tmp_path / "clock", small_recipe(tmp_path), options, World()))
+             if "loss" in r]
+    for phase in ("pretrain", "decay"):
+        steps = [r for r in lines if r["phase"] == phase]
+        assert [r["tokens_per_s"] for r in steps] == [r["phase_tokens"] / (k + 1) for k, r in enumerate(steps)]
+        assert len(steps) > 1
