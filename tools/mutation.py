@@ -263,6 +263,8 @@ EQUIVALENT: dict[str, str] = {
        "forward, so the next backward adds the same values to zeros; only memory differs" for n in (83, 84, 102, 103)},
     _L + "xǁTrainerǁ_run_phase__mutmut_32": "loader workers build the same batches as the main process "
     "(tests/data/test_loader.py); only the speed differs",
+    **{_L + f"x__bar__mutmut_{n}": "dynamic_ncols only makes the bar follow the terminal's width as it changes: "
+       "the same text" for n in (7, 13, 17)},
     **{_L + f"xǁTrainerǁ_run_phase__mutmut_{n}": "the bar also redraws when its postfix is set: the same text, "
        "drawn once more" for n in (135, 139, 140)},
     **{_L + f"xǁTrainerǁ_restore__mutmut_{n}": "streams_for_resume then sets every stream again (this rank's own, "
@@ -364,7 +366,8 @@ def prepare(module: str, tests: list[str]) -> Path:
     return work
 
 
-def run(module: str, max_children: int, again: bool = False, keep: bool = False, timeouts: bool = False) -> dict:
+def run(module: str, max_children: int, again: bool = False, keep: bool = False, timeouts: bool = False,
+        only: list[str] | None = None) -> dict:
     """Mutate `module` from scratch; `again`: retest only its last survivors and timeouts against
     today's tests (`timeouts`: only its timeouts); `keep`: continue an interrupted run, keeping the
     verdicts it has."""
@@ -372,8 +375,10 @@ def run(module: str, max_children: int, again: bool = False, keep: bool = False,
     if tests is None:
         sys.exit(f"{module}: not in tools/mutation.py MODULES; add it with the test files that cover it")
     names = []
-    again = again or timeouts
-    if again:
+    again = again or timeouts or bool(only)
+    if only:
+        names = only
+    elif again:
         names = count(scratch(module), module, "timeout")[1]
         if not timeouts:
             names += count(scratch(module), module)[1]
@@ -486,6 +491,7 @@ def main() -> None:
     parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
     parser.add_argument("--again", action="store_true", help="retest only the last run's survivors and timeouts")
     parser.add_argument("--timeouts", action="store_true", help="retest only the last run's timeouts")
+    parser.add_argument("--only", help="retest only these mutants (comma-separated names)")
     parser.add_argument("--keep", action="store_true", help="continue an interrupted run")
     parser.add_argument("--table", action="store_true", help="print the results table and stop")
     parser.add_argument("--docs", action="store_true", help="write the results table into docs/testing.md")
@@ -498,7 +504,8 @@ def main() -> None:
         return
     if not (args.table or args.docs):
         for module in args.modules or list(MODULES):
-            entry = run(module, args.max_children, args.again, args.keep, args.timeouts)
+            entry = run(module, args.max_children, args.again, args.keep, args.timeouts,
+                        args.only.split(",") if args.only else None)
             print(f"{module}: {entry}", flush=True)
     text = table(json.loads(RESULTS.read_text()) if RESULTS.exists() else {})
     if args.docs:

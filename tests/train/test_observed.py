@@ -8,10 +8,12 @@ step and their groups, and every expected number is computed in this file from t
 numbers, never by twofold's own schedule, sampling or masking code.
 """
 
+import dataclasses
 import itertools
 import json
 import math
 import re
+import shutil
 import time
 import types
 
@@ -20,6 +22,7 @@ import pytest
 import torch
 
 from twofold.data.batches import Batch
+from twofold.data.mixture import Mixture
 from twofold.data.objectives import IGNORE_INDEX
 from twofold.data.store import TokenStore
 from twofold.errors import TwofoldError
@@ -657,3 +660,50 @@ def test_tokens_per_second_counts_each_phases_own_tokens_and_time(tmp_path, tiny
         steps = [r for r in lines if r["phase"] == phase]
         assert [r["tokens_per_s"] for r in steps] == [r["phase_tokens"] / (k + 1) for k, r in enumerate(steps)]
         assert len(steps) > 1
+
+
+def test_stores_whose_tokenizer_outgrows_the_model_are_refused_for_training_and_held_out(tmp_path, tiny_store):
+    """The training and the held-out loaders both check the model's vocabulary against their stores'
+    tokenizer before a step (else a larger id would fail deep inside the embedding)."""
+    vocab = TokenStore(tiny_store).vocab_size
+    bigger = tmp_path / "bigger"
+    shutil.copytree(tiny_store, bigger)
+    manifest = json.loads((bigger / "manifest.json").read_text())
+    manifest["tokenizer"]["vocab_size"] = vocab + 100
+    (bigger / "manifest.json").write_text(json.dumps(manifest))
+    recipe = small_recipe(tmp_path)
+    for name, stores, eval_stores in (("train", (bigger,), ()), ("held-out", (tiny_store,), (bigger,))):
+        options = loop.Options(stores=(str(stores[0]),), objective="mlm", progress=False,
+                               eval_stores=tuple(map(str, eval_stores)))
+        trainer = loop.Trainer(RunDir(tmp_path / name), recipe, options, preset("tiny", causal=False, vocab_size=vocab),
+                               World(), None)
+        with pytest.raises(TwofoldError, match=f"vocab_size {vocab} is smaller than the stores' tokenizer"):
+            trainer.run()
+
+
+def test_the_held_out_batch_draws_every_group_and_is_the_same_in_every_phase_of_a_shape(tmp_path, tiny_store):
+    """The held-out set is every group of the held-out stores, whatever the phase trains on (here
+    prose only), and the same sequences for phases of one shape (held-out losses stay comparable)."""
+    recipe = small_recipe(tmp_path)
+    options = loop.Options(stores=(str(tiny_store),), objective="mlm", progress=False, eval_stores=(str(tiny_store),),
+                           eval_sequences=24)
+    trainer = loop.Trainer(RunDir(tmp_path / "held"), recipe, options, preset("tiny", causal=False), World(), None)
+    prose = dataclasses.replace(recipe.phases[0].data(seed=recipe.seed), mixture=Mixture(groups=("prose",)))
+    first = loop._HeldOut(trainer, prose).batch
+    later = loop._HeldOut(trainer, dataclasses.replace(prose, seed=recipe.seed + 1)).batch  # phase index 1
+    assert set(first.groups) == set(TokenStore(tiny_store).groups) and first.num_sequences == 24
+    assert torch.equal(first.input_ids, later.input_ids) and torch.equal(first.labels, later.labels)
+
+
+def test_a_resumed_phases_progress_bar_starts_where_the_checkpoint_left_it(tmp_path, tiny_store, monkeypatch, capsys):
+    """Stopped in step 6 of 8, resumed from the checkpoint at 1K of pretraining's 2K tokens: the bar
+    starts at 50%, not at 0, so its rate and ETA count only what is left."""
+    options = loop.Options(stores=(str(tiny_store),), objective="clm", progress=False)
+    calls = crash_in_step(6, monkeypatch)
+    with pytest.raises(Stop):
+        runs.start(tmp_path / "run", small_recipe(tmp_path), options, World())
+    calls["n"] = -10**9
+    capsys.readouterr()
+    runs.resume(tmp_path / "run", World(), {"progress": True})
+    first = re.search(r"pretrain:\s+(\d+)%", capsys.readouterr().err)
+    assert first and first.group(1) == "50"
