@@ -263,6 +263,8 @@ EQUIVALENT: dict[str, str] = {
        "forward, so the next backward adds the same values to zeros; only memory differs" for n in (83, 84, 102, 103)},
     _L + "xǁTrainerǁ_run_phase__mutmut_32": "loader workers build the same batches as the main process "
     "(tests/data/test_loader.py); only the speed differs",
+    _L + "xǁ_HeldOutǁ__init____mutmut_33": "the held-out set is the stream's second batch instead of its first: a "
+    "fixed set either way, the same at every evaluation and in every phase of one shape",
     **{_L + f"x__bar__mutmut_{n}": "dynamic_ncols only makes the bar follow the terminal's width as it changes: "
        "the same text" for n in (7, 13, 17)},
     **{_L + f"xǁTrainerǁ_run_phase__mutmut_{n}": "the bar also redraws when its postfix is set: the same text, "
