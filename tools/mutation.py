@@ -10,6 +10,8 @@ the work tree and one module can be rerun alone. Results accumulate in
     python tools/mutation.py --table                          # the table from the last results
     python tools/mutation.py --docs                           # ... written into docs/testing.md
     python tools/mutation.py --survivors src/twofold/data/objectives.py  # their diffs
+    python tools/mutation.py --again src/twofold/train/loop.py  # retest its survivors and timeouts
+    python tools/mutation.py src/twofold/train/loop.py --only NAME,NAME   # retest these mutants
 
 `make mutation` and `make mutation MODULE=…` call this. Not part of CI: it is slow.
 """
@@ -358,8 +360,8 @@ def prepare(module: str, tests: list[str]) -> Path:
         "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q"],
         "do_not_mutate_patterns": DO_NOT_MUTATE,
         "timeout_multiplier": 3.0,  # a mutant that loops is stopped at 3x its tests' CPU time
-        # Limits: (tests' time + 20 s) x 3 wall seconds, twice that in CPU seconds: room for the
-        # session's fixtures and for a machine shared with other work.
+        # Limits: (tests' time + constant) x 3 wall seconds, twice that in CPU seconds: room for
+        # the session's fixtures and for a machine shared with other work.
         "timeout_constant": TIMEOUT_CONSTANT.get(module, 20.0),
         "use_git_change_detection": False,
     }
@@ -402,9 +404,9 @@ def run(module: str, max_children: int, again: bool = False, keep: bool = False,
         mutmut(work, env, module, "run", "--max-children", str(max_children), names[0])
         share_fixture_tests(work)
     mutmut(work, env, module, "run", "--max-children", str(max_children), *names)
-    if not again:  # the map was collected in the run: retest the survivors and timeouts with the shared tests
+    if not again:  # the map was collected in the run: retest the survivors with the shared tests
         share_fixture_tests(work)
-        retest = count(work, module)[1] + count(work, module, "timeout")[1]
+        retest = count(work, module)[1]
         if retest:
             mutmut(work, env, module, "run", "--max-children", str(max_children), *retest)
     seconds = time.perf_counter() - started
