@@ -707,3 +707,18 @@ def test_a_resumed_phases_progress_bar_starts_where_the_checkpoint_left_it(tmp_p
     runs.resume(tmp_path / "run", World(), {"progress": True})
     first = re.search(r"pretrain:\s+(\d+)%", capsys.readouterr().err)
     assert first and first.group(1) == "50"
+
+
+def test_phase_k_draws_its_data_with_the_recipes_seed_plus_k(tmp_path, tiny_store):
+    """A phase's batches depend on the recipe's seed and the phase's place only: the decay phase
+    (k = 1) of a run with seed 5 reads what a run whose only phase is that decay reads with seed 6."""
+    options = loop.Options(stores=(str(tiny_store),), objective="clm", progress=False)
+    alone = SMALL.replace("seed: 5", "seed: 6").replace(
+        "  pretrain: {tokens: 2048, seq_len: 32, mask_rate: 0.3, batch_sequences: 8, checkpoint_every_tokens: 1K, "
+        "tag: step}\n", "")
+    path = tmp_path / "alone.yaml"
+    path.write_text(alone)
+    both = runs.start(tmp_path / "both", small_recipe(tmp_path), options, World())
+    single = runs.start(tmp_path / "single", load_recipe(str(path)), options, World())
+    hashes = lambda run: [(r["step"], r["hash"]) for r in order_log(run, "decay")]
+    assert hashes(both) == hashes(single) and len(hashes(both)) == 3
