@@ -141,9 +141,7 @@ def order_log(run, phase):
 
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory, tiny_store):
-    path = tmp_path_factory.mktemp("observed") / "recipe.yaml"
-    path.write_text(RECIPE)
-    recipe = load_recipe(str(path))
+    recipe = recipe_from(tmp_path_factory.mktemp("observed"), RECIPE)
     options = loop.Options(stores=(str(tiny_store),), objective="mlm", progress=False,
                            eval_stores=(str(tiny_store),), eval_sequences=48)
     with pytest.MonkeyPatch.context() as patch:
@@ -255,9 +253,7 @@ def test_resume_continues_after_the_checkpoint(tmp_path, tiny_store, monkeypatch
     """Stopped in step 9 (checkpoints at steps 5 and 7), resumed: the resumed process starts at the
     checkpoint's step + 1 in metrics.jsonl and at its data step in the order log; retraining from
     step 0 (or from a later step) fails."""
-    path = tmp_path / "recipe.yaml"
-    path.write_text(RECIPE)
-    recipe = load_recipe(str(path), scale=0.5)
+    recipe = recipe_from(tmp_path, RECIPE, scale=0.5)
     options = loop.Options(stores=(str(tiny_store),), objective="clm", progress=False, save_every_steps=5)
     calls = crash_in_step(9, monkeypatch)
     with pytest.raises(Stop):
@@ -393,10 +389,32 @@ phase:
 """
 
 
+def recipe_from(tmp_path, text: str, name: str = "recipe", scale: float = 1.0):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    return load_recipe(str(path), scale=scale)
+
+
 def small_recipe(tmp_path):
-    path = tmp_path / "small.yaml"
-    path.write_text(SMALL)
-    return load_recipe(str(path))
+    return recipe_from(tmp_path, SMALL, "small")
+
+
+def with_dropout(text: str) -> str:
+    return text.replace("phase:\n", "dropout: {attention_output: 0.1}\nphase:\n")
+
+
+def with_seed(text: str, phase: str, seed: int) -> str:
+    return text.replace(f"  {phase}: {{tokens:", f"  {phase}: {{seed: {seed}, tokens:")
+
+
+def phase_losses(tmp_path, name: str, text: str, options) -> dict[str, list[float]]:
+    """The loss of every step of a run of the recipe `text`, by phase."""
+    run = runs.start(tmp_path / name, recipe_from(tmp_path, text, name), options, World())
+    losses: dict[str, list[float]] = {}
+    for r in metric_lines(run):
+        if "loss" in r:
+            losses.setdefault(r["phase"], []).append(r["loss"])
+    return losses
 
 
 def test_clm_run_evaluates_on_its_token_cadence_and_shows_a_progress_bar(tmp_path, tiny_store, monkeypatch, capsys):
@@ -524,9 +542,7 @@ def test_a_resumed_run_computes_what_the_uninterrupted_run_did(tmp_path, tiny_st
     """Crashed in step 9, resumed from the checkpoint of step 7: its later lines (loss, gradient norm, LR,
     tokens) equal an uninterrupted run's, dropout included (its random stream comes back from the
     checkpoint), and its tokens/s counts only the tokens it trained itself."""
-    path = tmp_path / "recipe.yaml"
-    path.write_text(RECIPE.replace("phase:\n", "dropout: {attention_output: 0.1}\nphase:\n"))
-    recipe = load_recipe(str(path), scale=0.5)
+    recipe = recipe_from(tmp_path, with_dropout(RECIPE), scale=0.5)
     options = loop.Options(stores=(str(tiny_store),), objective="clm", progress=False, save_every_steps=5)
     keep = options.replace(keep_last=100)  # all checkpoints of the uninterrupted run stay
     whole = [r for r in metric_lines(runs.start(tmp_path / "whole", recipe, keep, World())) if "loss" in r]
@@ -556,19 +572,10 @@ def test_the_first_phases_seed_draws_the_initial_weights(tmp_path, tiny_store):
     """A phase's own seed replaces the recipe's for its streams; the first phase's draws the initial
     weights, a later phase's seed leaves the first phase's steps as they were (the data keep the recipe's seed)."""
     options = loop.Options(stores=(str(tiny_store),), objective="clm", progress=False)
-
-    def losses(name, **seeds):
-        text = SMALL
-        for phase, seed in seeds.items():
-            text = text.replace(f"  {phase}: {{tokens:", f"  {phase}: {{seed: {seed}, tokens:")
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(text)
-        run = runs.start(tmp_path / name, load_recipe(str(path)), options, World())
-        return [r["loss"] for r in metric_lines(run) if r.get("phase") == "pretrain" and "loss" in r]
-
-    plain = losses("plain")
-    assert losses("later", decay=9) == plain
-    assert losses("first", pretrain=9)[0] != plain[0]
+    pretrain = lambda name, text: phase_losses(tmp_path, name, text, options)["pretrain"]
+    plain = pretrain("plain", SMALL)
+    assert pretrain("later", with_seed(SMALL, "decay", 9)) == plain
+    assert pretrain("first", with_seed(SMALL, "pretrain", 9))[0] != plain[0]
 
 
 def test_compile_runs_every_step_through_the_compiled_module(tmp_path, tiny_store, monkeypatch):
@@ -609,19 +616,10 @@ def test_a_later_phases_own_seed_draws_that_phases_dropout(tmp_path, tiny_store)
     drops other activations in decay than the recipe's seed does (the masks and the data follow the
     recipe's seed), and pretraining stays as it was."""
     options = loop.Options(stores=(str(tiny_store),), objective="mlm", progress=False)
-    dropout = SMALL.replace("phase:\n", "dropout: {attention_output: 0.1}\nphase:\n")
-
-    def losses(name, text):
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(text)
-        run = runs.start(tmp_path / name, load_recipe(str(path)), options, World())
-        lines = [r for r in metric_lines(run) if "loss" in r]
-        return [[r["loss"] for r in lines if r["phase"] == phase] for phase in ("pretrain", "decay")]
-
-    plain = losses("plain", dropout)
-    seeded = losses("seeded", dropout.replace("  decay: {tokens:", "  decay: {seed: 9, tokens:"))
-    assert seeded[0] == plain[0]
-    assert all(a != b for a, b in zip(seeded[1], plain[1])) and len(plain[1]) == 3
+    plain = phase_losses(tmp_path, "plain", with_dropout(SMALL), options)
+    seeded = phase_losses(tmp_path, "seeded", with_seed(with_dropout(SMALL), "decay", 9), options)
+    assert seeded["pretrain"] == plain["pretrain"]
+    assert all(a != b for a, b in zip(seeded["decay"], plain["decay"])) and len(plain["decay"]) == 3
 
 
 def test_a_step_with_one_labelled_token_takes_that_tokens_loss_and_gradient(tmp_path, tiny_store):
@@ -716,9 +714,7 @@ def test_phase_k_draws_its_data_with_the_recipes_seed_plus_k(tmp_path, tiny_stor
     alone = SMALL.replace("seed: 5", "seed: 6").replace(
         "  pretrain: {tokens: 2048, seq_len: 32, mask_rate: 0.3, batch_sequences: 8, checkpoint_every_tokens: 1K, "
         "tag: step}\n", "")
-    path = tmp_path / "alone.yaml"
-    path.write_text(alone)
     both = runs.start(tmp_path / "both", small_recipe(tmp_path), options, World())
-    single = runs.start(tmp_path / "single", load_recipe(str(path)), options, World())
+    single = runs.start(tmp_path / "single", recipe_from(tmp_path, alone, "alone"), options, World())
     hashes = lambda run: [(r["step"], r["hash"]) for r in order_log(run, "decay")]
     assert hashes(both) == hashes(single) and len(hashes(both)) == 3
