@@ -22,6 +22,11 @@ LAYOUTS = [
 ]
 
 
+def packed(lengths: list[int], causal: bool, radius: int) -> PackedLayout:
+    cu = torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32)
+    return PackedLayout.build(cu, None, sum(lengths), causal, radius)
+
+
 def reference(q, k, v, layout: PackedLayout, local: bool) -> torch.Tensor:
     outs = []
     cu = layout.cu_seqlens.tolist()
@@ -39,11 +44,10 @@ def reference(q, k, v, layout: PackedLayout, local: bool) -> torch.Tensor:
 @pytest.mark.parametrize("causal", [False, True], ids=["encoder", "decoder"])
 @pytest.mark.parametrize("radius", [4, 16])
 def test_kernels_match_per_sequence_attention(lengths, causal, radius):
-    cu = torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32)
     n = sum(lengths)
     for local in (False, True):
         for kernel in [None, "buckets", "padded"] + (["band"] if local else []):
-            layout = PackedLayout.build(cu, None, n, causal, radius)
+            layout = packed(lengths, causal, radius)
             q, k, v = (torch.randn(n, 2, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
             out = packed_attention(q, k, v, layout, local, kernel=kernel)
             grad = torch.randn_like(out)
@@ -106,12 +110,11 @@ def window_edge_layouts(radius: int) -> list[list[int]]:
 @pytest.mark.parametrize("causal", [False, True], ids=["encoder", "decoder"])
 def test_kernels_at_the_window_edge_match_a_loop_over_pairs(radius, causal):
     for lengths in window_edge_layouts(radius):
-        cu = torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32)
         n = sum(lengths)
         for local in (False, True):
             mask = may_attend(lengths, causal, radius if local else None)
             for kernel in [None, "buckets", "padded"] + (["band"] if local else []):
-                layout = PackedLayout.build(cu, None, n, causal, radius)
+                layout = packed(lengths, causal, radius)
                 q, k, v = (torch.randn(n, 2, 4, dtype=torch.float64, requires_grad=True) for _ in range(3))
                 out = packed_attention(q, k, v, layout, local, kernel=kernel)
                 expected = dense_attention(q, k, v, mask)
@@ -121,11 +124,6 @@ def test_kernels_at_the_window_edge_match_a_loop_over_pairs(radius, causal):
                 want = torch.autograd.grad(expected, (q, k, v), grad)
                 for a, b in zip(got, want):
                     assert (a - b).abs().max() < 1e-10, (lengths, local, kernel)
-
-
-def packed(lengths: list[int], causal: bool, radius: int) -> PackedLayout:
-    cu = torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32)
-    return PackedLayout.build(cu, None, sum(lengths), causal, radius)
 
 
 @pytest.mark.parametrize("causal", [False, True], ids=["encoder", "decoder"])
