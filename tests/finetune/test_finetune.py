@@ -50,6 +50,34 @@ def test_the_weights_change_and_the_batches_are_what_the_recipe_says(tmp_path, e
     assert result.sweep[0]["batches"] == -(-len(data.train) // 8)  # one epoch of batch 8
 
 
+@pytest.mark.parametrize("mini_batch", [4, 8])
+def test_the_ranking_loss_is_the_plain_one_when_the_batch_fits_one_mini_batch_and_both_agree(
+        tmp_path, exports, pairs_file, mini_batch):
+    from sentence_transformers import losses
+
+    from twofold.finetune.inputs import resolve
+    from twofold.finetune.tasks import _ranking_loss, embedder
+
+    recipe = tiny_recipe("embed", batch_size=8, mini_batch_size=mini_batch)
+    rows = load_data("embed", str(pairs_file)).train[:8]
+    grads = {}
+    for kind in ("chosen", "other"):
+        model = embedder(resolve(exports["encoder"], tmp_path / kind), recipe)
+        loss = _ranking_loss(losses, model, recipe)
+        if kind == "other":  # the loss not chosen, as the reference
+            loss = losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=mini_batch) \
+                if mini_batch >= 8 else losses.MultipleNegativesRankingLoss(model)
+        else:
+            assert isinstance(loss, losses.CachedMultipleNegativesRankingLoss) == (mini_batch < 8)
+        features = [model.tokenize([row[column] for row in rows]) for column in ("query", "positive")]
+        value = loss(features, None)
+        value.backward()
+        grads[kind] = (value.item(), [p.grad.clone() for p in model.parameters()])
+    assert grads["chosen"][0] == pytest.approx(grads["other"][0], rel=1e-5)
+    for mine, theirs in zip(grads["chosen"][1], grads["other"][1]):
+        assert torch.allclose(mine, theirs, atol=1e-6)
+
+
 def test_sweep_trains_each_rate_keeps_the_best_on_dev_and_records_all(tmp_path, exports, labels_file):
     from transformers import AutoModelForSequenceClassification
 

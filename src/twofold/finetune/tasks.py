@@ -131,10 +131,19 @@ def _train_embed(model, data, recipe: Recipe, lr: float, workdir: Path, recorder
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments, losses
     from sentence_transformers.training_args import BatchSamplers
 
-    loss = losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=recipe.mini_batch_size)
+    loss = _ranking_loss(losses, model, recipe)
     args = _training_args(SentenceTransformerTrainingArguments, recipe, lr, workdir,
                           batch_sampler=BatchSamplers.NO_DUPLICATES)
     _train(SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss), recorder)
+
+
+def _ranking_loss(losses, model, recipe: Recipe):
+    """In-batch-negatives ranking loss. GradCache (the cached loss) splits a batch that does not fit
+    in memory into mini-batches at the price of a second forward pass; a batch that fits in one
+    mini-batch gets the plain loss, whose value and gradient are the same."""
+    if recipe.batch_size <= recipe.mini_batch_size:
+        return losses.MultipleNegativesRankingLoss(model)
+    return losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=recipe.mini_batch_size)
 
 
 def _score_embed(model, split: RetrievalSet, recipe: Recipe) -> dict[str, float]:

@@ -12,6 +12,8 @@ optimi's `decouple_lr`): every step multiplies weights by `1 − wd · lr_t / ma
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -57,16 +59,21 @@ class StableAdamW(torch.optim.Optimizer):
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         exp_avg.lerp_(grad, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        exp_avg_hat = exp_avg / (1 - beta1**step)
-        exp_avg_sq_hat = exp_avg_sq / (1 - beta2**step)
-
-        # Update clipping: the tensor's RMS of g² / v̂ (v̂ floored at eps²), kept on the device.
-        rms = grad.square().div_(exp_avg_sq_hat.clamp(min=group["eps"] ** 2)).mean().sqrt()
-        lr = group["lr"] / rms.clamp(min=1.0)
+        # The bias corrections (m̂ = m / c1, v̂ = v / c2) are folded into scalars, and one scratch
+        # tensor serves both uses of v: a large temporary per operation costs more than the
+        # arithmetic on a CPU (each is fresh memory from the OS).
+        c1, c2 = 1 - beta1**step, 1 - beta2**step
+        eps = group["eps"]
+        scratch = exp_avg_sq.clamp(min=eps * eps * c2)  # c2 · max(v̂, eps²)
+        # Update clipping: the tensor's RMS of g² / max(v̂, eps²).
+        rms = math.sqrt(grad.square().div_(scratch).mean().item() * c2)
+        lr = group["lr"] / max(rms, 1.0)
 
         data = param if param.dtype == dtype else param.to(dtype)
-        data.mul_(1 - group["weight_decay"] * lr / group["max_lr"])
-        data.addcdiv_(exp_avg_hat, exp_avg_sq_hat.sqrt().add_(group["eps"]), value=-lr)
+        if group["weight_decay"]:
+            data.mul_(1 - group["weight_decay"] * lr / group["max_lr"])
+        denominator = torch.sqrt(exp_avg_sq, out=scratch).div_(math.sqrt(c2)).add_(eps)  # sqrt(v̂) + eps
+        data.addcdiv_(exp_avg, denominator, value=-lr / c1)
         if data is not param:
             param.copy_(data)
 
