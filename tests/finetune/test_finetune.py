@@ -48,6 +48,9 @@ def test_the_weights_change_and_the_batches_are_what_the_recipe_says(tmp_path, e
     after = load_file(tmp_path / "out" / "model.safetensors")["layers.0.mlp.Wi.weight"]
     assert not torch.equal(before, after)
     assert result.sweep[0]["batches"] == -(-len(data.train) // 8)  # one epoch of batch 8
+    # one learning rate: nothing to select on dev, so only the test split is scored
+    assert result.sweep[0]["dev"] == {} and set(result.sweep[0]["test"]) >= {"ndcg@10"}
+    assert set(json.loads((tmp_path / "out" / RECORD).read_text())["before"]) == {"test"}
 
 
 @pytest.mark.parametrize("mini_batch", [4, 8])
@@ -87,6 +90,7 @@ def test_sweep_trains_each_rate_keeps_the_best_on_dev_and_records_all(tmp_path, 
     record = json.loads((tmp_path / "out" / RECORD).read_text())
     assert [s["learning_rate"] for s in record["sweep"]] == list(rates)
     best = max(record["sweep"], key=lambda s: s["dev"]["accuracy"])
+    assert set(record["before"]) == {"dev", "test"}  # a sweep scores the dev split
     assert record["selected"]["learning_rate"] == best["learning_rate"] == result.learning_rate
     assert not list((tmp_path / "out").glob(".sweep*")) and len(list((tmp_path / "out").glob("*.safetensors"))) == 1
     # the kept classifier: transformers and twofold compute the same logits from the directory

@@ -5,7 +5,8 @@
     results = finetune_pair("classify", "runs/demo/pair", "stdlib", "runs/ft/classify")
 
 Every learning rate trains a fresh copy of the model on the same batches; the one with the
-best dev score is kept (Ettin's protocol) and all are recorded. `out` holds the kept model as
+best dev score is kept (Ettin's protocol) and all are recorded (a single learning rate has
+nothing to select: the dev split is not scored). `out` holds the kept model as
 its library saves it (it loads unchanged there), `finetune.json` (inputs with checksums, task,
 recipe, sweep, scores before and after) and `results/` in twofold's evaluation Result format
 (`twofold compare out/results`). `out` is written beside itself and renamed into place at the
@@ -160,11 +161,14 @@ def _finetune(task: str, base: BaseModel, data, prepared: Prepared, recipe: Reci
     spec = TASK_TABLE[task]
     metric = primary_metric(task, data)
     extra = {"labels": data.labels} if task == "classify" else {}
+    # The dev split selects among learning rates; with one there is nothing to select, so it is not scored.
+    splits = {"dev": prepared.dev, "test": prepared.test} if len(recipe.learning_rates) > 1 else {"test": prepared.test}
     untrained = spec.build(base, recipe, **extra)
-    before = {"dev": spec.score(untrained, prepared.dev, recipe), "test": spec.score(untrained, prepared.test, recipe)}
+    before = {name: spec.score(untrained, split, recipe) for name, split in splits.items()}
     parameters = _parameters(untrained)
     del untrained
-    say(f"  before fine-tuning: dev {metric} {before['dev'].get(metric, float('nan')):.4f}")
+    shown = next(iter(before))
+    say(f"  before fine-tuning: {shown} {metric} {before[shown].get(metric, float('nan')):.4f}")
     sweep, best = [], None
     for i, lr in enumerate(recipe.learning_rates):
         candidate = workdir / f".sweep-{i}"
@@ -173,10 +177,11 @@ def _finetune(task: str, base: BaseModel, data, prepared: Prepared, recipe: Reci
         started = time.perf_counter()
         spec.train(model, prepared.train, recipe, lr, candidate / "trainer", recorder)
         seconds = time.perf_counter() - started
-        dev, test = spec.score(model, prepared.dev, recipe), spec.score(model, prepared.test, recipe)
+        scores = {name: spec.score(model, split, recipe) for name, split in splits.items()}
+        dev, test = scores.get("dev", {}), scores["test"]
         sweep.append({"learning_rate": lr, "dev": dev, "test": test, "seconds": round(seconds, 2),
                       "batches": recorder.batches, "data_order": recorder.hexdigest})
-        say(f"  lr {lr:g}: dev {metric} {dev[metric]:.4f} ({seconds:.0f} s)")
+        say(f"  lr {lr:g}: {shown} {metric} {scores[shown][metric]:.4f} ({seconds:.0f} s)")
         if best is None or dev[metric] > sweep[best]["dev"][metric]:
             spec.save(model, candidate / "model")
             if best is not None:
