@@ -188,7 +188,7 @@ def test_a_rerun_that_runs_out_of_disk_leaves_the_previous_demo_intact(demo, mon
         (layout.pair / "encoder" / "partial.safetensors").write_bytes(b"half")
         raise OSError(errno.ENOSPC, "No space left on device", str(layout.pair / "encoder"))
 
-    monkeypatch.setattr(twofold.demo, "_train", full)
+    monkeypatch.setattr(twofold.demo, "_start_pair", full)
     assert main(["demo", "--out", str(layout.root), "--budget", "16K", "--no-progress"]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "No space left on device" in error

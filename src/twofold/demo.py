@@ -1,19 +1,21 @@
 """`twofold demo`: the Ettin experiment in miniature — offline, on a laptop CPU, in minutes.
 
-Stages (each reuses what an earlier demo already built, unless `fresh`):
+Stages (the first two reuse what an earlier demo already built, unless `fresh`):
 1. the built-in `stdlib` corpus -> a byte-level BPE trained on its *train* split;
 2. token stores of the train split (training) and the held-out split (held-out loss);
-3. an encoder and a decoder trained with the scaled three-phase `demo` recipe on identical
-   batches (always retrained: the demo is about watching that happen);
-4. both exported in the Hugging Face format (with the tokenizer);
-5. both evaluated, from the exports, with the same tasks, settings and seed;
-6. `report.md` with the training curves, the schedule, the scores and samples.
+3. jobs, run side by side on worker processes (`twofold.lanes`), each as soon as what it needs
+   is done: an encoder and a decoder trained with the scaled three-phase `demo` recipe on
+   identical batches (always retrained: the demo is about watching that happen), the cross
+   arm (the decoder continued as an encoder), each exported in the Hugging Face format and
+   evaluated from its export; the same fine-tunes of all three, per task and seed; baselines;
+4. `report.md` with the finding, the scores, samples, the training curves and the times.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import time
 from contextlib import contextmanager
@@ -23,6 +25,7 @@ from pathlib import Path
 from twofold.errors import TwofoldError
 from twofold.eval import Settings
 from twofold.files import check_out
+from twofold.lanes import Job, lanes_for, run_jobs
 
 DEMO_VOCAB = 4096
 # Training tokens per member: what the encoder needs to leave the masked-LM plateau (docs/demo.md).
@@ -46,8 +49,9 @@ DOWNSTREAM_RECIPES = {
 DOWNSTREAM_TRAIN = {"embed": 1_200, "classify": None}  # training examples (None: all 667)
 
 # Everything the demo writes into its folder (hidden names: partial outputs of a killed run).
+JOBS_LOG = "jobs.log"  # what the worker processes print
 DEMO_ENTRIES = {"tokenizer", "store", "pair", "cross", "export", "eval", "report.md", "loss.png", "schedule.png",
-                "scores.png", "vs-parameters.png", "vs-tokens.png"}
+                "scores.png", "vs-parameters.png", "vs-tokens.png", JOBS_LOG}
 
 
 def made_by_demo(root: Path) -> bool:
@@ -97,7 +101,8 @@ def run_demo(out: str | Path = "runs/demo", budget: int | None = None, fresh: bo
     always uses the whole held-out split. `seeds`: of the downstream fine-tunes.
     `downstream_sizes`: training examples per fine-tuning task (default `DOWNSTREAM_TRAIN`), and
     with key "test" a cap on their dev/test examples (tests only). `completion_items`: of the
-    multiple-choice code completion.
+    multiple-choice code completion. The jobs run in spawned processes: a script that calls this
+    needs the usual `if __name__ == "__main__":` guard.
     """
     from twofold.train.recipe import load_recipe
 
@@ -113,19 +118,16 @@ def run_demo(out: str | Path = "runs/demo", budget: int | None = None, fresh: bo
 
     with previous_kept(layout):
         prepare_corpus(layout, packages, progress, say, times)
-        with _stage("training the pair", say, times):
-            _train(layout, recipe, progress, say)
-        with _stage("cross-objective arm (decoder continued as an encoder)", say, times):
-            _train_cross(layout, recipe, progress, say)
-        with _stage("export (Hugging Face format)", say, times):
-            _export(layout, say)
-        with _stage("evaluation (language modelling, code completion, samples)", say, times):
-            results = _evaluate(layout, settings, completion_items, say)
-        with _stage(f"downstream fine-tunes ({len(seeds)} seeds, the same recipe for every model)", say, times):
-            results += _downstream(layout, seeds, downstream_sizes or DOWNSTREAM_TRAIN, say)
+        import torch
+
+        lanes, threads = lanes_for(torch.get_num_threads())
+        jobs = _jobs(layout, recipe, settings, seeds, downstream_sizes or DOWNSTREAM_TRAIN, completion_items)
+        with _stage("training, evaluation and fine-tunes", say, times):
+            say(f"  {len(jobs)} jobs, {lanes} side by side ({threads} thread{'s' * (threads > 1)} each)")
+            results, job_times = _run(layout, recipe, jobs, lanes, threads, progress, say)
         _save(layout, results)
         with _stage("report", say, times):
-            report = _report(layout, recipe, results, times)
+            report = _report(layout, recipe, results, times, job_times)
 
     from twofold.report import spread_markdown
 
@@ -226,39 +228,174 @@ def _stores(layout: DemoLayout, tokenizer, packages: tuple[str, ...], progress: 
         say(f"  {path}: {manifest['num_documents']:,} documents, {manifest['num_tokens']:,} tokens ({part} split)")
 
 
-def _train(layout: DemoLayout, recipe, progress: bool, say) -> None:
+# ----------------------------------------------------------------------------- the jobs
+
+def _jobs(layout: DemoLayout, recipe, settings: Settings, seeds: tuple[int, ...], sizes: dict,
+          completion_items: int) -> list[Job]:
+    """Stages 3-6 as jobs: train each arm (and export it), evaluate it, fine-tune it per task and
+    seed; the data and baselines of each task. The decoder's chain (decoder, cross arm, their
+    evaluations and fine-tunes) is the longest, so its jobs go first when a process is free."""
+    from twofold.finetune import recipe_for
+
+    for old in (layout.pair, layout.cross):
+        if old.exists():
+            shutil.rmtree(old)  # the demo always shows training happen
+    pair = _start_pair(layout, recipe)
+    options = _options(layout)
+    work = layout.root / ".downstream"
+    train = {arm: f"train {arm}" for arm in ARMS}
+    jobs = [
+        Job(train["decoder"], _train_member, (pair.member("decoder").path, recipe,
+                                              options.replace(objective="clm"), layout.export("decoder")),
+            priority=100),
+        Job(train["encoder"], _train_member, (pair.member("encoder").path, recipe,
+                                              options.replace(objective="mlm"), layout.export("encoder")),
+            priority=90),
+        # Ettin's cross-objective continuation: the trained decoder, its causal mask dropped,
+        # trained further with MLM (the recipe's `cross` phase) — does that close the gap?
+        Job(train[CROSS_ARM], _train_member, (layout.cross, recipe, options.replace(objective="mlm", cross=True),
+                                              layout.export(CROSS_ARM), pair.member("decoder").path),
+            after=(train["decoder"],), priority=95),
+        Job("language-model baselines", _language_model_baselines, (layout, settings)),
+    ]
+    jobs += [Job(f"evaluate {arm}", _evaluate_arm, (layout, arm, settings, completion_items), after=(train[arm],),
+                 priority=50) for arm in ARMS]
+    for task, changes in DOWNSTREAM_RECIPES.items():
+        task_recipe = recipe_for(task, **changes)
+        data = f"data {task}"
+        # negatives, if a recipe mines any, come from the first arm: the data waits for it
+        jobs += [Job(data, _task_data, (task, sizes, task_recipe, seeds, layout.export(ARMS[0]), work),
+                     after=(train[ARMS[0]],), priority=60),
+                 Job(f"baselines {task}", _task_baselines, (task,), needs=(data,), priority=10)]
+        jobs += [Job(f"{task} seed {seed} {arm}", _fine_tune, (task, layout.export(arm), arm, task_recipe, seed, work),
+                     needs=(data,), after=(train[arm],), priority=20 + rank)
+                 for seed in seeds for rank, arm in enumerate(ARMS)]
+    return jobs
+
+
+def _start_pair(layout: DemoLayout, recipe):
     from twofold.train.distributed import World
-    from twofold.train.runs import start_pair
-    from twofold.train.show import human_tokens
+    from twofold.train.runs import create_pair
 
-    if layout.pair.exists():
-        shutil.rmtree(layout.pair)  # the demo always shows training happen
-    tokens = sum(phase.tokens for phase in recipe.phases)
-    say(f"  recipe demo: {', '.join(p.name for p in recipe.phases)}; {human_tokens(tokens)} tokens per member, "
-        "encoder (MLM) then decoder (CLM) on identical batches")
-    start_pair(layout.pair, recipe, _options(layout, progress), World())
+    return create_pair(layout.pair, recipe, _options(layout), World())
 
 
-def _options(layout: DemoLayout, progress: bool):
+def _options(layout: DemoLayout):
     from twofold.train.loop import Options
 
     return Options(stores=(str(layout.store),), eval_stores=(str(layout.held_out_store),),
-                   eval_sequences=HELD_OUT_SEQUENCES, progress=progress)
+                   eval_sequences=HELD_OUT_SEQUENCES, progress=False)
 
 
-def _train_cross(layout: DemoLayout, recipe, progress: bool, say) -> None:
-    """Ettin's cross-objective continuation: the trained decoder, its causal mask dropped, trained
-    further with MLM (the recipe's `cross` phase) — does that close the gap to the encoder?"""
-    from twofold.train.distributed import World
-    from twofold.train.rundir import PairDir
-    from twofold.train.runs import start
+def _run(layout: DemoLayout, recipe, jobs: list[Job], lanes: int, threads: int, progress: bool, say):
+    """All jobs, side by side; (results in a fixed order, seconds of each job)."""
     from twofold.train.show import human_tokens
 
-    if layout.cross.exists():
-        shutil.rmtree(layout.cross)
-    say(f"  {human_tokens(recipe.cross.tokens)} MLM tokens from the decoder's last checkpoint (--init-from)")
-    start(layout.cross, recipe, _options(layout, progress).replace(objective="mlm", cross=True), World(),
-          init_from=str(PairDir(layout.pair).member("decoder").path))
+    member = sum(phase.tokens for phase in recipe.phases)
+    say(f"  recipe demo: {', '.join(p.name for p in recipe.phases)}; {human_tokens(member)} tokens per member "
+        f"on identical batches, {human_tokens(recipe.cross.tokens)} more MLM tokens for the cross arm; "
+        f"worker output: {layout.root / JOBS_LOG}")
+    watch = _Watch(layout, jobs, 2 * member + recipe.cross.tokens, progress)
+    seconds: dict[str, float] = {}
+
+    def done(job: Job, value, took: float) -> None:
+        seconds[job.name] = took
+        watch.write(job, f"  {_describe(job, value)} ({took:.0f} s)", say)
+
+    try:
+        values = run_jobs(jobs, lanes, threads, layout.root / JOBS_LOG, done=done, tick=watch.tick)
+    finally:
+        watch.close()
+    shutil.rmtree(layout.root / ".downstream", ignore_errors=True)
+    results = [r for job in jobs if job.run in (_evaluate_arm, _fine_tune, _task_baselines, _language_model_baselines)
+               for r in values[job.name]]
+    results += _completion_baseline(results)
+    trained = training_tokens(layout)
+    for result in results:
+        if result.model in trained:
+            result.tokens = trained[result.model]
+    return results, seconds
+
+
+class _Watch:
+    """Progress while the jobs run: a bar of training tokens (all three runs, from their metrics
+    logs) until the last training ends, then one of jobs done."""
+
+    def __init__(self, layout: DemoLayout, jobs: list[Job], tokens: int, progress: bool):
+        self.runs = [layout.pair / "encoder", layout.pair / "decoder", layout.cross]
+        self.jobs, self.finished = len(jobs), 0
+        self.trainings = sum(job.run is _train_member for job in jobs)
+        self.bar = _bar(total=tokens, unit="tok", unit_scale=True, desc="training") if progress else None
+
+    def tick(self) -> None:
+        if self.bar is not None and self.trainings:
+            seen = sum(_last_tokens(run / "metrics.jsonl") for run in self.runs)
+            self.bar.update(max(0, min(seen, self.bar.total) - self.bar.n))
+
+    def write(self, job: Job, line: str, say) -> None:
+        self.finished += 1
+        self.trainings -= job.run is _train_member
+        if self.bar is None:
+            say(line)
+            return
+        self.bar.write(line)
+        if job.run is _train_member and not self.trainings:
+            self.bar.close()
+            self.bar = _bar(total=self.jobs, initial=self.finished, unit="job", desc="evaluation and fine-tunes")
+        elif not self.trainings:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _bar(**kwargs):
+    from tqdm import tqdm
+
+    return tqdm(dynamic_ncols=True, **kwargs)
+
+
+def _last_tokens(metrics: Path) -> int:
+    """Tokens of the newest record of a run's metrics log (0 before it exists)."""
+    try:
+        with open(metrics, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - 4096))
+            lines = handle.read().decode(errors="replace").splitlines()
+    except FileNotFoundError:
+        return 0
+    for line in reversed(lines):
+        match = re.search(r'"tokens": (\d+)', line)
+        if match:
+            return int(match.group(1))
+    return 0
+
+
+def _describe(job: Job, value) -> str:
+    """One line for a finished job."""
+    if job.run is _train_member:
+        return f"{job.name}: exported to {value} (loads with transformers' " \
+               f"{'AutoModelForCausalLM' if job.name.endswith(' decoder') else 'AutoModelForMaskedLM'})"
+    if job.run is _fine_tune:
+        metric = "ndcg@10" if job.args[0] == "embed" else "accuracy"
+        scores = {r.variant: r.metrics[metric] for r in value}
+        before = f"{scores['zero-shot']:.3f} -> " if "zero-shot" in scores else ""
+        return f"{job.name}: {metric} {before}{scores['fine-tuned']:.3f}"
+    if job.run is _task_data:
+        return f"{job.name}: {len(value.data.train):,} training examples, {len(value.data.test):,} test"
+    return f"{job.name}: {len(value)} results"
+
+
+# Job functions: they run in worker processes, so they take paths and plain values.
+
+def _train_member(run_dir: Path, recipe, options, export: Path, init_from: Path | None = None) -> Path:
+    """Train one run to the end and export it in the Hugging Face format."""
+    from twofold.train.distributed import World
+    from twofold.train.rundir import RunDir
+    from twofold.train.runs import start
+
+    start(run_dir, recipe, options, World(), init_from=str(init_from) if init_from else None)
+    return RunDir(run_dir).export(export, overwrite=True)
 
 
 def _runs(layout: DemoLayout) -> dict:
@@ -266,13 +403,6 @@ def _runs(layout: DemoLayout) -> dict:
 
     pair = PairDir(layout.pair)
     return {"encoder": pair.member("encoder"), "decoder": pair.member("decoder"), CROSS_ARM: RunDir(layout.cross)}
-
-
-def _export(layout: DemoLayout, say) -> None:
-    for arm, run in _runs(layout).items():
-        path = run.export(layout.export(arm), overwrite=True)
-        auto = "AutoModelForCausalLM" if arm == "decoder" else "AutoModelForMaskedLM"
-        say(f"  {arm}: {path} (loads with transformers' {auto})")
 
 
 def training_tokens(layout: DemoLayout) -> dict[str, int]:
@@ -283,30 +413,30 @@ def training_tokens(layout: DemoLayout) -> dict[str, int]:
     return seen
 
 
-def _evaluate(layout: DemoLayout, settings: Settings, completion_items: int, say):
-    import numpy as np
-
-    from twofold.data.store import TokenStore
+def _evaluate_arm(layout: DemoLayout, arm: str, settings: Settings, completion_items: int) -> list:
+    """Language modelling, samples and code completion of one arm, from its export."""
     from twofold.data.tokenizer import load_tokenizer
     from twofold.eval import evaluate
-    from twofold.eval.baselines import language_model_baselines
     from twofold.eval.completion import code_completion
     from twofold.eval.subject import Subject
     from twofold.hf import load
 
-    tokenizer = load_tokenizer(layout.export("encoder"))
-    tokens = training_tokens(layout)
-    results = []
-    for arm in ARMS:
-        model = load(layout.export(arm)).eval()
-        results += evaluate(model, tokenizer, ("lm", "samples"), arm, settings, tokens=tokens[arm])
-        results += code_completion(Subject(model, tokenizer, arm, tokens=tokens[arm]), settings,
-                                   count=completion_items)
+    tokenizer = load_tokenizer(layout.export(arm))
+    model = load(layout.export(arm)).eval()
+    results = evaluate(model, tokenizer, ("lm", "samples"), arm, settings)
+    return results + code_completion(Subject(model, tokenizer, arm), settings, count=completion_items)
+
+
+def _language_model_baselines(layout: DemoLayout, settings: Settings) -> list:
+    import numpy as np
+
+    from twofold.data.store import TokenStore
+    from twofold.data.tokenizer import load_tokenizer
+    from twofold.eval.baselines import language_model_baselines
+
+    tokenizer = load_tokenizer(layout.tokenizer)
     counts = np.bincount(np.asarray(TokenStore(layout.store).tokens), minlength=tokenizer.vocab_size)
-    results += language_model_baselines(tokenizer, counts, settings)
-    results += _completion_baseline(results)
-    say(f"  {len(results)} results (3 models, baselines)")
-    return results
+    return language_model_baselines(tokenizer, counts, settings)
 
 
 def _completion_baseline(results) -> list:
@@ -316,36 +446,34 @@ def _completion_baseline(results) -> list:
     return [baseline("code-completion", "random", {"accuracy": scored.details["chance"]}, scored.n)]
 
 
-def _downstream(layout: DemoLayout, seeds: tuple[int, ...], sizes: dict, say):
-    from twofold.eval.downstream import downstream
-    from twofold.finetune import recipe_for
-
-    recipes = {task: recipe_for(task, **changes) for task, changes in DOWNSTREAM_RECIPES.items()}
-    tokens = training_tokens(layout)
-    with _quiet_libraries():
-        results = downstream({arm: layout.export(arm) for arm in ARMS}, recipes, seeds,
-                             layout.root / ".downstream", sizes=sizes, say=say)
-    for result in results:
-        if result.model in tokens:
-            result.tokens = tokens[result.model]
-    return results
+@dataclass
+class TaskData:
+    data: object  # the task's RetrievalData / LabelledData
+    prepared: dict  # {seed: the rows every model trains on}
 
 
-@contextmanager
-def _quiet_libraries():
-    """Without transformers' load reports (a classifier's new head is "missing" by design) and
-    progress bars between the demo's own lines; `twofold finetune` itself keeps them."""
+def _task_data(task: str, sizes: dict, recipe, seeds: tuple[int, ...], miner: Path, work: Path) -> TaskData:
+    from twofold.eval.downstream import prepared_seeds, task_data
+
+    data = task_data(task, sizes)
+    return TaskData(data, prepared_seeds(task, data, recipe, seeds, miner, work))
+
+
+def _task_baselines(task: str, data: TaskData) -> list:
+    from twofold.eval.downstream import task_baselines
+
+    return task_baselines(task, data.data)
+
+
+def _fine_tune(task: str, model: Path, arm: str, recipe, seed: int, work: Path, data: TaskData) -> list:
     from transformers.utils import logging as hf_logging
 
-    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    from twofold.eval.downstream import fine_tune
+
+    # without load reports (a classifier's new head is "missing" by design) and progress bars
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
+    return fine_tune(task, model, arm, data.data, data.prepared[seed], recipe, seed, work)
 
 
 def _save(layout: DemoLayout, results) -> None:
@@ -360,7 +488,7 @@ def _save(layout: DemoLayout, results) -> None:
         save_results([r for r in results if r.seed == seed], folder)
 
 
-def _report(layout: DemoLayout, recipe, results, times: dict[str, float]) -> Path:
+def _report(layout: DemoLayout, recipe, results, times: dict[str, float], job_times: dict[str, float]) -> Path:
     from twofold.files import atomic_write_text
     from twofold.report import models_markdown, plot_spread, plot_training, samples_markdown, spread_markdown
     from twofold.train.show import plot_recipe
@@ -390,7 +518,7 @@ def _report(layout: DemoLayout, recipe, results, times: dict[str, float]) -> Pat
         "and the objective differ. The cross arm starts from the decoder's last checkpoint.",
         "![loss](loss.png)",
         "![schedule](schedule.png)",
-        "## Time", _times_markdown(times),
+        "## Time", _times_markdown(times), _job_times_markdown(job_times),
         "## Reproduce",
         "```\nmake demo                      # or: twofold demo --out runs/demo [--budget 2.5M] [--fresh]\n"
         f"twofold eval {layout.export('encoder')}\n"
@@ -409,6 +537,18 @@ def _times_markdown(times: dict[str, float]) -> str:
     lines = ["| stage | seconds |", "|---|---:|"]
     lines += [f"| {name} | {seconds:.0f} |" for name, seconds in times.items()]
     lines.append(f"| total | {sum(times.values()):.0f} |")
+    return "\n".join(lines)
+
+
+def _job_times_markdown(job_times: dict[str, float]) -> str:
+    """Seconds of the jobs in one process each, summed by kind (fine-tunes: over seeds)."""
+    kinds: dict[str, float] = {}
+    for name, seconds in job_times.items():
+        kind = re.sub(r" seed \d+", "", name)
+        kinds[kind] = kinds.get(kind, 0.0) + seconds
+    lines = ["The jobs ran side by side; each one's own seconds (fine-tunes: all seeds together):", "",
+             "| job | seconds |", "|---|---:|"]
+    lines += [f"| {name} | {seconds:.0f} |" for name, seconds in kinds.items()]
     return "\n".join(lines)
 
 

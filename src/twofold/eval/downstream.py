@@ -11,6 +11,9 @@ batches (`twofold finetune`), and is scored on the held-out modules' functions:
 
 Each fine-tune runs once per seed (the seed orders the batches and initialises the new head);
 the report shows mean ± spread, so a difference smaller than the spread is not called a win.
+The pieces are separate functions so that the fine-tunes can run side by side (`twofold.lanes`):
+`task_data` once per task, `prepared_seeds` once per task, `fine_tune` per model and seed,
+`task_baselines` once per task.
 """
 
 from __future__ import annotations
@@ -31,36 +34,31 @@ TASK_NAMES = {"embed": "code-search", "classify": "package-classification"}
 FINE_TUNED, ZERO_SHOT = "fine-tuned", "zero-shot"
 
 
-def downstream(models: dict[str, str | Path], recipes: dict[str, Recipe], seeds: Sequence[int], work: Path,
-               sizes: dict[str, int | None] | None = None, say=print) -> list[Result]:
-    """Fine-tune every model of `models` (name -> HF export) with `recipes[task]` for each seed.
+def task_data(task: str, sizes: dict[str, int | None] | None = None):
+    """The built-in set of `task` with seeded samples of `sizes[task]` training examples and, with
+    key "test", at most `sizes["test"]` dev/test examples (quick looks and tests only); the same
+    for every model and seed."""
+    sizes = sizes or {}
+    return _sample(load_data(task, "stdlib"), sizes.get(task), sizes.get("test"))
 
-    `sizes[task]`: how many training examples to keep, a seeded sample (None or absent: all);
-    `sizes["test"]`: at most this many dev and test examples (quick looks and tests only).
-    Negatives, if the recipe mines any, are mined once per seed with the first model, so every
-    model trains on the same rows. `work` holds the fine-tuned models (deleted when done).
-    """
-    results: list[Result] = []
-    work.mkdir(parents=True, exist_ok=True)
-    bases = {name: resolve(path, work / ".inputs", name) for name, path in models.items()}
-    for task, recipe in recipes.items():
-        sizes = sizes or {}
-        data = _sample(load_data(task, "stdlib"), sizes.get(task), sizes.get("test"))
-        for seed in seeds:
-            seeded = recipe.replace(seed=seed)
-            prepared = prepare(task, data, seeded, next(iter(bases.values())))
-            for name, base in bases.items():
-                out = work / f"{task}-{name}-seed{seed}"
-                shutil.rmtree(out, ignore_errors=True)
-                done = finetune(task, base, data, out, seeded, name=name, prepared=prepared,
-                                say=lambda line: None)
-                results += _member_results(task, done, seed, len(data.test))
-                say(f"  {task} seed {seed} {name}: {done.metric} {done.before[done.metric]:.3f} -> "
-                    f"{done.test[done.metric]:.3f}")
-                shutil.rmtree(out, ignore_errors=True)  # the scores are kept; the weights are not needed
-        results += task_baselines(task, data)
-    shutil.rmtree(work, ignore_errors=True)
-    return results
+
+def prepared_seeds(task: str, data, recipe: Recipe, seeds: Sequence[int], miner: str | Path, work: Path) -> dict:
+    """{seed: the rows every model trains on}. Negatives, if the recipe mines any, are mined once
+    per seed with `miner` (an HF export), so every model trains on the same rows."""
+    base = resolve(miner, work / ".inputs")
+    return {seed: prepare(task, data, recipe.replace(seed=seed), base) for seed in seeds}
+
+
+def fine_tune(task: str, model: str | Path, name: str, data, prepared, recipe: Recipe, seed: int,
+              work: Path) -> list[Result]:
+    """One seed of one model: fine-tuned with `recipe`, scored on the test split (kept), weights
+    deleted. Returns its results (an embedder's also before fine-tuning: zero-shot)."""
+    out = work / f"{task}-{name}-seed{seed}"
+    shutil.rmtree(out, ignore_errors=True)
+    done = finetune(task, resolve(model, work / ".inputs", name), data, out, recipe.replace(seed=seed),
+                    name=name, prepared=prepared, say=lambda line: None)
+    shutil.rmtree(out, ignore_errors=True)  # the scores are kept; the weights are not needed
+    return _member_results(task, done, seed, len(data.test))
 
 
 def _sample(data, train: int | None, test: int | None = None):

@@ -180,6 +180,14 @@ def _weights_of(init_from: str):
 def start_pair(run_dir: str | Path, recipe: Recipe, options: Options, world: World,
                init_from: dict[str, str] | None = None) -> Path:
     """Train the encoder, then the decoder, with the identical recipe, seed and batch order."""
+    pair = create_pair(run_dir, recipe, options, world, init_from)
+    return _train_pair(pair, recipe, _absolute(options), init_from or {}, world)
+
+
+def create_pair(run_dir: str | Path, recipe: Recipe, options: Options, world: World,
+                init_from: dict[str, str] | None = None) -> PairDir:
+    """A new pair run with nothing trained yet (refusing to overwrite a run); `_train_pair`, or
+    `start` on each member with `pair_options(pair, member)`, trains it."""
     pair = PairDir(run_dir)
     options = _absolute(options)
     taken = PairDir.holds_pair(pair.path) or RunDir.holds_run(pair.path)
@@ -187,12 +195,17 @@ def start_pair(run_dir: str | Path, recipe: Recipe, options: Options, world: Wor
     if taken:
         raise TwofoldError(f"{pair.path} already holds a run; "
                            f"resume it with --resume {pair.path} or choose another --out")
-    init_from = init_from or {}
     if world.main:
         pair.write_info({"version": __version__, "members": list(MEMBERS), "recipe": recipe.to_dict(),
-                         "options": options.to_dict(), "init_from": init_from})
+                         "options": options.to_dict(), "init_from": init_from or {}})
     barrier(world)
-    return _train_pair(pair, recipe, options, init_from, world)
+    return pair
+
+
+def pair_options(pair: PairDir, member: str | None = None) -> Options:
+    """The options a pair was created with (those of `member`: with its objective)."""
+    options = Options.from_dict(pair.info["options"])
+    return options.replace(objective=MEMBERS[member]) if member else options
 
 
 def _absolute(options: Options) -> Options:
