@@ -44,9 +44,9 @@ DEMO_SEEDS = (1, 2, 3)
 DOWNSTREAM_TASKS = ("code-search", "package-classification")
 DOWNSTREAM_RECIPES = {
     "embed": dict(learning_rates=(1e-3,), batch_size=32, max_length=96, hard_negatives=0, epochs=1),
-    "classify": dict(learning_rates=(1e-3,), batch_size=32, max_length=96, epochs=3),
+    "classify": dict(learning_rates=(1e-3,), batch_size=32, max_length=96, epochs=2),
 }
-DOWNSTREAM_TRAIN = {"embed": 1_200, "classify": None}  # training examples (None: all 667)
+DOWNSTREAM_TRAIN = {"embed": 800, "classify": None}  # training examples (None: all 667)
 
 # Everything the demo writes into its folder (hidden names: partial outputs of a killed run).
 JOBS_LOG = "jobs.log"  # what the worker processes print

@@ -1,8 +1,10 @@
 """A small graph of jobs run side by side on a few worker processes ("lanes"), in dependency order.
 
-Models as small as the demo's use a second core poorly from inside one process (on 2 cores a
-training step gains 1.5x from a second thread, a fine-tune 1.3x: docs/benchmarks.md), so work
-that does not depend on other work runs in its own process with its share of the threads.
+Models as small as the demo's use a second core poorly from inside one process (on 2 cores the
+demo's pair trained in 530 s one member at a time with two threads, and in 334 s and 443 s of
+single-thread work side by side; its fine-tunes took 273 s with two threads and 361 s of
+single-thread work: docs/benchmarks.md), so work that does not depend on other work runs in
+its own process with its share of the threads.
 Workers are started once (spawned: a forked copy of a process that already ran PyTorch's
 thread pool can hang) and take the ready job of highest priority whenever one is free, so
 the longest chain of dependencies goes first.
