@@ -66,7 +66,10 @@ class StableAdamW(torch.optim.Optimizer):
         eps = group["eps"]
         scratch = exp_avg_sq.clamp(min=eps * eps * c2)  # c2 · max(v̂, eps²)
         # Update clipping: the tensor's RMS of g² / max(v̂, eps²).
-        rms = math.sqrt(grad.square().div_(scratch).mean().item() * c2)
+        mean = grad.square().div_(scratch).mean()
+        if hasattr(mean, "full_tensor"):  # FSDP2: a DTensor whose local value is one shard's part
+            mean = mean.full_tensor()
+        rms = math.sqrt(mean.item() * c2)
         lr = group["lr"] / max(rms, 1.0)
 
         data = param if param.dtype == dtype else param.to(dtype)
