@@ -232,7 +232,7 @@ def _stores(layout: DemoLayout, tokenizer, packages: tuple[str, ...], progress: 
 
 def _jobs(layout: DemoLayout, recipe, settings: Settings, seeds: tuple[int, ...], sizes: dict,
           completion_items: int) -> list[Job]:
-    """Stages 3-6 as jobs: train each arm (and export it), evaluate it, fine-tune it per task and
+    """Stage 3 as jobs: train each arm (and export it), evaluate it, fine-tune it per task and
     seed; the data and baselines of each task. The decoder's chain (decoder, cross arm, their
     evaluations and fine-tunes) is the longest, so its jobs go first when a process is free."""
     from twofold.finetune import recipe_for

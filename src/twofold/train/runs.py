@@ -187,7 +187,7 @@ def start_pair(run_dir: str | Path, recipe: Recipe, options: Options, world: Wor
 def create_pair(run_dir: str | Path, recipe: Recipe, options: Options, world: World,
                 init_from: dict[str, str] | None = None) -> PairDir:
     """A new pair run with nothing trained yet (refusing to overwrite a run); `_train_pair`, or
-    `start` on each member with `pair_options(pair, member)`, trains it."""
+    `start` on each member (`pair.member(name)`) with its objective, trains it."""
     pair = PairDir(run_dir)
     options = _absolute(options)
     taken = PairDir.holds_pair(pair.path) or RunDir.holds_run(pair.path)
@@ -200,12 +200,6 @@ def create_pair(run_dir: str | Path, recipe: Recipe, options: Options, world: Wo
                          "options": options.to_dict(), "init_from": init_from or {}})
     barrier(world)
     return pair
-
-
-def pair_options(pair: PairDir, member: str | None = None) -> Options:
-    """The options a pair was created with (those of `member`: with its objective)."""
-    options = Options.from_dict(pair.info["options"])
-    return options.replace(objective=MEMBERS[member]) if member else options
 
 
 def _absolute(options: Options) -> Options:
