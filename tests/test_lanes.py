@@ -83,7 +83,9 @@ def test_a_failing_job_raises_here_and_stops_the_others_at_once(tmp_path):
         os.kill(pid, 0)
 
 
-def test_unknown_or_circular_dependencies_are_refused(tmp_path):
+def test_unknown_or_circular_dependencies_and_twice_used_names_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="unique"):
+        run_jobs([Job("a", interval, (0.0,)), Job("a", interval, (1.0,))], lanes=1, threads=1, log=tmp_path / "log")
     with pytest.raises(ValueError, match="unknown jobs"):
         run_jobs([Job("a", interval, (0.0,), after=("nope",))], lanes=1, threads=1, log=tmp_path / "log")
     with pytest.raises(ValueError, match="wait on each other"):

@@ -50,6 +50,8 @@ def run_jobs(jobs: Sequence[Job], lanes: int, threads: int, log: Path,
     """Run every job; return {name: result}. `done(job, result, seconds)` is called as each ends,
     `tick()` about every `every` seconds while jobs run (progress displays)."""
     waiting = {job.name: job for job in jobs}
+    if len(waiting) < len(jobs):
+        raise ValueError("job names must be unique")
     for job in jobs:
         unknown = [name for name in job.needs + job.after if name not in waiting]
         if unknown:
