@@ -508,7 +508,9 @@ def _report(layout: DemoLayout, recipe, results, times: dict[str, float], job_ti
         "Cells: mean ± sample standard deviation over the fine-tuning seeds "
         f"({', '.join(str(s) for s in _fine_tuning_seeds(results))}); "
         "language modelling and code completion are deterministic (one value). `best`: the model "
-        "whose worst seed beats every other model's best seed; otherwise `within spread`. "
+        "whose worst seed beats every other model's best seed; otherwise `within spread`; for code "
+        "completion, the model ahead of every other by more than two standard errors of the "
+        "difference; otherwise `within 2 s.e.`. "
         "Baselines are scored on the same tokens, queries and test examples.",
         "![scores](scores.png)",
         "## Samples", samples_markdown(results),

@@ -308,9 +308,11 @@ def write_report(results: list[Result], out_dir: str | Path, title: str = "Evalu
 
 @dataclass
 class Spread:
-    """One score of one model over seeds: mean ± sample standard deviation, and the range."""
+    """One score of one model over seeds: mean ± sample standard deviation, and the range.
+    `stderr`: a single score's own standard error, when its task reports one (code completion)."""
 
     values: list[float]
+    stderr: float | None = None
 
     @property
     def mean(self) -> float:
@@ -342,7 +344,9 @@ class SpreadRow:
 
     def winner(self, among: list[str]) -> str:
         """The best of `among` when it beats every other beyond the seeds' spread (its worst seed
-        better than their best), else "within spread"; single values: the best value, or "tie"."""
+        better than their best), else "within spread"; single values with standard errors: ahead
+        of every other by more than two standard errors of the difference, else "within 2 s.e.";
+        other single values: the best value, or "tie"."""
         present = [c for c in among if c in self.cells]
         if len(present) < 2:
             return ""
@@ -350,6 +354,11 @@ class SpreadRow:
         sign = -1 if lower else 1
         best = max(present, key=lambda c: sign * self.cells[c].mean)
         others = [c for c in present if c != best]
+        if all(self.cells[c].stderr is not None for c in present):
+            se = {c: self.cells[c].stderr for c in present}
+            ahead = all(sign * (self.cells[best].mean - self.cells[c].mean) > 2 * math.hypot(se[best], se[c])
+                        for c in others)
+            return best if ahead else "within 2 s.e."
         worst_of_best = min(sign * v for v in self.cells[best].values)
         if all(worst_of_best > max(sign * v for v in self.cells[c].values) for c in others):
             return best
@@ -359,12 +368,19 @@ class SpreadRow:
 def spread_rows(results: list[Result]) -> list[SpreadRow]:
     """One row per (task[variant], metric), each cell a model's values over seeds."""
     table: dict[tuple[str, str], dict[str, list[float]]] = {}
+    errors: dict[tuple[str, str, str], float] = {}
     kinds: dict[str, str] = {}
     for result in results:
         kinds[result.column] = result.kind
         for metric, value in result.metrics.items():
             table.setdefault((result.row, metric), {}).setdefault(result.column, []).append(value)
-    return [SpreadRow(task, metric, {c: Spread(v) for c, v in cells.items()}, kinds)
+            if (result.details or {}).get("stderr") is not None:
+                errors[result.row, metric, result.column] = result.details["stderr"]
+
+    def spread(task: str, metric: str, column: str, values: list[float]) -> Spread:
+        return Spread(values, errors.get((task, metric, column)) if len(values) == 1 else None)
+
+    return [SpreadRow(task, metric, {c: spread(task, metric, c, v) for c, v in cells.items()}, kinds)
             for (task, metric), cells in table.items()]
 
 

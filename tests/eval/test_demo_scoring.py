@@ -121,6 +121,22 @@ def test_a_win_is_claimed_only_beyond_the_spread_of_the_seeds():
     assert "BM25 |" not in table.splitlines()[-1].rsplit("|", 2)[-2]
 
 
+def completion(model, accuracy, kind="encoder", n=200):
+    stderr = math.sqrt(accuracy * (1 - accuracy) / n)
+    return Result("code-completion", model, {"accuracy": accuracy}, 0, n, kind=kind, details={"stderr": stderr})
+
+
+def test_a_single_score_with_a_standard_error_wins_only_beyond_two_of_them():
+    # 0.330 vs 0.265 on 200 items: two standard errors of the difference are 0.091
+    close = [completion("encoder", 0.265), completion("decoder", 0.330, "decoder")]
+    far = [completion("encoder", 0.265), completion("decoder", 0.400, "decoder")]
+    assert spread_rows(close)[0].winner(["encoder", "decoder"]) == "within 2 s.e."
+    assert spread_rows(far)[0].winner(["encoder", "decoder"]) == "decoder"
+    # without standard errors a single value still wins by being larger
+    bare = [Result("lm", m, {"mlm_accuracy": v}, 0, 10, variant="masked") for m, v in (("a", 0.26), ("b", 0.18))]
+    assert spread_rows(bare)[0].winner(["a", "b"]) == "a"
+
+
 @pytest.mark.parametrize("values,stds", [((0.5,), 0.0), ((1.0, 3.0), math.sqrt(2))])
 def test_spread_of_one_or_more_seeds(values, stds):
     assert Spread(list(values)).std == pytest.approx(stds)
