@@ -104,6 +104,8 @@ def run_demo(out: str | Path = "runs/demo", budget: int | None = None, fresh: bo
     multiple-choice code completion. The jobs run in spawned processes: a script that calls this
     needs the usual `if __name__ == "__main__":` guard.
     """
+    import torch
+
     from twofold.train.recipe import load_recipe
 
     layout = DemoLayout(Path(out))
@@ -118,10 +120,9 @@ def run_demo(out: str | Path = "runs/demo", budget: int | None = None, fresh: bo
 
     with previous_kept(layout):
         prepare_corpus(layout, packages, progress, say, times)
-        import torch
-
         lanes, threads = lanes_for(torch.get_num_threads())
-        jobs = _jobs(layout, recipe, settings, seeds, downstream_sizes or DOWNSTREAM_TRAIN, completion_items)
+        pair = _start_pair(layout, recipe)
+        jobs = _jobs(layout, pair, recipe, settings, seeds, downstream_sizes or DOWNSTREAM_TRAIN, completion_items)
         with _stage("training, evaluation and fine-tunes", say, times):
             say(f"  {len(jobs)} jobs, {lanes} side by side ({threads} thread{'s' * (threads > 1)} each)")
             results, job_times = _run(layout, recipe, jobs, lanes, threads, progress, say)
@@ -230,17 +231,13 @@ def _stores(layout: DemoLayout, tokenizer, packages: tuple[str, ...], progress: 
 
 # ----------------------------------------------------------------------------- the jobs
 
-def _jobs(layout: DemoLayout, recipe, settings: Settings, seeds: tuple[int, ...], sizes: dict,
+def _jobs(layout: DemoLayout, pair, recipe, settings: Settings, seeds: tuple[int, ...], sizes: dict,
           completion_items: int) -> list[Job]:
     """Stage 3 as jobs: train each arm (and export it), evaluate it, fine-tune it per task and
     seed; the data and baselines of each task. The decoder's chain (decoder, cross arm, their
     evaluations and fine-tunes) is the longest, so its jobs go first when a process is free."""
     from twofold.finetune import recipe_for
 
-    for old in (layout.pair, layout.cross):
-        if old.exists():
-            shutil.rmtree(old)  # the demo always shows training happen
-    pair = _start_pair(layout, recipe)
     options = _options(layout)
     work = layout.root / ".downstream"
     train = {arm: f"train {arm}" for arm in ARMS}
@@ -274,9 +271,14 @@ def _jobs(layout: DemoLayout, recipe, settings: Settings, seeds: tuple[int, ...]
 
 
 def _start_pair(layout: DemoLayout, recipe):
+    """A new pair run (and no cross arm) in place of an earlier demo's: the demo always shows
+    training happen."""
     from twofold.train.distributed import World
     from twofold.train.runs import create_pair
 
+    for old in (layout.pair, layout.cross):
+        if old.exists():
+            shutil.rmtree(old)
     return create_pair(layout.pair, recipe, _options(layout), World())
 
 
@@ -322,14 +324,14 @@ class _Watch:
     logs) until the last training ends, then one of jobs done."""
 
     def __init__(self, layout: DemoLayout, jobs: list[Job], tokens: int, progress: bool):
-        self.runs = [layout.pair / "encoder", layout.pair / "decoder", layout.cross]
+        self.logs = [run.metrics_file for run in _runs(layout).values()]
         self.jobs, self.finished = len(jobs), 0
         self.trainings = sum(job.run is _train_member for job in jobs)
         self.bar = _bar(total=tokens, unit="tok", unit_scale=True, desc="training") if progress else None
 
     def tick(self) -> None:
         if self.bar is not None and self.trainings:
-            seen = sum(_last_tokens(run / "metrics.jsonl") for run in self.runs)
+            seen = sum(_last_tokens(log) for log in self.logs)
             self.bar.update(max(0, min(seen, self.bar.total) - self.bar.n))
 
     def write(self, job: Job, line: str, say) -> None:

@@ -376,11 +376,9 @@ def spread_rows(results: list[Result]) -> list[SpreadRow]:
             table.setdefault((result.row, metric), {}).setdefault(result.column, []).append(value)
             if (result.details or {}).get("stderr") is not None:
                 errors[result.row, metric, result.column] = result.details["stderr"]
-
-    def spread(task: str, metric: str, column: str, values: list[float]) -> Spread:
-        return Spread(values, errors.get((task, metric, column)) if len(values) == 1 else None)
-
-    return [SpreadRow(task, metric, {c: spread(task, metric, c, v) for c, v in cells.items()}, kinds)
+    # a standard error belongs to one score, so only a single-valued cell keeps it
+    return [SpreadRow(task, metric, {c: Spread(v, errors.get((task, metric, c)) if len(v) == 1 else None)
+                                     for c, v in cells.items()}, kinds)
             for (task, metric), cells in table.items()]
 
 

@@ -167,7 +167,7 @@ def _finetune(task: str, base: BaseModel, data, prepared: Prepared, recipe: Reci
     before = {name: spec.score(untrained, split, recipe) for name, split in splits.items()}
     parameters = _parameters(untrained)
     del untrained
-    shown = next(iter(before))
+    shown = "dev" if "dev" in splits else "test"  # what the sweep's progress lines report
     say(f"  before fine-tuning: {shown} {metric} {before[shown].get(metric, float('nan')):.4f}")
     sweep, best = [], None
     for i, lr in enumerate(recipe.learning_rates):

@@ -66,10 +66,7 @@ class StableAdamW(torch.optim.Optimizer):
         eps = group["eps"]
         scratch = exp_avg_sq.clamp(min=eps * eps * c2)  # c2 · max(v̂, eps²)
         # Update clipping: the tensor's RMS of g² / max(v̂, eps²).
-        mean = grad.square().div_(scratch).mean()
-        if hasattr(mean, "full_tensor"):  # FSDP2: a DTensor whose local value is one shard's part
-            mean = mean.full_tensor()
-        rms = math.sqrt(mean.item() * c2)
+        rms = math.sqrt(_whole(grad.square().div_(scratch).mean()).item() * c2)
         lr = group["lr"] / max(rms, 1.0)
 
         data = param if param.dtype == dtype else param.to(dtype)
@@ -126,4 +123,9 @@ def clip_grad_norm(model: nn.Module, max_norm: float | None) -> torch.Tensor:
         norm = torch.nn.utils.get_total_norm([p.grad for p in params])
     else:
         norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-    return norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # FSDP2: a DTensor
+    return _whole(norm)
+
+
+def _whole(tensor: torch.Tensor) -> torch.Tensor:
+    """The full value of a reduction: under FSDP2 it is a DTensor whose local part is one shard's."""
+    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
