@@ -123,6 +123,25 @@ def test_the_cross_arm_starts_from_the_decoder_and_is_an_encoder(demo):
     assert not twofold.load(layout.export(CROSS_ARM)).config.causal
 
 
+def test_the_demo_recipe_reaches_the_optimizer_and_the_model(demo):
+    """The peak learning rates the optimizer was set to, step by step, are the recipe's (members
+    and cross arm); with the recipe's dropout of 0 a trained member computes the same in training
+    and evaluation mode."""
+    from twofold.train.recipe import load_recipe
+    from twofold.train.rundir import RunDir
+
+    layout, _, _ = demo
+    recipe = load_recipe("demo")
+    for run, peak in ((layout.pair / "encoder", recipe.optimizer.lr), (layout.pair / "decoder", recipe.optimizer.lr),
+                      (layout.cross, recipe.cross.lr)):
+        assert max(r["lr"] for r in RunDir(run).metrics() if "lr" in r) == pytest.approx(peak)
+    assert recipe.dropout.attention_output == 0.0
+    model = RunDir(layout.pair / "encoder").model()
+    ids = torch.randint(5, 500, (2, 40))
+    with torch.no_grad():
+        assert torch.equal(model.train()(ids).logits, model.eval()(ids).logits)
+
+
 def test_every_score_is_in_range_in_the_report_and_the_members_learnt(demo):
     layout, report, _ = demo
     results = load_results(layout.eval)
