@@ -120,7 +120,11 @@ def test_micro_batches_accumulate_to_the_same_step(tmp_path, tiny_store, tiny_re
         torch.testing.assert_close(final_a[name], final_b[name], rtol=1e-4, atol=1e-6)
 
 
-def test_nan_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path, tiny_store, tiny_recipe, monkeypatch):
+@pytest.mark.parametrize("log_every", [1, 3])
+def test_nan_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path, tiny_store, tiny_recipe, monkeypatch,
+                                                                 log_every):
+    """Read every step or every third (as on a GPU, where reading waits for the device), the stop
+    names the first non-finite step, and no checkpoint is written after it."""
     calls = {"n": 0}
     real = loop.forward
 
@@ -133,7 +137,8 @@ def test_nan_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path, tiny_
 
     monkeypatch.setattr(loop, "forward", poisoned)
     with pytest.raises(loop.NonFiniteLoss) as error:
-        run_member(tmp_path, tiny_store, tiny_recipe, "nan")
+        run_member(tmp_path, tiny_store, tiny_recipe, "nan", log_every_steps=log_every)
+    assert calls["n"] == 9 + (log_every > 1)  # read at step 10, with steps 8 and 9
     message = str(error.value)
     assert message.startswith("step 9 (phase pretrain") and "loss is nan" in message
     assert "last good checkpoint 000000007-step7 is intact" in message and "\n" not in message

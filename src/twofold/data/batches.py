@@ -10,6 +10,7 @@ document segment, so padded attention sees exactly what packed attention sees.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -36,6 +37,8 @@ class Batch:
     groups: list[str] = field(default_factory=list)  # per sequence
     pad_id: int = 0
     token_hash: str = ""  # of the rank's tokens before masking: equal for encoder and decoder
+    target_index: torch.Tensor | None = None  # int64 [T]: tokens with a label (padded: 0)
+    target_labels: torch.Tensor | None = None  # int64 [T]: their labels (padded: IGNORE_INDEX)
 
     @property
     def num_tokens(self) -> int:
@@ -50,10 +53,48 @@ class Batch:
         return int((self.labels != IGNORE_INDEX).sum())
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        move = lambda t: t.to(device, non_blocking=non_blocking)
+        """On `device`; with `non_blocking` the host tensors are pinned first, so the copies
+        overlap with the device's work instead of waiting for it."""
+        def move(t):
+            if t is None:
+                return None
+            if non_blocking and t.device.type == "cpu" and torch.device(device).type == "cuda":
+                t = t.pin_memory()
+            return t.to(device, non_blocking=non_blocking)
         return replace(self, input_ids=move(self.input_ids), labels=move(self.labels),
                        position_ids=move(self.position_ids), cu_seqlens=move(self.cu_seqlens),
-                       sequence_offsets=move(self.sequence_offsets))
+                       sequence_offsets=move(self.sequence_offsets), target_index=move(self.target_index),
+                       target_labels=move(self.target_labels))
+
+    def with_targets(self, tokens: int | None = None, targets: int | None = None,
+                     max_seqlen: int | None = None) -> Batch:
+        """The labelled rows as `target_index`/`target_labels`; with `tokens`/`targets`, padded to
+        exactly that many tokens (extra sequences of at most `max_seqlen` pad tokens, no label) and
+        target rows, and `max_seqlen` set to the bound. Host tensors only."""
+        labels = self.labels.numpy()
+        index = np.flatnonzero(labels != IGNORE_INDEX)
+        n, pad_tokens = self.num_tokens, (tokens or self.num_tokens) - self.num_tokens
+        pad_targets = (targets or len(index)) - len(index)
+        if pad_tokens < 0 or pad_targets < 0:
+            raise ValueError(f"a micro-batch of {n} tokens and {len(index)} targets does not fit "
+                             f"{tokens} tokens and {targets} targets")
+        bound = max_seqlen or self.max_seqlen
+        if bound < self.max_seqlen:
+            raise ValueError(f"max_seqlen {bound} is below the batch's longest sequence ({self.max_seqlen})")
+        batch = replace(self, target_index=torch.from_numpy(np.concatenate([index, np.zeros(pad_targets, np.int64)])),
+                        target_labels=torch.from_numpy(np.concatenate(
+                            [labels[index], np.full(pad_targets, IGNORE_INDEX, np.int64)])),
+                        max_seqlen=bound)
+        if not pad_tokens:
+            return batch
+        pieces = [bound] * (pad_tokens // bound) + ([pad_tokens % bound] if pad_tokens % bound else [])
+        ends = n + np.cumsum(pieces)
+        positions = np.concatenate([np.arange(size, dtype=np.int64) for size in pieces])
+        return replace(
+            batch, input_ids=torch.cat([self.input_ids, torch.full((pad_tokens,), self.pad_id, dtype=torch.int64)]),
+            labels=torch.cat([self.labels, torch.full((pad_tokens,), IGNORE_INDEX, dtype=torch.int64)]),
+            position_ids=torch.cat([self.position_ids, torch.from_numpy(positions)]),
+            cu_seqlens=torch.cat([self.cu_seqlens, torch.from_numpy(ends.astype(np.int32))]))
 
     def split(self, max_sequences: int) -> list[Batch]:
         """Micro-batches of at most `max_sequences` rows (for gradient accumulation)."""
@@ -85,6 +126,16 @@ class Batch:
         labels[mask] = self.labels.cpu()
         device = self.input_ids.device
         return input_ids.to(device), mask.long().to(device), labels.to(device)
+
+
+def target_capacity(tokens: int, objective: str, mask_rate: float) -> int:
+    """Target rows a compiled step reserves for `tokens` tokens: every token for CLM; for MLM
+    (each token chosen with probability `mask_rate`) the mean plus six standard deviations,
+    rounded up to 64 — a micro-batch exceeds it about once in 10^9."""
+    if objective == "clm":
+        return tokens
+    spread = 6 * math.sqrt(tokens * mask_rate * (1 - mask_rate))
+    return min(tokens, -(-math.ceil(tokens * mask_rate + spread) // 64) * 64)
 
 
 def pack(pieces: list[list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -10,7 +10,13 @@ All mask semantics live here, in one predicate (`allowed`):
 
 The model always runs on *packed* tokens (all real tokens concatenated, `cu_seqlens`
 marking sequence starts). Kernels:
-  - `flash`: flash-attn's varlen kernel, used automatically on CUDA when installed.
+  - `varlen`: PyTorch's own FlashAttention-2 varlen kernel (`torch.nn.attention.varlen.varlen_attn`,
+    with sliding windows), the default on CUDA in bf16/fp16: one call per layer, and no host
+    read of the layout, so a training step never waits for the host.
+  - `flash`: flash-attn's varlen kernel, preferred on CUDA when that package is installed.
+  Neither has attention-probability dropout in this form (`varlen_attn` has none at all), so a
+  model with `attention_dropout > 0` in training uses flash-attn if installed, else the CPU
+  kernels below (the recipes use attention-*output* dropout, which is not affected).
   - `buckets` (global layers, and local layers whose window hardly binds): sequences are
     sorted by length and grouped into a few buckets; each bucket is re-padded to its own
     longest sequence for PyTorch's `scaled_dot_product_attention`. The grouping minimises
@@ -40,6 +46,8 @@ import torch.nn.functional as F
 from twofold.errors import TwofoldError
 
 _HAS_FLASH = importlib.util.find_spec("flash_attn") is not None
+_HAS_VARLEN = importlib.util.find_spec("torch.nn.attention.varlen") is not None
+FAST_KERNELS = ("varlen", "flash")
 
 # Cost model, in (query, key) pairs: a bare SDPA forward + backward call costs about as much as
 # ~4k pairs of attention on 2 CPU cores (benchmarks/attention_kernels.py prints the calibration);
@@ -273,19 +281,16 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: 
                      local: bool, dropout: float = 0.0, kernel: str | None = None) -> torch.Tensor:
     """Attention over packed q/k/v [N, heads, head_dim] -> [N, heads * head_dim].
 
-    `kernel` forces one ("flash", "buckets", "padded" = one bucket, "band" for local layers);
-    by default flash-attn on CUDA when installed, else band or buckets by the cost model.
+    `kernel` forces one ("varlen", "flash", "buckets", "padded" = one bucket, "band" for local
+    layers); by default a fast kernel on CUDA (`fast_kernel`), else band or buckets by the cost model.
     """
     scale = q.shape[-1] ** -0.5
+    kernel = kernel or fast_kernel(q, dropout)
     if kernel is None:
-        if _HAS_FLASH and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
-            kernel = "flash"
-        elif local and layout.band_pays():
-            kernel = "band"
-        else:
-            kernel = "buckets"
-    if kernel == "flash":
-        return _flash_varlen(q, k, v, layout, local, dropout, scale)
+        kernel = "band" if local and layout.band_pays() else "buckets"
+    if kernel in FAST_KERNELS:
+        return varlen_attention(q, k, v, layout.cu_seqlens, layout.max_seqlen, layout.causal, layout.radius,
+                                local, dropout, kernel)
     if kernel == "band":
         if not local:
             raise ValueError("the band kernel serves sliding-window layers only")
@@ -332,17 +337,72 @@ def _band(q, k, v, layout: PackedLayout, dropout: float, scale: float):
     return out[:n] if tail else out
 
 
-def _flash_varlen(q, k, v, layout: PackedLayout, local: bool, dropout: float, scale: float):
-    from flash_attn import flash_attn_varlen_func
+def fast_kernel(q: torch.Tensor, dropout: float) -> str | None:
+    """The varlen kernel for these queries, or None where only the CPU kernels serve: flash-attn
+    when installed, else PyTorch's `varlen_attn` (which has no attention-probability dropout)."""
+    if not (q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)):
+        return None
+    if _HAS_FLASH:
+        return "flash"
+    return "varlen" if _HAS_VARLEN and dropout == 0 else None
 
+
+def window(local: bool, causal: bool, radius: int) -> tuple[int, int]:
+    """FlashAttention's (left, right) window for `allowed`: a query at i sees keys in
+    [i - left, i + right], -1 meaning unbounded."""
     if not local:
-        window = (-1, -1)
-    elif layout.causal:
-        window = (layout.radius - 1, 0)  # q - radius < k <= q
+        return (-1, 0) if causal else (-1, -1)
+    return (radius - 1, 0) if causal else (radius, radius)  # q - radius < k <= q; |q - k| <= radius
+
+
+def varlen_attention(q, k, v, cu_seqlens: torch.Tensor, max_seqlen: int, causal: bool, radius: int,
+                     local: bool, dropout: float = 0.0, kernel: str = "varlen") -> torch.Tensor:
+    """One varlen call over packed q/k/v [N, heads, head_dim] -> [N, heads * head_dim]; reads
+    nothing back to the host (`cu_seqlens` int32 on q's device, `max_seqlen` a plain int)."""
+    scale = q.shape[-1] ** -0.5
+    left_right = window(local, causal, radius)
+    if kernel == "flash":
+        from flash_attn import flash_attn_varlen_func
+
+        out = flash_attn_varlen_func(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen, dropout_p=dropout,
+                                     softmax_scale=scale, causal=causal, window_size=left_right)
+    elif kernel == "varlen":
+        if dropout:
+            raise ValueError("varlen_attn has no attention-probability dropout; use the CPU kernels or flash-attn")
+        from torch.nn.attention.varlen import varlen_attn
+
+        out = varlen_attn(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen, scale=scale,
+                          window_size=left_right)
     else:
-        window = (layout.radius, layout.radius)  # |q - k| <= radius
-    out = flash_attn_varlen_func(
-        q, k, v, layout.cu_seqlens, layout.cu_seqlens, layout.max_seqlen, layout.max_seqlen,
-        dropout_p=dropout, softmax_scale=scale, causal=layout.causal, window_size=window,
-    )
+        raise ValueError(f"unknown varlen kernel {kernel!r}")
     return out.reshape(out.shape[0], -1)
+
+
+@dataclass
+class VarlenLayout:
+    """A packed batch's layout as tensors the host built (the trainer's path): nothing is read
+    back from the device, and every shape is fixed by the caller (padding tokens form their own
+    sequences), so a compiled step sees the same shapes batch after batch.
+
+    Attention is one varlen call per layer where a fast kernel serves (`kernel`, or chosen per
+    call by `fast_kernel`); elsewhere (CPU, fp32, attention dropout) the layout falls back to a
+    `PackedLayout` and its kernels, which read the lengths on the host.
+    """
+
+    cu_seqlens: torch.Tensor  # int32 [S + 1], on the model's device
+    max_seqlen: int  # an upper bound: the phase's sequence length
+    position_ids: torch.Tensor  # int64 [N]
+    causal: bool
+    radius: int
+    kernel: str | None = None  # "varlen" / "flash" forces it; None: fast_kernel() per call
+    _packed: PackedLayout | None = field(default=None, repr=False)
+
+    def attend(self, q, k, v, layer_idx: int, local: bool, dropout: float) -> torch.Tensor:
+        kernel = self.kernel or fast_kernel(q, dropout)
+        if kernel is not None:
+            return varlen_attention(q, k, v, self.cu_seqlens, self.max_seqlen, self.causal, self.radius, local,
+                                    dropout, kernel)
+        if self._packed is None:
+            self._packed = PackedLayout.build(self.cu_seqlens, None, q.shape[0], self.causal, self.radius,
+                                              self.position_ids)
+        return packed_attention(q, k, v, self._packed, local, dropout)

@@ -18,11 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from twofold.errors import TwofoldError
-from twofold.model.attention import PackedLayout
+from twofold.model.attention import PackedLayout, VarlenLayout
 from twofold.model.config import LOCAL, ModelConfig
+from twofold.model.loss import IGNORE_INDEX, linear_cross_entropy
 from twofold.model.rope import apply_rope, inverse_frequencies, rope_cos_sin
-
-IGNORE_INDEX = -100
 
 
 def layer_norm(config: ModelConfig) -> nn.LayerNorm:
@@ -220,6 +219,12 @@ class TwofoldModel(nn.Module):
     `cu_seqlens`. `labels[i]` is the target *at* position i (-100: none): the data pipeline
     shifts causal labels, so both objectives share one loss. With labels, the head runs
     only on labelled positions (sparse prediction); the loss equals the dense one.
+
+    The trainer's form adds `target_index`: packed tokens whose layout (`cu_seqlens`,
+    `position_ids`, `max_seqlen` a bound) and target rows were built on the host, with
+    `labels[j]` the target of token `target_index[j]` (-100 for padding rows). Nothing is checked
+    or read back on the device, no logits are returned, and the loss is a chunked
+    linear cross-entropy (`twofold.model.loss`), so the step can be compiled with fixed shapes.
     """
 
     def __init__(self, config: ModelConfig):
@@ -230,6 +235,9 @@ class TwofoldModel(nn.Module):
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=config.decoder_bias)
         if config.tie_word_embeddings:
             self.decoder.weight = self.model.embeddings.tok_embeddings.weight
+        # The trainer's form: None picks a varlen kernel per call where one serves
+        # (`attention.fast_kernel`); "varlen"/"flash" forces one (e.g. a stand-in under test).
+        self.attention_kernel: str | None = None
         self.reset_parameters()
 
     @property
@@ -243,7 +251,9 @@ class TwofoldModel(nn.Module):
         self.config = self.model.config
 
     def forward(self, input_ids, attention_mask=None, labels=None, cu_seqlens=None, max_seqlen=None,
-                position_ids=None) -> ModelOutput:
+                position_ids=None, target_index=None) -> ModelOutput:
+        if target_index is not None:
+            return self._targets_loss(input_ids, labels, cu_seqlens, max_seqlen, position_ids, target_index)
         inputs = pack_inputs(self.config, input_ids, attention_mask, labels, cu_seqlens, max_seqlen, position_ids)
         hidden = self.model(inputs.input_ids, inputs.layout)
         if inputs.labels is None:
@@ -254,6 +264,15 @@ class TwofoldModel(nn.Module):
         num_targets = targets.sum()
         loss = F.cross_entropy(logits.float(), inputs.labels[targets], reduction="sum") / num_targets.clamp(min=1)
         return ModelOutput(loss, logits, inputs.restore(hidden), num_targets)
+
+    def _targets_loss(self, input_ids, labels, cu_seqlens, max_seqlen, position_ids, target_index) -> ModelOutput:
+        layout = VarlenLayout(cu_seqlens, max_seqlen, position_ids, self.config.causal, self.config.window_radius,
+                              kernel=self.attention_kernel)
+        hidden = self.model(input_ids, layout)
+        rows = self.head(hidden.index_select(0, target_index))
+        num_targets = (labels != IGNORE_INDEX).sum()
+        loss = linear_cross_entropy(rows, self.decoder.weight, self.decoder.bias, labels)
+        return ModelOutput(loss / num_targets.clamp(min=1), None, hidden, num_targets)
 
     def encode(self, input_ids, attention_mask=None, cu_seqlens=None, max_seqlen=None) -> torch.Tensor:
         """Final hidden states (no head), in the caller's layout."""

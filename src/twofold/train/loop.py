@@ -11,6 +11,13 @@ exactly what the uninterrupted run would have.
 
 Both members of a pair run this loop with the same recipe, stores and seed: their loaders
 yield the same token sequences step by step, and only the objective differs.
+
+A step never waits for the host where a varlen attention kernel serves (CUDA, bf16): each
+micro-batch carries its layout and target rows built on the host, padded to fixed shapes
+(`Batch.with_targets`) and copied without blocking; the model is compiled once per shape;
+loss and gradient norm stay on the device and are read, with the non-finite check, every
+`log_every_steps` steps and before any evaluation or checkpoint (`_flush`). Each step's
+record is still written. On the CPU every step is read at once (a read costs nothing there).
 """
 
 from __future__ import annotations
@@ -23,9 +30,12 @@ from pathlib import Path
 
 import torch
 
+from twofold.data.batches import target_capacity
 from twofold.data.loader import BatchLoader, DataSpec
 from twofold.data.order import BatchSchedule
 from twofold.errors import TwofoldError
+from twofold.model.attention import FAST_KERNELS, fast_kernel
+from twofold.model.flops import peak_flops, training_flops
 from twofold.train import checkpoint, rng
 from twofold.train.distributed import World, barrier, sum_across, wrap
 from twofold.train.optim import build_optimizer, clip_grad_norm, set_lr
@@ -50,7 +60,10 @@ class Options:
     save_every_steps: int | None = None  # extra untagged checkpoints for resume
     parallel: str = "ddp"
     precision: str = "auto"  # auto: bf16 autocast on a GPU that has it, else fp32
-    compile: bool = False
+    compile: bool | None = None  # None: on where the step has fixed shapes
+    fixed_shapes: bool | None = None  # None: where a varlen attention kernel serves (CUDA, bf16)
+    attention: str | None = None  # force a varlen kernel ("varlen", "flash"); None: per call
+    log_every_steps: int | None = None  # None: every step on the CPU, every 10 on a GPU
     progress: bool = True
     cross: bool = False  # run the recipe's `cross` phase (continuation) instead of the others
     num_workers: int = 0
@@ -100,6 +113,9 @@ class Trainer:
         self.model = TwofoldModel(model_config)
         if initial is not None:
             self.model.load_state_dict(initial)
+        if options.attention is not None and options.attention not in FAST_KERNELS:
+            raise TwofoldError(f"attention kernel {options.attention!r} is unknown; use one of {', '.join(FAST_KERNELS)}")
+        self.model.attention_kernel = options.attention
         self.model.to(world.device)
         # FSDP2 swaps parameters for sharded ones: wrap first, then build the optimizer.
         self.net = wrap(self.model, world, options.parallel)
@@ -112,9 +128,16 @@ class Trainer:
         self.metrics_kept_to: int | None = 0
         if resume:
             self._restore()
-        if options.compile:
-            self.net = torch.compile(self.net)
         self.autocast = _autocast(options.precision, world.device)
+        fast = self._varlen_serves()
+        self.fixed_shapes = fast if options.fixed_shapes is None else options.fixed_shapes
+        if self.fixed_shapes and fast if options.compile is None else options.compile:
+            self.net = _compiled(self.net, whole=self.net is self.model and options.parallel == "ddp")
+        self.log_every = options.log_every_steps or (10 if world.device.type == "cuda" else 1)
+        if self.log_every < 1:
+            raise TwofoldError(f"log_every_steps must be at least 1, got {self.log_every}")
+        self.peak = peak_flops(world.device)
+        self.pending: list[dict] = []  # records whose loss and gradient norm are still on the device
         if options.tensorboard:
             _tensorboard_available()
         self.board = None  # opened with the first record, like metrics.jsonl
@@ -128,6 +151,15 @@ class Trainer:
             p.history.append({"phase": self.phases[p.phase_index].name, "step": p.step, "tokens": p.tokens})
             p.phase_index, p.phase_step, p.phase_tokens = p.phase_index + 1, 0, 0
         return self.rundir.path
+
+    def _varlen_serves(self) -> bool:
+        """Does a varlen kernel run the attention (one call per layer, no host reads)? Then
+        micro-batches are padded to fixed shapes and the model is compiled, by default."""
+        if self.options.attention is not None:
+            return True
+        probe = torch.empty(0, device=self.world.device, dtype=self.autocast.fast_dtype
+                            if self.autocast._enabled else torch.float32)
+        return fast_kernel(probe, self.model.config.attention_dropout) is not None
 
     def _seed(self, phase: Phase) -> int:
         return self.recipe.seed if phase.seed is None else phase.seed
@@ -147,8 +179,8 @@ class Trainer:
             self.resumed_data = None
         schedule = phase.lr_schedule(self.recipe.optimizer.lr)
         evaluator = _HeldOut(self, data) if self.options.eval_stores else None
-        bar = _bar(phase, p.phase_tokens, self.world.main and self.options.progress)
-        started, tokens_at_start = time.perf_counter(), p.phase_tokens
+        self.bar = _bar(phase, p.phase_tokens, self.world.main and self.options.progress)
+        self.clock = _Clock(time.perf_counter(), p.phase_tokens)
         batch_iter = iter(loader)
         while p.phase_tokens < phase.tokens:
             batch = next(batch_iter)
@@ -156,27 +188,30 @@ class Trainer:
             tokens_after = loader.steps.tokens_before(batch.step) + sequences * phase.seq_len
             lr = lr_at(schedule, tokens_after)
             set_lr(self.optimizer, lr, peak=schedule.weight_decay_lr)
-            loss, grad_norm = self._step(batch, phase)
+            loss, grad_norm, flops = self._accumulate(batch, phase)
             p.phase_step, p.phase_tokens = batch.step + 1, tokens_after
             p.step, p.tokens = p.step + 1, p.tokens + sequences * phase.seq_len
-            elapsed = time.perf_counter() - started
-            speed = (p.phase_tokens - tokens_at_start) / max(elapsed, 1e-9)
-            self._log({"step": p.step, "phase": phase.name, "tokens": p.tokens, "phase_tokens": p.phase_tokens,
-                       "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": speed,
-                       "batch_sequences": sequences, "seq_len": phase.seq_len,
-                       "mask_rate": phase.mask_rate if self.options.objective == "mlm" else None})
-            if bar is not None:
-                bar.set_postfix(step=p.step, loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
-                bar.update(tokens_after - bar.n)
+            self.pending.append({"record": {
+                "step": p.step, "phase": phase.name, "tokens": p.tokens, "phase_tokens": p.phase_tokens,
+                "loss": loss, "lr": lr, "grad_norm": grad_norm, "batch_sequences": sequences,
+                "seq_len": phase.seq_len, "mask_rate": phase.mask_rate if self.options.objective == "mlm" else None},
+                "flops": flops, "batch_step": batch.step})
             tokens_before = tokens_after - sequences * phase.seq_len
             due = self._checkpoint_due(phase, tokens_before, tokens_after)
-            if evaluator is not None and (due or self._eval_due()):
+            evaluate = evaluator is not None and (due or self._eval_due())
+            save = due or self._periodic_save_due()
+            read = evaluate or save or p.phase_tokens >= phase.tokens or len(self.pending) >= self.log_every
+            values = self._read(phase) if read else []  # stops on a non-finite loss before the update
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self._write(values)
+            if evaluate:
                 self._log({"step": p.step, "phase": phase.name, "tokens": p.tokens, "eval_loss": evaluator()})
                 p.last_eval_tokens = p.tokens
-            if due or self._periodic_save_due():
+            if save:
                 self._save(checkpoint.checkpoint_tag(phase.tag, p.phase_step) if due else None, loader)
-        if bar is not None:
-            bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
     def _checkpoint_due(self, phase: Phase, before: int, after: int) -> bool:
         every = phase.checkpoint_every_tokens
@@ -192,38 +227,97 @@ class Trainer:
 
     # ------------------------------------------------------------ one optimizer step
 
-    def _step(self, batch, phase: Phase) -> tuple[float, float]:
+    def _accumulate(self, batch, phase: Phase) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """One step's gradients: (mean loss, gradient norm) on the device, and its model FLOPs."""
+        micro, targets, flops = self._prepare(batch, phase)
+        return (*self._device_step(micro, targets), flops)
+
+    def _prepare(self, batch, phase: Phase) -> tuple[list, int, float]:
+        """The host's part of a step: micro-batches with their layouts and target rows, the
+        rank's target count and the step's model FLOPs on this rank."""
         sequences = self.options.micro_batch_sequences
-        micro = batch.split(sequences) if sequences and sequences < batch.num_sequences else [batch]
-        device = self.world.device
-        targets = torch.tensor([float(batch.num_targets)], dtype=torch.float64, device=device)
-        total_targets = sum_across(targets, self.world).item()
+        parts = batch.split(sequences) if sequences and sequences < batch.num_sequences else [batch]
+        flops = sum(training_flops(self.model.config, part.cu_seqlens.diff().numpy(), part.num_targets)
+                    for part in parts)
+        return self._with_targets(parts, phase), sum(part.num_targets for part in parts), flops
+
+    def _device_step(self, micro: list, targets: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward and backward over the micro-batches, then the gradient clip, without reading
+        anything back to the host: (mean loss, gradient norm), device tensors."""
+        device, world = self.world.device, self.world
+        if world.distributed:  # the global count stays on the device: nothing waits for it
+            total = sum_across(_on(device, torch.tensor([float(targets)], dtype=torch.float64)), world)[0]
+        else:
+            total = torch.tensor(float(targets), dtype=torch.float64)
         # Sum of token losses over the global batch / its targets, whatever the split: DDP
         # averages gradients over ranks, hence the world-size factor.
-        scale = self.world.world_size / max(total_targets, 1.0)
+        scale = (world.world_size / total.clamp(min=1.0)).to(device, non_blocking=True)
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         for i, part in enumerate(micro):
-            part = part.to(device)
+            part = part.to(device, non_blocking=True)
+            if self.fixed_shapes:  # the one size a compiled graph leaves free: it only reaches attention
+                torch._dynamo.maybe_mark_dynamic(part.cu_seqlens, 0)
             sync = i == len(micro) - 1 or not hasattr(self.net, "no_sync")
             with (torch.enable_grad() if sync else self.net.no_sync()), self.autocast:
                 out = forward(self.net, part)
                 (out.loss * out.num_targets * scale).backward()
             loss_sum += out.loss.detach().double() * out.num_targets
-        loss = (sum_across(loss_sum, self.world) / max(total_targets, 1.0)).item()
-        grad_norm = clip_grad_norm(self.model, self.recipe.optimizer.grad_clip).item()
-        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-            self.optimizer.zero_grad(set_to_none=True)
-            what = "loss" if not math.isfinite(loss) else "gradient norm"
-            last = self.rundir.checkpoints()
-            kept = f"the last good checkpoint {last[-1].name} is intact" if last else "no checkpoint was written yet"
-            raise NonFiniteLoss(
-                f"step {self.progress.step + 1} (phase {phase.name}, batch {batch.step}): the {what} is "
-                f"{loss if what == 'loss' else grad_norm}; training stopped and {kept}; inspect the batch "
-                f"(twofold data show-batch {self.rundir.phase_dir(phase.name)} --step {batch.step}), then resume, "
-                "or start anew with a lower LR (--set optimizer.lr=…)")
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return loss, grad_norm
+        loss = sum_across(loss_sum, world) / total.to(device).clamp(min=1.0)
+        return loss, clip_grad_norm(self.model, self.recipe.optimizer.grad_clip)
+
+    def _with_targets(self, micro: list, phase: Phase) -> list:
+        """Each micro-batch with its target rows; with fixed shapes padded to the phase's
+        micro-batch of tokens and target rows."""
+        if not self.fixed_shapes:
+            return [part.with_targets() for part in micro]
+        rows = self.options.micro_batch_sequences or -(-phase.batch_sequences // self.world.world_size)
+        tokens = rows * phase.seq_len
+        targets = target_capacity(tokens, self.options.objective, phase.mask_rate)
+        found = max(part.num_targets for part in micro)
+        if found > targets:  # about once in 10^9 micro-batches: one more compiled shape
+            targets = -(-found // 1024) * 1024
+        return [part.with_targets(tokens, targets, phase.seq_len) for part in micro]
+
+    def _read(self, phase: Phase) -> list[tuple[dict, float, float]]:
+        """The pending steps with their loss and gradient norm read from the device (one wait);
+        stops at the first non-finite one."""
+        values = torch.stack([torch.stack([entry["record"]["loss"].double(), entry["record"]["grad_norm"].double()])
+                              for entry in self.pending]).tolist()
+        pending, self.pending = self.pending, []
+        for entry, (loss, grad_norm) in zip(pending, values):
+            if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+                self.optimizer.zero_grad(set_to_none=True)
+                self._stop_non_finite(phase, entry, loss, grad_norm)
+        return [(entry, loss, grad_norm) for entry, (loss, grad_norm) in zip(pending, values)]
+
+    def _write(self, steps: list[tuple[dict, float, float]]) -> None:
+        """Metrics records and progress of steps read: tokens/s and MFU since the phase began."""
+        if not steps:
+            return
+        p, clock = self.progress, self.clock
+        elapsed = max(time.perf_counter() - clock.started, 1e-9)
+        clock.flops += sum(entry["flops"] for entry, _, _ in steps)
+        speed = (p.phase_tokens - clock.tokens_at_start) / elapsed
+        mfu = clock.flops / elapsed / self.peak if self.peak else None
+        for entry, loss, grad_norm in steps:
+            self._log({**entry["record"], "loss": loss, "grad_norm": grad_norm, "tokens_per_s": speed, "mfu": mfu})
+        if self.bar is not None:
+            entry, loss, _ = steps[-1]
+            postfix = {"step": entry["record"]["step"], "loss": f"{loss:.4f}", "lr": f"{entry['record']['lr']:.2e}"}
+            if mfu is not None:
+                postfix["mfu"] = f"{mfu:.1%}"
+            self.bar.set_postfix(refresh=False, **postfix)
+            self.bar.update(p.phase_tokens - self.bar.n)
+
+    def _stop_non_finite(self, phase: Phase, entry: dict, loss: float, grad_norm: float):
+        what = "loss" if not math.isfinite(loss) else "gradient norm"
+        last = self.rundir.checkpoints()
+        kept = f"the last good checkpoint {last[-1].name} is intact" if last else "no checkpoint was written yet"
+        raise NonFiniteLoss(
+            f"step {entry['record']['step']} (phase {phase.name}, batch {entry['batch_step']}): the {what} is "
+            f"{loss if what == 'loss' else grad_norm}; training stopped and {kept}; inspect the batch "
+            f"(twofold data show-batch {self.rundir.phase_dir(phase.name)} --step {entry['batch_step']}), then "
+            "resume, or start anew with a lower LR (--set optimizer.lr=…)")
 
     # ------------------------------------------------------------ state
 
@@ -284,9 +378,32 @@ def _tensorboard(run_dir: Path):
 
 
 def forward(model, batch):
-    """The model on a packed batch; loss is the mean over the batch's labelled tokens."""
-    return model(batch.input_ids, labels=batch.labels, cu_seqlens=batch.cu_seqlens,
-                 max_seqlen=batch.max_seqlen, position_ids=batch.position_ids)
+    """The model on a packed batch with its target rows (`Batch.with_targets`); loss is the
+    mean over the batch's labelled tokens."""
+    return model(batch.input_ids, labels=batch.target_labels, cu_seqlens=batch.cu_seqlens,
+                 max_seqlen=batch.max_seqlen, position_ids=batch.position_ids, target_index=batch.target_index)
+
+
+@dataclass
+class _Clock:
+    """A phase's progress in time: tokens/s and MFU are averages since the phase (re)started."""
+
+    started: float
+    tokens_at_start: int
+    flops: float = 0.0
+
+
+def _on(device: torch.device, tensor: torch.Tensor) -> torch.Tensor:
+    """A small host tensor on `device` without waiting for the device (pinned, non-blocking)."""
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+def _compiled(net, whole: bool):
+    """torch.compile with fixed shapes; the whole model in one graph unless DDP or FSDP2 wrap it
+    (DDP's optimizer splits the graph at its gradient buckets)."""
+    return torch.compile(net, fullgraph=whole, dynamic=False)
 
 
 class _HeldOut:
@@ -301,7 +418,7 @@ class _HeldOut:
         loader = BatchLoader.from_spec(list(o.eval_stores), held_out, objective=o.objective,
                                        rank=trainer.world.rank, world_size=trainer.world.world_size,
                                        model_vocab_size=trainer.model.config.vocab_size)
-        self.trainer, self.batch = trainer, loader.batch(0)
+        self.trainer, self.batch = trainer, loader.batch(0).with_targets()
 
     @torch.no_grad()
     def __call__(self) -> float:
@@ -309,7 +426,7 @@ class _HeldOut:
         t.model.eval()
         try:
             with t.autocast:
-                out = forward(t.model, self.batch.to(t.world.device))
+                out = forward(t.model, self.batch.to(t.world.device))  # unpadded: evaluation is not compiled
             total = sum_across(torch.stack([out.loss.double() * out.num_targets, out.num_targets.double()]), t.world)
         finally:
             t.model.train()

@@ -38,44 +38,83 @@ class StableAdamW(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                self._update(param, group, beta1, beta2)
+            params = [param for param in group["params"] if param.grad is not None]
+            for step, same in _by_step(params, self.state).items():
+                self._update(same, group, step)
         return loss
 
-    def _update(self, param: torch.Tensor, group: dict, beta1: float, beta2: float) -> None:
-        # Low-precision weights get fp32 moments and arithmetic.
-        dtype = torch.float32 if param.dtype in (torch.float16, torch.bfloat16) else param.dtype
-        grad = param.grad.to(dtype)
-        state = self.state[param]
-        if not state:
-            state["step"] = torch.zeros((), dtype=torch.float32)
-            state["exp_avg"] = torch.zeros_like(param, dtype=dtype)
-            state["exp_avg_sq"] = torch.zeros_like(param, dtype=dtype)
-        state["step"] = state["step"] + 1  # not in place: loaded states may share one step tensor
-        step = state["step"].item()
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        exp_avg.lerp_(grad, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        # The bias corrections (m̂ = m / c1, v̂ = v / c2) are folded into scalars, and one scratch
-        # tensor serves both uses of v: a large temporary per operation costs more than the
-        # arithmetic on a CPU (each is fresh memory from the OS).
-        c1, c2 = 1 - beta1**step, 1 - beta2**step
+    def _update(self, params: list[torch.Tensor], group: dict, step: int) -> None:
+        """One step of the tensors of a group that have taken `step` steps, with foreach
+        operations on the device: the update clipping's RMS stays a device tensor, so the step
+        never waits for the host (the step count lives on the host, as in torch's Adam)."""
+        beta1, beta2 = group["betas"]
         eps = group["eps"]
-        scratch = exp_avg_sq.clamp(min=eps * eps * c2)  # c2 · max(v̂, eps²)
-        # Update clipping: the tensor's RMS of g² / max(v̂, eps²).
-        rms = math.sqrt(_whole(grad.square().div_(scratch).mean()).item() * c2)
-        lr = group["lr"] / max(rms, 1.0)
-
-        data = param if param.dtype == dtype else param.to(dtype)
+        c1, c2 = 1 - beta1**step, 1 - beta2**step  # bias corrections: m̂ = m / c1, v̂ = v / c2
+        # Under FSDP2 every tensor is a shard: elementwise work on the local parts, and the RMS
+        # summed over the shards (one all-reduce for the whole group).
+        data = [_local(param) for param in params]
+        work = [x if x.dtype not in LOW_PRECISION else x.float() for x in data]  # fp32 arithmetic
+        grads = [_local(param.grad).to(x.dtype) for param, x in zip(params, work)]
+        exp_avg = [_local(self.state[param]["exp_avg"]) for param in params]
+        exp_avg_sq = [_local(self.state[param]["exp_avg_sq"]) for param in params]
+        torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sq, beta2)
+        torch._foreach_addcmul_(exp_avg_sq, grads, grads, value=1 - beta2)
+        # Update clipping: per tensor, RMS(g² / max(v̂, eps²)) = ‖g / sqrt(c2·max(v̂, eps²))‖ · sqrt(c2 / numel).
+        scratch = torch._foreach_clamp_min(exp_avg_sq, eps * eps * c2)
+        torch._foreach_sqrt_(scratch)
+        torch._foreach_div_(scratch, grads)  # sqrt(c2·max(v̂, eps²)) / g: its norm is not what we need,
+        torch._foreach_reciprocal_(scratch)  # so back to g / sqrt(…) in place (g = 0 gives 0 / x = 0)
+        squares = torch.stack(torch._foreach_norm(scratch)).square()
+        squares = _sum_over_shards(squares, params)
+        numel = torch.tensor([param.numel() for param in params], dtype=squares.dtype, device=squares.device)
+        lr = group["lr"] / (squares * c2 / numel).sqrt().clamp(min=1.0)  # [tensors], on the device
         if group["weight_decay"]:
-            data.mul_(1 - group["weight_decay"] * lr / group["max_lr"])
-        denominator = torch.sqrt(exp_avg_sq, out=scratch).div_(math.sqrt(c2)).add_(eps)  # sqrt(v̂) + eps
-        data.addcdiv_(exp_avg, denominator, value=-lr / c1)
-        if data is not param:
-            param.copy_(data)
+            torch._foreach_mul_(work, list((1 - group["weight_decay"] / group["max_lr"] * lr).unbind()))
+        denominator = torch._foreach_sqrt(exp_avg_sq)  # sqrt(v̂) + eps
+        torch._foreach_div_(denominator, math.sqrt(c2))
+        torch._foreach_add_(denominator, eps)
+        update = torch._foreach_div(exp_avg, denominator)
+        torch._foreach_mul_(update, list((-lr / c1).unbind()))
+        torch._foreach_add_(work, update)
+        for x, y in zip(data, work):
+            if x is not y:
+                x.copy_(y)
+
+
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _by_step(params: list[torch.Tensor], state: dict) -> dict[int, list[torch.Tensor]]:
+    """Tensors grouped by their step count after this step (one group unless some tensor
+    skipped a step without a gradient); new tensors get their moments first."""
+    groups: dict[int, list[torch.Tensor]] = {}
+    for param in params:
+        found = state[param]
+        if not found:
+            dtype = torch.float32 if param.dtype in LOW_PRECISION else param.dtype  # fp32 moments
+            found["step"] = torch.zeros((), dtype=torch.float32)
+            found["exp_avg"] = torch.zeros_like(param, dtype=dtype)
+            found["exp_avg_sq"] = torch.zeros_like(param, dtype=dtype)
+        found["step"] = found["step"] + 1  # a host tensor; not in place: loaded states may share one
+        groups.setdefault(int(found["step"]), []).append(param)
+    return groups
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    """The part of a tensor this rank holds: a DTensor's shard (FSDP2), else the tensor."""
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor
+
+
+def _sum_over_shards(values: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
+    """Per-tensor sums of squares over every rank's shard, for tensors sharded by FSDP2."""
+    sharded = [hasattr(p, "placements") and any(place.is_shard() for place in p.placements) for p in params]
+    if not any(sharded):
+        return values
+    mask = torch.tensor(sharded, device=values.device)
+    total = torch.where(mask, values, 0.0)
+    torch.distributed.all_reduce(total, group=params[sharded.index(True)].device_mesh.get_group())
+    return torch.where(mask, total, values)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -96,12 +135,14 @@ def build_optimizer(model: nn.Module, config: OptimizerConfig,
                     peak_lr: float | None = None) -> torch.optim.Optimizer:
     """The recipe's optimizer over `param_groups`; `peak_lr` overrides the config's peak.
 
-    `adamw` is torch's, whose weight decay is coupled to the LR (θ ← θ − lr·wd·θ).
+    `adamw` is torch's, whose weight decay is coupled to the LR (θ ← θ − lr·wd·θ); fused into
+    one kernel per step on a GPU (the same update as its loop, without host reads).
     """
     peak = config.lr if peak_lr is None else peak_lr
     groups = param_groups(model, config.weight_decay)
     if config.name == "adamw":
-        return torch.optim.AdamW(groups, lr=peak, betas=config.betas, eps=config.eps)
+        fused = all(param.is_cuda for group in groups for param in group["params"])
+        return torch.optim.AdamW(groups, lr=peak, betas=config.betas, eps=config.eps, fused=fused or None)
     return StableAdamW(groups, lr=peak, betas=config.betas, eps=config.eps, max_lr=peak)
 
 
