@@ -1,5 +1,6 @@
-"""benchmarks/gpu_check.sh in its CPU smoke mode: every step of the GPU readiness check runs."""
+"""benchmarks/gpu_check.sh in its CPU smoke mode: every part of the GPU check runs and records."""
 
+import json
 import os
 import subprocess
 import sys
@@ -12,11 +13,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_gpu_check_smoke_passes_on_the_cpu(tmp_path):
-    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--smoke", str(tmp_path / "out")],
-                            env=env, capture_output=True, text=True, timeout=1200)
-    summary = (tmp_path / "out" / "summary.txt").read_text()
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "GPU_CHECK_STORE": str(tmp_path / "data")}
+    script = str(ROOT / "benchmarks" / "gpu_check.sh")
+    subprocess.run(["bash", script, "--prepare"], env=env, check=True, capture_output=True, timeout=600)
+    result = subprocess.run(["bash", script, "--smoke", str(tmp_path / "out")], env=env, capture_output=True,
+                            text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    for step in ("parity", "data", "pair", "resume", "model_speed", "train_speed"):
-        assert f"PASS  {step} (" in summary, summary
-    assert "failed steps: 0" in summary and "FAIL" not in summary
+    records = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert [r["part"] for r in records] == ["environment", "kernel_parity", "trainer_mlm", "model_speed",
+                                            "trainer_clm", "hf_parity", "resume", "pair", "trainer_400m"]
+    assert all("result" in r for r in records), [r for r in records if "result" not in r]
+    parts = {r["part"]: r["result"] for r in records}
+    assert parts["resume"]["pass"] and parts["pair"]["pass"] and parts["hf_parity"]["encoder"]["pass"]
+    assert parts["trainer_mlm"]["fixed_compiled"]["tokens_per_s"] > 0

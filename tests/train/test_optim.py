@@ -203,3 +203,32 @@ def test_the_second_moment_floor_is_eps_squared(scale):
         opt.step()
         assert param.detach().tolist() == pytest.approx(want, rel=1e-9, abs=1e-15)
     assert expected[-1][1] == (scale == 1e-5)  # clipped only while v̂ is above the floor
+
+
+def test_update_clipping_is_per_tensor_over_ten_steps():
+    """Foreach over a group of tensors: each tensor's update is clipped by its own RMS (one spikes,
+    one does not), and every tensor follows the reference to rtol 1e-6 over ten steps."""
+    torch.manual_seed(3)
+    p0 = [torch.randn(5, dtype=torch.float64), torch.randn(3, 2, dtype=torch.float64), torch.randn(4)]
+    grads = [[torch.randn_like(p) * 0.01 for p in p0] for _ in range(10)]
+    for g in grads[4:6]:
+        g[0] *= 1000.0  # only the first tensor spikes
+    params = [nn.Parameter(p.clone()) for p in p0]
+    opt = StableAdamW(params, lr=1e-2, betas=(0.9, 0.98), eps=1e-6, weight_decay=1e-3, max_lr=2e-2)
+    for step in grads:
+        for param, g in zip(params, step):
+            param.grad = g.clone()
+        opt.step()
+    for k, (param, start) in enumerate(zip(params, p0)):
+        expected = reference_steps(start.flatten().tolist(), [step[k].flatten().tolist() for step in grads],
+                                   lr=1e-2, beta1=0.9, beta2=0.98, eps=1e-6, wd=1e-3, max_lr=2e-2)
+        assert expected[4][1] == (k == 0)  # the spike: clipped in its own tensor only
+        assert param.detach().flatten().tolist() == pytest.approx(expected[-1][0], rel=1e-6, abs=1e-9)
+
+
+def test_adamw_is_fused_where_the_parameters_are_on_a_gpu(monkeypatch):
+    model = nn.Linear(3, 2)
+    config = OptimizerConfig(name="adamw", lr=1e-3)
+    assert not build_optimizer(model, config).defaults["fused"]  # CPU parameters: torch's default path
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
+    assert build_optimizer(model, config).defaults["fused"] is True

@@ -43,7 +43,12 @@ def register(subparsers) -> None:
     train.add_argument("--save-every-steps", type=at_least(1), help="also checkpoint every N steps (for resume)")
     train.add_argument("--parallel", choices=["ddp", "fsdp"], default="ddp", help="data parallelism under torchrun")
     train.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
-    train.add_argument("--compile", action="store_true", help="torch.compile the model")
+    train.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                       help="torch.compile the model (default: on where a varlen attention kernel serves, i.e. on a "
+                            "GPU in bf16: fixed shapes, one graph; --no-compile for eager steps)")
+    train.add_argument("--log-every", type=at_least(1), metavar="STEPS",
+                       help="read loss and gradient norm from the device every STEPS steps (default: 1 on the CPU, "
+                            "10 on a GPU, where a read waits for the device); every step is still recorded")
     train.add_argument("--workers", type=at_least(0), default=0, help="DataLoader worker processes building batches")
     train.add_argument("--device", help="cpu, cuda, cuda:1 … (default: the local GPU if any)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -93,7 +98,7 @@ def run_train(args: argparse.Namespace) -> int:
         eval_every_tokens=args.eval_every, eval_sequences=args.eval_sequences,
         micro_batch_sequences=args.micro_batch, keep_last=args.keep_last,
         save_every_steps=args.save_every_steps, parallel=args.parallel, precision=args.precision,
-        compile=args.compile, progress=not args.no_progress, cross=args.init_from is not None,
+        compile=args.compile, log_every_steps=args.log_every, progress=not args.no_progress, cross=args.init_from is not None,
         num_workers=args.workers, tensorboard=args.tensorboard)
     if args.pair:
         return _in_world(args.device, lambda world: runs.start_pair(args.out, recipe, options, world))
