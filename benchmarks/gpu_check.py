@@ -319,7 +319,8 @@ def pair(args) -> dict:
                                            tokens=steps * batch * seq, warmup=2 * batch * seq))
     subprocess.run(_train_command(args, recipe, out, "--pair"), check=True, capture_output=True)
     found = {}
-    for member, auto in (("encoder", transformers.AutoModelForMaskedLM), ("decoder", transformers.AutoModelForCausalLM)):
+    autos = {"encoder": transformers.AutoModelForMaskedLM, "decoder": transformers.AutoModelForCausalLM}
+    for member, auto in autos.items():
         export = out.parent / f"pair-hf-{member}"
         subprocess.run([sys.executable, "-m", "twofold", "export", str(out), "--member", member, "--out", str(export)],
                        check=True, capture_output=True)

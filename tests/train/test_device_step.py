@@ -8,7 +8,6 @@ implementation of its custom ops with the kernel's documented semantics; everyth
 """
 
 import dataclasses
-import functools
 import itertools
 import json
 import types
@@ -16,9 +15,9 @@ import types
 import numpy as np
 import pytest
 import torch
+from tests.model import varlen_standin
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from tests.model import varlen_standin
 from twofold.data.batches import Batch, target_capacity
 from twofold.data.loader import BatchLoader
 from twofold.model import TwofoldModel, preset

@@ -647,7 +647,8 @@ def test_a_step_with_one_labelled_token_takes_that_tokens_loss_and_gradient(tmp_
     loss, grad_norm, _ = trainer._accumulate(batch, recipe.phases[0])
     trainer.optimizer.step()
     assert loss.item() == pytest.approx(out.loss.item(), rel=1e-6)
-    assert grad_norm.item() == pytest.approx(expected_norm, rel=1e-5) and norms == [pytest.approx(expected_norm, rel=1e-5)]
+    assert grad_norm.item() == pytest.approx(expected_norm, rel=1e-5)
+    assert norms == [pytest.approx(expected_norm, rel=1e-5)]
 
 
 def test_tokens_per_second_counts_each_phases_own_tokens_and_time(tmp_path, tiny_store, monkeypatch):

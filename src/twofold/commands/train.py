@@ -98,7 +98,8 @@ def run_train(args: argparse.Namespace) -> int:
         eval_every_tokens=args.eval_every, eval_sequences=args.eval_sequences,
         micro_batch_sequences=args.micro_batch, keep_last=args.keep_last,
         save_every_steps=args.save_every_steps, parallel=args.parallel, precision=args.precision,
-        compile=args.compile, log_every_steps=args.log_every, progress=not args.no_progress, cross=args.init_from is not None,
+        compile=args.compile, log_every_steps=args.log_every, progress=not args.no_progress,
+        cross=args.init_from is not None,
         num_workers=args.workers, tensorboard=args.tensorboard)
     if args.pair:
         return _in_world(args.device, lambda world: runs.start_pair(args.out, recipe, options, world))

@@ -114,7 +114,8 @@ class Trainer:
         if initial is not None:
             self.model.load_state_dict(initial)
         if options.attention is not None and options.attention not in FAST_KERNELS:
-            raise TwofoldError(f"attention kernel {options.attention!r} is unknown; use one of {', '.join(FAST_KERNELS)}")
+            raise TwofoldError(f"attention kernel {options.attention!r} is unknown; "
+                               f"use one of {', '.join(FAST_KERNELS)}")
         self.model.attention_kernel = options.attention
         self.model.to(world.device)
         # FSDP2 swaps parameters for sharded ones: wrap first, then build the optimizer.
