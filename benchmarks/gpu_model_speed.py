@@ -31,45 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from model_speed import Case, build_models, make_batch, make_step  # noqa: E402
 
 from twofold.model import preset  # noqa: E402
-
-# Dense bf16 tensor-core peak (no sparsity), TFLOPS, by a substring of torch.cuda.get_device_name().
-PEAK_TFLOPS = [
-    ("H200", 989.0),  # H200 SXM
-    ("H100 NVL", 835.0),
-    ("H100 PCIe", 756.0),
-    ("H100", 989.0),  # H100 SXM (name ends "HBM3")
-    ("A100", 312.0),
-    ("L40S", 362.0),
-    ("A10G", 70.0),
-]
-
-
-def peak_tflops(device: torch.device, override: float | None) -> float | None:
-    if override:
-        return override
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((peak for key, peak in PEAK_TFLOPS if key in name), None)
-
-
-def model_flops(cfg, lengths: list[int], targets: int) -> float:
-    """Training FLOPs (3 x forward) of one step, counting only the work the objective needs."""
-    d, i, layers, v = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers, cfg.vocab_size
-    tokens = sum(lengths)
-    forward = 2 * tokens * layers * (4 * d * d + 3 * d * i)  # Wqkv, Wo, Wi (2I), mlp.Wo
-    r = cfg.window_radius
-    for local in (False, True):
-        layers_of_kind = sum((t == "sliding_attention") == local for t in cfg.layer_types)
-        for n in lengths:  # keys per query, summed over the sequence
-            if cfg.causal:
-                keys = sum(min(q + 1, r) if local else q + 1 for q in range(n))
-            else:
-                keys = sum(min(n, q + r + 1) - max(0, q - r) if local else n for q in range(n))
-            forward += layers_of_kind * 2 * 2 * keys * d  # scores and weighted values
-    forward += 2 * targets * (d * d + d * v)  # head dense + vocab projection
-    return 3.0 * forward
-
+from twofold.model.flops import peak_flops, training_flops  # noqa: E402
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -96,7 +58,7 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(min(torch.get_num_threads(), 4))
-    peak = peak_tflops(device, args.peak_tflops)
+    peak = args.peak_tflops or (peak_flops(device) or 0) / 1e12 or None
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     import transformers
 
@@ -134,7 +96,7 @@ def main(argv=None) -> int:
                 if i >= args.warmup:
                     rates[n].append(batch.tokens / (time.perf_counter() - t0))
             if i >= args.warmup:
-                flops.append(model_flops(cfg, batch.lengths, targets) / batch.tokens)
+                flops.append(training_flops(cfg, batch.lengths, targets) / batch.tokens)
         del models, steps
         flops_per_token = statistics.mean(flops)
         for n, r in rates.items():
