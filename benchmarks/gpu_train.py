@@ -1,9 +1,8 @@
 #!/usr/bin/env python
 """GPU training throughput of a real run: ettin-150m shape, bf16 autocast, packed, seq 1024.
 
-Tokens/s (after warm-up) and MFU = 6 · N · tokens/s / peak bf16 FLOP/s, with N the
-non-embedding parameters plus the vocabulary projection (an estimate: sparse MLM prediction
-runs the projection on ~30% of tokens only, so MFU is a slight overestimate for MLM).
+Tokens/s and MFU after warm-up, both from the trainer's own metrics (MFU: `twofold.model.flops`,
+model FLOPs of real tokens over the card's dense bf16 peak, as `gpu_model_speed.py` counts).
 
     python benchmarks/gpu_train.py                                     # one GPU, no wrapper
     torchrun --nproc_per_node 1 benchmarks/gpu_train.py --parallel fsdp  # FSDP2 on one GPU
@@ -31,7 +30,6 @@ from twofold.train import loop, runs
 from twofold.train.distributed import join, leave
 from twofold.train.recipe import recipe_from_dict
 
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense tensor-core FLOP/s
 WARMUP = 5
 
 
@@ -42,7 +40,8 @@ def main() -> int:
     parser.add_argument("--micro-batch", type=int, default=32)
     parser.add_argument("--objective", choices=["mlm", "clm"], default="mlm")
     parser.add_argument("--parallel", choices=["ddp", "fsdp"], default="ddp")
-    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="default: the trainer's (on where a varlen kernel serves)")
     parser.add_argument("--store", help="token store to train on (default: the whole stdlib corpus, tokenized here)")
     parser.add_argument("--smoke", action="store_true", help="tiny shape, 8 steps: proves the script runs (CPU too)")
     parser.add_argument("--json")
@@ -73,7 +72,7 @@ def main() -> int:
         options = loop.Options(stores=(str(store),), objective=args.objective,
                                precision="fp32" if args.smoke and not torch.cuda.is_available() else "bf16",
                                micro_batch_sequences=args.micro_batch, parallel=args.parallel,
-                               compile=args.compile, progress=world.main)
+                               compile=args.compile, log_every_steps=WARMUP, progress=world.main)
         started = time.perf_counter()
         runs.start(root / "run", recipe, options, world)
         wall = time.perf_counter() - started
@@ -82,22 +81,17 @@ def main() -> int:
     if not world.main:
         return 0
     steps = [line for line in lines if "loss" in line]
-    ends = [s["phase_tokens"] / s["tokens_per_s"] for s in steps]
-    timed = sum(s["batch_sequences"] * seq_len for s in steps[WARMUP:])
-    speed = timed / (ends[-1] - ends[WARMUP - 1])
-    from twofold.model import TwofoldModel, preset
-
-    with torch.device("meta"):
-        model = TwofoldModel(preset(model_name))
-    n = model.num_parameters(exclude_embeddings=True) + model.decoder.weight.numel()
+    # Records are read in windows (--log-every): time and FLOPs so far, at the window ends.
+    ends = [(s["phase_tokens"], s["phase_tokens"] / s["tokens_per_s"], s["mfu"]) for s in steps]
+    (t0, e0, m0), (t1, e1, m1) = ends[WARMUP - 1], ends[-1]
+    speed = (t1 - t0) / (e1 - e0)
+    mfu = None if m1 is None else (m1 * e1 - m0 * e0) / (e1 - e0)
     name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
     memory = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     result = {"device": name, "model": model_name, "objective": args.objective, "parallel": args.parallel,
               "compile": args.compile,
               "batch_sequences": args.batch, "micro_batch": args.micro_batch, "seq_len": seq_len,
-              "tokens_per_s": round(speed), "mfu": round(6 * n * speed / peak, 4) if peak else None,
-              "params_counted": n, "wall_s": round(wall, 1), "final_loss": steps[-1]["loss"],
+              "tokens_per_s": round(speed), "mfu": mfu and round(mfu, 4), "wall_s": round(wall, 1), "final_loss": steps[-1]["loss"],
               "max_memory_gib": memory and round(memory, 2),
               "torch": torch.__version__, "command": " ".join(sys.argv)}
     print(json.dumps(result, indent=1))
