@@ -141,9 +141,10 @@ model: tiny
 seed: 5
 optimizer: {name: stable_adamw, lr: 1.0e-3, betas: [0.9, 0.98], eps: 1.0e-6, grad_clip: 1.0}
 phase:
-  pretrain: {tokens: 1024, seq_len: 32, mask_rate: 0.3, batch_sequences: 8, checkpoint_every_tokens: 1K, tag: step}
-  decay: {tokens: 768, seq_len: 32, mask_rate: 0.15, lr_decay: linear, batch_sequences: 8,
-          checkpoint_every_tokens: 1K, tag: decay}
+  pretrain: {tokens: 1024, seq_len: 32, mask_rate: 0.3, batch_sequences: 8, checkpoint_every_tokens: 1K, tag: step,
+             rope_theta_global: 10000}
+  decay: {tokens: 768, seq_len: 32, mask_rate: 0.3, lr_decay: linear, batch_sequences: 8,
+          checkpoint_every_tokens: 1K, tag: decay, rope_theta_global: 160000}
 """
 
 
@@ -168,7 +169,7 @@ def test_micro_batches_of_any_structure_run_one_compiled_graph(tmp_path, short_d
     """The trainer's own torch.compile call (fullgraph, fixed shapes), with AOTAutograd's eager
     backend (Inductor's code generation takes minutes on this CPU and is not what is tested):
     seven steps of three micro-batches each, of different document structure, across two phases of
-    one shape, compile once and never again."""
+    one shape (another RoPE θ: the model's buffers change in place), compile once and never again."""
     real = torch.compile
     monkeypatch.setattr(torch, "compile", lambda net, **how: real(net, backend="aot_eager", **how))
     monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)

@@ -61,22 +61,25 @@ class StableAdamW(torch.optim.Optimizer):
         torch._foreach_mul_(exp_avg_sq, beta2)
         torch._foreach_addcmul_(exp_avg_sq, grads, grads, value=1 - beta2)
         # Update clipping: per tensor, RMS(g² / max(v̂, eps²)) = ‖g / sqrt(c2·max(v̂, eps²))‖ · sqrt(c2 / numel).
+        # One scratch list serves every temporary (fresh memory per operation costs more than the
+        # arithmetic on a CPU).
         scratch = torch._foreach_clamp_min(exp_avg_sq, eps * eps * c2)
         torch._foreach_sqrt_(scratch)
-        torch._foreach_div_(scratch, grads)  # sqrt(c2·max(v̂, eps²)) / g: its norm is not what we need,
-        torch._foreach_reciprocal_(scratch)  # so back to g / sqrt(…) in place (g = 0 gives 0 / x = 0)
-        squares = torch.stack(torch._foreach_norm(scratch)).square()
-        squares = _sum_over_shards(squares, params)
+        torch._foreach_div_(scratch, grads)  # sqrt(c2·max(v̂, eps²)) / g, then its reciprocal
+        torch._foreach_reciprocal_(scratch)  # g / sqrt(…), in place (g = 0 gives 0)
+        squares = _sum_over_shards(torch.stack(torch._foreach_norm(scratch)).square(), params)
         numel = torch.tensor([param.numel() for param in params], dtype=squares.dtype, device=squares.device)
         lr = group["lr"] / (squares * c2 / numel).sqrt().clamp(min=1.0)  # [tensors], on the device
         if group["weight_decay"]:
             torch._foreach_mul_(work, list((1 - group["weight_decay"] / group["max_lr"] * lr).unbind()))
-        denominator = torch._foreach_sqrt(exp_avg_sq)  # sqrt(v̂) + eps
-        torch._foreach_div_(denominator, math.sqrt(c2))
-        torch._foreach_add_(denominator, eps)
-        update = torch._foreach_div(exp_avg, denominator)
-        torch._foreach_mul_(update, list((-lr / c1).unbind()))
-        torch._foreach_add_(work, update)
+        torch._foreach_copy_(scratch, exp_avg_sq)  # the step: m̂ / (sqrt(v̂) + eps) · lr
+        torch._foreach_sqrt_(scratch)
+        torch._foreach_div_(scratch, math.sqrt(c2))
+        torch._foreach_add_(scratch, eps)
+        torch._foreach_reciprocal_(scratch)
+        torch._foreach_mul_(scratch, exp_avg)
+        torch._foreach_mul_(scratch, list((-lr / c1).unbind()))
+        torch._foreach_add_(work, scratch)
         for x, y in zip(data, work):
             if x is not y:
                 x.copy_(y)
