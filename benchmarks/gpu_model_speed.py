@@ -33,6 +33,7 @@ from model_speed import Case, build_models, make_batch, make_step  # noqa: E402
 from twofold.model import preset  # noqa: E402
 from twofold.model.flops import peak_flops, training_flops  # noqa: E402
 
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
