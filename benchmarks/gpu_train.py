@@ -91,7 +91,8 @@ def main() -> int:
     result = {"device": name, "model": model_name, "objective": args.objective, "parallel": args.parallel,
               "compile": args.compile,
               "batch_sequences": args.batch, "micro_batch": args.micro_batch, "seq_len": seq_len,
-              "tokens_per_s": round(speed), "mfu": mfu and round(mfu, 4), "wall_s": round(wall, 1), "final_loss": steps[-1]["loss"],
+              "tokens_per_s": round(speed), "mfu": mfu and round(mfu, 4), "wall_s": round(wall, 1),
+              "final_loss": steps[-1]["loss"],
               "max_memory_gib": memory and round(memory, 2),
               "torch": torch.__version__, "command": " ".join(sys.argv)}
     print(json.dumps(result, indent=1))
