@@ -16,7 +16,7 @@ A step never waits for the host where a varlen attention kernel serves (CUDA, bf
 micro-batch carries its layout and target rows built on the host, padded to fixed shapes
 (`Batch.with_targets`) and copied without blocking; the model is compiled once per shape;
 loss and gradient norm stay on the device and are read, with the non-finite check, every
-`log_every_steps` steps and before any evaluation or checkpoint (`_flush`). Each step's
+`log_every_steps` steps and before any evaluation or checkpoint (`_read`). Each step's
 record is still written. On the CPU every step is read at once (a read costs nothing there).
 """
 
@@ -129,10 +129,12 @@ class Trainer:
         self.metrics_kept_to: int | None = 0
         if resume:
             self._restore()
+        self.compute_dtype = _compute_dtype(options.precision, world.device)
         self.autocast = _autocast(options.precision, world.device)
         fast = self._varlen_serves()
         self.fixed_shapes = fast if options.fixed_shapes is None else options.fixed_shapes
         if self.fixed_shapes and fast if options.compile is None else options.compile:
+            # One graph for a bare model; DDP's optimizer splits the graph at its gradient buckets.
             self.net = _compiled(self.net, whole=self.net is self.model and options.parallel == "ddp")
         self.log_every = options.log_every_steps or (10 if world.device.type == "cuda" else 1)
         if self.log_every < 1:
@@ -158,8 +160,7 @@ class Trainer:
         micro-batches are padded to fixed shapes and the model is compiled, by default."""
         if self.options.attention is not None:
             return True
-        probe = torch.empty(0, device=self.world.device, dtype=self.autocast.fast_dtype
-                            if self.autocast._enabled else torch.float32)
+        probe = torch.empty(0, device=self.world.device, dtype=self.compute_dtype)
         return fast_kernel(probe, self.model.config.attention_dropout) is not None
 
     def _seed(self, phase: Phase) -> int:
@@ -248,11 +249,12 @@ class Trainer:
         device, world = self.world.device, self.world
         if world.distributed:  # the global count stays on the device: nothing waits for it
             total = sum_across(_on(device, torch.tensor([float(targets)], dtype=torch.float64)), world)[0]
+            total = total.clamp(min=1.0)
         else:
-            total = torch.tensor(float(targets), dtype=torch.float64)
+            total = float(max(targets, 1))
         # Sum of token losses over the global batch / its targets, whatever the split: DDP
         # averages gradients over ranks, hence the world-size factor.
-        scale = (world.world_size / total.clamp(min=1.0)).to(device, non_blocking=True)
+        scale = world.world_size / total
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         for i, part in enumerate(micro):
             part = part.to(device, non_blocking=True)
@@ -263,7 +265,7 @@ class Trainer:
                 out = forward(self.net, part)
                 (out.loss * out.num_targets * scale).backward()
             loss_sum += out.loss.detach().double() * out.num_targets
-        loss = sum_across(loss_sum, world) / total.to(device).clamp(min=1.0)
+        loss = sum_across(loss_sum, world) / total
         return loss, clip_grad_norm(self.model, self.recipe.optimizer.grad_clip)
 
     def _with_targets(self, micro: list, phase: Phase) -> list:
@@ -434,11 +436,16 @@ class _HeldOut:
         return (total[0] / total[1].clamp(min=1)).item()
 
 
-def _autocast(precision: str, device: torch.device):
+def _compute_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """bf16 (autocast) or fp32: `auto` is bf16 on a GPU that has it."""
     if precision not in ("auto", "fp32", "bf16"):
         raise TwofoldError(f"--precision {precision!r}: use auto, fp32 or bf16")
     bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    if precision == "bf16" or (precision == "auto" and bf16_ok):
+    return torch.bfloat16 if precision == "bf16" or (precision == "auto" and bf16_ok) else torch.float32
+
+
+def _autocast(precision: str, device: torch.device):
+    if _compute_dtype(precision, device) == torch.bfloat16:
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return torch.autocast(device.type, enabled=False)
 
