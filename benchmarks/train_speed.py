@@ -86,7 +86,7 @@ class BareLoop:
         self.optimizer = build_optimizer(self.model, r.optimizer)
         loader = BatchLoader.from_spec([str(store)], self.phase.data(seed=r.seed), objective="mlm",
                                        model_vocab_size=config.vocab_size)
-        self.batches = [loader.batch(s) for s in range(steps)]
+        self.batches = [loader.batch(s).with_targets() for s in range(steps)]  # as the trainer hands them
         self.schedule = self.phase.lr_schedule(r.optimizer.lr)
         self.tokens = self.phase.batch_sequences * self.phase.seq_len
 
