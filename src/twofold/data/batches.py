@@ -39,6 +39,7 @@ class Batch:
     token_hash: str = ""  # of the rank's tokens before masking: equal for encoder and decoder
     target_index: torch.Tensor | None = None  # int64 [T]: tokens with a label (padded: 0)
     target_labels: torch.Tensor | None = None  # int64 [T]: their labels (padded: IGNORE_INDEX)
+    step_tokens: int = 0  # real tokens of the step's global batch (every rank's part), set by the loader
 
     @property
     def num_tokens(self) -> int:

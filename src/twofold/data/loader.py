@@ -36,7 +36,12 @@ from twofold.errors import TwofoldError
 
 STATE_FORMAT = "twofold-loader/1"
 # State keys that must match on resume (the step and the sequence count are checked apart).
-_PINNED = ("fingerprint", "mixture", "seed", "seq_len", "layout")
+_PINNED = ("fingerprint", "mixture", "seed", "seq_len", "layout", "min_row_tokens")
+# Rows of a batch: `packed` windows of seq_len tokens (documents share a row); `documents`:
+# one document chunk per row, chunks under `min_row_tokens` dropped, as Ettin's published runs
+# (`sequence_packing: false`); `document`: the same keeping every chunk.
+LAYOUTS = ("packed", "documents", "document")
+MIN_ROW_TOKENS = 128  # Ettin's published chunking drops shorter chunks
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class DataSpec:
     mask_rate: float  # MLM only
     seed: int
     layout: str = "packed"
+    min_row_tokens: int = MIN_ROW_TOKENS  # `documents` layout only
 
 
 class BatchLoader:
@@ -57,14 +63,14 @@ class BatchLoader:
     def from_spec(cls, stores: Sequence[TokenStore | str | Path], spec: DataSpec, **how) -> BatchLoader:
         """A loader for `spec`; `how` are the other keywords (objective, rank, world_size, …)."""
         return cls(stores, spec.mixture, seq_len=spec.seq_len, batch_size=spec.batch, seed=spec.seed,
-                   mask_rate=spec.mask_rate, layout=spec.layout, **how)
+                   mask_rate=spec.mask_rate, layout=spec.layout, min_row_tokens=spec.min_row_tokens, **how)
 
     def __init__(self, stores: Sequence[TokenStore | str | Path], mixture: Mixture, *,
                  seq_len: int, batch_size: int | BatchSchedule, objective: str = "mlm",
                  seed: int = 21, rank: int = 0, world_size: int = 1,
                  layout: str = "packed", mask_rate: float = 0.3,
                  num_workers: int = 0, run_dir: str | Path | None = None,
-                 model_vocab_size: int | None = None):
+                 model_vocab_size: int | None = None, min_row_tokens: int = MIN_ROW_TOKENS):
         self.corpus = Corpus([s if isinstance(s, TokenStore) else TokenStore(s) for s in stores])
         if model_vocab_size is not None and self.corpus.vocab_size > model_vocab_size:
             raise TwofoldError(
@@ -73,11 +79,15 @@ class BatchLoader:
             )
         self.mixture = mixture
         self.probabilities = mixture.probabilities(self.corpus.group_tokens)
+        if layout not in LAYOUTS:
+            raise TwofoldError(f"data: layout {layout!r} is unknown; use one of {', '.join(LAYOUTS)}")
         self.seed, self.seq_len, self.layout = seed, seq_len, layout
+        self.min_row_tokens = min_row_tokens if layout == "documents" else None
         self.objective, self.mask_rate = objective, mask_rate
         self.rank, self.world_size = rank, world_size
         rank_slice(world_size, rank, world_size)  # validates rank / world size early
-        self.sampler = SequenceSampler(self.corpus, self.probabilities, seed, seq_len, layout)
+        self.sampler = SequenceSampler(self.corpus, self.probabilities, seed, seq_len,
+                                       "packed" if layout == "packed" else "document", self.min_row_tokens or 0)
         self.steps = StepPlan(batch_size, seq_len)
         self.masker = masker_for(objective, mask_rate, self.corpus.vocab_size, self.corpus.special_ids)
         if num_workers < 0:
@@ -95,9 +105,21 @@ class BatchLoader:
         first = self.steps.first_sequence(step)
         start, stop = rank_slice(self.steps.size(step), self.rank, self.world_size)
         picked = [self.sampler.sequence(k) for k in range(first + start, first + stop)]
-        return build_batch(self.corpus, [segments for _, segments in picked], step=step,
-                           rank=self.rank, first_sequence=first + start, seed=self.seed,
-                           masker=self.masker, groups=[group for group, _ in picked])
+        batch = build_batch(self.corpus, [segments for _, segments in picked], step=step,
+                            rank=self.rank, first_sequence=first + start, seed=self.seed,
+                            masker=self.masker, groups=[group for group, _ in picked])
+        batch.step_tokens = self.step_tokens(step)
+        return batch
+
+    def step_tokens(self, step: int) -> int:
+        """Real tokens in the global batch of `step` (all ranks): sequences × seq_len when packed;
+        with a row per document chunk, the sum of the rows' lengths (so it varies by step)."""
+        size = self.steps.size(step)
+        if self.layout == "packed":
+            return size * self.seq_len
+        first = self.steps.first_sequence(step)
+        return sum(end - begin for k in range(first, first + size)
+                   for _, _, begin, end in self.sampler.sequence(k)[1])
 
     def __iter__(self) -> Iterator[Batch]:
         if self.run_dir is not None and self.order_log is None:
@@ -124,11 +146,11 @@ class BatchLoader:
             raise TwofoldError(f"data loader state: format {state.get('format')!r} is not {STATE_FORMAT!r}")
         mine = self.describe()
         for key in _PINNED:
-            if state.get(key) != mine[key]:
+            if state.get(key) != mine.get(key):
                 what = "token store" if key == "fingerprint" else key
                 raise TwofoldError(
                     f"data loader state: {what} differs from the checkpoint's ({key} "
-                    f"{state.get(key)!r} vs {mine[key]!r}); resume with the same data settings "
+                    f"{state.get(key)!r} vs {mine.get(key)!r}); resume with the same data settings "
                     "or start a new run"
                 )
         step = int(state["step"])
@@ -153,6 +175,7 @@ class BatchLoader:
             "seed": self.seed,
             "seq_len": self.seq_len,
             "layout": self.layout,
+            **({"min_row_tokens": self.min_row_tokens} if self.min_row_tokens is not None else {}),
             "objective": self.objective,
             "mask_rate": self.mask_rate,
             "world_size": self.world_size,

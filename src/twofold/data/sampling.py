@@ -6,7 +6,9 @@ an order permuted by `rng(seed, group, epoch)`, each document written as `[CLS] 
 - `packed`: the i-th window of `seq_len` tokens of the stream; several documents share a
   window and a document may continue in the next one (its boundaries are kept as segments);
 - `document`: the i-th chunk of at most `seq_len` tokens, one document per sequence (a long
-  document gives several consecutive chunks).
+  document gives several consecutive chunks). With `min_chunk`, chunks shorter than that
+  (a short document, the tail of a long one) are left out of the stream: the rows Ettin's
+  published runs trained on (no sequence packing; arXiv 2507.11412).
 
 Global sequences are dealt to groups by `Interleave`: blocks of B sequences in which group g
 gets a fixed quota q_g ≈ p_g·B, at positions shuffled by `rng(seed, block)`. So the
@@ -93,14 +95,22 @@ class Corpus:
 class GroupStream:
     """The endless, epoch-permuted stream of one group's documents."""
 
-    def __init__(self, corpus: Corpus, group: str, seed: int, seq_len: int, layout: str):
+    def __init__(self, corpus: Corpus, group: str, seed: int, seq_len: int, layout: str, min_chunk: int = 0):
         self.stores, self.docs, lengths = corpus.group_documents(group)
         self.sizes = lengths + 2  # with [CLS] and [SEP]
         self.seq_len = seq_len
         self.layout = layout
-        # Units per document: tokens when packing, chunks of seq_len otherwise.
-        self.units = self.sizes if layout == "packed" else -(-self.sizes // seq_len)
+        # Units per document: tokens when packing, chunks of seq_len otherwise (the last, shorter
+        # chunk only if it has `min_chunk` tokens; it is the only chunk that can be short).
+        if layout == "packed":
+            self.units = self.sizes
+        else:
+            self.units = self.sizes // seq_len + (self.sizes % seq_len >= max(min_chunk, 1))
         self.epoch_units = int(self.units.sum())
+        if self.epoch_units == 0:
+            raise TwofoldError(f"data: group {group!r} has no document of at least {min_chunk} tokens "
+                               f"(with [CLS] and [SEP]) to make a row of; lower the recipe's min_row_tokens "
+                               "or add longer documents")
         self.key = (seed, STREAM_EPOCH, name_key(group))
         self._epochs: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
@@ -178,7 +188,7 @@ class SequenceSampler:
     """Global sequence k → its segments, for a corpus, mixture probabilities and seed."""
 
     def __init__(self, corpus: Corpus, probabilities: Mapping[str, float], seed: int,
-                 seq_len: int, layout: str = "packed"):
+                 seq_len: int, layout: str = "packed", min_chunk: int = 0):
         if layout not in LAYOUTS:
             raise TwofoldError(f"data: layout {layout!r} is unknown; use one of {', '.join(LAYOUTS)}")
         if seq_len < 3:
@@ -186,7 +196,7 @@ class SequenceSampler:
                                "need 2 positions and one token is needed; use seq_len >= 3")
         self.groups = sorted(probabilities)
         self.corpus = corpus
-        self.streams = [GroupStream(corpus, g, seed, seq_len, layout) for g in self.groups]
+        self.streams = [GroupStream(corpus, g, seed, seq_len, layout, min_chunk) for g in self.groups]
         self.interleave = Interleave([probabilities[g] for g in self.groups], seed)
 
     def sequence(self, k: int) -> tuple[str, list[Segment]]:

@@ -1,9 +1,10 @@
 """The training loop: one member of a pair (encoder: MLM, decoder: CLM) through a recipe.
 
 It writes into a member run directory (laid out by `twofold.train.rundir`): checkpoints,
-metrics and each phase's batch order. Time is counted in tokens (sequence slots: sequences ×
-seq_len). Every step takes the global batch the schedule gives at the tokens seen so far; the
-LR is evaluated at the tokens seen after the step. A phase ends with the step that reaches its
+metrics and each phase's batch order. Time is counted in real tokens: sequences × seq_len
+when rows are packed, the rows' own lengths with a row per document chunk (`layout:
+documents`, where tokens per step vary). Every step takes the global batch the schedule
+gives; the LR is evaluated at the tokens seen after the step. A phase ends with the step that reaches its
 token budget, and always with a tagged checkpoint. Each phase sets the model's RoPE θ and
 starts every rank's random streams (dropout) afresh. Everything a step depends on (weights,
 optimizer, loader step, each rank's RNG) is in the checkpoint, so a resumed run computes
@@ -38,7 +39,7 @@ from twofold.model.attention import FAST_KERNELS, fast_kernel
 from twofold.model.flops import peak_flops, training_flops
 from twofold.train import checkpoint, rng
 from twofold.train.distributed import World, barrier, sum_across, wrap
-from twofold.train.optim import build_optimizer, clip_grad_norm, set_lr
+from twofold.train.optim import build_optimizer, clip_grad_norm, set_lr, set_weight_decay
 from twofold.train.recipe import Phase, Recipe
 from twofold.train.rundir import RunDir
 from twofold.train.schedule import lr_at
@@ -184,21 +185,22 @@ class Trainer:
         self.bar = _bar(phase, p.phase_tokens, self.world.main and self.options.progress)
         self.clock = _Clock(time.perf_counter(), p.phase_tokens)
         batch_iter = iter(loader)
+        set_weight_decay(self.optimizer, self._weight_decay(phase))
         while p.phase_tokens < phase.tokens:
             batch = next(batch_iter)
             sequences = loader.steps.size(batch.step)
-            tokens_after = loader.steps.tokens_before(batch.step) + sequences * phase.seq_len
+            tokens_before, tokens_after = p.phase_tokens, p.phase_tokens + batch.step_tokens
             lr = lr_at(schedule, tokens_after)
             set_lr(self.optimizer, lr, peak=schedule.weight_decay_lr)
             loss, grad_norm, flops = self._accumulate(batch, phase)
             p.phase_step, p.phase_tokens = batch.step + 1, tokens_after
-            p.step, p.tokens = p.step + 1, p.tokens + sequences * phase.seq_len
+            p.step, p.tokens = p.step + 1, p.tokens + batch.step_tokens
             self.pending.append({"record": {
                 "step": p.step, "phase": phase.name, "tokens": p.tokens, "phase_tokens": p.phase_tokens,
                 "loss": loss, "lr": lr, "grad_norm": grad_norm, "batch_sequences": sequences,
-                "seq_len": phase.seq_len, "mask_rate": phase.mask_rate if self.options.objective == "mlm" else None},
+                "batch_tokens": batch.step_tokens, "seq_len": phase.seq_len,
+                "mask_rate": phase.mask_rate if self.options.objective == "mlm" else None},
                 "flops": flops, "batch_step": batch.step})
-            tokens_before = tokens_after - sequences * phase.seq_len
             due = self._checkpoint_due(phase, tokens_before, tokens_after)
             evaluate = evaluator is not None and (due or self._eval_due())
             save = due or self._periodic_save_due()
@@ -214,6 +216,9 @@ class Trainer:
                 self._save(checkpoint.checkpoint_tag(phase.tag, p.phase_step) if due else None, loader)
         if self.bar is not None:
             self.bar.close()
+
+    def _weight_decay(self, phase: Phase) -> float:
+        return self.recipe.optimizer.weight_decay if phase.weight_decay is None else phase.weight_decay
 
     def _checkpoint_due(self, phase: Phase, before: int, after: int) -> bool:
         every = phase.checkpoint_every_tokens

@@ -131,7 +131,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     for param in model.parameters():  # deduplicated: a tied weight appears once
         if param.requires_grad:
             (keep if id(param) in no_decay else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0}]
+    return [{"params": decay, "weight_decay": weight_decay, "decays": True},
+            {"params": keep, "weight_decay": 0.0, "decays": False}]
 
 
 def build_optimizer(model: nn.Module, config: OptimizerConfig,
@@ -155,6 +156,13 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float, peak: float | None = Non
         group["lr"] = lr
         if peak is not None and "max_lr" in group:
             group["max_lr"] = peak
+
+
+def set_weight_decay(optimizer: torch.optim.Optimizer, weight_decay: float) -> None:
+    """A phase's weight decay for the weights that decay (norms and biases never do)."""
+    for group in optimizer.param_groups:
+        if group.get("decays"):
+            group["weight_decay"] = weight_decay
 
 
 def clip_grad_norm(model: nn.Module, max_norm: float | None) -> torch.Tensor:

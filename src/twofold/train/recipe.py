@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from twofold.data.loader import DataSpec
+from twofold.data.loader import MIN_ROW_TOKENS, DataSpec
 from twofold.data.mixture import Mixture
 from twofold.data.order import BatchSchedule
 from twofold.errors import TwofoldError
@@ -45,6 +45,8 @@ from twofold.errors import TwofoldError
 ALL = "all"  # recipe spelling of "every group" (Mixture.groups = None)
 CROSS = "cross"
 LR_DECAYS = ("none", "linear", "cosine", "one_minus_sqrt")
+ROW_LAYOUTS = ("packed", "documents")
+BATCH_RAMPS = ("tokens", "steps")
 OPTIMIZERS = ("stable_adamw", "adamw")
 # Fields counted in tokens: `--scale` multiplies exactly these.
 TOKEN_FIELDS = ("tokens", "lr_warmup_tokens", "lr_decay_tokens", "batch_warmup_tokens",
@@ -95,7 +97,12 @@ class Phase:
     lr_min_ratio: float = 1.0
     batch_start_sequences: int | None = None  # None: no batch-size warmup
     batch_warmup_tokens: int = 0
+    batch_ramp: str = "tokens"  # the warmup grows the batch linearly in tokens seen, or in steps
     seed: int | None = None  # seed of the random streams (init, dropout) in this phase; None: the recipe's
+    layout: str = "packed"  # rows: packed windows of seq_len, or one document chunk per row (documents)
+    min_row_tokens: int = MIN_ROW_TOKENS  # documents: shorter chunks are dropped (at most seq_len applies)
+    mean_row_tokens: float | None = None  # documents: expected real tokens per row, for step estimates only
+    weight_decay: float | None = None  # decoupled weight decay in this phase; None: the optimizer's
 
     def lr_schedule(self, optimizer_lr: float) -> Schedule:
         decay_tokens = self.lr_decay_tokens
@@ -111,11 +118,20 @@ class Phase:
 
     @property
     def batch(self) -> BatchSchedule:
-        return BatchSchedule(self.batch_sequences, self.batch_start_sequences, self.batch_warmup_tokens)
+        return BatchSchedule(self.batch_sequences, self.batch_start_sequences, self.batch_warmup_tokens,
+                             ramp=self.batch_ramp)
 
     def data(self, seed: int) -> DataSpec:
         """What this phase's batches are made of (the data layer's description)."""
-        return DataSpec(self.mixture, self.seq_len, self.batch, self.mask_rate, seed)
+        # A row holds at most seq_len tokens, so no threshold above it (a phase scaled down to
+        # short sequences keeps its full rows).
+        return DataSpec(self.mixture, self.seq_len, self.batch, self.mask_rate, seed, layout=self.layout,
+                        min_row_tokens=min(self.min_row_tokens, self.seq_len))
+
+    @property
+    def row_tokens(self) -> float:
+        """Real tokens per row: seq_len when packed; the expected mean with a row per document chunk."""
+        return self.seq_len if self.layout == "packed" else min(self.mean_row_tokens or self.seq_len, self.seq_len)
 
 
 @dataclass(frozen=True)
@@ -613,6 +629,16 @@ def validate(recipe: Recipe, label: str) -> None:
         need(start is None or 1 <= start <= p.batch_sequences, f"{at}.batch_start_sequences", start,
              f"must be in [1, batch_sequences = {p.batch_sequences}] or null")
         need(p.batch_warmup_tokens >= 0, f"{at}.batch_warmup_tokens", p.batch_warmup_tokens, "must be >= 0")
+        need(p.batch_ramp in BATCH_RAMPS, f"{at}.batch_ramp", p.batch_ramp, f"must be one of {', '.join(BATCH_RAMPS)}")
+        need(p.layout in ROW_LAYOUTS, f"{at}.layout", p.layout, f"must be one of {', '.join(ROW_LAYOUTS)}")
+        need(p.min_row_tokens >= 1, f"{at}.min_row_tokens", p.min_row_tokens, "must be at least 1")
+        need(p.mean_row_tokens is None or p.mean_row_tokens > 0, f"{at}.mean_row_tokens", p.mean_row_tokens,
+             "must be positive or null")
+        # Rows of documents have no fixed length, so the batch's size cannot follow tokens seen.
+        need(p.layout == "packed" or p.batch_ramp == "steps" or not p.batch.warms_up, f"{at}.batch_ramp",
+             p.batch_ramp, "must be steps when the layout is documents and the batch warms up")
+        need(p.weight_decay is None or p.weight_decay >= 0, f"{at}.weight_decay", p.weight_decay,
+             "must be >= 0 or null")
         need(p.checkpoint_every_tokens > 0, f"{at}.checkpoint_every_tokens", p.checkpoint_every_tokens,
              "must be a positive token count")
         need(re.fullmatch(r"[A-Za-z][A-Za-z_-]*", p.tag) is not None, f"{at}.tag", p.tag,

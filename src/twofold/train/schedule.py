@@ -64,14 +64,20 @@ def lr_at(schedule: Schedule, tokens: float) -> float:
 
 
 def phase_steps(phase: Phase, multiple_of: int = 1) -> int:
-    """Optimizer steps a phase takes: each draws the batch due at the tokens seen before it,
-    and the step that reaches the phase's budget is its last."""
+    """Optimizer steps a phase takes: each draws the batch its ramp gives, and the step that
+    reaches the phase's budget is its last. With a row per document chunk the rows' lengths
+    vary: the count is the expected one at the phase's `mean_row_tokens` (seq_len if unknown)."""
     tokens, steps = 0, 0
-    batch = phase.batch
-    while tokens < min(phase.tokens, batch.warmup_tokens if batch.warms_up else 0):
-        tokens += batch.sequences_at(tokens, multiple_of) * phase.seq_len
-        steps += 1
-    full = batch.sequences_at(phase.tokens, multiple_of) * phase.seq_len
+    batch, row = phase.batch, phase.row_tokens
+    if batch.warms_up and batch.ramp == "steps":
+        while steps < batch.warmup_steps(phase.seq_len) and tokens < phase.tokens:
+            tokens += batch.sequences_at_step(steps, phase.seq_len, multiple_of) * row
+            steps += 1
+    elif batch.warms_up:
+        while tokens < min(phase.tokens, batch.warmup_tokens):
+            tokens += batch.sequences_at(tokens, multiple_of) * row
+            steps += 1
+    full = batch.sequences_at(phase.tokens, multiple_of) * row
     return steps + max(0, math.ceil((phase.tokens - tokens) / full))
 
 

@@ -47,13 +47,19 @@ def phase_table(recipe: Recipe) -> str:
     for phase in recipe.phase.values():
         s = phase.lr_schedule(recipe.optimizer.lr)
         b = phase.batch
-        batch = f"{b.start_sequences}→{b.sequences}/{human_tokens(b.warmup_tokens)}" if b.warms_up else str(b.sequences)
+        batch = str(b.sequences)
+        if b.warms_up:
+            ramp = " by steps" if b.ramp == "steps" else ""
+            batch = f"{b.start_sequences}→{b.sequences}/{human_tokens(b.warmup_tokens)}{ramp}"
+        steps = human_tokens(phase_steps(phase))
+        if phase.layout == "documents":  # rows of varying length: the expected count
+            steps = f"≈{steps} at {phase.row_tokens:g} tok/row"
         warm = f"warmup {human_tokens(s.warmup_tokens)}, " if s.warmup_tokens else ""
         rows.append([
-            phase.name, human_tokens(phase.tokens), human_tokens(phase_steps(phase)), str(phase.seq_len), batch,
+            phase.name, human_tokens(phase.tokens), steps, str(phase.seq_len), batch,
             f"{s.peak:.3g}", f"{warm}{s.start_ratio:g}→{s.min_ratio:g}",
             s.decay if s.decay == "none" else f"{s.decay} over {human_tokens(s.decay_tokens)}",
-            f"lr/{s.weight_decay_lr:.3g}",
+            f"lr/{s.weight_decay_lr:.3g}" + ("" if phase.weight_decay is None else f" (wd {phase.weight_decay:g})"),
             f"{phase.mask_rate:.0%}", f"{phase.rope_theta_global:g}/{phase.rope_theta_local:g}",
             _mixture(phase), human_tokens(phase.checkpoint_every_tokens), f"{phase.tag}N",
             str(recipe.seed if phase.seed is None else phase.seed),
@@ -68,6 +74,9 @@ def phase_table(recipe: Recipe) -> str:
              + f": model {recipe.model}, {opt.name} betas {tuple(opt.betas)} eps {opt.eps:g} "
              f"wd {opt.weight_decay:g}, seed {recipe.seed}, dropout {_dropout(recipe)}")
     notes = ["cross is a separate run (cross-objective continuation from step 0)"] if recipe.cross else []
+    if any(p.layout == "documents" for p in recipe.phase.values()):
+        notes.append("≈: one document chunk per row (layout documents), so tokens per step vary; the steps "
+                      "are those expected at the phase's mean_row_tokens")
     few = [p.name for p in recipe.phase.values() if phase_steps(p) < 10]
     if few:
         notes.append(f"note: {', '.join(few)} take(s) under 10 optimizer steps at this scale; shrink the "
