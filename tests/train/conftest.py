@@ -1,8 +1,10 @@
-"""A tiny token store (stdlib json + email, 512-token BPE) and a tiny recipe for loop tests."""
+"""A tiny token store (stdlib json + email, 512-token BPE), a tiny recipe for loop tests, and the
+weight decay each optimizer step applied."""
 
 from pathlib import Path
 
 import pytest
+import torch
 from tests.cache import cached
 
 TINY_RECIPE = """\
@@ -41,3 +43,29 @@ def tiny_recipe(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("recipes") / "tiny.yaml"
     path.write_text(TINY_RECIPE)
     return path
+
+
+@pytest.fixture
+def decay_applied(monkeypatch):
+    """The fraction by which each optimizer step shrank a decaying weight, measured on a probe
+    parameter with zero gradient added to the decaying group for that step (Adam moves it by 0)."""
+    from twofold.train import optim
+
+    applied = []
+    real = optim.StableAdamW.step
+
+    def step(self, closure=None):
+        probe = torch.ones(3, dtype=torch.float64, requires_grad=True)
+        probe.grad = torch.zeros_like(probe)
+        group = self.param_groups[0]
+        assert group["weight_decay"] > 0  # the group of weights that decay
+        group["params"].append(probe)
+        try:
+            return real(self, closure)
+        finally:
+            group["params"].pop()
+            self.state.pop(probe, None)
+            applied.append(1.0 - probe.detach()[0].item())
+
+    monkeypatch.setattr(optim.StableAdamW, "step", step)
+    return applied

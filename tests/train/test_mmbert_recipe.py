@@ -6,7 +6,7 @@ import torch
 
 from twofold.errors import TwofoldError
 from twofold.model import TwofoldModel, preset
-from twofold.train.optim import build_optimizer, set_lr
+from twofold.train.optim import build_optimizer, set_lr, set_weight_decay
 from twofold.train.recipe import load_recipe
 from twofold.train.schedule import lr_at
 
@@ -26,7 +26,9 @@ def applied_weight_decay(recipe, phase: str, fraction: float) -> float:
     p = recipe.phase[phase]
     schedule = p.lr_schedule(recipe.optimizer.lr)
     optimizer = build_optimizer(model, recipe.optimizer, peak_lr=schedule.peak)
-    set_lr(optimizer, lr_at(schedule, fraction * p.tokens), peak=schedule.peak)
+    # as the trainer sets them: the phase's weight decay, relative to the LR the phase starts from
+    set_weight_decay(optimizer, recipe.optimizer.weight_decay if p.weight_decay is None else p.weight_decay)
+    set_lr(optimizer, lr_at(schedule, fraction * p.tokens), peak=schedule.weight_decay_lr)
     weight = model.model.layers[1].mlp.Wi.weight
     before = weight.detach().clone()
     for parameter in model.parameters():

@@ -7,35 +7,10 @@ import json
 import math
 
 import pytest
-import torch
 
-from twofold.train import loop, optim, runs
+from twofold.train import loop, runs
 from twofold.train.distributed import World
 from twofold.train.recipe import load_recipe
-
-
-@pytest.fixture
-def decay_applied(monkeypatch):
-    """The fraction by which each optimizer step shrank a decaying weight, measured on a probe
-    parameter with zero gradient added to the decaying group for that step (Adam moves it by 0)."""
-    applied = []
-    real = optim.StableAdamW.step
-
-    def step(self, closure=None):
-        probe = torch.ones(3, dtype=torch.float64, requires_grad=True)
-        probe.grad = torch.zeros_like(probe)
-        group = self.param_groups[0]
-        assert group["weight_decay"] > 0  # the group of weights that decay
-        group["params"].append(probe)
-        try:
-            return real(self, closure)
-        finally:
-            group["params"].pop()
-            self.state.pop(probe, None)
-            applied.append(1.0 - probe.detach()[0].item())
-
-    monkeypatch.setattr(optim.StableAdamW, "step", step)
-    return applied
 
 
 def test_each_phase_decays_relative_to_the_lr_it_starts_from(tmp_path, tiny_store, tiny_recipe, decay_applied):

@@ -27,12 +27,17 @@ def register(subparsers) -> None:
                        help="with --resume on another number of ranks in the middle of a phase with dropout: "
                             "go on with fresh per-rank random streams (refused otherwise: they cannot be split)")
     start = train.add_mutually_exclusive_group()
-    start.add_argument("--init-from", metavar="RUN_OR_HF_DIR",
-                       help="cross-objective continuation: start from these weights and run the recipe's cross phase")
+    start.add_argument("--init-from", metavar="MODEL",
+                       help="start from these weights only (a Hugging Face directory, a run, or RUN@TAG; fresh "
+                            "optimizer): with --phase, that phase and the ones after; alone, the recipe's cross phase "
+                            "(cross-objective continuation)")
     start.add_argument("--branch-from", metavar="RUN_DIR",
                        help="start where RUN_DIR ended the phases this recipe shares with it (its checkpoint: "
                             "weights, optimizer, data position) and train the rest, e.g. an mmbert --variant's "
                             "decay from one mid-training run")
+    train.add_argument("--phase", metavar="NAME",
+                       help="start at this phase of the recipe (e.g. decay) and run it and the ones after, with that "
+                            "phase's schedule from its first step; with --init-from: continue a released model")
     train.add_argument("--eval-store", action="append", default=[], help="held-out token store (repeatable)")
     train.add_argument("--eval-every", type=token_count, help="held-out loss every N tokens (default: at checkpoints)")
     train.add_argument("--eval-sequences", type=at_least(1), default=32, help="sequences in the held-out set")
@@ -71,9 +76,9 @@ def run_train(args: argparse.Namespace) -> int:
     from twofold.train.loop import Options
 
     if args.resume:
-        if args.recipe or args.store or args.out or args.init_from or args.branch_from or args.variant:
+        if args.recipe or args.store or args.out or args.init_from or args.branch_from or args.variant or args.phase:
             raise TwofoldError("--resume continues a run as it was started; "
-                               "drop --recipe/--store/--out/--init-from/--branch-from/--variant")
+                               "drop --recipe/--store/--out/--init-from/--branch-from/--variant/--phase")
         overrides = {"progress": not args.no_progress, "reseed_rng": args.reseed_rng}
         return _in_world(args.device, lambda world: runs.resume_any(args.resume, world, overrides))
     if args.reseed_rng:
@@ -85,22 +90,26 @@ def run_train(args: argparse.Namespace) -> int:
     if not args.pair and not args.objective:
         raise TwofoldError("train needs --pair, or --objective mlm (encoder) / clm (decoder)")
     if args.pair and args.init_from:
-        raise TwofoldError("--init-from continues one model with the other objective; give --objective, not --pair")
+        raise TwofoldError("--init-from continues one model; give --objective mlm or clm, not --pair")
+    if args.phase and args.branch_from:
+        raise TwofoldError("--branch-from starts where the trunk's shared phases end; drop --phase")
     if args.pair and args.branch_from:
         raise TwofoldError("--branch-from continues one member run; give --objective and a member run "
                            "(e.g. --branch-from PAIR/encoder), not --pair")
-    from twofold.train.recipe import load_recipe
+    from twofold.train.loop import first_phase_index
+    from twofold.train.recipe import CROSS, load_recipe
 
     recipe = load_recipe(args.recipe, size=args.size, overrides=args.overrides, scale=args.scale,
                          budget=args.budget, variant=args.variant)
+    cross = args.phase == CROSS or (args.init_from is not None and args.phase is None)
     options = Options(
         stores=tuple(args.store), objective=args.objective or "mlm", eval_stores=tuple(args.eval_store),
         eval_every_tokens=args.eval_every, eval_sequences=args.eval_sequences,
         micro_batch_sequences=args.micro_batch, keep_last=args.keep_last,
         save_every_steps=args.save_every_steps, parallel=args.parallel, precision=args.precision,
-        compile=args.compile, log_every_steps=args.log_every, progress=not args.no_progress,
-        cross=args.init_from is not None,
-        num_workers=args.workers, tensorboard=args.tensorboard)
+        compile=args.compile, log_every_steps=args.log_every, progress=not args.no_progress, cross=cross,
+        first_phase=None if cross else args.phase, num_workers=args.workers, tensorboard=args.tensorboard)
+    first_phase_index(recipe, options)  # a phase the recipe lacks: refused before anything is written
     if args.pair:
         return _in_world(args.device, lambda world: runs.start_pair(args.out, recipe, options, world))
     if args.branch_from:

@@ -67,6 +67,7 @@ class Options:
     log_every_steps: int | None = None  # None: every step on the CPU, every 10 on a GPU
     progress: bool = True
     cross: bool = False  # run the recipe's `cross` phase (continuation) instead of the others
+    first_phase: str | None = None  # start at this phase of the recipe and run it and the ones after
     num_workers: int = 0
     tensorboard: bool = False  # also write the metrics as TensorBoard scalars under RUN/tensorboard
     reseed_rng: bool = False  # on resume with another number of ranks mid-phase with dropout: fresh streams
@@ -110,7 +111,8 @@ class Trainer:
 
         self.rundir, self.recipe, self.options, self.world = run, recipe, options, world
         self.phases: tuple[Phase, ...] = (recipe.cross,) if options.cross else recipe.phases
-        torch.manual_seed(self._seed(self.phases[0]))  # the same initial weights on every rank
+        start = first_phase_index(recipe, options)
+        torch.manual_seed(self._seed(self.phases[start]))  # the same initial weights on every rank
         self.model = TwofoldModel(model_config)
         if initial is not None:
             self.model.load_state_dict(initial)
@@ -121,9 +123,9 @@ class Trainer:
         self.model.to(world.device)
         # FSDP2 swaps parameters for sharded ones: wrap first, then build the optimizer.
         self.net = wrap(self.model, world, options.parallel)
-        first_peak = self.phases[0].lr_schedule(recipe.optimizer.lr).peak
+        first_peak = self.phases[start].lr_schedule(recipe.optimizer.lr).peak
         self.optimizer = build_optimizer(self.model, recipe.optimizer, peak_lr=first_peak)
-        self.progress = Progress()
+        self.progress = Progress(phase_index=start)
         self.resumed_data: dict | None = None  # the data loader state to continue from
         # metrics.jsonl keeps the records up to this step; cut by the first record written, so
         # that a resume the data loader refuses has changed nothing
@@ -370,6 +372,17 @@ class Trainer:
 
 
 # ---------------------------------------------------------------- pieces
+
+
+def first_phase_index(recipe: Recipe, options: Options) -> int:
+    """Where a run begins among its phases: 0, or the phase `--phase` names."""
+    if options.cross or options.first_phase is None:
+        return 0
+    names = [phase.name for phase in recipe.phases]
+    if options.first_phase not in names:
+        raise TwofoldError(f"--phase {options.first_phase}: recipe {recipe.name} has no such phase; "
+                           f"its phases: {', '.join(recipe.phase)}")
+    return names.index(options.first_phase)
 
 
 def _tensorboard_available() -> None:

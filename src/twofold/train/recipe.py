@@ -185,9 +185,10 @@ class Recipe:
     def cross(self) -> Phase | None:
         return self.phase.get(CROSS)
 
-    def check_groups(self, group_tokens: dict[str, int], cross: bool = False) -> None:
-        """Each phase of the run finds its languages (groups) in the stores; else one line naming the phase."""
-        for phase in (self.cross,) if cross else self.phases:
+    def check_groups(self, group_tokens: dict[str, int], cross: bool = False, first: int = 0) -> None:
+        """Each phase of the run (from its `first`) finds its languages (groups) in the stores; else
+        one line naming the phase."""
+        for phase in (self.cross,) if cross else self.phases[first:]:
             try:
                 phase.mixture.probabilities(group_tokens)
             except TwofoldError as error:

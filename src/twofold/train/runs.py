@@ -19,7 +19,7 @@ from twofold._version import __version__
 from twofold.errors import TwofoldError
 from twofold.train import checkpoint
 from twofold.train.distributed import World, barrier
-from twofold.train.loop import Options, Trainer
+from twofold.train.loop import Options, Trainer, first_phase_index
 from twofold.train.recipe import Recipe, recipe_from_dict
 from twofold.train.rundir import MEMBERS, PairDir, RunDir
 
@@ -139,15 +139,16 @@ def resume(run_dir: str | Path, world: World, overrides: dict | None = None) -> 
 
 def initial_model(recipe: Recipe, options: Options, init_from: str | None):
     """The model config for this run (the recipe's shape sized for the stores' tokenizer, its
-    training dropout and its first phase's RoPE θ), and the weights to start from
-    (cross-objective continuation) or None."""
+    training dropout and its first phase's RoPE θ), and the weights to start from (a
+    cross-objective continuation, or any phase continued from another model) or None."""
     from twofold.data.sampling import Corpus
     from twofold.data.store import TokenStore
     from twofold.model import preset
 
     corpus = Corpus([TokenStore(s) for s in options.stores])
-    recipe.check_groups(corpus.group_tokens, cross=options.cross)  # before anything is written
-    first = recipe.cross if options.cross and recipe.cross is not None else recipe.phases[0]
+    start = first_phase_index(recipe, options)
+    recipe.check_groups(corpus.group_tokens, cross=options.cross, first=start)  # before anything is written
+    first = recipe.cross if options.cross and recipe.cross is not None else recipe.phases[start]
     shape = preset(recipe.model, causal=options.objective == "clm", **recipe.dropout.model_fields(),
                    global_rope_theta=first.rope_theta_global, local_rope_theta=first.rope_theta_local)
     config = shape.for_tokenizer(corpus.vocab_size, corpus.special_ids)
@@ -164,17 +165,22 @@ def initial_model(recipe: Recipe, options: Options, init_from: str | None):
 
 
 def _weights_of(init_from: str):
-    """(ModelConfig, state dict) of a run's newest intact checkpoint or of a Hugging Face directory."""
+    """(ModelConfig, state dict) of a Hugging Face directory, a run's newest intact checkpoint,
+    or `RUN@TAG`, the run's checkpoint with that tag (e.g. `runs/enc@ext50854`)."""
     path = Path(init_from)
-    if RunDir.holds_run(path):
+    run, at, tag = init_from.rpartition("@")
+    if at and RunDir.holds_run(run):
+        model = RunDir(run).model(tag)
+    elif RunDir.holds_run(path):
         model = RunDir(path).model()
-        return model.config, model.state_dict()
-    if (path / "config.json").is_file():
+    elif (path / "config.json").is_file():
         from twofold.hf import load
 
         model = load(path)
-        return model.config, model.state_dict()
-    raise TwofoldError(f"--init-from {path}: neither a twofold run nor a Hugging Face model directory")
+    else:
+        raise TwofoldError(f"--init-from {path}: neither a twofold run (RUN or RUN@TAG) nor a Hugging Face "
+                           "model directory")
+    return model.config, model.state_dict()
 
 
 def start_pair(run_dir: str | Path, recipe: Recipe, options: Options, world: World,
