@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 _REPLACEMENT = "\ufffd"
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -15,6 +16,7 @@ class Document:
     doc_id: str  # stable: the same input gives the same id on every run
     source: str
     group: str
+    ids: Any = None  # pre-tokenized documents: their token ids (a 1-D integer array), text ""
 
 
 def decode_utf8(data: bytes) -> tuple[str, int]:

@@ -8,6 +8,11 @@ On the command line a source is `PATH`, `stdlib`, or `key=value,...` with the fi
 `SourceSpec`, e.g. `path=data/fr.jsonl,group=fr,text_field=content`. In a multilingual recipe a
 document's group is its language: a fixed `group=`, a record field `group_field=`, or the locale
 of a translation catalogue (`kind=gettext,path=django`).
+
+Pre-tokenized sources carry token ids instead of text: a JSONL field or Parquet column of
+integer lists named by `ids_field=` (e.g. `ids_field=input_ids`, the published Ettin data
+order's column), or NumPy `.npy` files (kind `numpy`: a 1-D array is one document, a 2-D array
+one document per row). The store checks the ids against the tokenizer's vocabulary.
 """
 
 from __future__ import annotations
@@ -23,9 +28,9 @@ from twofold.data.documents import Document, decode_utf8, replace_surrogates
 from twofold.errors import TwofoldError
 from twofold.files import sha256_file
 
-KINDS = ("text", "jsonl", "parquet", "hf", "stdlib", "gettext")
-LOCAL_KINDS = ("text", "jsonl", "parquet")
-_SUFFIX_KINDS = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+KINDS = ("text", "jsonl", "parquet", "numpy", "hf", "stdlib", "gettext")
+LOCAL_KINDS = ("text", "jsonl", "parquet", "numpy")
+_SUFFIX_KINDS = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".npy": "numpy"}
 _BLANK_LINES = re.compile(r"\n(?:[ \t\r\f\v]*\n)+")
 
 
@@ -37,6 +42,7 @@ class SourceSpec:
     group: str = ""  # fixed group label; defaults to `name`
     group_field: str = ""  # or take the group from this field of each record
     text_field: str = "text"
+    ids_field: str = ""  # JSONL/Parquet: pre-tokenized, token ids from this field instead of text
     id_field: str = ""  # take doc ids from this field instead of file:line
     split: str = "file"  # text files: one document per "file" or per "blank-line" block
     skip_bad_lines: bool = False  # JSONL: skip (and count) bad lines instead of stopping
@@ -107,7 +113,7 @@ def read_documents(spec: SourceSpec, stats: SourceStats | None = None) -> Iterat
         yield from catalogue_documents(spec.path, spec.part, spec.name)
         return
     files = input_files(spec)
-    reader = {"text": _read_text, "jsonl": _read_jsonl, "parquet": _read_parquet}[spec.kind]
+    reader = {"text": _read_text, "jsonl": _read_jsonl, "parquet": _read_parquet, "numpy": _read_numpy}[spec.kind]
     count = 0
     for file, relative in files:
         for document in reader(spec, file, relative, stats):
@@ -150,7 +156,7 @@ def input_files(spec: SourceSpec) -> list[tuple[Path, str]]:
         return [(root, root.name)]
     if not root.is_dir():
         raise TwofoldError(f"source {spec.path}: no such file or directory; check the path")
-    suffixes = {"jsonl": (".jsonl", ".json"), "parquet": (".parquet",)}.get(spec.kind)
+    suffixes = {"jsonl": (".jsonl", ".json"), "parquet": (".parquet",), "numpy": (".npy",)}.get(spec.kind)
     files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
     if suffixes:
         files = [p for p in files if p.suffix.lower() in suffixes]
@@ -183,21 +189,24 @@ def _read_jsonl(spec: SourceSpec, file: Path, relative: str, stats: SourceStats)
             stats.replaced_characters += replaced
             try:
                 record = json.loads(line)
-                text = record[spec.text_field]
+                text = "" if spec.ids_field else record[spec.text_field]
+                ids = _token_ids(record[spec.ids_field]) if spec.ids_field else None
                 if not isinstance(text, str):
                     raise TypeError
             except (ValueError, KeyError, TypeError):
                 if spec.skip_bad_lines:
                     stats.bad_lines_skipped += 1
                     continue
+                what = (f"a list of token ids {spec.ids_field!r}" if spec.ids_field
+                        else f"a string field {spec.text_field!r}")
                 raise TwofoldError(
-                    f"{file}:{line_number}: not a JSON object with a string field "
-                    f"{spec.text_field!r}; fix the line, set text_field=…, or skip_bad_lines=true"
+                    f"{file}:{line_number}: not a JSON object with {what}; fix the line, set "
+                    f"{'ids_field' if spec.ids_field else 'text_field'}=…, or skip_bad_lines=true"
                 ) from None
             fields = (text, _doc_id(spec, record, f"{relative}:{line_number}"), _group(spec, record, file, line_number))
             (text, replaced_text), (doc_id, replaced_id), (group, replaced_group) = map(replace_surrogates, fields)
             stats.replaced_characters += replaced_text + replaced_id + replaced_group
-            yield Document(text, doc_id, spec.name, group)
+            yield Document(text, doc_id, spec.name, group, ids)
     stats.files[str(file)] = digest.hexdigest()
 
 
@@ -209,19 +218,54 @@ def _read_parquet(spec: SourceSpec, file: Path, relative: str, stats: SourceStat
         parquet = pq.ParquetFile(file)
     except Exception as error:  # pyarrow raises ArrowInvalid and friends
         raise TwofoldError(f"{file}: not a readable Parquet file ({error})") from None
-    if spec.text_field not in parquet.schema_arrow.names:
+    column = spec.ids_field or spec.text_field
+    if column not in parquet.schema_arrow.names:
         raise TwofoldError(
-            f"{file}: no column {spec.text_field!r} (columns: "
-            f"{', '.join(parquet.schema_arrow.names)}); set text_field=…"
+            f"{file}: no column {column!r} (columns: "
+            f"{', '.join(parquet.schema_arrow.names)}); set {'ids_field' if spec.ids_field else 'text_field'}=…"
         )
     row = 0
     for batch in parquet.iter_batches(batch_size=1024):
         for record in batch.to_pylist():
             row += 1
-            text = record.get(spec.text_field)
-            if isinstance(text, str) and text:
+            text, ids = record.get(spec.text_field), None
+            if spec.ids_field:
+                try:
+                    text, ids = "", _token_ids(record[spec.ids_field])
+                except (TypeError, ValueError):
+                    raise TwofoldError(f"{file}: row {row}: column {spec.ids_field!r} is not a list of token ids; "
+                                       "give the column of integer lists (ids_field=…)") from None
+            if (isinstance(text, str) and text) or (ids is not None and len(ids)):
                 doc_id = _doc_id(spec, record, f"{relative}:{row}")
-                yield Document(text, doc_id, spec.name, _group(spec, record, file, row))
+                yield Document(text, doc_id, spec.name, _group(spec, record, file, row), ids)
+
+
+def _read_numpy(spec: SourceSpec, file: Path, relative: str, stats: SourceStats) -> Iterator[Document]:
+    """A 1-D integer array is one document; a 2-D one, one document per row."""
+    import numpy as np
+
+    stats.files[str(file)] = sha256_file(file)
+    try:
+        array = np.load(file, allow_pickle=False)  # never unpickle a data file
+    except (ValueError, OSError) as error:
+        raise TwofoldError(f"{file}: not a NumPy .npy array of token ids ({error})") from None
+    if array.ndim not in (1, 2) or array.dtype.kind not in "iu":
+        raise TwofoldError(f"{file}: holds a {array.ndim}-D {array.dtype} array; give 1-D (one document) or "
+                           "2-D (a document per row) integer token ids")
+    rows = [array] if array.ndim == 1 else list(array)
+    for index, ids in enumerate(rows):
+        if len(ids):
+            yield Document("", f"{relative}:{index}" if array.ndim == 2 else relative, spec.name, spec.group,
+                           ids.astype(np.int64))
+
+
+def _token_ids(value):
+    """A JSON or Parquet list of integers as an int64 array (ValueError / TypeError otherwise)."""
+    import numpy as np
+
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise TypeError("not a list of integers")
+    return np.asarray(value, dtype=np.int64)
 
 
 def _read_hf(spec: SourceSpec) -> Iterator[Document]:

@@ -88,7 +88,7 @@ def prepare_store(specs: Sequence[SourceSpec], tokenizer: Tokenizer, out: str | 
                       desc=f"prepare {out.name}") as bar:
                 for chunk, ids in _tokenized_chunks(_all_documents(specs, stats), tokenizer, chunk_chars):
                     for document, token_ids in zip(chunk, ids):
-                        writer.add(document, token_ids)
+                        writer.add(document, token_ids if document.ids is None else _given_ids(document, tokenizer))
                     bar.update(sum(len(d.text) for d in chunk))
                     bar.set_postfix(docs=writer.num_documents, tokens=writer.num_tokens, refresh=False)
             manifest = writer.finish(specs, stats, tokenizer)
@@ -383,7 +383,7 @@ def _chunks(documents: Iterable[Document], chunk_chars: int) -> Iterator[list[Do
     chunk, size = [], 0
     for document in documents:
         chunk.append(document)
-        size += len(document.text)
+        size += len(document.text) if document.ids is None else 4 * len(document.ids)
         if size >= chunk_chars:
             yield chunk
             chunk, size = [], 0
@@ -402,13 +402,35 @@ def _tokenized_chunks(documents: Iterable[Document], tokenizer: Tokenizer,
     with ThreadPoolExecutor(max_workers=in_flight) as pool:
         pending: deque = deque()
         for chunk in _chunks(documents, chunk_chars):
-            pending.append((chunk, pool.submit(tokenizer.encode_batch, [d.text for d in chunk])))
+            pending.append((chunk, pool.submit(_encode, tokenizer, chunk)))
             if len(pending) > in_flight:
                 chunk, future = pending.popleft()
                 yield chunk, future.result()
         while pending:
             chunk, future = pending.popleft()
             yield chunk, future.result()
+
+
+def _encode(tokenizer: Tokenizer, chunk: list[Document]) -> list:
+    """Token ids of a chunk's text documents; pre-tokenized ones keep theirs (None here)."""
+    texts = [d.text for d in chunk if d.ids is None]
+    encoded = iter(tokenizer.encode_batch(texts) if texts else [])
+    return [next(encoded) if d.ids is None else None for d in chunk]
+
+
+def _given_ids(document: Document, tokenizer: Tokenizer) -> np.ndarray:
+    """A pre-tokenized document's ids, checked against the vocabulary, without the [CLS] / [SEP]
+    it may be framed with (the store frames every document itself)."""
+    ids = document.ids
+    outside = ids[(ids < 0) | (ids >= tokenizer.vocab_size)]
+    if len(outside):
+        raise TwofoldError(
+            f"source {document.source}: document {document.doc_id} holds token id {int(outside[0])}, outside "
+            f"the tokenizer's vocabulary of {tokenizer.vocab_size}; prepare the ids with the tokenizer they "
+            "were made with (--tokenizer)")
+    start = 1 if len(ids) and ids[0] == tokenizer.special.cls else 0
+    stop = len(ids) - 1 if len(ids) > start and ids[-1] == tokenizer.special.sep else len(ids)
+    return ids[start:stop]
 
 
 def _total_size(specs: Sequence[SourceSpec]) -> int | None:
