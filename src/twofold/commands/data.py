@@ -198,7 +198,10 @@ def run_show_batch(args) -> int:
         offsets = batch.sequence_offsets.tolist()
         for j, segments in enumerate(batch.segments):
             start, stop = offsets[j], offsets[j + 1]
-            names = ", ".join(f"{stores[s].doc_ids[d]}[{b}:{e}]" for s, d, b, e in segments)
+            if "order" in description:  # a replayed order's row: file and row
+                names = ", ".join(f"{description['order']['files'][s]}:{d}" for s, d, _, _ in segments)
+            else:
+                names = ", ".join(f"{stores[s].doc_ids[d]}[{b}:{e}]" for s, d, b, e in segments)
             print(f"  sequence {batch.first_sequence + j} ({batch.groups[j]}): {names}")
             ids = batch.input_ids[start:stop].tolist()
             if tokenizer is None:

@@ -38,6 +38,9 @@ def register(subparsers) -> None:
     train.add_argument("--phase", metavar="NAME",
                        help="start at this phase of the recipe (e.g. decay) and run it and the ones after, with that "
                             "phase's schedule from its first step; with --init-from: continue a released model")
+    train.add_argument("--order", metavar="DIR",
+                       help="replay a published batch order (Parquet files with input_ids and step columns, e.g. "
+                            "jhu-clsp/ettin-data-order): the first phase run trains step by step on exactly its rows")
     train.add_argument("--eval-store", action="append", default=[], help="held-out token store (repeatable)")
     train.add_argument("--eval-every", type=token_count, help="held-out loss every N tokens (default: at checkpoints)")
     train.add_argument("--eval-sequences", type=at_least(1), default=32, help="sequences in the held-out set")
@@ -76,9 +79,10 @@ def run_train(args: argparse.Namespace) -> int:
     from twofold.train.loop import Options
 
     if args.resume:
-        if args.recipe or args.store or args.out or args.init_from or args.branch_from or args.variant or args.phase:
+        if (args.recipe or args.store or args.out or args.init_from or args.branch_from or args.variant or args.phase
+                or args.order):
             raise TwofoldError("--resume continues a run as it was started; "
-                               "drop --recipe/--store/--out/--init-from/--branch-from/--variant/--phase")
+                               "drop --recipe/--store/--out/--init-from/--branch-from/--variant/--phase/--order")
         overrides = {"progress": not args.no_progress, "reseed_rng": args.reseed_rng}
         return _in_world(args.device, lambda world: runs.resume_any(args.resume, world, overrides))
     if args.reseed_rng:
@@ -91,6 +95,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise TwofoldError("train needs --pair, or --objective mlm (encoder) / clm (decoder)")
     if args.pair and args.init_from:
         raise TwofoldError("--init-from continues one model; give --objective mlm or clm, not --pair")
+    if args.order and args.branch_from:
+        raise TwofoldError("--order replays the first phase a run trains; a branch continues a trunk's: drop one")
     if args.phase and args.branch_from:
         raise TwofoldError("--branch-from starts where the trunk's shared phases end; drop --phase")
     if args.pair and args.branch_from:
@@ -108,7 +114,8 @@ def run_train(args: argparse.Namespace) -> int:
         micro_batch_sequences=args.micro_batch, keep_last=args.keep_last,
         save_every_steps=args.save_every_steps, parallel=args.parallel, precision=args.precision,
         compile=args.compile, log_every_steps=args.log_every, progress=not args.no_progress, cross=cross,
-        first_phase=None if cross else args.phase, num_workers=args.workers, tensorboard=args.tensorboard)
+        first_phase=None if cross else args.phase, order=args.order, num_workers=args.workers,
+        tensorboard=args.tensorboard)
     first_phase_index(recipe, options)  # a phase the recipe lacks: refused before anything is written
     if args.pair:
         return _in_world(args.device, lambda world: runs.start_pair(args.out, recipe, options, world))

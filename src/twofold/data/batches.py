@@ -153,13 +153,15 @@ def pack(pieces: list[list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.nda
 
 def build_batch(corpus: Corpus, sequences: list[list[Segment]], *, step: int, rank: int,
                 first_sequence: int, seed: int, masker: Masker | None,
-                groups: list[str] | None = None) -> Batch:
+                groups: list[str] | None = None, pieces: list[list[np.ndarray]] | None = None) -> Batch:
     """Assemble the tokens of `sequences` and apply the objective (MLM if `masker`, else CLM).
+    `pieces`: the segments' tokens when they come from elsewhere than the corpus (a replayed order).
 
     The MLM random stream of sequence j is keyed by (seed, step, global index), so the same
     sequence is masked the same way whichever rank or worker builds it.
     """
-    pieces = [[corpus.virtual_tokens(segment) for segment in sequence] for sequence in sequences]
+    if pieces is None:
+        pieces = [[corpus.virtual_tokens(segment) for segment in sequence] for sequence in sequences]
     ids, cu_seqlens, positions, sequence_offsets = pack(pieces)
     if len(ids) and int(ids.max()) >= corpus.vocab_size:  # before any model sees it
         _refuse_out_of_vocabulary(corpus, sequences, pieces)

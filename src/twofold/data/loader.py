@@ -36,7 +36,7 @@ from twofold.errors import TwofoldError
 
 STATE_FORMAT = "twofold-loader/1"
 # State keys that must match on resume (the step and the sequence count are checked apart).
-_PINNED = ("fingerprint", "mixture", "seed", "seq_len", "layout", "min_row_tokens")
+_PINNED = ("fingerprint", "mixture", "seed", "seq_len", "layout", "min_row_tokens", "order")
 # Rows of a batch: `packed` windows of seq_len tokens (documents share a row); `documents`:
 # one document chunk per row, chunks under `min_row_tokens` dropped, as Ettin's published runs
 # (`sequence_packing: false`); `document`: the same keeping every chunk.
@@ -59,6 +59,7 @@ class DataSpec:
 
 
 class BatchLoader:
+    total_steps: int | None = None  # endless; a replayed order (`twofold.data.replay`) ends
     @classmethod
     def from_spec(cls, stores: Sequence[TokenStore | str | Path], spec: DataSpec, **how) -> BatchLoader:
         """A loader for `spec`; `how` are the other keywords (objective, rank, world_size, …)."""
@@ -124,7 +125,7 @@ class BatchLoader:
     def __iter__(self) -> Iterator[Batch]:
         if self.run_dir is not None and self.order_log is None:
             self.order_log = OrderLog(self.run_dir, self.rank, self.describe())
-        steps = itertools.count(self.step)
+        steps = itertools.count(self.step) if self.total_steps is None else range(self.step, self.total_steps)
         if self.num_workers > 0:
             batches = iter(torch.utils.data.DataLoader(
                 _Steps(self), batch_size=None, sampler=steps, num_workers=self.num_workers,
@@ -180,6 +181,40 @@ class BatchLoader:
             "mask_rate": self.mask_rate,
             "world_size": self.world_size,
         }
+
+
+class _OrderSteps:
+    """The step plan of a replayed order: its steps' sizes as the order gives them."""
+
+    def __init__(self, order):
+        self.order = order
+
+    def size(self, step: int) -> int:
+        return int(self.order.sizes[step])
+
+    def first_sequence(self, step: int) -> int:
+        return int(self.order.starts[min(step, len(self.order))])
+
+
+class OrderLoader(BatchLoader):
+    """A phase's loader whose step s is step s of a published order (and which ends with it)."""
+
+    def __init__(self, order, stores, spec: DataSpec, **how):
+        """`order`: a `twofold.data.replay.PublishedOrder`."""
+        BatchLoader.__init__(self, stores, spec.mixture, seq_len=spec.seq_len, batch_size=spec.batch,
+                             seed=spec.seed, mask_rate=spec.mask_rate, **how)
+        self.order = order
+        self.steps = _OrderSteps(order)
+        self.total_steps = len(order)
+
+    def batch(self, step: int) -> Batch:
+        return self.order.batch(self.corpus, step, self.rank, self.world_size, seed=self.seed, masker=self.masker)
+
+    def step_tokens(self, step: int) -> int:
+        return sum(len(ids) for _, ids in self.order.rows(step))
+
+    def describe(self) -> dict:
+        return {**super().describe(), "order": self.order.describe()}
 
 
 class _Steps(torch.utils.data.Dataset):

@@ -92,9 +92,20 @@ def replay_batch(run_dir: str | Path, step: int, rank: int | None = None) -> lis
         )
     masker = masker_for(description["objective"], description["mask_rate"], corpus.vocab_size,
                         corpus.special_ids)
+    order = None
+    if "order" in description:  # a replayed published order: its rows come from its files
+        from twofold.data.replay import PublishedOrder
+
+        order = PublishedOrder(description["order"]["path"])
+        if order.fingerprint != description["order"]["fingerprint"]:
+            raise TwofoldError(f"{run_dir}: the order files in {order.folder} changed since the run; put them back")
     batches = []
     for record in read_step(run_dir, step):
         if rank is not None and record["rank"] != rank:
+            continue
+        if order is not None:
+            batches.append(order.batch(corpus, step, record["rank"], description["world_size"],
+                                       seed=description["seed"], masker=masker))
             continue
         sequences = [[tuple(segment) for segment in sequence] for sequence in record["sequences"]]
         _check_segments(corpus, sequences, run_dir, step)

@@ -32,8 +32,9 @@ from pathlib import Path
 import torch
 
 from twofold.data.batches import target_capacity
-from twofold.data.loader import BatchLoader, DataSpec
+from twofold.data.loader import BatchLoader, DataSpec, OrderLoader
 from twofold.data.order import BatchSchedule
+from twofold.data.replay import PublishedOrder
 from twofold.errors import TwofoldError
 from twofold.model.attention import FAST_KERNELS, fast_kernel
 from twofold.model.flops import peak_flops, training_flops
@@ -68,6 +69,7 @@ class Options:
     progress: bool = True
     cross: bool = False  # run the recipe's `cross` phase (continuation) instead of the others
     first_phase: str | None = None  # start at this phase of the recipe and run it and the ones after
+    order: str | None = None  # a published batch order (Parquet input_ids, step) the first phase replays
     num_workers: int = 0
     tensorboard: bool = False  # also write the metrics as TensorBoard scalars under RUN/tensorboard
     reseed_rng: bool = False  # on resume with another number of ranks mid-phase with dropout: fresh streams
@@ -111,7 +113,7 @@ class Trainer:
 
         self.rundir, self.recipe, self.options, self.world = run, recipe, options, world
         self.phases: tuple[Phase, ...] = (recipe.cross,) if options.cross else recipe.phases
-        start = first_phase_index(recipe, options)
+        self.start = start = first_phase_index(recipe, options)
         torch.manual_seed(self._seed(self.phases[start]))  # the same initial weights on every rank
         self.model = TwofoldModel(model_config)
         if initial is not None:
@@ -175,10 +177,13 @@ class Trainer:
         if p.phase_step == 0:  # a phase begun afresh; a resumed one has its streams back already
             rng.seed_streams(self._seed(phase), index, self.world.rank)
         data = phase.data(seed=self.recipe.seed + index)
-        loader = BatchLoader.from_spec(
-            list(self.options.stores), data, objective=self.options.objective, rank=self.world.rank,
-            world_size=self.world.world_size, num_workers=self.options.num_workers,
-            run_dir=self.rundir.phase_dir(phase.name), model_vocab_size=self.model.config.vocab_size)
+        how = dict(objective=self.options.objective, rank=self.world.rank, world_size=self.world.world_size,
+                   num_workers=self.options.num_workers, run_dir=self.rundir.phase_dir(phase.name),
+                   model_vocab_size=self.model.config.vocab_size)
+        if self.options.order is not None and index == self.start:  # the phase replays a published order
+            loader = OrderLoader(PublishedOrder(self.options.order), list(self.options.stores), data, **how)
+        else:
+            loader = BatchLoader.from_spec(list(self.options.stores), data, **how)
         if self.resumed_data is not None:  # refuses other stores, mixture, seed or seq_len
             loader.load_state_dict(self.resumed_data)
             self.resumed_data = None
@@ -188,7 +193,8 @@ class Trainer:
         self.clock = _Clock(time.perf_counter(), p.phase_tokens)
         batch_iter = iter(loader)
         set_weight_decay(self.optimizer, self._weight_decay(phase))
-        while p.phase_tokens < phase.tokens:
+        ends = loader.total_steps  # a replayed order ends the phase with its last step
+        while p.phase_tokens < phase.tokens and (ends is None or p.phase_step < ends):
             batch = next(batch_iter)
             sequences = loader.steps.size(batch.step)
             tokens_before, tokens_after = p.phase_tokens, p.phase_tokens + batch.step_tokens
@@ -203,7 +209,7 @@ class Trainer:
                 "batch_tokens": batch.step_tokens, "seq_len": phase.seq_len,
                 "mask_rate": phase.mask_rate if self.options.objective == "mlm" else None},
                 "flops": flops, "batch_step": batch.step})
-            due = self._checkpoint_due(phase, tokens_before, tokens_after)
+            due = self._checkpoint_due(phase, tokens_before, tokens_after) or p.phase_step == ends
             evaluate = evaluator is not None and (due or self._eval_due())
             save = due or self._periodic_save_due()
             read = evaluate or save or p.phase_tokens >= phase.tokens or len(self.pending) >= self.log_every

@@ -29,6 +29,8 @@ def start(run_dir: str | Path, recipe: Recipe, options: Options, world: World,
     """Create a member run (refusing to overwrite one) and train it to the end."""
     run = RunDir(run_dir)
     options, init_from = _absolute(options), str(Path(init_from).resolve()) if init_from else None
+    if options.order:
+        options = options.replace(order=str(Path(options.order).resolve()))
     if options.objective not in MEMBERS.values():
         raise TwofoldError(f"objective {options.objective!r} is unknown; use mlm (encoder) or clm (decoder)")
     taken = RunDir.holds_run(run.path)
@@ -40,6 +42,14 @@ def start(run_dir: str | Path, recipe: Recipe, options: Options, world: World,
         raise TwofoldError(f"recipe {recipe.name} has no `cross` phase for --init-from; "
                            "add one or use the ettin recipe")
     model_config, initial = initial_model(recipe, options, init_from)
+    if options.order:  # every row fits the tokenizer and the phase, before anything is written
+        from twofold.data.replay import PublishedOrder
+        from twofold.data.sampling import Corpus
+        from twofold.data.store import TokenStore
+
+        first = recipe.cross if options.cross else recipe.phases[first_phase_index(recipe, options)]
+        vocab_size = Corpus([TokenStore(s) for s in options.stores]).vocab_size
+        PublishedOrder(options.order).check(vocab_size, first.seq_len)
     if world.main:
         run.write_info({"version": __version__, "recipe": recipe.to_dict(), "options": options.to_dict(),
                         "model": model_config.to_dict(), "init_from": init_from, "world_size": world.world_size})
