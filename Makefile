@@ -11,8 +11,14 @@ STAMP := $(VENV)/.installed
 COLBERT_VENV ?= .venv-colbert
 COLBERT_STAMP := $(COLBERT_VENV)/.installed
 PYLATE_SPEC ?= pylate==1.6.0
+# mosaicml-streaming (its MDSWriter writes the shards twofold's MDS reader is tested on) pins
+# transformers<5 and numpy<2.2 and pulls cloud SDKs: its own environment, the writer's few
+# requirements only (--no-deps).
+MDS_VENV ?= .venv-mds
+MDS_STAMP := $(MDS_VENV)/.installed
+STREAMING_SPEC ?= mosaicml-streaming==0.13.0
 
-.PHONY: install colbert demo test test-colbert test-slow lint mutation clean
+.PHONY: install colbert mds demo test test-colbert test-mds test-slow lint mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,18 +43,33 @@ $(COLBERT_STAMP): pyproject.toml
 
 colbert: $(COLBERT_STAMP)
 
+$(MDS_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(MDS_VENV)
+	$(MDS_VENV)/bin/pip install --quiet --upgrade pip
+	$(MDS_VENV)/bin/pip install --quiet "$(TORCH_SPEC)"
+	$(MDS_VENV)/bin/pip install --quiet -e . "pytest>=8" "$(TORCH_SPEC)" "numpy<2.2" "transformers<5,>=4.21.3" \
+		"zstd<2,>=1.5.2.5" "xxhash<4,>=3.0.0" "Brotli>=1.0.9" "python-snappy<1,>=0.6.1" "catalogue<3,>=2" pillow
+	$(MDS_VENV)/bin/pip install --quiet --no-deps "$(STREAMING_SPEC)"
+	touch $(MDS_STAMP)
+
+mds: $(MDS_STAMP)
+
 # The main job on the built-in default: train, compare and report a tiny pair, offline.
 demo: $(STAMP)
 	$(BIN)/twofold demo $(DEMO_ARGS)
 
 # One pytest worker per core, each test file on one worker (its module fixtures are built once).
 TEST_WORKERS ?= auto
-test: $(STAMP) $(COLBERT_STAMP)
+test: $(STAMP) $(COLBERT_STAMP) $(MDS_STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 	$(COLBERT_VENV)/bin/python -m pytest -m colbert
+	$(MDS_VENV)/bin/python -m pytest -m mds tests/data/test_mds.py
 
 test-colbert: $(COLBERT_STAMP)
 	$(COLBERT_VENV)/bin/python -m pytest -m colbert
+
+test-mds: $(MDS_STAMP)
+	$(MDS_VENV)/bin/python -m pytest -m mds tests/data/test_mds.py
 
 test-slow: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[dev,multilingual]" "$(TORCH_SPEC)"
@@ -64,4 +85,4 @@ mutation: $(STAMP)
 	$(BIN)/python tools/mutation.py $(MODULE)
 
 clean:
-	rm -rf $(VENV) $(COLBERT_VENV) build mutants *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(COLBERT_VENV) $(MDS_VENV) build mutants *.egg-info src/*.egg-info .pytest_cache

@@ -12,7 +12,8 @@ of a translation catalogue (`kind=gettext,path=django`).
 Pre-tokenized sources carry token ids instead of text: a JSONL field or Parquet column of
 integer lists named by `ids_field=` (e.g. `ids_field=input_ids`, the published Ettin data
 order's column), or NumPy `.npy` files (kind `numpy`: a 1-D array is one document, a 2-D array
-one document per row). The store checks the ids against the tokenizer's vocabulary.
+one document per row). The store checks the ids against the tokenizer's vocabulary. MDS shards
+(kind `mds`, mosaicml-streaming's format, `twofold.data.mds`) give text or ids the same way.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from twofold.data.documents import Document, decode_utf8, replace_surrogates
 from twofold.errors import TwofoldError
 from twofold.files import sha256_file
 
-KINDS = ("text", "jsonl", "parquet", "numpy", "hf", "stdlib", "gettext")
-LOCAL_KINDS = ("text", "jsonl", "parquet", "numpy")
+KINDS = ("text", "jsonl", "parquet", "numpy", "mds", "hf", "stdlib", "gettext")
+LOCAL_KINDS = ("text", "jsonl", "parquet", "numpy", "mds")
 _SUFFIX_KINDS = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".npy": "numpy"}
 _BLANK_LINES = re.compile(r"\n(?:[ \t\r\f\v]*\n)+")
 
@@ -111,6 +112,9 @@ def read_documents(spec: SourceSpec, stats: SourceStats | None = None) -> Iterat
         from twofold.data.catalogues import catalogue_documents
 
         yield from catalogue_documents(spec.path, spec.part, spec.name)
+        return
+    if spec.kind == "mds":
+        yield from _read_mds(spec, stats)
         return
     files = input_files(spec)
     reader = {"text": _read_text, "jsonl": _read_jsonl, "parquet": _read_parquet, "numpy": _read_numpy}[spec.kind]
@@ -257,6 +261,30 @@ def _read_numpy(spec: SourceSpec, file: Path, relative: str, stats: SourceStats)
         if len(ids):
             yield Document("", f"{relative}:{index}" if array.ndim == 2 else relative, spec.name, spec.group,
                            ids.astype(np.int64))
+
+
+def _read_mds(spec: SourceSpec, stats: SourceStats) -> Iterator[Document]:
+    """The samples of an MDS folder: token ids from `ids_field` (an integer ndarray) or text."""
+    from twofold.data.mds import read_mds
+
+    for file, _ in input_files(spec):
+        stats.files[str(file)] = sha256_file(file)
+    count = 0
+    for sample_id, record in read_mds(spec.path):
+        column = spec.ids_field or spec.text_field
+        if column not in record:
+            raise TwofoldError(f"MDS {spec.path}: sample {sample_id} has no column {column!r} (columns: "
+                               f"{', '.join(record)}); set {'ids_field' if spec.ids_field else 'text_field'}=…")
+        value = record[column]
+        if spec.ids_field and not (hasattr(value, "dtype") and value.dtype.kind in "iu"):
+            raise TwofoldError(f"MDS {spec.path}: column {column!r} of sample {sample_id} is not integer token ids")
+        count += 1
+        doc_id = _doc_id(spec, record, sample_id)
+        group = _group(spec, record, spec.path, count)
+        if spec.ids_field:
+            yield Document("", doc_id, spec.name, group, value.reshape(-1).astype("int64"))
+        else:
+            yield Document(str(value), doc_id, spec.name, group)
 
 
 def _token_ids(value):
