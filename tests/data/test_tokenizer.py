@@ -51,6 +51,22 @@ def test_special_names_come_from_tokenizer_config(tmp_path):
     assert load_tokenizer(tmp_path / "t").special.cls == backend.token_to_id("<s>")
 
 
+def test_a_tokenizer_naming_only_bos_and_eos_frames_documents_with_them(tmp_path):
+    # Gemma 2's tokenizer (mmBERT's) names <bos>/<eos>, no cls/sep, in its tokenizer_config.json.
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {name: i for i, name in enumerate(["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "hello", "world"])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    (tmp_path / "gemma").mkdir()
+    backend.save(str(tmp_path / "gemma" / "tokenizer.json"))
+    config = {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>",
+              "mask_token": {"content": "<mask>", "lstrip": True}}
+    (tmp_path / "gemma" / "tokenizer_config.json").write_text(json.dumps(config))
+    special = load_tokenizer(tmp_path / "gemma").special
+    assert (special.cls, special.sep, special.pad, special.mask, special.unk) == (2, 1, 0, 4, 3)
+
+
 def test_missing_tokenizer_is_a_clear_error(tmp_path):
     with pytest.raises(TwofoldError, match="tokenizer not found: .*nothing"):
         load_tokenizer(tmp_path / "nothing")

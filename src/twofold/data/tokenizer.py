@@ -28,6 +28,9 @@ SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]")
 # tokenizer_config.json keys (transformers) that name each special token.
 _CONFIG_KEYS = {"cls": "cls_token", "sep": "sep_token", "pad": "pad_token",
                 "mask": "mask_token", "unk": "unk_token"}
+# Tokenizers of causal LMs (Gemma 2's, which mmBERT's derives from) name only BOS / EOS: they
+# stand in for CLS / SEP when a tokenizer_config.json names no cls_token / sep_token.
+_FALLBACK_KEYS = {"cls": "bos_token", "sep": "eos_token"}
 _DEFAULT_NAMES = dict(zip(("cls", "sep", "pad", "mask", "unk"), SPECIAL_TOKENS))
 
 
@@ -111,9 +114,10 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     if config.is_file():
         settings = read_json(config, "fix it or remove it (the default names [CLS] [SEP] … are then used)")
         for field, key in _CONFIG_KEYS.items():
-            value = settings.get(key)
-            value = value.get("content") if isinstance(value, dict) else value
-            if isinstance(value, str):
+            value = _named(settings, key)
+            if value is None and field in _FALLBACK_KEYS:
+                value = _named(settings, _FALLBACK_KEYS[field])
+            if value is not None:
                 names[field] = value
     ids = {}
     for field, name in names.items():
@@ -125,6 +129,13 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
             )
         ids[field] = token_id
     return Tokenizer(backend, SpecialIds(**ids), source=str(file))
+
+
+def _named(settings: dict, key: str) -> str | None:
+    """The token a tokenizer_config.json names under `key` ("[CLS]" or {"content": "[CLS]", …})."""
+    value = settings.get(key)
+    value = value.get("content") if isinstance(value, dict) else value
+    return value if isinstance(value, str) else None
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path,

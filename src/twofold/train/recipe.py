@@ -339,12 +339,16 @@ def _recipe_folder(name_or_path: str) -> Path:
 
 
 def _anchor_set_files(raw: dict, folder: Path) -> None:
-    """Language-set files named in the recipe file are relative to it; make them absolute."""
+    """Language-set and weight files named in the recipe file are relative to it; make them absolute."""
     sets = raw.get("language_sets")
     if isinstance(sets, dict):
         for name, value in sets.items():
             if isinstance(value, str) and value != ALL:
                 sets[name] = str(folder / value)
+    for settings in (raw.get("phase") or {}).values():
+        mixture = settings.get("mixture") if isinstance(settings, dict) else None
+        if isinstance(mixture, dict) and isinstance(mixture.get("weights_from"), str):
+            mixture["weights_from"] = str(folder / mixture["weights_from"])
 
 
 LanguageSet = list[str] | dict | None  # the groups, {"top": N, "with": [...]}, or None for every group
@@ -389,7 +393,8 @@ def _language_sets(raw: Any, label: str) -> dict[str, LanguageSet]:
 
 
 def _expand_mixture(mixture: dict, sets: dict[str, LanguageSet], path: str, label: str) -> dict:
-    """Set names in `groups` and `boost` replaced by the groups they stand for."""
+    """Set names in `groups` and `boost` replaced by the groups they stand for; `weights_from`
+    read into `weights`."""
     mixture = dict(mixture)
     if "groups" in mixture:
         groups = _expand_groups(mixture["groups"], sets, f"{path}.groups", label)
@@ -406,7 +411,40 @@ def _expand_mixture(mixture: dict, sets: dict[str, LanguageSet], path: str, labe
                 _fail(label, f"{path}.boost.{name}", factor, "boosts a set that is not a list of names")
             boost.update(dict.fromkeys(members, factor))
         mixture["boost"] = boost
+    if "weights_from" in mixture:
+        groups = mixture.get("groups") if isinstance(mixture.get("groups"), list) else None
+        mixture["weights"] = _weights_from(mixture.pop("weights_from"), groups, f"{path}.weights_from", label)
     return mixture
+
+
+def _weights_from(spec: Any, groups: list | None, path: str, label: str) -> dict[str, float]:
+    """`FILE.csv:COLUMN` → {name in the first column: that column's number}, e.g. mmBERT's published
+    tokens per language and phase (jhu-clsp/mmBERT statistics/language_counts.csv, columns pretrain,
+    ext, decay-eng, decay-mid, decay-all): sampling in proportion to them draws the languages as the
+    published run did. Rows at 0 and, when the phase lists its groups, rows outside them are left out."""
+    import csv
+
+    file, sep, column = str(spec).rpartition(":")
+    if not sep or not file.endswith(".csv"):
+        _fail(label, path, spec, "must be FILE.csv:COLUMN, e.g. language_counts.csv:decay-eng")
+    if not Path(file).is_file():
+        _fail(label, path, spec, f"names {file}, which is not a file")
+    with open(file, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    header = rows[0] if rows else []
+    if column not in header[1:]:
+        _fail(label, path, spec, f"names no column of {file} (columns: {', '.join(header[1:])})")
+    at = header.index(column)
+    wanted = set(map(str, groups)) if groups is not None else None
+    weights = {}
+    for line, row in enumerate(rows[1:], start=2):
+        number = parse_number(row[at].replace(",", "")) if len(row) > at else None
+        if number is None or number < 0:
+            _fail(label, path, spec, f"has {row[at] if len(row) > at else 'nothing'!r} at {file}:{line}, "
+                  "not a count")
+        if number > 0 and (wanted is None or row[0] in wanted):
+            weights[row[0]] = float(number)
+    return weights
 
 
 def _expand_groups(value: Any, sets: dict[str, LanguageSet], path: str, label: str) -> Any:
