@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from pathlib import Path
 
@@ -84,6 +85,19 @@ def phase_table(recipe: Recipe) -> str:
     return "\n".join([title, "", *lines, *notes])
 
 
+def _batch_by_tokens(phase: Phase):
+    """tokens into the phase → its global batch (sequences); a ramp by steps is walked step by
+    step at the phase's tokens per row."""
+    batch = phase.batch
+    if not (batch.warms_up and batch.ramp == "steps"):
+        return batch.sequences_at
+    ends, tokens = [], 0.0  # tokens after each ramp step
+    for step in range(batch.warmup_steps(phase.seq_len)):
+        tokens += batch.sequences_at_step(step, phase.seq_len) * phase.row_tokens
+        ends.append(tokens)
+    return lambda into: batch.sequences_at_step(bisect.bisect_right(ends, into), phase.seq_len)
+
+
 def plot_recipe(recipe: Recipe, path: str | Path, points: int = 400) -> Path:
     """PNG of LR, batch size, mask rate and seq_len against total tokens, phases shaded."""
     from matplotlib.figure import Figure  # the object API: no global pyplot state
@@ -94,11 +108,12 @@ def plot_recipe(recipe: Recipe, path: str | Path, points: int = 400) -> Path:
     xs, lrs, batches, masks, seq_lens = [], [], [], [], []
     for phase, start in zip(phases, starts):
         schedule = phase.lr_schedule(recipe.optimizer.lr)
+        batch_at = _batch_by_tokens(phase)
         for i in range(points + 1):
             into = phase.tokens * i / points
             xs.append(start + into)
             lrs.append(lr_at(schedule, into))
-            batches.append(phase.batch.sequences_at(into))
+            batches.append(batch_at(into))
             masks.append(phase.mask_rate)
             seq_lens.append(phase.seq_len)
 
