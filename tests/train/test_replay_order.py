@@ -62,7 +62,7 @@ def test_each_step_trains_on_exactly_the_rows_of_the_order(tmp_path, tiny_store,
     rows = order_rows()
     order = write_order(tmp_path / "order", rows)
     run = tmp_path / "run"
-    assert train(tiny_recipe, tiny_store, run, order, "--save-every-steps", "1") == 0
+    assert train(tiny_recipe, tiny_store, run, order, "--save-every-steps", "1", "--workers", "1") == 0
     by_step = [[ids for step, ids in rows if step == s] for s in ROWS_PER_STEP]
     assert received == by_step  # row by row, in order, nothing else
     log = [json.loads(line) for line in (run / "decay" / "data_order" / "rank0.jsonl").read_text().splitlines()]

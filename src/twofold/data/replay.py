@@ -71,6 +71,13 @@ class PublishedOrder:
     def __len__(self) -> int:
         return len(self.parts)
 
+    def __getstate__(self) -> dict:  # DataLoader workers reopen the files
+        return {**self.__dict__, "_parquet": None, "_groups": OrderedDict()}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._parquet = [_open(file) for file in self.files]
+
     def check(self, vocab_size: int, seq_len: int) -> None:
         """Every id inside the vocabulary and every row at most `seq_len` long (one pass)."""
         import pyarrow.compute as pc
