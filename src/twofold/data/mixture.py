@@ -8,10 +8,17 @@ language, e.g. an English-heavy decay). The groups of a phase are `groups` (a li
 language addition (60 → 110 → all languages) is a larger set in each phase. Only the included
 groups enter the normalisation, so a language outside the set is never drawn. `plan` says,
 for a token budget, how often each group is seen (epochs; above 1 means upsampling).
+
+Several sources inside a language: name the groups `LANGUAGE/SOURCE` (e.g. `eng/web`,
+`eng/code`) and give `sources` fixed weights. The rest of the mixture (τ, weights, groups,
+top, boost) then speaks of languages, over each language's tokens summed across its sources,
+and a language's share is split among its sources in proportion to their weights:
+`p(L/s) = p(L) · w_s / Σ_{s' of L} w_s'`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -21,7 +28,7 @@ from pathlib import Path
 from twofold.errors import TwofoldError
 from twofold.files import read_yaml, save_figure
 
-KEYS = ("groups", "top", "temperature", "boost", "weights")
+KEYS = ("groups", "top", "temperature", "boost", "weights", "sources")
 
 
 def _some(names: list[str], limit: int = 12) -> str:
@@ -37,6 +44,7 @@ class Mixture:
     groups: tuple[str, ...] | None = None  # None: every group of the stores (with `top`: always included)
     boost: Mapping[str, float] | None = None  # multiplies n_i^τ of these groups
     top: int | None = None  # include `top` groups: `groups`, then the others with the most tokens
+    sources: Mapping[str, float] | None = None  # fixed weights of the sources inside each language
 
     def __post_init__(self) -> None:
         if self.weights is not None and self.temperature is not None:
@@ -66,6 +74,10 @@ class Mixture:
                 raise TwofoldError(f"mixture: weights must be >= 0, got {negative}")
             if not any(v > 0 for v in self.weights.values()):
                 raise TwofoldError("mixture: all weights are zero; give at least one group a positive weight")
+        if self.sources is not None:
+            object.__setattr__(self, "sources", {str(k): float(v) for k, v in self.sources.items()})
+            if any(v < 0 for v in self.sources.values()) or not any(self.sources.values()):
+                raise TwofoldError(f"mixture: sources weights must be >= 0 and one positive, got {self.sources}")
         if self.groups is not None:
             object.__setattr__(self, "groups", tuple(str(g) for g in self.groups))
             if not self.groups:
@@ -73,6 +85,8 @@ class Mixture:
 
     def probabilities(self, group_tokens: Mapping[str, int]) -> dict[str, float]:
         """Sampling probability of each included group, given the token count of every group."""
+        if self.sources is not None:
+            return self._by_language_and_source(group_tokens)
         named = set(self.groups or ()) | set(self.weights or ()) | set(self.boost or ())
         missing = sorted(named - set(group_tokens))
         if missing:
@@ -105,6 +119,32 @@ class Mixture:
         total = sum(raw.values())
         return {g: w / total for g, w in raw.items() if w > 0}
 
+    def _by_language_and_source(self, group_tokens: Mapping[str, int]) -> dict[str, float]:
+        """The languages' shares (this mixture over the languages' summed tokens), each split
+        among its sources by the fixed `sources` weights."""
+        languages: dict[str, dict[str, str]] = {}  # language -> source -> group
+        for group in group_tokens:
+            language, slash, source = group.partition("/")
+            if not slash:
+                raise TwofoldError(f"mixture: sources weigh the sources inside each language, so groups are "
+                                   f"named LANGUAGE/SOURCE; group {group!r} is not (set group= when preparing)")
+            languages.setdefault(language, {})[source] = group
+        tokens = {language: sum(group_tokens[g] for g in members.values()) for language, members in languages.items()}
+        shares = dataclasses.replace(self, sources=None).probabilities(tokens)
+        result = {}
+        for language, share in shares.items():
+            members = {s: g for s, g in languages[language].items() if group_tokens[g] > 0}
+            unweighted = sorted(set(members) - set(self.sources))
+            if unweighted:
+                raise TwofoldError(f"mixture: source(s) {_some(unweighted)} of language {language} have no weight "
+                                   "in sources; add them (0 leaves one out)")
+            total = sum(self.sources[s] for s in members)
+            if total <= 0:
+                raise TwofoldError(f"mixture: every source of language {language} has weight 0; give one a "
+                                   "positive weight or leave the language out")
+            result.update({g: share * self.sources[s] / total for s, g in members.items() if self.sources[s] > 0})
+        return result
+
     def included(self, group_tokens: Mapping[str, int]) -> list[str]:
         """The groups this phase samples from, given the token count of every group of the stores."""
         if self.top is not None:  # the named groups, then the largest others up to `top`
@@ -129,6 +169,8 @@ class Mixture:
             data["boost"] = dict(self.boost)
         if self.top is not None:
             data["top"] = self.top
+        if self.sources is not None:
+            data["sources"] = dict(self.sources)
         return data
 
     @classmethod
@@ -139,7 +181,7 @@ class Mixture:
         groups = data.get("groups")
         return cls(weights=data.get("weights"), temperature=data.get("temperature"),
                    groups=tuple(groups) if groups is not None else None, boost=data.get("boost"),
-                   top=data.get("top"))
+                   top=data.get("top"), sources=data.get("sources"))
 
     @property
     def hash(self) -> str:

@@ -439,7 +439,7 @@ class _HeldOut:
     def __init__(self, trainer: Trainer, data: DataSpec):
         o = trainer.options
         # The phase's shape, but every group of the held-out stores, a fixed batch and rate.
-        held_out = dataclasses.replace(data, mixture=dataclasses.replace(data.mixture, groups=None),
+        held_out = dataclasses.replace(data, mixture=dataclasses.replace(data.mixture, groups=None, sources=None),
                                        batch=BatchSchedule(o.eval_sequences), mask_rate=EVAL_MASK_RATE,
                                        seed=trainer.recipe.seed)
         loader = BatchLoader.from_spec(list(o.eval_stores), held_out, objective=o.objective,

@@ -526,13 +526,14 @@ def _build(cls, raw: Any, path: str, label: str):
 
 
 _MIXTURE_FIELDS = {"groups": tuple[str, ...] | None, "top": int | None, "temperature": float | None,
-                   "boost": dict[str, float] | None, "weights": dict[str, float] | None}
+                   "boost": dict[str, float] | None, "weights": dict[str, float] | None,
+                   "sources": dict[str, float] | None}
 
 
 def _mixture(raw: Any, path: str, label: str) -> Mixture:
     """The data layer's `Mixture` from a recipe mapping; its own checks name the recipe key."""
     if not isinstance(raw, dict):
-        _fail(label, path, raw, "must be a mapping of groups / top / temperature / boost / weights")
+        _fail(label, path, raw, "must be a mapping of groups / top / temperature / boost / weights / sources")
     unknown = sorted(set(raw) - set(_MIXTURE_FIELDS))
     if unknown:
         raise TwofoldError(f"recipe {label}: unknown key {_join(path, unknown[0])}; known keys here: "

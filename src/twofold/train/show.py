@@ -29,6 +29,8 @@ def _mixture(phase: Phase) -> str:
         groups = "+".join(mix.groups) if len(mix.groups) <= 4 else f"{len(mix.groups)} groups ({mix.groups[0]}…)"
     if mix.boost:
         groups += " boost " + ",".join(f"{k}×{v:g}" for k, v in mix.boost.items())
+    if mix.sources:
+        groups += " sources " + ",".join(f"{k}:{v:g}" for k, v in mix.sources.items())
     if mix.temperature is not None:
         return f"{groups} τ={mix.temperature:g}"
     if mix.weights is not None:
