@@ -31,12 +31,17 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+# A side environment: a venv with pip upgraded and $(TORCH_SPEC) installed first.
+define side_venv
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/pip install --quiet --upgrade pip
+	$(1)/bin/pip install --quiet "$(TORCH_SPEC)"
+endef
+
 # PyLate's models, losses and evaluators without its index backend (fast-plaid), hence --no-deps;
 # its other requirements are the `colbert` extra.
 $(COLBERT_STAMP): pyproject.toml
-	$(PYTHON) -m venv $(COLBERT_VENV)
-	$(COLBERT_VENV)/bin/pip install --quiet --upgrade pip
-	$(COLBERT_VENV)/bin/pip install --quiet "$(TORCH_SPEC)"
+	$(call side_venv,$(COLBERT_VENV))
 	$(COLBERT_VENV)/bin/pip install --quiet -e ".[colbert]" "pytest>=8" "$(TORCH_SPEC)"
 	$(COLBERT_VENV)/bin/pip install --quiet --no-deps "$(PYLATE_SPEC)"
 	touch $(COLBERT_STAMP)
@@ -44,9 +49,7 @@ $(COLBERT_STAMP): pyproject.toml
 colbert: $(COLBERT_STAMP)
 
 $(MDS_STAMP): pyproject.toml
-	$(PYTHON) -m venv $(MDS_VENV)
-	$(MDS_VENV)/bin/pip install --quiet --upgrade pip
-	$(MDS_VENV)/bin/pip install --quiet "$(TORCH_SPEC)"
+	$(call side_venv,$(MDS_VENV))
 	$(MDS_VENV)/bin/pip install --quiet -e . "pytest>=8" "$(TORCH_SPEC)" "numpy<2.2" "transformers<5,>=4.21.3" \
 		"zstd<2,>=1.5.2.5" "xxhash<4,>=3.0.0" "Brotli>=1.0.9" "python-snappy<1,>=0.6.1" "catalogue<3,>=2" pillow
 	$(MDS_VENV)/bin/pip install --quiet --no-deps "$(STREAMING_SPEC)"
