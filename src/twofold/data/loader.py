@@ -60,6 +60,7 @@ class DataSpec:
 
 class BatchLoader:
     total_steps: int | None = None  # endless; a replayed order (`twofold.data.replay`) ends
+
     @classmethod
     def from_spec(cls, stores: Sequence[TokenStore | str | Path], spec: DataSpec, **how) -> BatchLoader:
         """A loader for `spec`; `how` are the other keywords (objective, rank, world_size, …)."""
