@@ -188,8 +188,8 @@ def _weights_of(init_from: str):
 
         model = load(path)
     else:
-        raise TwofoldError(f"--init-from {path}: neither a twofold run (RUN or RUN@TAG) nor a Hugging Face "
-                           "model directory")
+        raise TwofoldError(f"--init-from {path}: neither a twofold run nor a Hugging Face model directory; "
+                           "give a run, RUN@TAG (a tagged checkpoint of it) or a Hugging Face directory")
     return model.config, model.state_dict()
 
 
