@@ -36,7 +36,7 @@ from twofold.data.sources import SourceSpec
 from twofold.data.stdlib import stdlib_documents
 from twofold.data.store import TokenStore, prepare_store
 from twofold.data.tokenizer import load_tokenizer, train_tokenizer
-from twofold.eval.lm import _target_nll, mask_windows, text_windows
+from twofold.eval.tasks.lm import _target_nll, mask_windows, text_windows
 from twofold.model.config import PRESETS
 from twofold.train.distributed import World
 from twofold.train.loop import Options
@@ -81,7 +81,7 @@ def corpus(root: Path, vocab: int):
 
 
 def windows(tokenizer, texts: list[str], length: int = 128, budget: int = 20_000, seed: int = 0):
-    """One seeded window per dev document until `budget` tokens, framed as twofold.eval.lm frames them."""
+    """One seeded window per dev document until `budget` tokens, framed as twofold.eval.tasks.lm frames them."""
     return text_windows(texts, tokenizer, length, budget, seed)
 
 

@@ -14,12 +14,15 @@ PACKAGE = Path(twofold.__file__).parent
 # rooms of lower layers; rooms that share a layer never import each other.
 LAYERS = [
     {"_version", "errors"},
-    {"files", "lanes"},
+    {"files"},
+    {"results"},
     {"model", "data"},
     {"hf"},
     {"train"},
+    {"models"},
     {"merge", "finetune"},
-    {"eval"},
+    {"eval"},  # the floor the two evaluation rooms share: metrics, text, progress, the held-out functions
+    {"eval.tasks", "eval.suites"},
     {"report"},
     {"demo"},
     {"commands"},
@@ -37,10 +40,15 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
 
 
+SUBROOMS = {"eval": {"tasks", "suites"}}  # rooms inside a room, each with a layer of its own
+
+
 def room(module: str) -> str:
     parts = module.split(".")
     if len(parts) == 1:
         return "__init__"  # the package itself: the public API
+    if len(parts) > 2 and parts[2] in SUBROOMS.get(parts[1], ()):
+        return f"{parts[1]}.{parts[2]}"
     return parts[1]
 
 

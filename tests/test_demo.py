@@ -14,7 +14,8 @@ from twofold.data.stdlib import held_out_functions
 from twofold.data.store import TokenStore
 from twofold.data.tokenizer import load_tokenizer
 from twofold.demo import ARMS, CROSS_ARM, DemoLayout, prepare_corpus, run_demo
-from twofold.eval import METRIC_RANGES, QUICK, load_results
+from twofold.eval.tasks import QUICK
+from twofold.results import METRIC_RANGES, load_results
 
 PACKAGES = ("json", "email", "collections", "argparse.py", "textwrap")
 # The smallest evaluation that still runs every task.
@@ -207,7 +208,7 @@ def test_a_rerun_that_runs_out_of_disk_leaves_the_previous_demo_intact(demo, mon
         (layout.pair / "encoder" / "partial.safetensors").write_bytes(b"half")
         raise OSError(errno.ENOSPC, "No space left on device", str(layout.pair / "encoder"))
 
-    monkeypatch.setattr(twofold.demo, "_start_pair", full)
+    monkeypatch.setattr(twofold.demo, "start_pair", full)
     assert main(["demo", "--out", str(layout.root), "--budget", "16K", "--no-progress"]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "No space left on device" in error

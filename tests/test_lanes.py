@@ -1,4 +1,4 @@
-"""twofold.lanes on real worker processes: dependency order, results passed on, priorities, jobs
+"""twofold.demo.lanes on real worker processes: dependency order, results passed on, priorities, jobs
 really side by side, threads per worker, worker output in the log, a failure stops everything."""
 
 import os
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from twofold.lanes import Job, lanes_for, run_jobs
+from twofold.demo.lanes import Job, lanes_for, run_jobs
 
 # Job functions: module level, so the spawned workers import them by name.
 

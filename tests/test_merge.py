@@ -188,7 +188,7 @@ def test_bad_merges_are_one_line_exit_2_and_write_nothing(tmp_path, models, caps
         (pair, ["--base", str(base), "--weights", "1,2,3"], "3 weights for 2 models"),
         (pair, ["--base", str(wider)], "has another shape than"),
         ([str(a), str(retokenized)], ["--base", str(base)], "the models use different tokenizers"),
-        ([str(a), str(tmp_path / "missing@decay1")], ["--base", str(base)], "no such directory"),
+        ([str(a), str(tmp_path / "missing@decay1")], ["--base", str(base)], "no such file or directory"),
     ]
     for inputs, extra, message in cases:
         assert main(["merge", *inputs, *extra, "--out", str(out), "--no-progress"]) == 2, extra

@@ -34,8 +34,9 @@ from twofold.files import atomic_write_text, sha256_file
 from twofold.hf import QKV, config_from_hf, our_name, read_mask_token_id, save_pretrained, weight_files
 from twofold.model.config import ModelConfig
 from twofold.model.transformer import TwofoldModel
+from twofold.models import CHECKPOINT, HF, RUN, resolve
 from twofold.train import checkpoint
-from twofold.train.rundir import PairDir, RunDir
+from twofold.train.rundir import RunDir
 
 METHODS = ("linear", "ties")
 MERGE_FILE = "merge.json"
@@ -109,26 +110,11 @@ class Source:
 
 
 def open_source(given: str) -> Source:
-    """A Hugging Face directory, a run (`RUN`, `RUN@TAG`) or a checkpoint directory."""
-    path, tag = Path(given), None
-    if not path.exists() and "@" in given:
-        head, _, tag = given.rpartition("@")
-        path = Path(head)
-    if not path.is_dir():
-        raise TwofoldError(f"merge input {given}: no such directory; give a Hugging Face directory, a run "
-                           "(RUN or RUN@TAG) or a checkpoint directory")
-    if tag is None and (path / "config.json").is_file():
-        return _hf_source(given, path)
-    if PairDir.holds_pair(path):
-        raise TwofoldError(f"merge input {given}: a pair run; give one member, e.g. {path / 'encoder'}")
-    if RunDir.holds_run(path):
-        run = RunDir(path)
-        return _checkpoint_source(given, run.checkpoint(tag), run)
-    if tag is None and (path / "state.json").is_file():
-        run_dir = path.parent.parent  # RUN/checkpoints/NAME
-        return _checkpoint_source(given, path, RunDir(run_dir) if RunDir.holds_run(run_dir) else None)
-    raise TwofoldError(f"merge input {given}: neither a Hugging Face directory (config.json), a run (run.json) "
-                       "nor a checkpoint directory (state.json)")
+    """A Hugging Face directory, a run (`RUN`, `RUN@TAG`) or a checkpoint directory (see `twofold.models`)."""
+    ref = resolve(given, "merge input", accept=(HF, RUN, CHECKPOINT))
+    if ref.kind == HF:
+        return _hf_source(given, ref.path)
+    return _checkpoint_source(given, ref.checkpoint, ref.run)
 
 
 def _hf_source(given: str, path: Path) -> Source:

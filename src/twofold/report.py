@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 
 from matplotlib.figure import Figure
 
-from twofold.eval.results import LOWER_IS_BETTER, Result
 from twofold.files import atomic_write_text, save_figure
+from twofold.results import LOWER_IS_BETTER, Result
 
 if TYPE_CHECKING:
     from twofold.train.rundir import RunDir

@@ -5,7 +5,7 @@ from tests.cache import cached
 
 from twofold.data.stdlib import stdlib_documents
 from twofold.data.tokenizer import load_tokenizer, train_tokenizer
-from twofold.eval import Settings
+from twofold.eval.tasks import Settings
 from twofold.model import TwofoldModel, preset
 
 # Every task in a second or two with a tiny model.

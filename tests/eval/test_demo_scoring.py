@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from twofold.eval import QUICK, Result
-from twofold.eval.baselines import bm25, language_model_baselines, majority, random_ranking
-from twofold.eval.completion import CHOICES, choice_logprobs, completion_items
-from twofold.eval.lm import held_out_windows, mask_windows
-from twofold.eval.metrics import retrieval_scores
-from twofold.eval.subject import Subject
+from twofold.demo.completion import CHOICES, choice_logprobs, completion_items
+from twofold.eval.metrics import bm25, retrieval_scores
+from twofold.eval.tasks import QUICK
+from twofold.eval.tasks.baselines import language_model_baselines, majority, random_ranking
+from twofold.eval.tasks.lm import held_out_windows, mask_windows
+from twofold.eval.tasks.subject import Subject
 from twofold.report import Spread, spread_markdown, spread_rows
+from twofold.results import Result
 
 SETTINGS = QUICK.replace(lm_tokens=600, max_length=64)
 
@@ -48,7 +49,7 @@ def test_language_model_baselines_score_the_same_tokens_as_the_members(tokenizer
     counts[rng.integers(5, tokenizer.vocab_size, 2_000)] += 1
     counts[77] += 500  # the most frequent token by far
     frequent, unigram = language_model_baselines(tokenizer, counts, SETTINGS)
-    # independently: the members' windows and masked positions (twofold.eval.lm)
+    # independently: the members' windows and masked positions (twofold.eval.tasks.lm)
     windows = held_out_windows(tokenizer, SETTINGS.max_length, SETTINGS.lm_tokens, SETTINGS.seed)
     _, labels = mask_windows(windows, tokenizer, SETTINGS.mask_rate, SETTINGS.seed)
     golds = [t for row in labels for t in row if t >= 0]

@@ -12,7 +12,7 @@ import transformers
 
 import twofold
 from twofold.errors import TwofoldError
-from twofold.eval.lm import continuation_logprob
+from twofold.eval.tasks.lm import continuation_logprob
 from twofold.eval.text import frame, pad
 from twofold.model.heads import SequenceClassifier
 

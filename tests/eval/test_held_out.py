@@ -3,8 +3,8 @@
 from collections import Counter
 
 from twofold.data.stdlib import held_out_functions, is_held_out, stdlib_documents
-from twofold.eval.classification import package_set
-from twofold.eval.retrieval import code_search_set
+from twofold.eval.tasks.classification import package_set
+from twofold.eval.tasks.retrieval import code_search_set
 
 
 def test_evaluation_functions_never_appear_in_the_training_corpus():

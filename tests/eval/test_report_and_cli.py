@@ -7,8 +7,8 @@ from tests.eval.conftest import tagged_run
 
 import twofold
 from twofold.cli import main
-from twofold.eval import Result, load_results, save_results
 from twofold.report import line_name, markdown_table, plots, rows, terminal_table
+from twofold.results import Result, load_results, save_results
 
 TINY_FLAGS = ["--max-length", "48", "--lm-tokens", "200", "--pseudo-perplexity-tokens", "8",
               "--max-queries", "8", "--batch-size", "16"]

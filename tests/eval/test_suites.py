@@ -17,12 +17,12 @@ from tests.eval import suite_data
 import twofold
 from twofold.cli import main
 from twofold.errors import TwofoldError
-from twofold.eval import Result, load_results
-from twofold.eval.lm import continuation_logprob
 from twofold.eval.metrics import p_mrr, retrieval_scores
 from twofold.eval.mlm_scoring import pseudo_loglikelihood, split_request, vocabulary
 from twofold.eval.suites import SuiteOptions, member_of, plan, run_plan
+from twofold.eval.tasks.lm import continuation_logprob
 from twofold.files import sha256_file
+from twofold.results import Result, load_results
 
 
 def quiet(_line: str) -> None:

@@ -8,7 +8,7 @@ from tests.eval import suite_data
 from tests.eval.test_suites import pair  # noqa: F401  (the module's tiny pair fixture)
 
 from twofold.cli import main
-from twofold.eval import load_results
+from twofold.results import load_results
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,9 @@ import pytest
 from tests.eval.conftest import TINY
 
 from twofold.errors import TwofoldError
-from twofold.eval import BUILTIN_TASKS, TASKS, evaluate, evaluate_pair, load_results, save_results
-from twofold.eval.classification import package_set
-from twofold.eval.results import LOWER_IS_BETTER, METRIC_RANGES
+from twofold.eval.tasks import BUILTIN_TASKS, TASKS, evaluate, evaluate_pair
+from twofold.eval.tasks.classification import package_set
+from twofold.results import LOWER_IS_BETTER, METRIC_RANGES, load_results, save_results
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from tests.eval.conftest import TINY
 
-from twofold.eval.lm import causal_lm, held_out_windows, mask_windows, pseudo_perplexity
-from twofold.eval.subject import Subject
+from twofold.eval.tasks.lm import causal_lm, held_out_windows, mask_windows, pseudo_perplexity
+from twofold.eval.tasks.subject import Subject
 from twofold.eval.text import embed_texts, frame
 from twofold.model.heads import embed
 

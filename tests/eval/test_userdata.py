@@ -7,8 +7,8 @@ import torch
 from tests.eval.conftest import TINY, tiny_model
 
 from twofold.errors import TwofoldError
-from twofold.eval import evaluate
-from twofold.eval.userdata import read_beir, read_classification, read_labelled
+from twofold.eval.tasks import evaluate
+from twofold.finetune.datasets import beir_test_set, read_labelled, train_and_dev
 
 
 def write_tsv(path, header, rows):
@@ -53,13 +53,13 @@ def test_fine_tuning_learns_a_separable_task_from_user_files(tmp_path, tokenizer
 def test_missing_label_column_is_one_clear_error(tmp_path):
     train = write_tsv(tmp_path / "train.tsv", ["sentence", "gold"], [["a", 1]])
     with pytest.raises(TwofoldError, match=r"train.tsv:2: label column 'label' is missing \(columns: sentence, gold\)"):
-        read_classification(train, train, ("sentence",), "label")
+        train_and_dev(train, train, ("sentence",), "label")
 
 
 def test_dev_labels_must_occur_in_training(tmp_path):
     train, dev = sentiment(tmp_path, dev_labels=(0, 7))
     with pytest.raises(TwofoldError, match=r"labels \['7'\] do not occur in .*train.tsv"):
-        read_classification(train, dev, ("sentence",), "label")
+        train_and_dev(train, dev, ("sentence",), "label")
 
 
 def beir_dir(tmp_path, qrels=True):
@@ -77,8 +77,8 @@ def beir_dir(tmp_path, qrels=True):
 
 def test_beir_retrieval_for_both_poolings_of_a_decoder(tmp_path, decoder, tokenizer):
     root = beir_dir(tmp_path)
-    data = read_beir(root, max_queries=10, seed=0)
-    assert set(data.queries) == {"q0", "q1", "q2"} and len(data.documents) == 6  # q3 has no judgements
+    data = beir_test_set(root, max_queries=10, seed=0)
+    assert set(data.queries) == {"q0", "q1", "q2"} and len(data.corpus) == 6  # q3 has no judgements
     results = evaluate(decoder, tokenizer, ["beir"], settings=TINY.replace(beir=str(root)))
     assert [r.variant for r in results] == ["tiny-beir/last", "tiny-beir/mean"]
     assert all(0 <= v <= 1 for r in results for v in r.metrics.values())
@@ -86,5 +86,5 @@ def test_beir_retrieval_for_both_poolings_of_a_decoder(tmp_path, decoder, tokeni
 
 def test_beir_without_qrels_is_one_clear_error(tmp_path, encoder, tokenizer):
     root = beir_dir(tmp_path, qrels=False)
-    with pytest.raises(TwofoldError, match="no qrels/test.tsv"):
+    with pytest.raises(TwofoldError, match="no qrels"):
         evaluate(encoder, tokenizer, ["beir"], settings=TINY.replace(beir=str(root)))

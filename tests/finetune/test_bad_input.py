@@ -31,7 +31,8 @@ CASES = {
     "sweep value not a number": (lambda t: ["embed", "{enc}", "--data", "{pairs}", "--lr", "1e-5,fast"],
                                  "'fast' is not a number"),
     "model is not a model": (lambda t: ["embed", str(write(t / "m" / "x.txt", "")).rsplit("/", 1)[0],
-                                        "--data", "{pairs}"], "neither a Hugging Face model directory"),
+                                        "--data", "{pairs}"],
+                             "neither a twofold run nor a Hugging Face model directory"),
 }
 
 

@@ -8,10 +8,10 @@ import torch
 
 import twofold
 from twofold.data.tokenizer import load_tokenizer
-from twofold.eval import load_results
 from twofold.eval.text import embed_texts, frame, pad
 from twofold.finetune import RECORD, finetune, load_data
 from twofold.finetune.datasets import stdlib_classification, stdlib_retrieval
+from twofold.results import load_results
 
 from .conftest import PACKAGES, tiny_recipe
 

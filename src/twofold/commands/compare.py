@@ -28,7 +28,7 @@ def input_label(path: Path) -> str:
 
 def gather(inputs: list[str]):
     """Every input's results; model names that clash across inputs get the input's label in front."""
-    from twofold.eval import load_results
+    from twofold.results import load_results
 
     loaded = [(Path(p), load_results(p)) for p in inputs]
     owners: dict[str, set[str]] = {}

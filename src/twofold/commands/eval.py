@@ -27,8 +27,8 @@ _KNOBS = (
 
 
 def register(subparsers) -> None:
-    from twofold.eval import TASKS
     from twofold.eval.suites import SUITES
+    from twofold.eval.tasks import TASKS
 
     tasks = "\n".join(f"  {name:<24}{task.help}" for name, task in TASKS.items())
     suites = "\n".join(f"  {name:<24}{suite.help}" for name, suite in SUITES.items())
@@ -90,7 +90,7 @@ def register(subparsers) -> None:
 
 
 def settings_from(args: argparse.Namespace):
-    from twofold.eval import QUICK, Settings
+    from twofold.eval.tasks import QUICK, Settings
 
     changes = {flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag, _, _ in _KNOBS}
     changes |= {"train": args.train, "dev": args.dev, "label_field": args.label_field, "beir": args.beir}
@@ -150,24 +150,30 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if args.suite:
         return run_suites(args)
-    from twofold.eval import check_tasks, evaluate, save_results
-    from twofold.eval.models import find_models, tokenizer_for
+    from twofold.data.tokenizer import load_tokenizer
+    from twofold.eval.tasks import check_tasks, evaluate
     from twofold.files import check_out
+    from twofold.models import models_under
     from twofold.report import terminal_table, write_report
+    from twofold.results import save_results
 
     settings = settings_from(args)
     tasks = check_tasks([t.strip() for spec in args.task for t in spec.split(",") if t.strip()], settings)
-    found = find_models(args.path, args.all_checkpoints)
+    found = models_under(args.path, args.all_checkpoints)
     if args.name and len({f.name for f in found}) > 1:
         raise TwofoldError(f"--name labels one model, but {args.path} holds {len(found)}; leave --name out")
-    tokenizers = [tokenizer_for(f, args.tokenizer) for f in found]  # all found before any work
+    for f in found:  # all found before any work
+        if (args.tokenizer or f.tokenizer()) is None:
+            raise TwofoldError(f"no tokenizer found for {f.name}; "
+                               "pass --tokenizer DIR (a tokenizer.json or its folder)")
+    tokenizers = [load_tokenizer(args.tokenizer or f.tokenizer()) for f in found]
     out = check_out(Path(args.out) if args.out else Path(args.path) / "eval", "folder of results", update=True)
     results = []
     for f, tokenizer in zip(found, tokenizers):
-        label = f"{f.name}@{f.checkpoint}" if f.checkpoint else f.name
+        label = f"{f.name}@{f.tag}" if f.tag else f.name
         print(f"evaluating {label}: {', '.join(tasks)}", flush=True)
         found_results = evaluate(f.load(), tokenizer, tasks, args.name or f.name, settings,
-                                 checkpoint=f.checkpoint, tokens=f.tokens)
+                                 checkpoint=f.tag, tokens=f.tokens)
         save_results(found_results, out)
         results += found_results
     print(terminal_table(results))

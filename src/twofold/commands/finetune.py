@@ -61,7 +61,9 @@ def register(subparsers) -> None:
 
 def run_finetune(args: argparse.Namespace) -> int:
     from twofold.errors import TwofoldError
-    from twofold.finetune import RESULTS, finetune, finetune_pair, load_data, parse_learning_rates, recipe_for
+    from twofold.files import atomic_write_text
+    from twofold.finetune import finetune, finetune_pair, load_data, parse_learning_rates, recipe_for
+    from twofold.report import markdown_table, terminal_table
 
     if bool(args.model) == bool(args.pair):
         raise TwofoldError("give a MODEL or --pair RUN (not both)")
@@ -79,21 +81,15 @@ def run_finetune(args: argparse.Namespace) -> int:
                     "label_field": args.label_field, "regression": True if args.regression else None}
     data = load_data(args.task, args.data, args.dev, args.test, recipe.seed, **options)
     if args.pair:
-        results = finetune_pair(args.task, args.pair, data, out, recipe)
-        inputs = [str(out / r.model / RESULTS) for r in results]
+        finetuned = finetune_pair(args.task, args.pair, data, out, recipe)
     else:
-        results = [finetune(args.task, args.model, data, out, recipe)]
-        inputs = [str(out / RESULTS)]
-    from twofold.eval import load_results
-    from twofold.files import atomic_write_text
-    from twofold.report import markdown_table, terminal_table
-
-    loaded = [r for path in inputs for r in load_results(path)]
-    print(terminal_table(loaded))
+        finetuned = [finetune(args.task, args.model, data, out, recipe)]
+    results = [result for member in finetuned for result in member.results]
+    print(terminal_table(results))
     if args.pair:
         atomic_write_text(out / "comparison.md", f"# {args.task} on {data.name}: encoder vs decoder\n\n"
-                                                 f"{markdown_table(loaded)}\n")
-    for r in results:
+                                                 f"{markdown_table(results)}\n")
+    for r in finetuned:
         print(f"{r.model}: lr {r.learning_rate:g}, test {r.metric} {r.before[r.metric]:.4f} -> {r.test[r.metric]:.4f}"
               f"  ({r.out})")
     return 0

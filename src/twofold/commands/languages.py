@@ -29,8 +29,8 @@ def register(subparsers) -> None:
 def run_eval_languages(args: argparse.Namespace) -> int:
     from twofold.data.sampling import Corpus
     from twofold.data.store import TokenStore
-    from twofold.eval.languages import format_table, masked_sets, mlm_accuracy, plot
-    from twofold.eval.models import find_models
+    from twofold.eval.tasks.languages import format_table, masked_sets, mlm_accuracy, plot
+    from twofold.models import CHECKPOINT, HF, RUN, resolve
 
     names = args.names.split(",") if args.names else [Path(m).name for m in args.models]
     if len(names) != len(args.models) or len(set(names)) != len(names):
@@ -41,10 +41,7 @@ def run_eval_languages(args: argparse.Namespace) -> int:
     sets = masked_sets(args.store, args.seq_len, args.sequences, args.rate, args.seed)
     scores = {}
     for name, path in zip(names, args.models):
-        found = find_models(path)
-        if len(found) != 1:
-            raise TwofoldError(f"{path}: holds {len(found)} models; give one model directory or member run")
-        model = found[0].load()
+        model = resolve(path, accept=(HF, RUN, CHECKPOINT)).load()
         if model.config.causal:
             raise TwofoldError(f"{path}: a decoder; MLM accuracy needs an encoder")
         if model.config.vocab_size < corpus.vocab_size:

@@ -102,8 +102,12 @@ def run_train(args: argparse.Namespace) -> int:
     if args.pair and args.branch_from:
         raise TwofoldError("--branch-from continues one member run; give --objective and a member run "
                            "(e.g. --branch-from PAIR/encoder), not --pair")
+    from twofold.models import HF, RUN, resolve
     from twofold.train.loop import first_phase_index
     from twofold.train.recipe import CROSS, load_recipe
+
+    if args.init_from:  # named as every command names a model: an HF directory, a run or RUN@TAG
+        resolve(args.init_from, "--init-from", accept=(HF, RUN))
 
     recipe = load_recipe(args.recipe, size=args.size, overrides=args.overrides, scale=args.scale,
                          budget=args.budget, variant=args.variant)

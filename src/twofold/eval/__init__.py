@@ -1,16 +1,12 @@
-"""Evaluation v1: language modelling, retrieval, classification and samples for both members.
+"""Evaluation, in two rooms that share this floor and never import each other:
 
-    from twofold.eval import evaluate_pair, Settings, save_results
-    results = evaluate_pair(encoder, decoder, tokenizer, settings=Settings(seed=0))
-    save_results(results, "runs/demo/eval")
+- `twofold.eval.tasks`: the built-in tasks run on our models in this process (language
+  modelling, code search, package classification, samples; classification and BEIR
+  retrieval on the user's files): `evaluate`, `evaluate_pair`, `Settings`, `TASKS`.
+- `twofold.eval.suites`: the published evaluations run by the field's libraries on Hugging
+  Face directories (GLUE, MTEB, lm-eval, rank1, the Ettin protocol): `plan`, `run_plan`.
 
-Tasks: see `TASKS` (`lm`, `code-search`, `package-classification`, `samples` built in;
-`classification` and `beir` on the user's files). Tables and plots: `twofold.report`.
+Shared here: `metrics` (pure functions, ranx, BM25), `text` (framing, padding, pooling),
+`mlm_scoring`, `progress`, `stdlib` (the held-out functions). The user's files are read by
+`twofold.finetune.datasets`, results are `twofold.results.Result`, tables `twofold.report`.
 """
-
-from twofold.eval.results import LOWER_IS_BETTER, METRIC_RANGES, Result, load_results, save_results
-from twofold.eval.settings import QUICK, Settings
-from twofold.eval.tasks import BUILTIN_TASKS, TASKS, check_tasks, evaluate, evaluate_pair
-
-__all__ = ["BUILTIN_TASKS", "LOWER_IS_BETTER", "METRIC_RANGES", "QUICK", "TASKS", "Result", "Settings",
-           "check_tasks", "evaluate", "evaluate_pair", "load_results", "save_results"]

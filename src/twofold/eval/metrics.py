@@ -1,7 +1,8 @@
-"""Metrics as pure functions. Retrieval scores come from `ranx`, a standard IR library.
+"""Metrics as pure functions. Retrieval scores come from `ranx`, a standard IR library; BM25
+rankings from `bm25s`.
 
 ranx compiles its metrics with numba: the first call on a fresh install takes ~30 s, later
-runs read numba's cache.
+runs read numba's cache. ranx and bm25s are imported where used (heavy, needed by few tasks).
 """
 
 from __future__ import annotations
@@ -93,3 +94,23 @@ def p_mrr(original: dict[str, dict[str, float]], changed: dict[str, dict[str, fl
     if not per_query:
         raise TwofoldError("p-MRR needs at least one query with changed documents in both runs")
     return sum(per_query) / len(per_query)
+
+
+def bm25_run(queries: dict[str, str], documents: dict[str, str], depth: int) -> dict[str, dict[str, float]]:
+    """Each query's top `depth` documents by BM25 (bm25s: Lucene's idf, k1 1.5, b 0.75, its default
+    English tokenizer — lowercased words of 2+ characters without English stopwords)."""
+    import bm25s
+
+    doc_ids = list(documents)
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(list(documents.values()), show_progress=False), show_progress=False)
+    tokens = bm25s.tokenize(list(queries.values()), show_progress=False)
+    found, scores = retriever.retrieve(tokens, k=min(depth, len(doc_ids)), show_progress=False)
+    return {q: {doc_ids[int(i)]: float(s) for i, s in zip(row, score)} for q, row, score in zip(queries, found, scores)}
+
+
+def bm25(queries: dict[str, str], documents: dict[str, str], qrels: dict[str, dict[str, int]],
+         k: int = 10) -> dict[str, float]:
+    """nDCG@k and MRR@k of BM25 (`bm25_run`); a document sharing no word with the query is not retrieved."""
+    run = {q: {d: s for d, s in found.items() if s > 0} for q, found in bm25_run(queries, documents, k).items()}
+    return retrieval_scores(qrels, run, k)

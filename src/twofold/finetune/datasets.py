@@ -25,7 +25,7 @@ import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -41,14 +41,20 @@ STDLIB_PACKAGES_MIN = (30, 10)  # classification: functions a package needs in t
 
 @dataclass
 class RetrievalSet:
-    """Queries, a corpus and which documents answer which query (what the IR evaluators take)."""
+    """Queries, a corpus and which documents answer which query, with BEIR's graded relevance."""
 
-    queries: dict[str, str]
-    corpus: dict[str, str]
-    qrels: dict[str, set[str]]
+    queries: dict[str, str]  # id -> text
+    corpus: dict[str, str]  # id -> text
+    qrels: dict[str, dict[str, int]]  # query id -> {document id: relevance > 0}
+    name: str = ""
 
     def __len__(self) -> int:
         return len(self.queries)
+
+    @property
+    def relevant(self) -> dict[str, set[str]]:
+        """query id -> its relevant documents, as the Sentence Transformers and PyLate evaluators take them."""
+        return {query: set(docs) for query, docs in self.qrels.items()}
 
 
 @dataclass
@@ -187,7 +193,7 @@ def _retrieval_example(where: str, number: int, row: dict) -> dict:
 def _as_set(examples: list[dict]) -> RetrievalSet:
     """An IR set from pairs: each query's positives are relevant, every text of the split is the corpus."""
     ids: dict[str, str] = {}
-    queries, qrels = {}, defaultdict(set)
+    queries, qrels = {}, defaultdict(dict)
     for example in examples:
         texts = [v for k, v in example.items() if k != "query" and isinstance(v, str)]
         for text in texts:
@@ -197,7 +203,7 @@ def _as_set(examples: list[dict]) -> RetrievalSet:
         queries[qid] = example["query"]
         relevant = [example["positive"]] if "positive" in example else \
             [example["document"]] if example.get("label", 0) > 0 else []
-        qrels[qid].update(ids[text] for text in relevant)
+        qrels[qid].update({ids[text]: 1 for text in relevant})
     qrels = {q: docs for q, docs in qrels.items() if docs}
     return RetrievalSet({q: queries[q] for q in qrels}, {i: t for t, i in ids.items()}, qrels)
 
@@ -234,9 +240,11 @@ def _retrieval_file(spec: str, files: list[Path]) -> list[dict]:
     return [_retrieval_example(*row) for row in found]
 
 
-def load_beir(directory: Path, seed: int) -> RetrievalData:
-    """A BEIR folder: train pairs from qrels/train.tsv, dev/test IR sets from qrels/{dev,test}.tsv."""
+def read_beir(directory: Path) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, dict[str, int]]]]:
+    """(corpus, queries, {split: qrels}) of a BEIR folder: corpus.jsonl, queries.jsonl, qrels/{train,dev,test}.tsv."""
     corpus_file, queries_file, qrels_dir = directory / "corpus.jsonl", directory / "queries.jsonl", directory / "qrels"
+    if not directory.is_dir():
+        raise TwofoldError(f"{directory}: not a directory; pass a BEIR dataset folder")
     for path in (corpus_file, queries_file):
         if not path.is_file():
             raise TwofoldError(f"{directory}: no {path.name}; a BEIR folder holds corpus.jsonl, queries.jsonl "
@@ -245,17 +253,22 @@ def load_beir(directory: Path, seed: int) -> RetrievalData:
     if not splits:
         raise TwofoldError(f"{directory}: no qrels (qrels/train.tsv, dev.tsv or test.tsv); BEIR qrels are "
                            "'query-id<TAB>corpus-id<TAB>score' lines")
-    corpus = {}
-    for number, row in rows(corpus_file):
+    corpus = {str(row["_id"]): f"{row.get('title') or ''} {row.get('text') or ''}".strip()
+              for row in _beir_rows(corpus_file)}
+    queries = {str(row["_id"]): str(row.get("text") or "") for row in _beir_rows(queries_file)}
+    return corpus, queries, {split: _read_qrels(path, queries, corpus) for split, path in splits.items()}
+
+
+def _beir_rows(path: Path) -> Iterator[dict]:
+    for number, row in rows(path):
         if "_id" not in row:
-            raise TwofoldError(f"{corpus_file}:{number}: no '_id'; BEIR rows look like {{\"_id\": …, \"text\": …}}")
-        corpus[str(row["_id"])] = f"{row.get('title') or ''} {row.get('text') or ''}".strip()
-    queries = {}
-    for number, row in rows(queries_file):
-        if "_id" not in row:
-            raise TwofoldError(f"{queries_file}:{number}: no '_id'; BEIR rows look like {{\"_id\": …, \"text\": …}}")
-        queries[str(row["_id"])] = str(row.get("text") or "")
-    qrels = {split: _read_qrels(path, queries, corpus) for split, path in splits.items()}
+            raise TwofoldError(f"{path}:{number}: no '_id'; BEIR rows look like {{\"_id\": …, \"text\": …}}")
+        yield row
+
+
+def load_beir(directory: Path, seed: int) -> RetrievalData:
+    """A BEIR folder: train pairs from qrels/train.tsv, dev/test IR sets from qrels/{dev,test}.tsv."""
+    corpus, queries, qrels = read_beir(directory)
     if "train" not in qrels:
         raise TwofoldError(f"{directory}: no qrels/train.tsv; fine-tuning needs training queries "
                            "(BEIR sets with only test qrels are for evaluation: `twofold eval --task beir`)")
@@ -272,12 +285,28 @@ def load_beir(directory: Path, seed: int) -> RetrievalData:
              for d in sorted(qrels["train"][q])]
     sets = {split: RetrievalSet({q: queries[q] for q in qrels[split]}, corpus, qrels[split])
             for split in ("dev", "test")}
-    files = [corpus_file, queries_file, *splits.values()]
+    files = [directory / "corpus.jsonl", directory / "queries.jsonl",
+             *(path for s in ("train", "dev", "test") if (path := directory / "qrels" / f"{s}.tsv").is_file())]
     return RetrievalData(directory.name, train, sets["dev"], sets["test"], files)
 
 
-def _read_qrels(path: Path, queries: dict, corpus: dict) -> dict[str, set[str]]:
-    qrels: dict[str, set[str]] = defaultdict(set)
+@lru_cache(maxsize=2)  # checked before an evaluation, then read by each model's task: read once
+def beir_test_set(directory: str | Path | None, max_queries: int, seed: int) -> RetrievalSet:
+    """The test queries (qrels/test.tsv) of a BEIR folder, a seeded sample of `max_queries`, for zero-shot scoring."""
+    if not directory:
+        raise TwofoldError("task beir needs --beir DIR (a BEIR dataset: corpus.jsonl, queries.jsonl, qrels/test.tsv)")
+    directory = Path(directory)
+    corpus, queries, qrels = read_beir(directory)
+    if "test" not in qrels:
+        raise TwofoldError(f"{directory}: no qrels/test.tsv; evaluation scores the test queries "
+                           "(query-id, corpus-id, score)")
+    test = qrels["test"]
+    chosen = sorted(np.random.default_rng(seed).permutation(sorted(test))[:max_queries].tolist())
+    return RetrievalSet({q: queries[q] for q in chosen}, corpus, {q: test[q] for q in chosen}, directory.name)
+
+
+def _read_qrels(path: Path, queries: dict, corpus: dict) -> dict[str, dict[str, int]]:
+    qrels: dict[str, dict[str, int]] = defaultdict(dict)
     with path.open(encoding="utf-8") as file:
         for number, line in enumerate(file, start=1):
             fields = line.rstrip("\n").split("\t")
@@ -292,7 +321,7 @@ def _read_qrels(path: Path, queries: dict, corpus: dict) -> dict[str, set[str]]:
                 raise TwofoldError(f"{path}:{number}: {missing} {query if missing == 'query' else doc!r} is not in "
                                    f"{'queries' if missing == 'query' else 'corpus'}.jsonl")
             if score > 0:
-                qrels[query].add(doc)
+                qrels[query][doc] = max(1, int(score))
     if not qrels:
         raise TwofoldError(f"{path}: no relevant (score > 0) pairs")
     return dict(qrels)
@@ -326,6 +355,38 @@ def load_labelled(spec: str, dev: str | None = None, test: str | None = None, se
     if max_train is not None:
         data.train = data.train[:max_train]
     return data
+
+
+def train_and_dev(train: str | Path | None, dev: str | Path | None, text_fields: tuple[str, ...],
+                  label_field: str) -> LabelledData:
+    """Classes from a training and a dev file (TSV/CSV/JSONL), as `twofold eval --task classification`
+    takes them: the dev file is what is scored (it is also the test split), labels sorted by name."""
+    if not train or not dev:
+        raise TwofoldError("task classification needs --train and --dev files (TSV/CSV/JSONL)")
+    train_rows, dev_rows = (read_labelled(path, text_fields, label_field) for path in (train, dev))
+    names = sorted({label for _, label in train_rows})
+    unseen = sorted({label for _, label in dev_rows} - set(names))
+    if unseen:
+        raise TwofoldError(f"{dev}: labels {unseen[:5]}{'…' if len(unseen) > 5 else ''} do not occur in "
+                           f"{train} (labels there: {names[:10]}); the classifier can only learn training labels")
+    if len(names) < 2:
+        raise TwofoldError(f"{train}: only one label ({names[0]!r}); classification needs at least two")
+    index = {name: i for i, name in enumerate(names)}
+    dev_examples = [(texts, index[label]) for texts, label in dev_rows]
+    return LabelledData(Path(train).parent.name or Path(train).stem,
+                        [(texts, index[label]) for texts, label in train_rows], dev_examples, dev_examples, names,
+                        [Path(train), Path(dev)])
+
+
+def read_labelled(path: str | Path, text_fields: tuple[str, ...], label_field: str) -> list[tuple[tuple, str]]:
+    """((text, …), label) per row of a TSV/CSV with a header line or a JSONL file; the label as text."""
+    path = Path(path)
+    if not path.is_file():
+        raise TwofoldError(f"{path}: no such file; pass a TSV/CSV with a header line or a JSONL file")
+    examples = [_labelled_example(str(path), number, row, text_fields, label_field)[:2] for number, row in rows(path)]
+    if not examples:
+        raise TwofoldError(f"{path}: no examples; the file needs a header line and at least one row")
+    return examples
 
 
 def _labelled_example(where: str, number: int, row: dict, text_fields, label_field) -> tuple:

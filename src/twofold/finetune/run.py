@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import shutil
 import sys
 import time
@@ -44,6 +43,7 @@ from twofold.finetune.tasks import (
     primary_metric,
     rerank_candidates,
 )
+from twofold.results import Result, save_results
 
 RECORD = "finetune.json"
 RESULTS = "results"
@@ -71,7 +71,7 @@ class FinetuneResult:
     test: dict[str, float]  # test metrics of the kept model
     dev: dict[str, float]
     sweep: list[dict]
-    results: list[dict]  # twofold.eval.Result dicts
+    results: list[Result]  # the kept model's test scores and the scores before fine-tuning
 
     @property
     def improved(self) -> bool:
@@ -195,9 +195,7 @@ def _finetune(task: str, base: BaseModel, data, prepared: Prepared, recipe: Reci
         os.replace(item, workdir / item.name)
     shutil.rmtree(workdir / f".sweep-{best}")
     results = _results(task, base, data, kept, before["test"], parameters, recipe, len(_items(prepared.test)))
-    (workdir / RESULTS).mkdir()
-    for result in results:
-        atomic_write_text(workdir / RESULTS / _result_file(result), json.dumps(result, indent=2) + "\n")
+    save_results(results, workdir / RESULTS)
     record = {"task": task, "library": spec.library, "twofold_version": __version__, "model": base.source,
               "member": "decoder" if base.causal else "encoder", "name": base.name,
               "data": _data_record(data, prepared), "recipe": recipe.to_dict(), "metric": metric,
@@ -217,19 +215,15 @@ def _parameters(model) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _results(task, base: BaseModel, data, kept: dict, before: dict, parameters: int, recipe: Recipe, n: int) -> list:
+def _results(task, base: BaseModel, data, kept: dict, before: dict, parameters: int, recipe: Recipe,
+             n: int) -> list[Result]:
     common = {"task": f"finetune-{task}", "model": base.name, "seed": recipe.seed, "n": n,
-              "kind": "decoder" if base.causal else "encoder", "parameters": parameters, "checkpoint": "",
-              "tokens": None}
+              "kind": "decoder" if base.causal else "encoder", "parameters": parameters}
     return [
-        {**common, "metrics": kept["test"], "variant": data.name,
-         "details": {"learning_rate": kept["learning_rate"], "dev": kept["dev"], "before": before}},
-        {**common, "metrics": before, "variant": f"{data.name}/before", "details": {"fine_tuned": False}},
+        Result(**common, metrics=kept["test"], variant=data.name,
+               details={"learning_rate": kept["learning_rate"], "dev": kept["dev"], "before": before}),
+        Result(**common, metrics=before, variant=f"{data.name}/before", details={"fine_tuned": False}),
     ]
-
-
-def _result_file(result: dict) -> str:
-    return re.sub(r"[^A-Za-z0-9._@=-]+", "_", "__".join([result["model"], result["task"], result["variant"]])) + ".json"
 
 
 def _data_record(data, prepared: Prepared) -> dict:

@@ -149,7 +149,8 @@ def _ranking_loss(losses, model, recipe: Recipe):
 def _score_embed(model, split: RetrievalSet, recipe: Recipe) -> dict[str, float]:
     from sentence_transformers.evaluation import InformationRetrievalEvaluator
 
-    evaluator = InformationRetrievalEvaluator(split.queries, split.corpus, split.qrels, ndcg_at_k=[10], mrr_at_k=[10],
+    evaluator = InformationRetrievalEvaluator(split.queries, split.corpus, split.relevant, ndcg_at_k=[10],
+                                              mrr_at_k=[10],
                                               accuracy_at_k=[1], precision_recall_at_k=[10], map_at_k=[10],
                                               batch_size=64, write_csv=False)
     return _ir_metrics(evaluator(model))
@@ -182,7 +183,7 @@ def _train_sparse(model, data, recipe: Recipe, lr: float, workdir: Path, recorde
 def _score_sparse(model, split: RetrievalSet, recipe: Recipe) -> dict[str, float]:
     from sentence_transformers.sparse_encoder.evaluation import SparseInformationRetrievalEvaluator
 
-    evaluator = SparseInformationRetrievalEvaluator(split.queries, split.corpus, split.qrels, ndcg_at_k=[10],
+    evaluator = SparseInformationRetrievalEvaluator(split.queries, split.corpus, split.relevant, ndcg_at_k=[10],
                                                     mrr_at_k=[10], accuracy_at_k=[1], precision_recall_at_k=[10],
                                                     map_at_k=[10], batch_size=64, write_csv=False)
     return _ir_metrics(evaluator(model))
@@ -260,7 +261,7 @@ def _train_colbert(model, data, recipe: Recipe, lr: float, workdir: Path, record
 def _score_colbert(model, split: RetrievalSet, recipe: Recipe) -> dict[str, float]:
     from pylate.evaluation import PyLateInformationRetrievalEvaluator
 
-    evaluator = PyLateInformationRetrievalEvaluator(split.queries, split.corpus, split.qrels, ndcg_at_k=[10],
+    evaluator = PyLateInformationRetrievalEvaluator(split.queries, split.corpus, split.relevant, ndcg_at_k=[10],
                                                     mrr_at_k=[10], accuracy_at_k=[1], precision_recall_at_k=[10],
                                                     map_at_k=[10], batch_size=64, write_csv=False)
     return _ir_metrics(evaluator(model))

@@ -15,8 +15,8 @@ from importlib import metadata
 from pathlib import Path
 
 from twofold.errors import TwofoldError
-from twofold.eval.results import Result
 from twofold.files import sha256_file
+from twofold.results import Result
 
 # What a directory holds, as the suites see it.
 ENCODER, DECODER, EMBEDDER, CLASSIFIER = "encoder", "decoder", "embedder", "classifier"

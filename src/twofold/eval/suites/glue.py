@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from twofold.errors import TwofoldError
-from twofold.eval.results import Result
 from twofold.eval.suites.base import Member, SuiteOptions, hub_data, local_files, result
 from twofold.finetune.datasets import LabelledData
+from twofold.results import Result
 
 HUB = "nyu-mll/glue"
 

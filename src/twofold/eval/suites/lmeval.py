@@ -25,9 +25,9 @@ from tqdm.auto import tqdm
 
 from twofold.errors import TwofoldError
 from twofold.eval.mlm_scoring import count_scored_tokens, fill_greedy, pseudo_loglikelihood
-from twofold.eval.results import Result
 from twofold.eval.suites.base import ENCODER, Member, SuiteOptions, result
 from twofold.files import sha256_file
+from twofold.results import Result
 
 ETTIN_TASKS = ("arc_easy", "arc_challenge", "hellaswag", "lambada_openai", "openbookqa", "piqa", "sciq",
                "social_iqa", "triviaqa", "winogrande", "wsc273")

@@ -14,38 +14,32 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from twofold.errors import TwofoldError
-from twofold.eval.models import Found, find_models
-from twofold.eval.suites.base import DECODER, ENCODER, Member, member_of
-
-
-def is_pair(path: Path) -> bool:
-    from twofold.train.rundir import PairDir
-
-    return PairDir.holds_pair(path) or all((path / m).is_dir() for m in ("encoder", "decoder"))
+from twofold.eval.suites.base import DECODER, ENCODER, Member, count_parameters, member_of
+from twofold.models import HF, ModelRef, is_pair, models_under
 
 
 def suite_members(path: str | Path, all_checkpoints: bool = False, tokenizer: str | Path | None = None,
-                  name: str | None = None) -> list[tuple[Member, Found]]:
-    """(member, where it came from) for every model under `path`, nothing loaded or exported yet."""
+                  name: str | None = None) -> list[tuple[Member, ModelRef]]:
+    """(member, the model it names) for every model under `path`, nothing loaded or exported yet."""
     path = Path(path)
     if path.is_dir() and not is_pair(path) and not (path / "config.json").is_file():
         pairs = [child for child in sorted(path.iterdir()) if child.is_dir() and is_pair(child)]
         if pairs:
             return [(replace_name(m, f"{pair.name}/{m.name}"), f) for pair in pairs
                     for m, f in suite_members(pair, all_checkpoints, tokenizer)]
-    found = find_models(path, all_checkpoints)
+    found = models_under(path, all_checkpoints)
     if name and len({f.name for f in found}) > 1:
         raise TwofoldError(f"--name labels one model, but {path} holds {len(found)}; leave --name out")
     members = []
     for f in found:
-        if f.directory is not None:
-            members.append((member_of(f.directory, name or f.name), f))
+        if f.kind == HF:
+            members.append((member_of(f.path, name or f.name), f))
         else:
-            if (tokenizer or f.tokenizer) is None:
+            if (tokenizer or f.tokenizer()) is None:
                 raise TwofoldError(f"no tokenizer found for {f.name}; pass --tokenizer DIR (a tokenizer.json or its "
                                    "folder): the libraries need it beside the exported checkpoint")
             causal = f.run.config().causal
-            members.append((Member(f.path, name or f.name, DECODER if causal else ENCODER, 0, f.checkpoint,
+            members.append((Member(f.checkpoint, name or f.name, DECODER if causal else ENCODER, 0, f.tag,
                                    f.tokens, causal), f))
     return members
 
@@ -56,20 +50,16 @@ def replace_name(member: Member, name: str) -> Member:
 
 
 @contextmanager
-def exported(member: Member, found: Found, scratch: Path, tokenizer: str | Path | None = None):
+def exported(member: Member, found: ModelRef, scratch: Path, tokenizer: str | Path | None = None):
     """`member` with an HF directory: the model's own, or its checkpoint exported into `scratch` (removed after)."""
-    if found.directory is not None:
+    if found.kind == HF:
         yield member
         return
-    from twofold.eval.suites.base import count_parameters
-    from twofold.hf import save_pretrained
-
     target = scratch / f"{member.label.replace('/', '_').replace('@', '_')}"
     shutil.rmtree(target, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        save_pretrained(found.load(), target, tokenizer=tokenizer or found.tokenizer)
-        member.path = target
+        member.path = found.export(target, tokenizer)
         member.parameters = count_parameters(target)
         yield member
     finally:

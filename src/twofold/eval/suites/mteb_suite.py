@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from twofold.errors import TwofoldError
-from twofold.eval.results import Result
 from twofold.eval.suites.base import EMBEDDER, Member, SuiteOptions, hub_data, local_files, require, result
+from twofold.results import Result
 
 MINIMUM = "2.26"  # mteb.evaluate with prediction folders, InstructionReranking tasks (as tested)
 PRESETS = {

@@ -26,10 +26,9 @@ from pathlib import Path
 import torch
 
 from twofold.errors import TwofoldError
-from twofold.eval.baselines import bm25_run
-from twofold.eval.metrics import retrieval_scores
-from twofold.eval.results import Result
+from twofold.eval.metrics import bm25_run, retrieval_scores
 from twofold.eval.suites.base import EMBEDDER, Member, SuiteOptions, hub_data, local_files, result
+from twofold.results import Result
 
 PROMPT = ("Determine if the following passage is relevant to the query. Answer only with 'true' or 'false'.\n"
           "Query: {query}\nPassage: {passage}\n<think>")
@@ -60,11 +59,11 @@ def tasks(options: SuiteOptions) -> list[str]:
 
 def load(name: str, options: SuiteOptions) -> Collection:
     if options.data_dir is not None:
-        from twofold.eval.userdata import read_beir
+        from twofold.finetune.datasets import beir_test_set
 
         folder = options.data_dir / name
-        data = read_beir(str(folder), options.limit or 10**9, options.seed)
-        return Collection(name, data.queries, data.documents, data.qrels, local_files(folder))
+        data = beir_test_set(str(folder), options.limit or 10**9, options.seed)
+        return Collection(name, data.queries, data.corpus, data.qrels, local_files(folder))
     import mteb
 
     try:

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from twofold.errors import TwofoldError
-from twofold.eval.results import Result, result_filename, save_results
 from twofold.eval.suites.base import (
     CLASSIFIER,
     DECODER,
@@ -30,6 +29,7 @@ from twofold.eval.suites.base import (
     failure,
     result,
 )
+from twofold.results import Result, result_filename, save_results
 
 LM_KINDS = (ENCODER, DECODER)
 

@@ -11,7 +11,7 @@ batches (`twofold finetune`), and is scored on the held-out modules' functions:
 
 Each fine-tune runs once per seed (the seed orders the batches and initialises the new head);
 the report shows mean ± spread, so a difference smaller than the spread is not called a win.
-The pieces are separate functions so that the fine-tunes can run side by side (`twofold.lanes`):
+The pieces are separate functions so that the fine-tunes can run side by side (`twofold.demo.lanes`):
 `task_data` once per task, `prepared_seeds` once per task, `fine_tune` per model and seed,
 `task_baselines` once per task.
 """
@@ -24,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from twofold.eval.baselines import baseline, bm25, majority, random_ranking
-from twofold.eval.results import Result
+from twofold.eval.metrics import bm25
+from twofold.eval.tasks.baselines import baseline, majority, random_ranking
 from twofold.finetune import RetrievalSet, finetune, load_data, prepare, resolve
 from twofold.finetune.recipes import Recipe
+from twofold.results import Result
 
 # What each fine-tuning task is called in the results, and the metrics kept.
 TASK_NAMES = {"embed": "code-search", "classify": "package-classification"}

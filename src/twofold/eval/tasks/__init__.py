@@ -1,4 +1,9 @@
-"""The task registry, and `evaluate` / `evaluate_pair`: run tasks on models, get `Result`s.
+"""The built-in tasks: the registry, and `evaluate` / `evaluate_pair`: run tasks on models, get `Result`s.
+
+    from twofold.eval.tasks import evaluate_pair, Settings
+    from twofold.results import save_results
+    results = evaluate_pair(encoder, decoder, tokenizer, settings=Settings(seed=0))
+    save_results(results, "runs/demo/eval")
 
 Each task is a function (Subject, Settings) -> list[Result]. Tasks that read the user's
 files check them (`check`) before any model work starts, so a bad file fails in a second.
@@ -11,15 +16,15 @@ from dataclasses import dataclass
 
 from twofold.data.tokenizer import Tokenizer
 from twofold.errors import TwofoldError
-from twofold.eval.classification import package_classification, user_classification
-from twofold.eval.lm import language_modelling
-from twofold.eval.results import Result
-from twofold.eval.retrieval import code_search, retrieve
-from twofold.eval.samples import samples
-from twofold.eval.settings import Settings
-from twofold.eval.subject import Subject
-from twofold.eval.userdata import read_beir, read_classification
+from twofold.eval.tasks.classification import package_classification, user_classification
+from twofold.eval.tasks.lm import language_modelling
+from twofold.eval.tasks.retrieval import code_search, retrieve
+from twofold.eval.tasks.samples import samples
+from twofold.eval.tasks.settings import QUICK, Settings
+from twofold.eval.tasks.subject import Subject
+from twofold.finetune.datasets import beir_test_set, train_and_dev
 from twofold.model import TwofoldModel
+from twofold.results import Result
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,7 @@ class Task:
 
 
 def _beir(subject: Subject, settings: Settings) -> list[Result]:
-    data = read_beir(settings.beir, settings.max_queries, settings.seed)
+    data = beir_test_set(settings.beir, settings.max_queries, settings.seed)
     return retrieve(subject, data, settings, "beir", variant_prefix=f"{data.name}/")
 
 
@@ -44,9 +49,9 @@ TASKS: dict[str, Task] = {
     "samples": Task(samples, "decoder continuations of fixed prompts, encoder fill-mask guesses"),
     "classification": Task(user_classification, "fine-tune on --train, accuracy on --dev (TSV/CSV/JSONL)",
                            builtin=False,
-                           check=lambda s: read_classification(s.train, s.dev, s.text_fields, s.label_field)),
+                           check=lambda s: train_and_dev(s.train, s.dev, s.text_fields, s.label_field)),
     "beir": Task(_beir, "zero-shot retrieval on a BEIR directory (--beir): nDCG@10, MRR@10", builtin=False,
-                 check=lambda s: read_beir(s.beir, s.max_queries, s.seed)),
+                 check=lambda s: beir_test_set(s.beir, s.max_queries, s.seed)),
 }
 BUILTIN_TASKS = tuple(name for name, task in TASKS.items() if task.builtin)
 
@@ -81,3 +86,6 @@ def evaluate_pair(encoder: TwofoldModel, decoder: TwofoldModel, tokenizer: Token
     check_tasks(tasks, settings)  # both members' inputs before either runs
     return [*evaluate(encoder, tokenizer, tasks, names[0], settings),
             *evaluate(decoder, tokenizer, tasks, names[1], settings)]
+
+
+__all__ = ["BUILTIN_TASKS", "QUICK", "TASKS", "Settings", "Task", "check_tasks", "evaluate", "evaluate_pair"]

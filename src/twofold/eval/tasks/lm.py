@@ -20,8 +20,8 @@ from twofold.data.tokenizer import Tokenizer
 from twofold.eval import stdlib
 from twofold.eval.metrics import accuracy, perplexity
 from twofold.eval.progress import progress
-from twofold.eval.settings import Settings
-from twofold.eval.subject import Subject
+from twofold.eval.tasks.settings import Settings
+from twofold.eval.tasks.subject import Subject
 from twofold.eval.text import device_of, pad
 from twofold.model import IGNORE_INDEX
 

@@ -1,5 +1,8 @@
 """`Result`: one task's scores for one model, and how results are written and read as JSON.
 
+Every producer uses it: the evaluation tasks and suites (`twofold.eval`) and the fine-tunes
+(`twofold.finetune`); `twofold.report` tables and plots what they give.
+
 A result carries what a comparison needs besides the scores: the model's kind (encoder or
 decoder), its parameter count, and, for a training checkpoint, its tag and training tokens.
 Results of a suite (`twofold.eval.suites`) also say where the score comes from: the suite,

@@ -9,25 +9,17 @@ token and with the mean, both reported.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 
 import numpy as np
 
 from twofold.eval import stdlib
 from twofold.eval.metrics import ranking, retrieval_scores, top_k
 from twofold.eval.progress import progress
-from twofold.eval.results import Result
-from twofold.eval.settings import Settings
-from twofold.eval.subject import Subject
+from twofold.eval.tasks.settings import Settings
+from twofold.eval.tasks.subject import Subject
 from twofold.eval.text import embed_texts
-
-
-@dataclass
-class RetrievalSet:
-    name: str
-    queries: dict[str, str]  # id -> text
-    documents: dict[str, str]  # id -> text
-    qrels: dict[str, dict[str, int]]  # query id -> {document id: relevance}
+from twofold.finetune.datasets import RetrievalSet
+from twofold.results import Result
 
 
 def poolings(subject: Subject) -> tuple[str, ...]:
@@ -44,7 +36,7 @@ def code_search_set(max_queries: int, seed: int) -> RetrievalSet:
     return RetrievalSet(
         name="code-search",
         queries={f"q{i}": first_lines[i] for i in chosen},
-        documents={f"d{i}": functions[i].code for i in chosen},
+        corpus={f"d{i}": functions[i].code for i in chosen},
         qrels={f"q{i}": {f"d{i}": 1} for i in chosen},
     )
 
@@ -52,21 +44,21 @@ def code_search_set(max_queries: int, seed: int) -> RetrievalSet:
 def retrieve(subject: Subject, data: RetrievalSet, settings: Settings, task: str,
              variant_prefix: str = "") -> list[Result]:
     """Embed queries and documents once, then score each pooling."""
-    total = len(data.queries) + len(data.documents)
+    total = len(data.queries) + len(data.corpus)
     with progress(subject.name, task, total, "text") as bar:
         pools = poolings(subject)
         query_vectors = embed_texts(subject.model, subject.tokenizer, list(data.queries.values()), pools,
                                     settings.max_length, settings.batch_size, bar)
-        doc_vectors = embed_texts(subject.model, subject.tokenizer, list(data.documents.values()), pools,
+        doc_vectors = embed_texts(subject.model, subject.tokenizer, list(data.corpus.values()), pools,
                                   settings.max_length, settings.batch_size, bar)
     results = []
     for pooling in pools:
         scores, indices = top_k(query_vectors[pooling], doc_vectors[pooling], settings.k)
-        run = ranking(list(data.queries), list(data.documents), scores, indices)
+        run = ranking(list(data.queries), list(data.corpus), scores, indices)
         metrics = retrieval_scores(data.qrels, run, settings.k)
         results.append(subject.result(task, metrics, settings.seed, len(data.queries),
                                       variant=variant_prefix + pooling, pooling=pooling,
-                                      documents=len(data.documents)))
+                                      documents=len(data.corpus)))
     return results
 
 

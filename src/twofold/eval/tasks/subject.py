@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from twofold.data.tokenizer import Tokenizer
-from twofold.eval.results import Result
 from twofold.model import TwofoldModel
+from twofold.results import Result
 
 
 @dataclass

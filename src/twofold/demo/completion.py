@@ -22,12 +22,12 @@ import numpy as np
 import torch
 
 from twofold.eval import stdlib
-from twofold.eval.lm import _target_nll
 from twofold.eval.progress import progress
-from twofold.eval.results import Result
-from twofold.eval.settings import Settings
-from twofold.eval.subject import Subject
+from twofold.eval.tasks.lm import _target_nll
+from twofold.eval.tasks.settings import Settings
+from twofold.eval.tasks.subject import Subject
 from twofold.model import IGNORE_INDEX
+from twofold.results import Result
 
 CHOICES = 4
 MIN_LINE = 10  # characters of a choice (stripped): long enough to carry information

@@ -3,11 +3,10 @@
 - language modelling: the most frequent training token guessed at every masked position (the
   MLM accuracy of a model that ignores context), and the unigram perplexity of the held-out
   text under the training split's token counts (add-one smoothed): the perplexity of a decoder
-  that ignores context. Both use `twofold.eval.lm`'s windows and masks, so they are scored on
+  that ignores context. Both use `twofold.eval.tasks.lm`'s windows and masks, so they are scored on
   the same tokens as the members.
 - retrieval: random ranking (its expected nDCG@10 / MRR@10, exact for one relevant document per
-  query) and BM25 (the `bm25s` library, its default Lucene variant, k1 1.5, b 0.75) over the
-  same queries and candidates.
+  query); BM25 is `twofold.eval.metrics.bm25`.
 - classification: the majority class of the test set, predicted for every test example (the
   best any single-class guess can score; the built-in training set caps each class, so its own
   majority says little).
@@ -22,10 +21,9 @@ import numpy as np
 
 from twofold.data.tokenizer import Tokenizer
 from twofold.errors import TwofoldError
-from twofold.eval.lm import held_out_windows, mask_windows
-from twofold.eval.metrics import retrieval_scores
-from twofold.eval.results import Result
-from twofold.eval.settings import Settings
+from twofold.eval.tasks.lm import held_out_windows, mask_windows
+from twofold.eval.tasks.settings import Settings
+from twofold.results import Result
 
 BASELINE = "baseline"  # the `kind` of a baseline's results
 
@@ -36,7 +34,7 @@ def baseline(task: str, name: str, metrics: dict[str, float], n: int, variant: s
 
 
 def language_model_baselines(tokenizer: Tokenizer, counts: np.ndarray, settings: Settings) -> list[Result]:
-    """Most-frequent-token MLM accuracy and unigram perplexity on `twofold.eval.lm`'s held-out windows.
+    """Most-frequent-token MLM accuracy and unigram perplexity on `twofold.eval.tasks.lm`'s held-out windows.
 
     `counts[t]`: how often token t occurs in the training split (e.g. `np.bincount(store.tokens)`).
     """
@@ -66,26 +64,6 @@ def random_ranking(candidates: int, k: int = 10) -> dict[str, float]:
     ranks = range(1, min(k, candidates) + 1)  # the relevant document lands at each rank with p = 1/candidates
     return {f"ndcg@{k}": sum(1 / math.log2(r + 1) for r in ranks) / candidates,
             f"mrr@{k}": sum(1 / r for r in ranks) / candidates}
-
-
-def bm25_run(queries: dict[str, str], documents: dict[str, str], depth: int) -> dict[str, dict[str, float]]:
-    """Each query's top `depth` documents by BM25 (bm25s: Lucene's idf, k1 1.5, b 0.75, its default
-    English tokenizer — lowercased words of 2+ characters without English stopwords)."""
-    import bm25s
-
-    doc_ids = list(documents)
-    retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize(list(documents.values()), show_progress=False), show_progress=False)
-    tokens = bm25s.tokenize(list(queries.values()), show_progress=False)
-    found, scores = retriever.retrieve(tokens, k=min(depth, len(doc_ids)), show_progress=False)
-    return {q: {doc_ids[int(i)]: float(s) for i, s in zip(row, score)} for q, row, score in zip(queries, found, scores)}
-
-
-def bm25(queries: dict[str, str], documents: dict[str, str], qrels: dict[str, dict[str, int]],
-         k: int = 10) -> dict[str, float]:
-    """nDCG@k and MRR@k of BM25 (`bm25_run`); a document sharing no word with the query is not retrieved."""
-    run = {q: {d: s for d, s in found.items() if s > 0} for q, found in bm25_run(queries, documents, k).items()}
-    return retrieval_scores(qrels, run, k)
 
 
 def majority(test_labels: list) -> dict[str, float]:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 
 @dataclass(frozen=True)
 class Job:
@@ -90,8 +92,6 @@ def _stop(pool: ProcessPoolExecutor) -> None:
 
 
 def _start_worker(threads: int, log: str) -> None:
-    import torch
-
     torch.set_num_threads(threads)
     handle = open(log, "a", buffering=1)  # noqa: SIM115 - the worker's output for its lifetime
     for stream in (sys.stdout, sys.stderr):

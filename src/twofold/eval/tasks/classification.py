@@ -23,12 +23,12 @@ from twofold.errors import TwofoldError
 from twofold.eval import stdlib
 from twofold.eval.metrics import accuracy
 from twofold.eval.progress import progress
-from twofold.eval.results import Result
-from twofold.eval.settings import Settings
-from twofold.eval.subject import Subject
+from twofold.eval.tasks.settings import Settings
+from twofold.eval.tasks.subject import Subject
 from twofold.eval.text import batches_by_length, device_of, frame, pad
-from twofold.eval.userdata import LabelledSet, read_classification
+from twofold.finetune.datasets import LabelledData, train_and_dev
 from twofold.model.heads import SequenceClassifier
+from twofold.results import Result
 
 
 def classifier_from(model, num_labels: int, pooling: str | None) -> SequenceClassifier:
@@ -39,12 +39,12 @@ def classifier_from(model, num_labels: int, pooling: str | None) -> SequenceClas
     return classifier
 
 
-def fine_tune(subject: Subject, data: LabelledSet, settings: Settings, task: str) -> SequenceClassifier:
+def fine_tune(subject: Subject, data: LabelledData, settings: Settings, task: str) -> SequenceClassifier:
     tokenizer = subject.tokenizer
     torch.manual_seed(settings.seed)  # the classifier's initialisation
     pooling = settings.pooling or ("last" if subject.causal else "mean")
     device = device_of(subject.model)
-    classifier = classifier_from(subject.model, len(data.label_names), pooling).to(device)
+    classifier = classifier_from(subject.model, len(data.labels), pooling).to(device)
     train = data.train
     if len(train) > settings.max_examples:
         keep = np.random.default_rng(settings.seed).permutation(len(train))[:settings.max_examples]
@@ -85,19 +85,19 @@ def predict(classifier: SequenceClassifier, subject: Subject, texts, settings: S
     return predictions
 
 
-def fine_tune_and_score(subject: Subject, data: LabelledSet, settings: Settings, task: str,
+def fine_tune_and_score(subject: Subject, data: LabelledData, settings: Settings, task: str,
                         variant: str = "") -> Result:
     classifier = fine_tune(subject, data, settings, task)
     gold = [label for _, label in data.dev]
     predictions = predict(classifier, subject, [texts for texts, _ in data.dev], settings)
     majority = Counter(label for _, label in data.train).most_common(1)[0][0]
     return subject.result(task, {"accuracy": accuracy(predictions, gold)}, settings.seed, len(gold),
-                          variant=variant, labels=len(data.label_names),
+                          variant=variant, labels=len(data.labels),
                           train=min(len(data.train), settings.max_examples),
                           majority_accuracy=accuracy([majority] * len(gold), gold), pooling=classifier.pooling)
 
 
-def package_set(min_per_class: int, max_per_class: int, dev_fraction: float, seed: int) -> LabelledSet:
+def package_set(min_per_class: int, max_per_class: int, dev_fraction: float, seed: int) -> LabelledData:
     """Docstring -> top-level package of held-out stdlib functions, split per class by seed.
 
     Big packages are cut to `max_per_class` functions, so that guessing the largest class
@@ -118,7 +118,7 @@ def package_set(min_per_class: int, max_per_class: int, dev_fraction: float, see
         cut = max(1, round(len(order) * dev_fraction))
         dev += [((docs[i],), label) for i in order[:cut]]
         train += [((docs[i],), label) for i in order[cut:]]
-    return LabelledSet("stdlib-packages", train, dev, names)
+    return LabelledData("stdlib-packages", train, dev, dev, names)
 
 
 def package_classification(subject: Subject, settings: Settings) -> list[Result]:
@@ -127,5 +127,5 @@ def package_classification(subject: Subject, settings: Settings) -> list[Result]
 
 
 def user_classification(subject: Subject, settings: Settings) -> list[Result]:
-    data = read_classification(settings.train, settings.dev, settings.text_fields, settings.label_field)
+    data = train_and_dev(settings.train, settings.dev, settings.text_fields, settings.label_field)
     return [fine_tune_and_score(subject, data, settings, "classification", variant=data.name)]

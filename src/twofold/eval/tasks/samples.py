@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import torch
 
-from twofold.eval.results import Result
-from twofold.eval.settings import Settings
-from twofold.eval.subject import Subject
+from twofold.eval.tasks.settings import Settings
+from twofold.eval.tasks.subject import Subject
 from twofold.eval.text import device_of, pad
+from twofold.results import Result
 
 PROMPTS = (
     "def read_file(path):\n",
