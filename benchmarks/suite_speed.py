@@ -96,7 +96,7 @@ def rank1_speed(pair: Path, count: int) -> None:
 
 def suite_costs(pair: Path, root: Path) -> None:
     sys.path.insert(0, str(ROOT))
-    from tests.eval import suite_data
+    from tools import suite_data
 
     data = suite_data.write_glue(root / "data")
     suite_data.write_followir(data / "mteb" / "Core17InstructionRetrieval")

@@ -145,7 +145,7 @@ def command_writing(kind, world, out):
 
 
 @pytest.mark.parametrize("kind", ["prepare", "tokenizer", "train", "export", "eval", "compare", "demo"])
-def test_7_out_naming_an_existing_file_is_refused(tmp_path, world, capsys, kind):
+def test_out_naming_an_existing_file_is_refused(tmp_path, world, capsys, kind):
     out = tmp_path / "notes.txt"
     out.write_text("my notes\n")
     argv = command_writing(kind, world, out) + (["--overwrite"] if kind in ("prepare", "export") else [])
@@ -153,7 +153,7 @@ def test_7_out_naming_an_existing_file_is_refused(tmp_path, world, capsys, kind)
 
 
 @pytest.mark.parametrize("kind", ["prepare", "tokenizer", "train", "export", "demo"])
-def test_1_out_naming_a_folder_of_other_files_is_refused_even_with_overwrite(tmp_path, world, capsys, kind):
+def test_out_naming_a_folder_of_other_files_is_refused_even_with_overwrite(tmp_path, world, capsys, kind):
     out = tmp_path / "papers"
     out.mkdir()
     (out / "draft.tex").write_text("\\section{}\n")
@@ -161,7 +161,7 @@ def test_1_out_naming_a_folder_of_other_files_is_refused_even_with_overwrite(tmp
     refused(capsys, argv, [tmp_path, world], out, "holds other files")
 
 
-def test_1_overwrite_replaces_a_store_and_without_it_a_store_is_kept(tmp_path, world, capsys):
+def test_overwrite_replaces_a_store_and_without_it_a_store_is_kept(tmp_path, world, capsys):
     shutil.copytree(world / "other", tmp_path / "store")
     argv = command_writing("prepare", world, tmp_path / "store")
     refused(capsys, argv, [tmp_path], "already holds a token store", "--overwrite")
@@ -171,7 +171,7 @@ def test_1_overwrite_replaces_a_store_and_without_it_a_store_is_kept(tmp_path, w
 
 
 @pytest.mark.parametrize("kind", ["prepare", "tokenizer", "train", "export", "eval", "compare", "demo"])
-def test_8_a_read_only_location_is_refused_before_any_work(world, read_only_dir, capsys, kind):
+def test_a_read_only_location_is_refused_before_any_work(world, read_only_dir, capsys, kind):
     refused(capsys, command_writing(kind, world, read_only_dir / "out"), [read_only_dir, world],
             read_only_dir, "not writable")
 
@@ -179,7 +179,7 @@ def test_8_a_read_only_location_is_refused_before_any_work(world, read_only_dir,
 # ------------------------------------------------------------------ 2, 11: the data of a run
 
 
-def test_2_a_refused_resume_writes_nothing(tmp_path, world, capsys):
+def test_a_refused_resume_writes_nothing(tmp_path, world, capsys):
     run = copy_run(world, tmp_path)
     shutil.rmtree(tmp_path / "store")
     shutil.copytree(world / "other", tmp_path / "store")  # another corpus where the run's store was
@@ -192,7 +192,7 @@ def test_2_a_refused_resume_writes_nothing(tmp_path, world, capsys):
     assert "step 1 of" in capsys.readouterr().out
 
 
-def test_11_show_batch_says_when_the_store_changed(tmp_path, world, capsys):
+def test_show_batch_says_when_the_store_changed(tmp_path, world, capsys):
     run = copy_run(world, tmp_path, drop_final=False)
     shutil.rmtree(tmp_path / "store")
     shutil.copytree(world / "other", tmp_path / "store")
@@ -224,7 +224,7 @@ def edit_manifest(store, change):
     (lambda m: m["tokenizer"].update(vocab_size=100), "manifest.json", "does not fit vocab_size 100"),
     (lambda m: m.pop("groups"), "manifest.json", "lacks 'groups'"),
 ], ids=["fingerprint", "num_tokens", "num_documents", "group tokens", "vocab_size", "no groups"])
-def test_3_an_edited_manifest_is_refused_by_info_verify_and_by_training(tmp_path, world, capsys, edit, file, message):
+def test_an_edited_manifest_is_refused_by_info_verify_and_by_training(tmp_path, world, capsys, edit, file, message):
     store = tmp_path / "store"
     shutil.copytree(world / "store", store)
     edit_manifest(store, edit)
@@ -234,7 +234,7 @@ def test_3_an_edited_manifest_is_refused_by_info_verify_and_by_training(tmp_path
     refused(capsys, argv, [tmp_path, world], f"{store / file}: ", message)
 
 
-def test_3_a_named_stdlib_source_is_counted_under_its_name(tmp_path, world):
+def test_a_named_stdlib_source_is_counted_under_its_name(tmp_path, world):
     """The manifest counted a stdlib source named otherwise (the demo's stdlib-train) as empty."""
     cli("data", "prepare", "--source", "path=stdlib,name=std,packages=json", "--tokenizer", world / "tok",
         "--out", tmp_path / "store")
@@ -244,7 +244,7 @@ def test_3_a_named_stdlib_source_is_counted_under_its_name(tmp_path, world):
     store.verify()
 
 
-def test_3_source_counts_are_checked_by_verify(tmp_path, world, capsys):
+def test_source_counts_are_checked_by_verify(tmp_path, world, capsys):
     store = tmp_path / "store"
     shutil.copytree(world / "store", store)
     edit_manifest(store, lambda m: m["sources"][0].update(documents=1))
@@ -254,7 +254,7 @@ def test_3_source_counts_are_checked_by_verify(tmp_path, world, capsys):
 
 
 @pytest.mark.parametrize("name", ["tokens.bin", "offsets.bin", "doc_groups.bin"])
-def test_3_6_a_truncated_data_file_is_refused_on_open(tmp_path, world, capsys, name):
+def test_a_truncated_data_file_is_refused_on_open(tmp_path, world, capsys, name):
     store = tmp_path / "store"
     shutil.copytree(world / "store", store)
     data = (store / name).read_bytes()
@@ -266,7 +266,7 @@ def test_3_6_a_truncated_data_file_is_refused_on_open(tmp_path, world, capsys, n
     refused(capsys, argv, [tmp_path, world], store / name, "truncated")
 
 
-def test_6_token_ids_outside_the_vocabulary_stop_training_before_the_step(tmp_path, world, capsys):
+def test_token_ids_outside_the_vocabulary_stop_training_before_the_step(tmp_path, world, capsys):
     store = tmp_path / "store"
     shutil.copytree(world / "store", store)
     tokens = np.memmap(store / "tokens.bin", dtype=np.uint16, mode="r+")
@@ -291,14 +291,14 @@ def test_6_token_ids_outside_the_vocabulary_stop_training_before_the_step(tmp_pa
     (["--keep-last", "0"], "--keep-last: 0 is too small"),
     (["--micro-batch", "two"], "--micro-batch: 'two' is not a whole number"),
 ])
-def test_3_out_of_range_numbers_are_refused(tmp_path, world, capsys, argv, message):
+def test_out_of_range_numbers_are_refused(tmp_path, world, capsys, argv, message):
     refused(capsys, train(world, tmp_path / "run", *argv), [tmp_path, world], message)
 
 
 # ------------------------------------------------------------------ 4: text that is not text
 
 
-def test_4_lone_surrogates_are_replaced_and_counted_like_invalid_utf8(tmp_path, world, capsys):
+def test_lone_surrogates_are_replaced_and_counted_like_invalid_utf8(tmp_path, world, capsys):
     corpus = tmp_path / "emoji.jsonl"
     corpus.write_text('{"text": "half an emoji \\ud83d here", "id": "x\\udc00", "lang": "en\\ud800"}\n'
                       '{"text": "a whole one \\ud83d\\ude00", "id": "y", "lang": "en"}\n')
@@ -340,7 +340,7 @@ JSON_FILES = {
 
 
 @pytest.mark.parametrize("what", JSON_FILES)
-def test_5_every_json_file_read_back_that_is_torn_is_one_line(tmp_path, world, capsys, what):
+def test_every_json_file_read_back_that_is_torn_is_one_line(tmp_path, world, capsys, what):
     copy_run(world, tmp_path, drop_final=False)
     for name in ("tok", "export", "results"):
         shutil.copytree(world / name, tmp_path / name)
@@ -351,7 +351,7 @@ def test_5_every_json_file_read_back_that_is_torn_is_one_line(tmp_path, world, c
 
 
 @pytest.mark.parametrize("what", ["mixture", "recipe"])
-def test_5_a_yaml_file_that_is_not_yaml_is_one_line(tmp_path, world, capsys, what):
+def test_a_yaml_file_that_is_not_yaml_is_one_line(tmp_path, world, capsys, what):
     broken = tmp_path / f"{what}.yaml"
     broken.write_text("weights: {en: 1\n  fr: [\n")
     argv = {"mixture": ["data", "plan", "--store", world / "store", "--mixture", broken, "--tokens", "1M",
@@ -368,7 +368,7 @@ def enospc(path):
     return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
 
-def test_9_disk_full_in_training_keeps_the_checkpoints_before_it_and_resume_is_exact(
+def test_disk_full_in_training_keeps_the_checkpoints_before_it_and_resume_is_exact(
         tmp_path, world, capsys, monkeypatch):
     real, saved = safetensors.torch.save_file, []
 
@@ -393,7 +393,7 @@ def test_9_disk_full_in_training_keeps_the_checkpoints_before_it_and_resume_is_e
     assert final.keys() == expected.keys() and all(torch.equal(final[k], expected[k]) for k in final)
 
 
-def test_9_disk_full_in_prepare_keeps_the_store_it_would_replace(tmp_path, world, capsys, monkeypatch):
+def test_disk_full_in_prepare_keeps_the_store_it_would_replace(tmp_path, world, capsys, monkeypatch):
     from twofold.data import store as store_module
 
     shutil.copytree(world / "other", tmp_path / "store")
@@ -409,7 +409,7 @@ def test_9_disk_full_in_prepare_keeps_the_store_it_would_replace(tmp_path, world
             f"{tmp_path / 'store' / 'tokens.bin'}: No space left on device; free space")
 
 
-def test_9_disk_full_in_export_keeps_the_export_it_would_replace(tmp_path, world, capsys, monkeypatch):
+def test_disk_full_in_export_keeps_the_export_it_would_replace(tmp_path, world, capsys, monkeypatch):
     shutil.copytree(world / "export", tmp_path / "export")
 
     def full(tensors, path, metadata=None):
@@ -429,7 +429,7 @@ def _limit_file_size():  # in the child: files may not grow past 64 KB; the kern
 
 
 @pytest.mark.parametrize("kind, file", [("tokenizer", "tokenizer.json"), ("export", "model.safetensors")])
-def test_9_a_write_the_kernel_refuses_is_one_line_and_leaves_nothing(tmp_path, world, kind, file):
+def test_a_write_the_kernel_refuses_is_one_line_and_leaves_nothing(tmp_path, world, kind, file):
     """A real write error from the Rust writers (tokenizers, safetensors), not a simulated one."""
     import sys
 
@@ -459,7 +459,7 @@ def tiny_disk(tmp_path):
 
 
 @pytest.mark.slow
-def test_9_a_real_full_disk_in_training(tmp_path, world, tiny_disk, capsys):
+def test_a_real_full_disk_in_training(tmp_path, world, tiny_disk, capsys):
     out = tiny_disk / "run"
     assert main([str(a) for a in train(world, out)]) == 2
     err = capsys.readouterr().err
@@ -476,7 +476,7 @@ def test_9_a_real_full_disk_in_training(tmp_path, world, tiny_disk, capsys):
 
 
 @pytest.mark.parametrize("value", ["high", None, True])
-def test_10_compare_refuses_a_metric_that_is_not_a_number(tmp_path, world, capsys, value):
+def test_compare_refuses_a_metric_that_is_not_a_number(tmp_path, world, capsys, value):
     shutil.copytree(world / "results", tmp_path / "results")
     file = tmp_path / "results" / "b.json"
     file.write_text(json.dumps({"task": "lm", "model": "b", "metrics": {"perplexity": value}, "seed": 0, "n": 1}))
@@ -484,7 +484,7 @@ def test_10_compare_refuses_a_metric_that_is_not_a_number(tmp_path, world, capsy
             file, "metric 'perplexity' is", "not a number")
 
 
-def test_12_an_unknown_model_field_is_named_with_the_valid_ones():
+def test_an_unknown_model_field_is_named_with_the_valid_ones():
     from twofold.model import preset
 
     with pytest.raises(TwofoldError, match="unknown field hidden_sise; valid fields: vocab_size, hidden_size"):
@@ -493,7 +493,7 @@ def test_12_an_unknown_model_field_is_named_with_the_valid_ones():
         preset("tiny", hidden_size="64")
 
 
-def test_13_a_relative_tokenizer_path_resolves_from_any_directory(tmp_path, world, capsys, monkeypatch):
+def test_a_relative_tokenizer_path_resolves_from_any_directory(tmp_path, world, capsys, monkeypatch):
     assert TokenStore(world / "store").manifest["tokenizer"]["path"] == str(world / "tok" / "tokenizer.json")
     monkeypatch.chdir(tmp_path)
     cli("export", world / "run", "--out", "hf")
@@ -501,7 +501,7 @@ def test_13_a_relative_tokenizer_path_resolves_from_any_directory(tmp_path, worl
     assert (tmp_path / "hf" / "tokenizer.json").read_bytes() == (world / "tok" / "tokenizer.json").read_bytes()
 
 
-def test_14_the_checkpoint_fallback_warning_is_one_line(tmp_path, world, capsys):
+def test_the_checkpoint_fallback_warning_is_one_line(tmp_path, world, capsys):
     run = copy_run(world, tmp_path, drop_final=False)
     damaged = run / "checkpoints" / CHECKPOINTS[2] / "model.safetensors"
     damaged.write_bytes(damaged.read_bytes()[:-8])

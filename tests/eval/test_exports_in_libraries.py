@@ -1,4 +1,4 @@
-"""Exports used unchanged by the field's libraries see what twofold sees (issue 11's four defects).
+"""Exports used unchanged by the field's libraries see what twofold sees: the four ways they could disagree.
 
 Each test runs the real library on a real export of a tiny model with the real BPE tokenizer.
 """

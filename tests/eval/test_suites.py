@@ -2,7 +2,7 @@
 of a tiny pair, with scores checked on cases whose answer is known.
 
 The libraries are real (mteb, lm-eval, transformers, sentence-transformers, bm25s); the data is
-written by `tests/eval/suite_data.py` in the layouts the real data has.
+written by `tools/suite_data.py` in the layouts the real data has.
 """
 
 import json
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.eval import suite_data
+from tools import suite_data
 
 import twofold
 from twofold.cli import main

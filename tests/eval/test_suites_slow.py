@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.eval import suite_data
 from tests.eval.test_suites import pair  # noqa: F401  (the module's tiny pair fixture)
+from tools import suite_data
 
 from twofold.cli import main
 from twofold.results import load_results

@@ -1,4 +1,4 @@
-"""Downstream fine-tuning of either member, or both, on the field's own libraries (issue 11).
+"""Downstream fine-tuning of either member, or both, on the field's own libraries.
 
     from twofold.finetune import finetune, finetune_pair, recipe_for, load_data
     data = load_data("embed", "stdlib")
