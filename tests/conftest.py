@@ -2,6 +2,10 @@ import os
 
 import pytest
 import torch
+from tests.cache import cached
+
+from twofold.data.stdlib import stdlib_documents
+from twofold.data.tokenizer import load_tokenizer, train_tokenizer
 
 # Keep torch from oversubscribing the cores: one thread per pytest-xdist worker (`make test` runs
 # one worker per core), at most two otherwise.
@@ -14,3 +18,11 @@ torch.set_num_threads(int(os.environ.get("TWOFOLD_TEST_THREADS", _DEFAULT_THREAD
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tmp_path_factory):
+    """A real 512-token byte-level BPE, trained on the train part of two stdlib packages (so the
+    held-out functions the evaluation scores are not in its training text)."""
+    texts = lambda: [d.text for d in stdlib_documents("train", packages=["json", "textwrap"])]
+    return load_tokenizer(cached(tmp_path_factory, "tokenizer", lambda out: train_tokenizer(texts(), 512, out)))

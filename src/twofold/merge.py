@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
+from tqdm import tqdm
 
 from twofold._version import __version__
 from twofold.errors import TwofoldError
@@ -264,8 +265,6 @@ def merge(models: list[str], out: str | Path, settings: MergeSettings, base: str
     check_compatible(everyone)
     first = everyone[0]
     merged = {}
-    from tqdm import tqdm
-
     names = list(first.parts)
     for name in tqdm(names, desc="merge", unit="tensor", disable=None if progress else True):
         tensors = [s.tensor(name) for s in sources]

@@ -1,4 +1,4 @@
-"""Shared fixtures: a small real BPE tokenizer and small real token stores on disk."""
+"""Shared fixtures: small real token stores on disk (the tokenizer is `tests/conftest.py`'s)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from tests.cache import cached
 from twofold.data.sources import SourceSpec
 from twofold.data.stdlib import stdlib_documents
 from twofold.data.store import prepare_store
-from twofold.data.tokenizer import load_tokenizer, train_tokenizer
 
 PACKAGES = ["json", "email"]
 
@@ -27,12 +26,6 @@ def paragraphs() -> list[str]:
     for document in stdlib_documents(packages=PACKAGES):
         blocks += [b.strip() for b in document.text.split("\n\n") if len(b.strip()) > 40]
     return blocks
-
-
-@pytest.fixture(scope="session")
-def tokenizer(tmp_path_factory):
-    texts = lambda: [d.text for d in stdlib_documents(packages=PACKAGES)]
-    return load_tokenizer(cached(tmp_path_factory, "data-tokenizer", lambda out: train_tokenizer(texts(), 512, out)))
 
 
 @pytest.fixture(scope="session")

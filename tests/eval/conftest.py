@@ -1,22 +1,13 @@
-"""A small BPE tokenizer and tiny random encoder/decoder models, shared by the eval tests."""
+"""Tiny random encoder/decoder models and quick settings for the eval tests (the tokenizer: tests/conftest.py)."""
 
 import pytest
-from tests.cache import cached
 
-from twofold.data.stdlib import stdlib_documents
-from twofold.data.tokenizer import load_tokenizer, train_tokenizer
 from twofold.eval.tasks import Settings
 from twofold.model import TwofoldModel, preset
 
 # Every task in a second or two with a tiny model.
 TINY = Settings(max_length=48, batch_size=16, lm_tokens=300, pseudo_perplexity_tokens=12, max_queries=12,
                 max_examples=24, min_per_class=20, epochs=1, max_new_tokens=4)
-
-
-@pytest.fixture(scope="session")
-def tokenizer(tmp_path_factory):
-    texts = lambda: [d.text for d in stdlib_documents("train", packages=["json", "textwrap"])]
-    return load_tokenizer(cached(tmp_path_factory, "eval-tokenizer", lambda out: train_tokenizer(texts(), 512, out)))
 
 
 def tiny_model(tokenizer, causal: bool) -> TwofoldModel:

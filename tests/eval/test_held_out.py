@@ -24,20 +24,20 @@ def test_code_search_pairs_each_docstring_line_with_its_code():
     names = {f.code: f.name.rsplit(".", 1)[-1] for f in held_out_functions()}
     for query, relevant in data.qrels.items():
         (doc,) = relevant
-        code = data.documents[doc]
+        code = data.corpus[doc]
         assert first_line[code] == data.queries[query]  # the query is this code's own docstring line
         assert f"def {names[code]}(" in code
         assert data.queries[query] not in code  # the answer is not written in the document
-    assert len(set(data.documents.values())) == len(data.documents)
+    assert len(set(data.corpus.values())) == len(data.corpus)
     assert code_search_set(50, seed=0) == data and code_search_set(50, seed=1) != data
 
 
 def test_package_classification_split_is_stratified_and_complete():
     data = package_set(min_per_class=20, max_per_class=50, dev_fraction=0.2, seed=0)
-    assert len(data.label_names) >= 2
+    assert len(data.labels) >= 2
     sizes = Counter(f.package for f in held_out_functions())
-    kept = sum(min(sizes[name], 50) for name in data.label_names)
-    assert all(sizes[name] >= 20 for name in data.label_names)
+    kept = sum(min(sizes[name], 50) for name in data.labels)
+    assert all(sizes[name] >= 20 for name in data.labels)
     assert len(data.train) + len(data.dev) == kept
     assert 0.15 < len(data.dev) / kept < 0.25
-    assert {label for _, label in data.dev} == set(range(len(data.label_names)))
+    assert {label for _, label in data.dev} == set(range(len(data.labels)))

@@ -1,6 +1,8 @@
 """CLI sub-commands, one module per area. Each module exposes `register(subparsers)`.
 
-The modules stay thin: parse, call the library, print. `twofold.cli` collects them.
+The modules stay thin: parse, call the library, print. `twofold.cli` collects them. They
+import the library inside the function that runs a command: `twofold --help` and a command's
+parsing would otherwise load torch and every room for any command.
 """
 
 import argparse

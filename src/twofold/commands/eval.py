@@ -113,48 +113,64 @@ def suite_options(args: argparse.Namespace):
         num_fewshot=args.num_fewshot, think_tokens=args.think_tokens, first_stage=args.first_stage, depth=args.depth)
 
 
-def run_suites(args: argparse.Namespace) -> int:
+def run_eval(args: argparse.Namespace) -> int:
+    """The built-in tasks (`--task`, default) or the published suites (`--suite`): each room checks
+    its inputs and finds its models before the output folder is touched; both end in one table and report."""
+    from twofold.errors import TwofoldError
+
+    if args.suite and args.task:
+        raise TwofoldError("--task runs the built-in tasks and --suite the published suites; give one of them")
+    results, out, title = (run_suites if args.suite else run_tasks)(args)
+    _finish(results, out, title, say_none="no scores" if args.suite else None)
+    return 0
+
+
+def _out(args: argparse.Namespace) -> Path:
+    from twofold.files import check_out
+
+    return check_out(Path(args.out) if args.out else Path(args.path) / "eval", "folder of results", update=True)
+
+
+def _finish(results: list, out: Path, title: str, say_none: str | None) -> None:
+    """The table of scores (or `say_none` when there are none), the failed tasks, the report."""
+    from twofold.report import terminal_table, write_report
+
+    scored = [r for r in results if r.metrics]
+    print(terminal_table(results) if scored or say_none is None else say_none)
+    for r in results:
+        if r.error:
+            print(f"failed: {r.column} {r.task}: {r.error}")
+    print(f"results and report: {write_report(results, out, title=title)}")
+
+
+def run_suites(args: argparse.Namespace) -> tuple[list, Path, str]:
     """`--suite`: check everything, then run each suite's tasks on each model, saving as each finishes."""
     from twofold.errors import TwofoldError
     from twofold.eval.suites import check_kinds, plan, run_plan
     from twofold.eval.suites.members import exported, suite_members
-    from twofold.files import check_out
-    from twofold.report import terminal_table, write_report
 
-    if args.task:
-        raise TwofoldError("--task runs the built-in tasks and --suite the published suites; give one of them")
     options = suite_options(args)
     if options.data_dir is not None and not options.data_dir.is_dir():
         raise TwofoldError(f"--data-dir {options.data_dir}: no such folder")
     steps = plan(args.suite, options)  # names, versions and local data checked before any model work
     found = suite_members(args.path, args.all_checkpoints, args.tokenizer, args.name)
     check_kinds([member for member, _ in found], steps, say=lambda line: None)  # before anything is written
-    out = check_out(Path(args.out) if args.out else Path(args.path) / "eval", "folder of results", update=True)
+    out = _out(args)
     print(f"suites: {', '.join(dict.fromkeys(step.suite.name for step in steps))} on "
           f"{', '.join(m.label for m, _ in found)}; results in {out}", flush=True)
     sources = {id(member): source for member, source in found}
     scratch = out / "work" / "exports"
     results = run_plan([member for member, _ in found], steps, out,
                        prepare=lambda member: exported(member, sources[id(member)], scratch, args.tokenizer))
-    print(terminal_table([r for r in results if r.metrics]) if any(r.metrics for r in results) else "no scores")
-    failed = [r for r in results if r.error]
-    for r in failed:
-        print(f"failed: {r.column} {r.task}: {r.error}")
-    report = write_report(results, out, title=f"Evaluation of {args.path}: --suite {args.suite}")
-    print(f"results and report: {report}")
-    return 0
+    return results, out, f"Evaluation of {args.path}: --suite {args.suite}"
 
 
-def run_eval(args: argparse.Namespace) -> int:
-    from twofold.errors import TwofoldError
-
-    if args.suite:
-        return run_suites(args)
+def run_tasks(args: argparse.Namespace) -> tuple[list, Path, str]:
+    """`--task`: check the tasks' inputs and every model's tokenizer, then run the tasks model by model."""
     from twofold.data.tokenizer import load_tokenizer
+    from twofold.errors import TwofoldError
     from twofold.eval.tasks import check_tasks, evaluate
-    from twofold.files import check_out
     from twofold.models import models_under
-    from twofold.report import terminal_table, write_report
     from twofold.results import save_results
 
     settings = settings_from(args)
@@ -167,7 +183,7 @@ def run_eval(args: argparse.Namespace) -> int:
             raise TwofoldError(f"no tokenizer found for {f.name}; "
                                "pass --tokenizer DIR (a tokenizer.json or its folder)")
     tokenizers = [load_tokenizer(args.tokenizer or f.tokenizer()) for f in found]
-    out = check_out(Path(args.out) if args.out else Path(args.path) / "eval", "folder of results", update=True)
+    out = _out(args)
     results = []
     for f, tokenizer in zip(found, tokenizers):
         label = f"{f.name}@{f.tag}" if f.tag else f.name
@@ -176,7 +192,4 @@ def run_eval(args: argparse.Namespace) -> int:
                                  checkpoint=f.tag, tokens=f.tokens)
         save_results(found_results, out)
         results += found_results
-    print(terminal_table(results))
-    report = write_report(results, out, title=f"Evaluation of {args.path}")
-    print(f"results and report: {report}")
-    return 0
+    return results, out, f"Evaluation of {args.path}"

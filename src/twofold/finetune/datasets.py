@@ -14,6 +14,8 @@
   test splits read like a file.
 Without a dev or test split, a seeded 10% of the training examples is held out for each.
 Every problem is one `TwofoldError` naming the file, line or column and what to do.
+
+`datasets` (optional, the `hf` extra) is imported only for `hf:` data.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from twofold.data.stdlib import documented_functions
 from twofold.errors import TwofoldError
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -444,8 +447,6 @@ def _encode_labels(name: str, raw: dict, regression: bool | None, files: list[Pa
 
 @cache
 def _functions(part: str, packages: tuple[str, ...] | None):
-    from twofold.data.stdlib import documented_functions
-
     return tuple(documented_functions(part, packages))
 
 

@@ -3,6 +3,8 @@ checkpoint, a hub id), or a pair.
 
 Whatever it is, it ends as a Hugging Face directory (config, safetensors weights, the member's
 tokenizer) that the libraries load, plus a record of where it came from with checksums.
+
+transformers (optional, the `finetune` extra) is imported only to read a hub model's config.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ Retrieval tasks score nDCG@10 (and MRR@10) with Sentence Transformers' / PyLate'
 information-retrieval evaluators (rerank: CrossEncoderRerankingEvaluator over each query's
 positives and mined hard negatives); classify scores accuracy, macro-F1 and Matthews
 correlation, or Pearson / Spearman for regression.
+
+Imported where used, being optional and heavy: sentence-transformers, transformers, datasets,
+scipy and scikit-learn (the `finetune` extra), PyLate (its own environment, `make colbert`).
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@
 A suite runs on Hugging Face directories (exports, fine-tunes), because the libraries that do
 the work (transformers, sentence-transformers, mteb, lm-eval) load those; a training
 checkpoint is exported first (`twofold.eval.suites.runner`).
+
+`packaging` (installed with the optional libraries it checks) is imported where used.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+
+from safetensors import safe_open
 
 from twofold.errors import TwofoldError
 from twofold.files import sha256_file
@@ -65,8 +69,6 @@ def kind_of(path: Path) -> tuple[str, bool]:
 
 def count_parameters(path: Path) -> int:
     """Parameters stored in a directory's safetensors files, read from their headers (not loaded)."""
-    from safetensors import safe_open
-
     total = 0
     for file in sorted(path.rglob("*.safetensors")):
         with safe_open(str(file), framework="pt") as handle:

@@ -11,19 +11,24 @@ sets, and the sweep keeps the rate with the best dev score on the task's first o
 (MCC, F1, Pearson or accuracy). A task's `score` is the mean of its metrics, the GLUE `average`
 the mean of the task scores (WNLI left out, as those papers do). Data: `datasets` (nyu-mll/glue)
 or the GLUE download's own layout under `--data-dir` (`glue/CoLA/{train,dev}.tsv`, … `glue/MNLI/dev_matched.tsv`).
+
+transformers, datasets, scipy and scikit-learn (optional, the `suites` extra) are imported where used.
 """
 
 from __future__ import annotations
 
 import csv
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from twofold.errors import TwofoldError
-from twofold.eval.suites.base import Member, SuiteOptions, hub_data, local_files, result
+from twofold.eval.suites.base import Member, SuiteOptions, hub_data, local_files, pick_tasks, result
+from twofold.finetune import RECORD, finetune, recipe_for
 from twofold.finetune.datasets import LabelledData
+from twofold.finetune.tasks import Classifier, predict
 from twofold.results import Result
 
 HUB = "nyu-mll/glue"
@@ -59,8 +64,6 @@ HUB_DEV = {"dev": "validation", "dev_matched": "validation_matched", "dev_mismat
 
 
 def tasks(options: SuiteOptions) -> list[str]:
-    from twofold.eval.suites.base import pick_tasks
-
     return pick_tasks("glue", options.tasks, list(TASKS), list(TASKS))
 
 
@@ -194,9 +197,6 @@ def score_classifier(directory: Path, task: GlueTask, devs: dict[str, list], lab
     """Load a fine-tuned classifier as transformers saves it and compute the official metrics on each dev set."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from twofold.finetune.recipes import recipe_for
-    from twofold.finetune.tasks import Classifier, predict
-
     model = AutoModelForSequenceClassification.from_pretrained(directory)
     classifier = Classifier(model, AutoTokenizer.from_pretrained(directory), task.regression)
     recipe = recipe_for("classify", max_length=max_length)
@@ -213,10 +213,6 @@ def score_classifier(directory: Path, task: GlueTask, devs: dict[str, list], lab
 
 def run(member: Member, name: str, options: SuiteOptions) -> list[Result]:
     """Fine-tune at each rate of the sweep, keep the rate whose dev score on the official metric is best."""
-    import shutil
-
-    from twofold.finetune import RECORD, finetune, recipe_for
-
     task = TASKS[name]
     glue = load(task, options)
     recipe = recipe_for("classify", **options.recipe_changes())

@@ -11,10 +11,13 @@ LAMBADA, OpenBookQA, PIQA, SciQ, SIQA, TriviaQA, WinoGrande, WSC.
 `--data-dir DIR`: lm-eval also reads the task YAMLs under `DIR/lm-eval/` (or DIR), which may
 define new tasks or redefine a standard one on local files (`dataset_path: json`,
 `dataset_kwargs: {data_files: …}`); such files take precedence over lm-eval's own.
+
+lm-eval and transformers (optional, the `lmeval` extra) are imported where used.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from pathlib import Path
 
@@ -25,7 +28,7 @@ from tqdm.auto import tqdm
 
 from twofold.errors import TwofoldError
 from twofold.eval.mlm_scoring import count_scored_tokens, fill_greedy, pseudo_loglikelihood
-from twofold.eval.suites.base import ENCODER, Member, SuiteOptions, result
+from twofold.eval.suites.base import ENCODER, Member, SuiteOptions, require, result
 from twofold.files import sha256_file
 from twofold.results import Result
 
@@ -112,16 +115,12 @@ def task_manager(options: SuiteOptions, names=()):
 
 
 def tasks(options: SuiteOptions) -> list[str]:
-    from twofold.eval.suites.base import require
-
     require("lm-eval", MINIMUM, "--suite lm-eval", "lmeval")
     if not options.tasks:
         return list(ETTIN_TASKS)
     known = set(task_manager(options, options.tasks).all_tasks)
     unknown = [name for name in options.tasks if name not in known]
     if unknown:
-        import difflib
-
         close = difflib.get_close_matches(unknown[0], sorted(known), n=5)
         raise TwofoldError(f"--suite lm-eval: unknown task {unknown[0]!r}" + (f"; close: {', '.join(close)}" if close
                            else "") + f" (Ettin's: {', '.join(ETTIN_TASKS)}; `lm-eval ls tasks` lists all)")

@@ -9,6 +9,8 @@ retrieval), `mldr` (MultiLongDocRetrieval, English, at the model's full context)
 `--tasks`. With `--data-dir DIR`, a task reads its dataset from a local copy of its hub
 repository, `DIR/<dataset path>` (e.g. `DIR/mteb/SciFact`, as `huggingface-cli download
 --repo-type dataset mteb/SciFact --local-dir DIR/mteb/SciFact` writes it) or `DIR/<task name>`.
+
+mteb and sentence-transformers (optional, the `suites` extra) are imported where used.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from twofold.errors import TwofoldError
-from twofold.eval.suites.base import EMBEDDER, Member, SuiteOptions, hub_data, local_files, require, result
+from twofold.eval.suites.base import EMBEDDER, Member, SuiteOptions, hub_data, local_files, pick_tasks, require, result
+from twofold.finetune import RECORD, BaseModel, finetune, recipe_for
+from twofold.finetune.tasks import embedder
 from twofold.results import Result
 
 MINIMUM = "2.26"  # mteb.evaluate with prediction folders, InstructionReranking tasks (as tested)
@@ -52,8 +56,6 @@ def task_lister(preset: str):
     """The `tasks` function of a preset (or of plain `mteb` when `preset` is 'mteb')."""
 
     def tasks(options: SuiteOptions) -> list[str]:
-        from twofold.eval.suites.base import pick_tasks
-
         names = [n for n in options.tasks if isinstance(n, str)]
         extra = [t.metadata.name for t in options.tasks if not isinstance(t, str)]  # task objects (Python API)
         if preset != "mteb":
@@ -131,9 +133,6 @@ def check_data(names: list[str], options: SuiteOptions) -> None:
 def embedding_model(member: Member, options: SuiteOptions, name: str):
     """The Sentence Transformers model mteb evaluates, and what it is (raw export, fine-tune, given)."""
     from sentence_transformers import SentenceTransformer
-
-    from twofold.finetune import RECORD, BaseModel, finetune, recipe_for
-    from twofold.finetune.tasks import embedder
 
     length = None if name in FULL_CONTEXT else (options.max_length or DEFAULT_LENGTH)
     if member.kind == EMBEDDER:

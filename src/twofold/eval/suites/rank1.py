@@ -15,34 +15,30 @@ First stage: `bm25` (bm25s, BM25 with Lucene's idf, k1 1.5, b 0.75, English stop
 file (`qid Q0 docid rank score tag`), or an embedder (an export or Sentence Transformers
 directory; cosine similarity). Data: a BEIR folder per task under `--data-dir`
 (`DIR/<task>/corpus.jsonl`, `queries.jsonl`, `qrels/test.tsv`), else the MTEB task of that name.
+
+mteb, sentence-transformers and transformers (optional, the `suites` extra) are imported where used.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from twofold.errors import TwofoldError
 from twofold.eval.metrics import bm25_run, retrieval_scores
-from twofold.eval.suites.base import EMBEDDER, Member, SuiteOptions, hub_data, local_files, result
+from twofold.eval.progress import progress
+from twofold.eval.suites.base import EMBEDDER, Member, SuiteOptions, hub_data, kind_of, local_files, result
+from twofold.finetune import BaseModel, recipe_for
+from twofold.finetune.datasets import RetrievalSet, beir_test_set
+from twofold.finetune.tasks import embedder
 from twofold.results import Result
 
 PROMPT = ("Determine if the following passage is relevant to the query. Answer only with 'true' or 'false'.\n"
           "Query: {query}\nPassage: {passage}\n<think>")
 DEFAULT_TASKS = ("SciFact", "NFCorpus", "ArguAna", "SCIDOCS", "FiQA2018", "TRECCOVID")  # BEIR sets rank1 reports
 PASSAGE_CHARACTERS = 4000  # passages are cut to this many characters, queries kept whole
-
-
-@dataclass
-class Collection:
-    name: str
-    queries: dict[str, str]
-    corpus: dict[str, str]
-    qrels: dict[str, dict[str, int]]
-    provenance: dict
 
 
 def tasks(options: SuiteOptions) -> list[str]:
@@ -57,13 +53,11 @@ def tasks(options: SuiteOptions) -> list[str]:
     return list(dict.fromkeys(options.tasks))
 
 
-def load(name: str, options: SuiteOptions) -> Collection:
+def load(name: str, options: SuiteOptions) -> tuple[RetrievalSet, dict]:
+    """The task's test queries, corpus and judgements, and where they came from."""
     if options.data_dir is not None:
-        from twofold.finetune.datasets import beir_test_set
-
         folder = options.data_dir / name
-        data = beir_test_set(str(folder), options.limit or 10**9, options.seed)
-        return Collection(name, data.queries, data.corpus, data.qrels, local_files(folder))
+        return beir_test_set(str(folder), options.limit or 10**9, options.seed), local_files(folder)
     import mteb
 
     try:
@@ -80,8 +74,8 @@ def load(name: str, options: SuiteOptions) -> Collection:
     queries = {row["id"]: row["text"] for row in split["queries"]}
     qrels = {q: docs for q, docs in split["relevant_docs"].items() if any(v > 0 for v in docs.values())}
     chosen = sorted(qrels)[:options.limit] if options.limit else sorted(qrels)
-    return Collection(name, {q: queries[q] for q in chosen}, corpus, {q: qrels[q] for q in chosen},
-                      hub_data(task.metadata.dataset["path"], task.metadata.dataset.get("revision")))
+    return (RetrievalSet({q: queries[q] for q in chosen}, corpus, {q: qrels[q] for q in chosen}, name),
+            hub_data(task.metadata.dataset["path"], task.metadata.dataset.get("revision")))
 
 
 def check_data(names: list[str], options: SuiteOptions) -> None:
@@ -105,11 +99,11 @@ def first_stage_kind(spec: str) -> str:
                        "embedder directory (an export or a Sentence Transformers model)")
 
 
-def bm25(data: Collection, depth: int) -> dict[str, dict[str, float]]:
+def bm25(data: RetrievalSet, depth: int) -> dict[str, dict[str, float]]:
     return bm25_run(data.queries, data.corpus, depth)
 
 
-def read_run(path: Path, data: Collection, depth: int) -> dict[str, dict[str, float]]:
+def read_run(path: Path, data: RetrievalSet, depth: int) -> dict[str, dict[str, float]]:
     run: dict[str, dict[str, float]] = {}
     with path.open(encoding="utf-8") as file:
         for number, line in enumerate(file, start=1):
@@ -125,12 +119,8 @@ def read_run(path: Path, data: Collection, depth: int) -> dict[str, dict[str, fl
     return {q: dict(sorted(docs.items(), key=lambda d: -d[1])[:depth]) for q, docs in run.items() if q in data.queries}
 
 
-def dense(model_dir: Path, data: Collection, depth: int, batch_size: int) -> dict[str, dict[str, float]]:
+def dense(model_dir: Path, data: RetrievalSet, depth: int, batch_size: int) -> dict[str, dict[str, float]]:
     from sentence_transformers import SentenceTransformer
-
-    from twofold.eval.suites.base import kind_of
-    from twofold.finetune import BaseModel, recipe_for
-    from twofold.finetune.tasks import embedder
 
     kind, causal = kind_of(model_dir)
     model = SentenceTransformer(str(model_dir)) if kind == EMBEDDER else \
@@ -143,7 +133,7 @@ def dense(model_dir: Path, data: Collection, depth: int, batch_size: int) -> dic
             for q, values, indices in zip(queries, top.values, top.indices)}
 
 
-def first_stage(data: Collection, options: SuiteOptions) -> dict[str, dict[str, float]]:
+def first_stage(data: RetrievalSet, options: SuiteOptions) -> dict[str, dict[str, float]]:
     kind = first_stage_kind(options.first_stage)
     if kind == "bm25":
         return bm25(data, options.depth)
@@ -216,10 +206,8 @@ class Rank1Scorer:
         return out
 
 
-def rerank(scorer: Rank1Scorer, data: Collection, run: dict[str, dict[str, float]], label: str):
+def rerank(scorer: Rank1Scorer, data: RetrievalSet, run: dict[str, dict[str, float]], label: str):
     """The run reordered by rank1's score (first-stage order breaks ties), and passages/s."""
-    from twofold.eval.progress import progress
-
     pairs = [(q, d) for q, docs in run.items() for d in sorted(docs, key=lambda d: -docs[d])]
     started = time.perf_counter()
     with progress(label, f"rank1 {data.name}", len(pairs), "passage") as bar:
@@ -235,7 +223,7 @@ _SCORERS: dict[tuple, Rank1Scorer] = {}
 
 
 def run(member: Member, name: str, options: SuiteOptions) -> list[Result]:
-    data = load(name, options)
+    data, provenance = load(name, options)
     qrels = {q: data.qrels[q] for q in data.queries if q in data.qrels}
     stage = first_stage(data, options)
     stage = {q: stage.get(q, {}) for q in qrels}
@@ -247,6 +235,6 @@ def run(member: Member, name: str, options: SuiteOptions) -> list[Result]:
     before, after = retrieval_scores(qrels, stage), retrieval_scores(qrels, reranked)
     common = dict(first_stage=options.first_stage, depth=options.depth, think_tokens=options.think_tokens)
     return [result(member, "rank1", name, before, len(qrels), "bm25s" if options.first_stage == "bm25" else "ranx",
-                   data.provenance, seed=options.seed, variant="first-stage", **common),
-            result(member, "rank1", name, after, len(qrels), "transformers", data.provenance, seed=options.seed,
+                   provenance, seed=options.seed, variant="first-stage", **common),
+            result(member, "rank1", name, after, len(qrels), "transformers", provenance, seed=options.seed,
                    variant="reranked", passages_per_second=round(speed, 2), before=before, **common)]

@@ -27,8 +27,10 @@ from twofold.eval.suites.base import (
     Suite,
     SuiteOptions,
     failure,
+    pick_tasks,
     result,
 )
+from twofold.eval.suites.glue import summarize
 from twofold.results import Result, result_filename, save_results
 
 LM_KINDS = (ENCODER, DECODER)
@@ -138,8 +140,6 @@ def plan(names: Sequence[str], options: SuiteOptions) -> list[Step]:
     steps = []
     for name in names:
         if name == "ettin":
-            from twofold.eval.suites.base import pick_tasks
-
             plain = [t for t in options.tasks if not (isinstance(t, str) and ":" in t)]
             chosen = pick_tasks("ettin", plain, ETTIN_SUITES, ETTIN_SUITES)
             embed = options.finetune_data or ETTIN_EMBED_DATA
@@ -222,8 +222,6 @@ def _run_member(member: Member, steps: list[Step], out: Path, say) -> list[Resul
                 _forget_error(out, member, suite.name, label)
             mine += _save(found, out)
         if suite.name == "glue":
-            from twofold.eval.suites.glue import summarize
-
             mine += _save(summarize(member, mine), out)
     if any(step.ettin for step in steps):
         mine += _save(families(member, mine), out)

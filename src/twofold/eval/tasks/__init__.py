@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from twofold.data.tokenizer import Tokenizer
 from twofold.errors import TwofoldError
-from twofold.eval.tasks.classification import package_classification, user_classification
+from twofold.eval.tasks.classification import check_trainer, package_classification, user_classification
 from twofold.eval.tasks.lm import language_modelling
 from twofold.eval.tasks.retrieval import code_search, retrieve
 from twofold.eval.tasks.samples import samples
@@ -45,11 +45,13 @@ TASKS: dict[str, Task] = {
                "held-out stdlib text: MLM accuracy + pseudo-perplexity (encoder), perplexity (decoder)"),
     "code-search": Task(code_search, "held-out stdlib functions, docstring line -> code: nDCG@10, MRR@10"),
     "package-classification": Task(package_classification,
-                                   "fine-tune: held-out function docstring -> stdlib package: accuracy"),
+                                   "fine-tune: held-out function docstring -> stdlib package: accuracy",
+                                   check=check_trainer),
     "samples": Task(samples, "decoder continuations of fixed prompts, encoder fill-mask guesses"),
     "classification": Task(user_classification, "fine-tune on --train, accuracy on --dev (TSV/CSV/JSONL)",
                            builtin=False,
-                           check=lambda s: train_and_dev(s.train, s.dev, s.text_fields, s.label_field)),
+                           check=lambda s: (check_trainer(s),
+                                            train_and_dev(s.train, s.dev, s.text_fields, s.label_field))),
     "beir": Task(_beir, "zero-shot retrieval on a BEIR directory (--beir): nDCG@10, MRR@10", builtin=False,
                  check=lambda s: beir_test_set(s.beir, s.max_queries, s.seed)),
 }

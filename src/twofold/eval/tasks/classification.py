@@ -1,11 +1,12 @@
 """Classification by a short fine-tune, with one recipe for both members of a pair.
 
-The pretrained body and prediction head are copied into a `SequenceClassifier` (pooling:
-the mean for the encoder, as ModernBERT's released configs and our retrieval do; the last
-token for the decoder, as Ettin's decoders are fine-tuned), a fresh linear
-classifier goes on top, and every weight is trained with AdamW and a linearly decaying LR for
-a few epochs. Score: accuracy on the dev set; the majority-class accuracy is kept beside it
-so a reader can tell learning from guessing.
+A copy of the model is fine-tuned as `twofold finetune classify` does it (transformers'
+`Trainer` on the Hugging Face export, `twofold.finetune.tasks`), with the settings' learning
+rate, epochs, batch size, weight decay and pooling (the mean for the encoder, as ModernBERT's
+released configs and our retrieval do; the last token for the decoder, as Ettin's decoders are
+fine-tuned), no warmup and a linear decay. Score: accuracy on the dev set; the majority-class
+accuracy is kept beside it so a reader can tell learning from guessing. transformers is an
+optional library (`pip install 'twofold[finetune]'`), checked before any model work.
 
 Built in: which top-level package a held-out stdlib function belongs to, from its docstring
 (packages with at least `min_per_class` functions, at most `max_per_class` of each; a
@@ -14,87 +15,58 @@ stratified train/dev split by seed).
 
 from __future__ import annotations
 
+import importlib.util
+import tempfile
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import numpy as np
-import torch
 
 from twofold.errors import TwofoldError
 from twofold.eval import stdlib
 from twofold.eval.metrics import accuracy
-from twofold.eval.progress import progress
 from twofold.eval.tasks.settings import Settings
 from twofold.eval.tasks.subject import Subject
-from twofold.eval.text import batches_by_length, device_of, frame, pad
 from twofold.finetune.datasets import LabelledData, train_and_dev
-from twofold.model.heads import SequenceClassifier
+from twofold.finetune.inputs import resolve
+from twofold.finetune.recipes import recipe_for
+from twofold.finetune.tasks import TASK_TABLE, OrderRecorder, predict
+from twofold.hf import save_pretrained
 from twofold.results import Result
 
 
-def classifier_from(model, num_labels: int, pooling: str | None) -> SequenceClassifier:
-    """A classifier whose body and head start from the pretrained language model."""
-    classifier = SequenceClassifier(model.config, num_labels, pooling=pooling)
-    classifier.model.load_state_dict(model.model.state_dict())
-    classifier.head.load_state_dict(model.head.state_dict())
-    return classifier
-
-
-def fine_tune(subject: Subject, data: LabelledData, settings: Settings, task: str) -> SequenceClassifier:
-    tokenizer = subject.tokenizer
-    torch.manual_seed(settings.seed)  # the classifier's initialisation
-    pooling = settings.pooling or ("last" if subject.causal else "mean")
-    device = device_of(subject.model)
-    classifier = classifier_from(subject.model, len(data.labels), pooling).to(device)
-    train = data.train
-    if len(train) > settings.max_examples:
-        keep = np.random.default_rng(settings.seed).permutation(len(train))[:settings.max_examples]
-        train = [train[i] for i in sorted(keep)]
-    sequences = frame(tokenizer, [texts for texts, _ in train], settings.max_length, subject.causal)
-    labels = torch.tensor([label for _, label in train], device=device)
-    steps_per_epoch = -(-len(train) // settings.batch_size)
-    total_steps = settings.epochs * steps_per_epoch
-    optimizer = torch.optim.AdamW(classifier.parameters(), lr=settings.learning_rate,
-                                  weight_decay=settings.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / total_steps)
-    generator = torch.Generator().manual_seed(settings.seed)
-    classifier.train()
-    with progress(subject.name, f"{task} (fine-tune)", total_steps, "step") as bar:
-        for _ in range(settings.epochs):
-            order = torch.randperm(len(train), generator=generator).tolist()
-            for start in range(0, len(order), settings.batch_size):
-                batch = order[start:start + settings.batch_size]
-                ids, mask = pad([sequences[i] for i in batch], tokenizer.special.pad, device)
-                loss = classifier(ids, mask, labels=labels[batch]).loss
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-    return classifier.eval()
-
-
-@torch.no_grad()
-def predict(classifier: SequenceClassifier, subject: Subject, texts, settings: Settings) -> list[int]:
-    sequences = frame(subject.tokenizer, texts, settings.max_length, subject.causal)
-    predictions = [0] * len(sequences)
-    for batch in batches_by_length(sequences, settings.batch_size):
-        ids, mask = pad([sequences[i] for i in batch], subject.tokenizer.special.pad, device_of(classifier))
-        for i, label in zip(batch, classifier(ids, mask).logits.argmax(-1).tolist()):
-            predictions[i] = label
-    return predictions
+def check_trainer(settings: Settings) -> None:
+    """One line before any work when the fine-tune's library is missing."""
+    if importlib.util.find_spec("transformers") is None or importlib.util.find_spec("datasets") is None:
+        raise TwofoldError("the classification tasks fine-tune with transformers' Trainer, which is not installed; "
+                           "pip install 'twofold[finetune]' (or leave out package-classification)")
 
 
 def fine_tune_and_score(subject: Subject, data: LabelledData, settings: Settings, task: str,
                         variant: str = "") -> Result:
-    classifier = fine_tune(subject, data, settings, task)
+    """Fine-tune a copy of the subject (its export, in a temporary folder) and score the dev split."""
+    train = data.train
+    if len(train) > settings.max_examples:
+        keep = np.random.default_rng(settings.seed).permutation(len(train))[:settings.max_examples]
+        train = [train[i] for i in sorted(keep)]
+    pooling = settings.pooling or ("last" if subject.causal else "mean")
+    recipe = recipe_for("classify", learning_rates=(settings.learning_rate,), epochs=settings.epochs,
+                        batch_size=settings.batch_size, warmup_ratio=0.0, weight_decay=settings.weight_decay,
+                        max_length=settings.max_length, pooling=pooling, seed=settings.seed)
+    if not subject.tokenizer.source:
+        raise TwofoldError(f"{subject.name}: its tokenizer has no file to export beside the model; "
+                           "load it with load_tokenizer(DIR)")
+    spec = TASK_TABLE["classify"]
+    with tempfile.TemporaryDirectory(prefix="twofold-classify-") as scratch:
+        export = save_pretrained(subject.model, Path(scratch) / "model", tokenizer=subject.tokenizer.source)
+        classifier = spec.build(resolve(export, Path(scratch)), recipe, labels=data.labels)
+        spec.train(classifier, train, recipe, settings.learning_rate, Path(scratch) / "trainer", OrderRecorder(None))
+        predictions = predict(classifier, data.dev, recipe).argmax(-1).tolist()
     gold = [label for _, label in data.dev]
-    predictions = predict(classifier, subject, [texts for texts, _ in data.dev], settings)
     majority = Counter(label for _, label in data.train).most_common(1)[0][0]
     return subject.result(task, {"accuracy": accuracy(predictions, gold)}, settings.seed, len(gold),
-                          variant=variant, labels=len(data.labels),
-                          train=min(len(data.train), settings.max_examples),
-                          majority_accuracy=accuracy([majority] * len(gold), gold), pooling=classifier.pooling)
+                          variant=variant, labels=len(data.labels), train=len(train),
+                          majority_accuracy=accuracy([majority] * len(gold), gold), pooling=pooling)
 
 
 def package_set(min_per_class: int, max_per_class: int, dev_fraction: float, seed: int) -> LabelledData:
