@@ -78,8 +78,10 @@ class ModelRef:
 
     def export(self, target: Path, tokenizer: str | Path | None = None) -> Path:
         """The model as a Hugging Face directory: its own, or the checkpoint written to `target`."""
-        if self.kind in (HF, HUB):
-            return self.path if self.kind == HF else Path(self.given)
+        if self.kind == HF:
+            return self.path
+        if self.checkpoint is None:
+            raise TwofoldError(f"{self.given}: a {self.kind} is no single checkpoint to export")
         with staged_directory(target) as staged:
             save_pretrained(self.load(), staged, tokenizer=tokenizer or self.tokenizer())
         return target
@@ -92,7 +94,12 @@ def resolve(given: str | Path, what: str = "model", accept: Sequence[str] = KIND
     if not path.exists() and "@" in given:
         head, _, tag = given.rpartition("@")
         path = Path(head)
-    ref = _named(given, path, tag, what, accept)
+    try:
+        ref = _named(given, path, tag, what, accept)
+    except TwofoldError as error:  # the run's own words (no such tag, no checkpoint yet), named as given
+        if str(error).startswith(f"{what} {given}"):
+            raise
+        raise TwofoldError(f"{what} {given}: {error}") from None
     if ref.kind not in accept:
         raise TwofoldError(f"{what} {given} is {_GIVE[ref.kind]}; give {_choices(accept)}"
                            + (f", e.g. {path / 'encoder'}" if ref.kind == PAIR else ""))

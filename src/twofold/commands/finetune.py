@@ -32,7 +32,8 @@ def register(subparsers) -> None:
                     "finetune.json (inputs with checksums, recipe, sweep) and results/ for `twofold compare`.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("task", choices=TASKS, metavar="TASK", help=f"one of {', '.join(TASKS)}")
-    parser.add_argument("model", nargs="?", help="HF export, `twofold train` run (its newest checkpoint) or hub id")
+    parser.add_argument("model", nargs="?", help="HF export, `twofold train` run (its newest checkpoint), RUN@TAG, "
+                                                         "checkpoint directory or hub id")
     parser.add_argument("--pair", metavar="RUN", help="a pair run (or a folder with encoder/ and decoder/ exports): "
                                                        "both members, identical data, batches and recipe")
     parser.add_argument("--data", required=True, help="stdlib, a .jsonl/.tsv/.csv file, a BEIR folder or hf:NAME")
