@@ -4,7 +4,7 @@ hidden 128, vocab 4096; 8 x 128-token batches, StableAdamW) timed
 
 - one member at a time with every core (how `start_pair` trains: encoder, then decoder),
 - both members side by side in two processes, each with its share of the cores,
-- with bf16 autocast instead of fp32 (the issue asks whether it is worth it on a CPU).
+- with bf16 autocast instead of fp32 (is it worth it on a CPU?).
 
 Each layout trains the same steps; the script prints steps/s of the whole pair and the ratio
 to the one-at-a-time reference, measured in the same run.

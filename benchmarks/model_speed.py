@@ -43,7 +43,7 @@ class Case:
     kind: str  # "mlm", "clm" or "embed"
     variable: bool  # lengths uniform in [min_len, max_len], else all max_len
     batch: int
-    target: float  # the ratio the issue asks for
+    target: float  # the ratio to reach
     what: str
 
 

@@ -12,8 +12,8 @@ memory (no data, logging or checkpoint cost). Bare steps are timed before and af
     python benchmarks/train_speed.py --steps 20 --batch 4 --json out.json
 
 Both train with the recipes' attention-output dropout (`--dropout`, default 0.1 as Ettin).
-Dropout's own cost: two bare loops, with and without it, stepped in turn. The issue asks for
-a ratio run / bare >= 0.9 (loop overhead <= 10%).
+Dropout's own cost: two bare loops, with and without it, stepped in turn. The target: a
+ratio run / bare >= 0.9 (loop overhead <= 10%).
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Bad input, as a new user would give it: every case ends in one line on stderr (exit 2, no
 traceback) that names the file or option, and every file that existed before is byte-identical
-after (a refused command writes nothing at all). The numbers are those of issue #9; the classes
-they belong to are in docs/errors.md."""
+after (a refused command writes nothing at all). The classes of bad input are in docs/errors.md."""
 
 from __future__ import annotations
 
@@ -59,7 +58,7 @@ def world(tmp_path_factory):
     write_jsonl(root / "other.jsonl", email_docs)
     (root / "recipe.yaml").write_text(RECIPE)
     cwd = os.getcwd()
-    os.chdir(root)  # relative --tokenizer, as a user types it (case 13)
+    os.chdir(root)  # relative --tokenizer, as a user types it
     try:
         cli("data", "tokenizer", "train", "--source", "corpus.jsonl", "--vocab-size", 400, "--out", "tok")
         cli("data", "prepare", "--source", "corpus.jsonl", "--tokenizer", "tok", "--out", "store")
