@@ -50,7 +50,7 @@ def test_language_model_baselines_score_the_same_tokens_as_the_members(tokenizer
     counts[77] += 500  # the most frequent token by far
     frequent, unigram = language_model_baselines(tokenizer, counts, SETTINGS)
     # independently: the members' windows and masked positions (twofold.eval.tasks.lm)
-    windows = held_out_windows(tokenizer, SETTINGS.max_length, SETTINGS.lm_tokens, SETTINGS.seed)
+    windows = held_out_windows(tokenizer, SETTINGS.length, SETTINGS.lm_tokens, SETTINGS.seed)
     _, labels = mask_windows(windows, tokenizer, SETTINGS.mask_rate, SETTINGS.seed)
     golds = [t for row in labels for t in row if t >= 0]
     assert frequent.metrics["mlm_accuracy"] == pytest.approx(golds.count(77) / len(golds))

@@ -19,7 +19,7 @@ from twofold.cli import main
 from twofold.errors import TwofoldError
 from twofold.eval.metrics import p_mrr, retrieval_scores
 from twofold.eval.mlm_scoring import pseudo_loglikelihood, split_request, vocabulary
-from twofold.eval.suites import SuiteOptions, member_of, plan, run_plan
+from twofold.eval.suites import Settings, member_of, plan, run_plan
 from twofold.eval.tasks.lm import continuation_logprob
 from twofold.files import sha256_file
 from twofold.results import Result, load_results
@@ -145,7 +145,7 @@ def test_glue_fine_tunes_and_scores_both_members_from_the_glue_layout(tmp_path, 
 
 def test_mteb_runs_a_custom_task_on_both_members(tmp_path, members):
     task = suite_data.retrieval_task(suite_data.write_retrieval(tmp_path / "tiny"))
-    steps = plan(["mteb"], SuiteOptions(tasks=(task,), batch_size=8))
+    steps = plan(["mteb"], Settings(tasks=(task,), batch_size=8))
     results = run_plan(members, steps, tmp_path / "out", say=quiet)
     assert [(r.model, r.task) for r in results] == [("encoder", "mteb/TinyCodeRetrieval"),
                                                     ("decoder", "mteb/TinyCodeRetrieval")]
@@ -231,7 +231,7 @@ def test_lm_eval_scores_both_members_on_known_answers_and_as_twofold_does(tmp_pa
     suite_data.write_lmeval(tasks, "text_ll", [{"context": c, "target": t} for c, t in TARGETS], kind="loglikelihood")
     names = ("greedy_encoder", "reversed_encoder", "greedy_ll_encoder", "greedy_decoder", "reversed_decoder",
              "greedy_ll_decoder", "text_ll")
-    steps = plan(["lm-eval"], SuiteOptions(tasks=names, data_dir=tmp_path / "data", batch_size=7))
+    steps = plan(["lm-eval"], Settings(tasks=names, data_dir=tmp_path / "data", batch_size=7))
     results = {(r.model, r.task.split("/")[1]): r for r in run_plan(members, steps, tmp_path / "out", say=quiet)}
     for member in ("encoder", "decoder"):
         assert results[member, f"greedy_{member}"].metrics["acc"] == 1.0
@@ -331,7 +331,7 @@ def test_a_failing_task_is_recorded_and_the_suite_goes_on_keeping_earlier_result
         return real(data, options)
 
     monkeypatch.setattr(rank1, "first_stage", first_stage)
-    steps = plan(["rank1"], SuiteOptions(tasks=("bad", "good"), data_dir=data, depth=8))
+    steps = plan(["rank1"], Settings(tasks=("bad", "good"), data_dir=data, depth=8))
     results = run_plan(members[1:], steps, out, say=quiet)
     failed = [r for r in results if r.error]
     assert [(r.task, r.error) for r in failed] == [("rank1/bad", "RuntimeError: the index broke")]
@@ -339,7 +339,7 @@ def test_a_failing_task_is_recorded_and_the_suite_goes_on_keeping_earlier_result
     on_disk = load_results(out)
     assert any(r.error for r in on_disk) and any(r.task == "glue/cola" and r.metrics for r in on_disk)
     monkeypatch.setattr(rank1, "first_stage", real)  # the task works now: its error record goes
-    run_plan(members[1:], plan(["rank1"], SuiteOptions(tasks=("bad",), data_dir=data, depth=8)), out, say=quiet)
+    run_plan(members[1:], plan(["rank1"], Settings(tasks=("bad",), data_dir=data, depth=8)), out, say=quiet)
     assert not any(r.error for r in load_results(out))
 
 

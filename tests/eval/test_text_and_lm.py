@@ -50,7 +50,7 @@ def test_mask_windows_masks_regular_tokens_at_the_rate_and_by_seed(tokenizer):
 def test_pseudo_perplexity_equals_masking_each_token_alone(tokenizer, encoder):
     subject = Subject(encoder, tokenizer, "encoder")
     value, n = pseudo_perplexity(subject, TINY)
-    windows = held_out_windows(tokenizer, TINY.max_length, TINY.pseudo_perplexity_tokens, TINY.seed + 1)
+    windows = held_out_windows(tokenizer, TINY.length, TINY.pseudo_perplexity_tokens, TINY.seed + 1)
     nll, count = 0.0, 0
     with torch.no_grad():
         for window in windows:
@@ -67,7 +67,7 @@ def test_pseudo_perplexity_equals_masking_each_token_alone(tokenizer, encoder):
 def test_decoder_perplexity_is_exp_of_the_next_token_loss(tokenizer, decoder):
     subject = Subject(decoder, tokenizer, "decoder")
     value, n = causal_lm(subject, TINY)
-    windows = held_out_windows(tokenizer, TINY.max_length, TINY.lm_tokens, TINY.seed)
+    windows = held_out_windows(tokenizer, TINY.length, TINY.lm_tokens, TINY.seed)
     nll = 0.0
     with torch.no_grad():
         for window in windows:

@@ -90,27 +90,22 @@ def register(subparsers) -> None:
 
 
 def settings_from(args: argparse.Namespace):
-    from twofold.eval.tasks import QUICK, Settings
-
-    changes = {flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag, _, _ in _KNOBS}
-    changes |= {"train": args.train, "dev": args.dev, "label_field": args.label_field, "beir": args.beir}
-    if args.text_fields:
-        changes["text_fields"] = tuple(f.strip() for f in args.text_fields.split(",") if f.strip())
-    base = QUICK if args.quick else Settings()
-    return base.replace(**{k: v for k, v in changes.items() if v is not None})
-
-
-def suite_options(args: argparse.Namespace):
-    from twofold.eval.suites import SuiteOptions
+    """The one `Settings` of this evaluation, for the built-in tasks and the suites alike."""
+    from twofold.eval.settings import QUICK, Settings
     from twofold.finetune import parse_learning_rates
 
-    return SuiteOptions(
-        tasks=tuple(t.strip() for t in (args.tasks or "").split(",") if t.strip()),
-        data_dir=Path(args.data_dir) if args.data_dir else None, limit=args.limit,
-        seed=args.seed or 0, batch_size=args.batch_size or 32, max_length=args.max_length,
-        learning_rates=parse_learning_rates(args.lr) if args.lr else None, epochs=args.epochs,
-        finetune_batch_size=args.finetune_batch_size, finetune_data=args.finetune_data,
-        num_fewshot=args.num_fewshot, think_tokens=args.think_tokens, first_stage=args.first_stage, depth=args.depth)
+    changes = {flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag, _, _ in _KNOBS}
+    changes |= {"train": args.train, "dev": args.dev, "label_field": args.label_field, "beir": args.beir,
+                "tasks": tuple(t.strip() for t in (args.tasks or "").split(",") if t.strip()),
+                "data_dir": Path(args.data_dir) if args.data_dir else None, "limit": args.limit,
+                "learning_rates": parse_learning_rates(args.lr) if args.lr else None,
+                "finetune_batch_size": args.finetune_batch_size, "finetune_data": args.finetune_data,
+                "num_fewshot": args.num_fewshot, "think_tokens": args.think_tokens, "first_stage": args.first_stage,
+                "depth": args.depth}
+    if args.text_fields:
+        changes["text_fields"] = tuple(f.strip() for f in args.text_fields.split(",") if f.strip())
+    base = QUICK if args.quick and not args.suite else Settings()  # --quick sizes the built-in tasks only
+    return base.replace(**{k: v for k, v in changes.items() if v is not None})
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -149,7 +144,7 @@ def run_suites(args: argparse.Namespace) -> tuple[list, Path, str]:
     from twofold.eval.suites import check_kinds, plan, run_plan
     from twofold.eval.suites.members import exported, suite_members
 
-    options = suite_options(args)
+    options = settings_from(args)
     if options.data_dir is not None and not options.data_dir.is_dir():
         raise TwofoldError(f"--data-dir {options.data_dir}: no such folder")
     steps = plan(args.suite, options)  # names, versions and local data checked before any model work

@@ -23,8 +23,8 @@ import torch
 
 from twofold.eval import stdlib
 from twofold.eval.progress import progress
+from twofold.eval.settings import Settings
 from twofold.eval.tasks.lm import _target_nll
-from twofold.eval.tasks.settings import Settings
 from twofold.eval.tasks.subject import Subject
 from twofold.model import IGNORE_INDEX
 from twofold.results import Result
@@ -96,7 +96,7 @@ def code_completion(subject: Subject, settings: Settings, count: int = 200) -> l
     right = []
     with progress(subject.name, "code completion", len(items), "item") as bar:
         for item in items:
-            scores = choice_logprobs(subject, item, settings.max_length)
+            scores = choice_logprobs(subject, item, settings.length)
             normalised = [s / max(len(c), 1) for s, c in zip(scores, item.choices)]
             right.append(int(np.argmax(normalised)) == item.answer)
             bar.update(1)

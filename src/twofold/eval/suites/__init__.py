@@ -1,7 +1,7 @@
 """Suites: the published evaluations, run by the libraries the field uses (`twofold eval --suite`).
 
-    from twofold.eval.suites import SuiteOptions, plan, run_plan, member_of
-    steps = plan(["glue", "lm-eval"], SuiteOptions(tasks=("cola",), data_dir=Path("data")))
+    from twofold.eval.suites import Settings, plan, run_plan, member_of
+    steps = plan(["glue", "lm-eval"], Settings(tasks=("cola",), data_dir=Path("data")))
     results = run_plan([member_of(Path("runs/demo/export/encoder"))], steps, options, out="runs/eval")
 
 | suite | what | library |
@@ -14,18 +14,10 @@
 | ettin | the paper's protocol for a pair: glue, mteb-retrieval, csn, mldr (after the embed fine-tune), lm-eval | all |
 """
 
-from twofold.eval.suites.base import (
-    CLASSIFIER,
-    DECODER,
-    EMBEDDER,
-    ENCODER,
-    Member,
-    Suite,
-    SuiteOptions,
-    kind_of,
-    member_of,
-)
+from twofold.eval.member import CLASSIFIER, DECODER, EMBEDDER, ENCODER, Member, kind_of, member_of
+from twofold.eval.settings import Settings
+from twofold.eval.suites.base import Suite
 from twofold.eval.suites.runner import ETTIN_FAMILIES, SUITES, Step, check_kinds, families, plan, run_plan, suite_names
 
 __all__ = ["CLASSIFIER", "DECODER", "EMBEDDER", "ENCODER", "ETTIN_FAMILIES", "SUITES", "Member", "Step", "Suite",
-           "SuiteOptions", "check_kinds", "families", "kind_of", "member_of", "plan", "run_plan", "suite_names"]
+           "Settings", "check_kinds", "families", "kind_of", "member_of", "plan", "run_plan", "suite_names"]

@@ -1,5 +1,5 @@
-"""What every suite shares: the model under evaluation (`Member`), the options, provenance
-(library versions, data revisions or checksums) and the result records.
+"""What every suite shares: the options, provenance (library versions, data revisions or
+checksums) and the result records of a `Member` (`twofold.eval.member`).
 
 A suite runs on Hugging Face directories (exports, fine-tunes), because the libraries that do
 the work (transformers, sentence-transformers, mteb, lm-eval) load those; a training
@@ -10,105 +10,16 @@ checkpoint is exported first (`twofold.eval.suites.runner`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from safetensors import safe_open
-
 from twofold.errors import TwofoldError
+from twofold.eval.member import Member
+from twofold.eval.settings import Settings
 from twofold.files import sha256_file
 from twofold.results import Result
-
-# What a directory holds, as the suites see it.
-ENCODER, DECODER, EMBEDDER, CLASSIFIER = "encoder", "decoder", "embedder", "classifier"
-
-
-@dataclass
-class Member:
-    """One model a suite evaluates: an HF directory and the labels its results carry."""
-
-    path: Path
-    name: str
-    kind: str  # ENCODER, DECODER, EMBEDDER (a Sentence Transformers directory) or CLASSIFIER
-    parameters: int = 0
-    checkpoint: str = ""
-    tokens: int | None = None
-    causal: bool = False  # the body's attention (an embedder or classifier of a decoder is causal)
-
-    @property
-    def label(self) -> str:
-        return f"{self.name}@{self.checkpoint}" if self.checkpoint else self.name
-
-    @property
-    def member_kind(self) -> str:
-        """encoder or decoder: the side of the pair this model belongs to (for tables and plots)."""
-        return DECODER if self.causal else ENCODER
-
-
-def kind_of(path: Path) -> tuple[str, bool]:
-    """(kind, causal) of an HF directory, from modules.json (Sentence Transformers) and config.json."""
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise TwofoldError(f"{path}: no config.json; pass a Hugging Face model directory or a training run")
-    try:
-        config = json.loads(config_file.read_text())
-    except ValueError:
-        raise TwofoldError(f"{config_file}: not valid JSON; export the model again") from None
-    architectures = " ".join(config.get("architectures") or [])
-    causal = config.get("model_type") == "modernbert-decoder" or "CausalLM" in architectures \
-        or "Decoder" in architectures or bool(config.get("is_decoder"))
-    if (path / "modules.json").is_file():
-        return EMBEDDER, causal
-    if "SequenceClassification" in architectures:
-        return CLASSIFIER, causal
-    return (DECODER if causal else ENCODER), causal
-
-
-def count_parameters(path: Path) -> int:
-    """Parameters stored in a directory's safetensors files, read from their headers (not loaded)."""
-    total = 0
-    for file in sorted(path.rglob("*.safetensors")):
-        with safe_open(str(file), framework="pt") as handle:
-            for name in handle.keys():
-                count = 1
-                for size in handle.get_slice(name).get_shape():
-                    count *= size
-                total += count
-    return total
-
-
-def member_of(path: Path, name: str | None = None, checkpoint: str = "", tokens: int | None = None) -> Member:
-    kind, causal = kind_of(path)
-    return Member(path, name or path.name, kind, count_parameters(path), checkpoint, tokens, causal)
-
-
-@dataclass(frozen=True)
-class SuiteOptions:
-    """Every knob of the suites; None keeps the published default."""
-
-    tasks: tuple[str, ...] = ()  # a subset of the suite's tasks (default: all of them)
-    data_dir: Path | None = None  # local copies of the data (see docs/evaluation.md)
-    limit: int | None = None  # examples per task at most (quick looks; not the published protocol)
-    seed: int = 0
-    batch_size: int = 32
-    max_length: int | None = None  # tokens per text (default: each suite's published value)
-    learning_rates: tuple[float, ...] | None = None  # fine-tunes (glue, mteb --finetune): the sweep
-    epochs: float | None = None
-    finetune_batch_size: int | None = None
-    finetune_data: str | None = None  # mteb: fine-tune `embed` on this first
-    num_fewshot: int | None = None  # lm-eval
-    think_tokens: int = 0  # rank1: reasoning tokens generated before the verdict
-    first_stage: str = "bm25"  # rank1: bm25, a TREC run file, or an embedder directory
-    depth: int = 100  # rank1: documents reranked per query
-    work: Path | None = None  # where fine-tunes and exports go (default: OUT/work)
-
-    def recipe_changes(self) -> dict:
-        return {"learning_rates": self.learning_rates, "epochs": self.epochs,
-                "batch_size": self.finetune_batch_size, "seed": self.seed,
-                "max_length": self.max_length}
 
 
 @dataclass(frozen=True)
@@ -118,10 +29,10 @@ class Suite:
     name: str
     help: str
     kinds: tuple[str, ...]
-    tasks: Callable[[SuiteOptions], list[str]]  # the tasks to run (validated), from the options
-    run: Callable[[Member, str, SuiteOptions], list[Result]]
+    tasks: Callable[[Settings], list[str]]  # the tasks to run (validated), from the options
+    run: Callable[[Member, str, Settings], list[Result]]
     library: str  # the distribution that does the work, for error messages
-    check_data: Callable[[list[str], SuiteOptions], None] | None = None  # local copies complete?
+    check_data: Callable[[list[str], Settings], None] | None = None  # local copies complete?
     instead: dict[str, str] = field(default_factory=dict)  # kind -> the suite that evaluates it
 
 
@@ -166,19 +77,15 @@ def hub_data(dataset: str, revision: str | None, config: str | None = None) -> d
 def result(member: Member, suite: str, task: str, metrics: dict[str, float], n: int, library: str,
            data: dict, seed: int = 0, variant: str = "", **details) -> Result:
     """A suite's Result: `task` is `suite/name` so that rows of different suites never mix."""
-    return Result(task=f"{suite}/{task}", model=member.name, metrics={k: float(v) for k, v in metrics.items()},
-                  seed=seed, n=n, variant=variant, kind=member.member_kind, parameters=member.parameters,
-                  checkpoint=member.checkpoint, tokens=member.tokens, details=details, suite=suite,
-                  library=library, library_version=version_of(library), data=data)
+    return member.result(f"{suite}/{task}", {k: float(v) for k, v in metrics.items()}, seed, n, variant, details,
+                         suite=suite, library=library, library_version=version_of(library), data=data)
 
 
 def failure(member: Member, suite: str, task: str, error: BaseException, library: str, seed: int = 0) -> Result:
     """The record of a task that failed: no metrics, the error in one line."""
     message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return Result(task=f"{suite}/{task}", model=member.name, metrics={}, seed=seed, n=0, variant="error",
-                  kind=member.member_kind, parameters=member.parameters, checkpoint=member.checkpoint,
-                  tokens=member.tokens, details={"error": f"{type(error).__name__}: {message}"}, suite=suite,
-                  library=library, library_version=version_of(library))
+    return member.result(f"{suite}/{task}", {}, seed, 0, "error", {"error": f"{type(error).__name__}: {message}"},
+                         suite=suite, library=library, library_version=version_of(library))
 
 
 def pick_tasks(suite: str, requested: Sequence[str], valid: Sequence[str], default: Sequence[str]) -> list[str]:

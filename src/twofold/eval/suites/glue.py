@@ -25,7 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from twofold.errors import TwofoldError
-from twofold.eval.suites.base import Member, SuiteOptions, hub_data, local_files, pick_tasks, result
+from twofold.eval.member import Member
+from twofold.eval.settings import Settings
+from twofold.eval.suites.base import hub_data, local_files, pick_tasks, result
 from twofold.finetune import RECORD, finetune, recipe_for
 from twofold.finetune.datasets import LabelledData
 from twofold.finetune.tasks import Classifier, predict
@@ -63,7 +65,7 @@ TASKS = {t.name: t for t in (
 HUB_DEV = {"dev": "validation", "dev_matched": "validation_matched", "dev_mismatched": "validation_mismatched"}
 
 
-def tasks(options: SuiteOptions) -> list[str]:
+def tasks(options: Settings) -> list[str]:
     return pick_tasks("glue", options.tasks, list(TASKS), list(TASKS))
 
 
@@ -123,7 +125,7 @@ class GlueData:
     provenance: dict
 
 
-def load(task: GlueTask, options: SuiteOptions) -> GlueData:
+def load(task: GlueTask, options: Settings) -> GlueData:
     if options.data_dir is not None:
         folder = glue_root(options.data_dir) / task.folder
         if not folder.is_dir():
@@ -164,7 +166,7 @@ def _encode(task: GlueTask, raw: dict[str, list[Example]], files: list[Path]) ->
     return data, devs
 
 
-def check_data(names: list[str], options: SuiteOptions) -> None:
+def check_data(names: list[str], options: Settings) -> None:
     """Every local file there and readable before any model work (no download is checked here)."""
     if options.data_dir is None:
         return
@@ -211,7 +213,7 @@ def score_classifier(directory: Path, task: GlueTask, devs: dict[str, list], lab
 
 # ----------------------------------------------------------------------------- the suite
 
-def run(member: Member, name: str, options: SuiteOptions) -> list[Result]:
+def run(member: Member, name: str, options: Settings) -> list[Result]:
     """Fine-tune at each rate of the sweep, keep the rate whose dev score on the official metric is best."""
     task = TASKS[name]
     glue = load(task, options)

@@ -27,8 +27,10 @@ from lm_eval.api.registry import register_model
 from tqdm.auto import tqdm
 
 from twofold.errors import TwofoldError
+from twofold.eval.member import ENCODER, Member
 from twofold.eval.mlm_scoring import count_scored_tokens, fill_greedy, pseudo_loglikelihood
-from twofold.eval.suites.base import ENCODER, Member, SuiteOptions, require, result
+from twofold.eval.settings import Settings
+from twofold.eval.suites.base import require, result
 from twofold.files import sha256_file
 from twofold.results import Result
 
@@ -87,7 +89,7 @@ class MaskedLMHarness(LM):
         return outputs
 
 
-def include_path(options: SuiteOptions) -> Path | None:
+def include_path(options: Settings) -> Path | None:
     if options.data_dir is None:
         return None
     return options.data_dir / "lm-eval" if (options.data_dir / "lm-eval").is_dir() else options.data_dir
@@ -96,7 +98,7 @@ def include_path(options: SuiteOptions) -> Path | None:
 _MANAGERS: dict[tuple, object] = {}
 
 
-def task_manager(options: SuiteOptions, names=()):
+def task_manager(options: Settings, names=()):
     """lm-eval's TaskManager: the local task files alone when they hold every task named (indexing
     lm-eval's own few thousand YAMLs takes ~15 s), else lm-eval's tasks with the local ones on top."""
     from lm_eval.tasks import TaskManager
@@ -114,7 +116,7 @@ def task_manager(options: SuiteOptions, names=()):
     return _MANAGERS[key]
 
 
-def tasks(options: SuiteOptions) -> list[str]:
+def tasks(options: Settings) -> list[str]:
     require("lm-eval", MINIMUM, "--suite lm-eval", "lmeval")
     if not options.tasks:
         return list(ETTIN_TASKS)
@@ -127,7 +129,7 @@ def tasks(options: SuiteOptions) -> list[str]:
     return list(dict.fromkeys(options.tasks))
 
 
-def check_data(names: list[str], options: SuiteOptions) -> None:
+def check_data(names: list[str], options: Settings) -> None:
     """Build every task (lm-eval loads its data) before any model work: missing data is one line."""
     manager = task_manager(options, names)
     for name in names:
@@ -144,7 +146,7 @@ def check_data(names: list[str], options: SuiteOptions) -> None:
 _MODELS: dict[tuple, object] = {}
 
 
-def harness_model(member: Member, options: SuiteOptions):
+def harness_model(member: Member, options: Settings):
     """lm-eval's `hf` model for a decoder, `twofold-mlm` for an encoder (one per member, reused across tasks)."""
     key = (str(member.path), options.batch_size, options.max_length)
     if key not in _MODELS:
@@ -187,7 +189,7 @@ def provenance(config: dict, version) -> dict:
     return data
 
 
-def run(member: Member, name: str, options: SuiteOptions) -> list[Result]:
+def run(member: Member, name: str, options: Settings) -> list[Result]:
     from lm_eval import evaluator
 
     outcome = evaluator.simple_evaluate(model=harness_model(member, options), tasks=[name],

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from twofold.errors import TwofoldError
-from twofold.eval.suites.base import DECODER, ENCODER, Member, count_parameters, member_of
+from twofold.eval.member import DECODER, ENCODER, Member, count_parameters, member_of
 from twofold.models import HF, ModelRef, is_pair, models_under
 
 

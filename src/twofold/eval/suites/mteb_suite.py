@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from twofold.errors import TwofoldError
-from twofold.eval.suites.base import EMBEDDER, Member, SuiteOptions, hub_data, local_files, pick_tasks, require, result
+from twofold.eval.member import EMBEDDER, Member
+from twofold.eval.settings import Settings
+from twofold.eval.suites.base import hub_data, local_files, pick_tasks, require, result
 from twofold.finetune import RECORD, BaseModel, finetune, recipe_for
 from twofold.finetune.tasks import embedder
 from twofold.results import Result
@@ -55,7 +57,7 @@ def preset_tasks(preset: str) -> list[str]:
 def task_lister(preset: str):
     """The `tasks` function of a preset (or of plain `mteb` when `preset` is 'mteb')."""
 
-    def tasks(options: SuiteOptions) -> list[str]:
+    def tasks(options: Settings) -> list[str]:
         names = [n for n in options.tasks if isinstance(n, str)]
         extra = [t.metadata.name for t in options.tasks if not isinstance(t, str)]  # task objects (Python API)
         if preset != "mteb":
@@ -78,7 +80,7 @@ def task_lister(preset: str):
 _RESOLVED: dict[tuple, object] = {}
 
 
-def resolve(name: str, options: SuiteOptions):
+def resolve(name: str, options: Settings):
     """mteb's task object for `name`, reading a local copy of its data when `--data-dir` holds one."""
     given = {t.metadata.name: t for t in options.tasks if not isinstance(t, str)}
     key = (name, str(options.data_dir), id(given.get(name)))
@@ -113,7 +115,7 @@ def local_copy(task, data_dir: Path) -> Path | None:
     return None
 
 
-def check_data(names: list[str], options: SuiteOptions) -> None:
+def check_data(names: list[str], options: Settings) -> None:
     """Load every task's local copy before any model work: a missing file, config or split is one line."""
     if options.data_dir is None:
         for name in names:
@@ -130,7 +132,7 @@ def check_data(names: list[str], options: SuiteOptions) -> None:
                                f"(configs and split {', '.join(task.eval_splits)})") from None
 
 
-def embedding_model(member: Member, options: SuiteOptions, name: str):
+def embedding_model(member: Member, options: Settings, name: str):
     """The Sentence Transformers model mteb evaluates, and what it is (raw export, fine-tune, given)."""
     from sentence_transformers import SentenceTransformer
 
@@ -176,7 +178,7 @@ def scores_of(task_result, task) -> tuple[dict[str, float], int]:
 
 
 def run_task(suite: str):
-    def run(member: Member, name: str, options: SuiteOptions) -> list[Result]:
+    def run(member: Member, name: str, options: Settings) -> list[Result]:
         mteb = _mteb()
         task = resolve(name, options)
         model, made = embedding_model(member, options, name)

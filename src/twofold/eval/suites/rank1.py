@@ -27,9 +27,11 @@ from pathlib import Path
 import torch
 
 from twofold.errors import TwofoldError
+from twofold.eval.member import EMBEDDER, Member, kind_of
 from twofold.eval.metrics import bm25_run, retrieval_scores
 from twofold.eval.progress import progress
-from twofold.eval.suites.base import EMBEDDER, Member, SuiteOptions, hub_data, kind_of, local_files, result
+from twofold.eval.settings import Settings
+from twofold.eval.suites.base import hub_data, local_files, result
 from twofold.finetune import BaseModel, recipe_for
 from twofold.finetune.datasets import RetrievalSet, beir_test_set
 from twofold.finetune.tasks import embedder
@@ -41,7 +43,7 @@ DEFAULT_TASKS = ("SciFact", "NFCorpus", "ArguAna", "SCIDOCS", "FiQA2018", "TRECC
 PASSAGE_CHARACTERS = 4000  # passages are cut to this many characters, queries kept whole
 
 
-def tasks(options: SuiteOptions) -> list[str]:
+def tasks(options: Settings) -> list[str]:
     if not options.tasks:
         return list(DEFAULT_TASKS)
     if options.data_dir is not None:
@@ -53,7 +55,7 @@ def tasks(options: SuiteOptions) -> list[str]:
     return list(dict.fromkeys(options.tasks))
 
 
-def load(name: str, options: SuiteOptions) -> tuple[RetrievalSet, dict]:
+def load(name: str, options: Settings) -> tuple[RetrievalSet, dict]:
     """The task's test queries, corpus and judgements, and where they came from."""
     if options.data_dir is not None:
         folder = options.data_dir / name
@@ -78,7 +80,7 @@ def load(name: str, options: SuiteOptions) -> tuple[RetrievalSet, dict]:
             hub_data(task.metadata.dataset["path"], task.metadata.dataset.get("revision")))
 
 
-def check_data(names: list[str], options: SuiteOptions) -> None:
+def check_data(names: list[str], options: Settings) -> None:
     if options.data_dir is not None:
         for name in names:
             load(name, options)
@@ -133,7 +135,7 @@ def dense(model_dir: Path, data: RetrievalSet, depth: int, batch_size: int) -> d
             for q, values, indices in zip(queries, top.values, top.indices)}
 
 
-def first_stage(data: RetrievalSet, options: SuiteOptions) -> dict[str, dict[str, float]]:
+def first_stage(data: RetrievalSet, options: Settings) -> dict[str, dict[str, float]]:
     kind = first_stage_kind(options.first_stage)
     if kind == "bm25":
         return bm25(data, options.depth)
@@ -222,7 +224,7 @@ def rerank(scorer: Rank1Scorer, data: RetrievalSet, run: dict[str, dict[str, flo
 _SCORERS: dict[tuple, Rank1Scorer] = {}
 
 
-def run(member: Member, name: str, options: SuiteOptions) -> list[Result]:
+def run(member: Member, name: str, options: Settings) -> list[Result]:
     data, provenance = load(name, options)
     qrels = {q: data.qrels[q] for q in data.queries if q in data.qrels}
     stage = first_stage(data, options)

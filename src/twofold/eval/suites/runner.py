@@ -18,18 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from twofold.errors import TwofoldError
-from twofold.eval.suites.base import (
-    CLASSIFIER,
-    DECODER,
-    EMBEDDER,
-    ENCODER,
-    Member,
-    Suite,
-    SuiteOptions,
-    failure,
-    pick_tasks,
-    result,
-)
+from twofold.eval.member import CLASSIFIER, DECODER, EMBEDDER, ENCODER, Member
+from twofold.eval.settings import Settings
+from twofold.eval.suites.base import Suite, failure, pick_tasks, result
 from twofold.eval.suites.glue import summarize
 from twofold.results import Result, result_filename, save_results
 
@@ -103,7 +94,7 @@ def suite_names(text: str | Sequence[str]) -> list[str]:
 class Step:
     suite: Suite
     tasks: list
-    options: SuiteOptions
+    options: Settings
     ettin: bool = False  # part of `--suite ettin`: its results also make the family scores
 
 
@@ -120,7 +111,7 @@ def tasks_for(suite: str, tasks: Sequence) -> tuple:
     return tuple(mine)
 
 
-def plan(names: Sequence[str], options: SuiteOptions) -> list[Step]:
+def plan(names: Sequence[str], options: Settings) -> list[Step]:
     """One `Step` (suite, its tasks, its options) per suite, everything checked; no model work yet.
 
     `--tasks` entries apply to every suite, or as `suite:task` to one. `ettin` expands into its

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 from twofold.data.tokenizer import Tokenizer
 from twofold.errors import TwofoldError
+from twofold.eval.settings import QUICK, Settings
 from twofold.eval.tasks.classification import check_trainer, package_classification, user_classification
 from twofold.eval.tasks.lm import language_modelling
 from twofold.eval.tasks.retrieval import code_search, retrieve
 from twofold.eval.tasks.samples import samples
-from twofold.eval.tasks.settings import QUICK, Settings
 from twofold.eval.tasks.subject import Subject
 from twofold.finetune.datasets import beir_test_set, train_and_dev
 from twofold.model import TwofoldModel

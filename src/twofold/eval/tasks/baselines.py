@@ -21,8 +21,8 @@ import numpy as np
 
 from twofold.data.tokenizer import Tokenizer
 from twofold.errors import TwofoldError
+from twofold.eval.settings import Settings
 from twofold.eval.tasks.lm import held_out_windows, mask_windows
-from twofold.eval.tasks.settings import Settings
 from twofold.results import Result
 
 BASELINE = "baseline"  # the `kind` of a baseline's results
@@ -43,7 +43,7 @@ def language_model_baselines(tokenizer: Tokenizer, counts: np.ndarray, settings:
     special = list(tokenizer.special.all())
     regular = counts.astype(np.float64)
     regular[special] = 0  # never a masked target, never a next token worth guessing
-    windows = held_out_windows(tokenizer, settings.max_length, settings.lm_tokens, settings.seed)
+    windows = held_out_windows(tokenizer, settings.length, settings.lm_tokens, settings.seed)
     _, labels = mask_windows(windows, tokenizer, settings.mask_rate, settings.seed)
     golds = [t for row in labels for t in row if t >= 0]
     top = int(regular.argmax())

@@ -25,7 +25,7 @@ import numpy as np
 from twofold.errors import TwofoldError
 from twofold.eval import stdlib
 from twofold.eval.metrics import accuracy
-from twofold.eval.tasks.settings import Settings
+from twofold.eval.settings import Settings
 from twofold.eval.tasks.subject import Subject
 from twofold.finetune.datasets import LabelledData, train_and_dev
 from twofold.finetune.inputs import resolve
@@ -50,9 +50,9 @@ def fine_tune_and_score(subject: Subject, data: LabelledData, settings: Settings
         keep = np.random.default_rng(settings.seed).permutation(len(train))[:settings.max_examples]
         train = [train[i] for i in sorted(keep)]
     pooling = settings.pooling or ("last" if subject.causal else "mean")
-    recipe = recipe_for("classify", learning_rates=(settings.learning_rate,), epochs=settings.epochs,
+    recipe = recipe_for("classify", learning_rates=(settings.learning_rate,), epochs=settings.fine_tune_epochs,
                         batch_size=settings.batch_size, warmup_ratio=0.0, weight_decay=settings.weight_decay,
-                        max_length=settings.max_length, pooling=pooling, seed=settings.seed)
+                        max_length=settings.length, pooling=pooling, seed=settings.seed)
     if not subject.tokenizer.source:
         raise TwofoldError(f"{subject.name}: its tokenizer has no file to export beside the model; "
                            "load it with load_tokenizer(DIR)")

@@ -20,7 +20,7 @@ from twofold.data.tokenizer import Tokenizer
 from twofold.eval import stdlib
 from twofold.eval.metrics import accuracy, perplexity
 from twofold.eval.progress import progress
-from twofold.eval.tasks.settings import Settings
+from twofold.eval.settings import Settings
 from twofold.eval.tasks.subject import Subject
 from twofold.eval.text import device_of, pad
 from twofold.model import IGNORE_INDEX
@@ -80,7 +80,7 @@ def _target_nll(model, inputs: list[list[int]], labels: list[list[int]], pad_id:
 def masked_lm(subject: Subject, settings: Settings) -> dict[str, float]:
     """MLM accuracy and mean masked-token NLL over the held-out windows."""
     tokenizer = subject.tokenizer
-    windows = held_out_windows(tokenizer, settings.max_length, settings.lm_tokens, settings.seed)
+    windows = held_out_windows(tokenizer, settings.length, settings.lm_tokens, settings.seed)
     inputs, labels = mask_windows(windows, tokenizer, settings.mask_rate, settings.seed)
     predictions, golds, nll = [], [], 0.0
     with progress(subject.name, "lm (masked)", sum(map(len, windows)), "tok") as bar:
@@ -97,7 +97,7 @@ def masked_lm(subject: Subject, settings: Settings) -> dict[str, float]:
 def pseudo_perplexity(subject: Subject, settings: Settings) -> tuple[float, int]:
     """exp(mean NLL of each regular token when it alone is masked), and the tokens scored."""
     tokenizer = subject.tokenizer
-    windows = held_out_windows(tokenizer, settings.max_length, settings.pseudo_perplexity_tokens,
+    windows = held_out_windows(tokenizer, settings.length, settings.pseudo_perplexity_tokens,
                                settings.seed + 1)
     special = set(tokenizer.special.all())
     rows = [(w, p) for w in windows for p, token in enumerate(w) if token not in special]
@@ -116,7 +116,7 @@ def pseudo_perplexity(subject: Subject, settings: Settings) -> tuple[float, int]
 def causal_lm(subject: Subject, settings: Settings) -> tuple[float, int]:
     """Decoder perplexity over the held-out windows, and the tokens predicted."""
     tokenizer = subject.tokenizer
-    windows = held_out_windows(tokenizer, settings.max_length, settings.lm_tokens, settings.seed)
+    windows = held_out_windows(tokenizer, settings.length, settings.lm_tokens, settings.seed)
     nll, count = 0.0, 0
     with progress(subject.name, "lm (perplexity)", sum(map(len, windows)), "tok") as bar:
         for start in range(0, len(windows), settings.batch_size):

@@ -15,7 +15,7 @@ import numpy as np
 from twofold.eval import stdlib
 from twofold.eval.metrics import ranking, retrieval_scores, top_k
 from twofold.eval.progress import progress
-from twofold.eval.tasks.settings import Settings
+from twofold.eval.settings import Settings
 from twofold.eval.tasks.subject import Subject
 from twofold.eval.text import embed_texts
 from twofold.finetune.datasets import RetrievalSet
@@ -48,9 +48,9 @@ def retrieve(subject: Subject, data: RetrievalSet, settings: Settings, task: str
     with progress(subject.name, task, total, "text") as bar:
         pools = poolings(subject)
         query_vectors = embed_texts(subject.model, subject.tokenizer, list(data.queries.values()), pools,
-                                    settings.max_length, settings.batch_size, bar)
+                                    settings.length, settings.batch_size, bar)
         doc_vectors = embed_texts(subject.model, subject.tokenizer, list(data.corpus.values()), pools,
-                                  settings.max_length, settings.batch_size, bar)
+                                  settings.length, settings.batch_size, bar)
     results = []
     for pooling in pools:
         scores, indices = top_k(query_vectors[pooling], doc_vectors[pooling], settings.k)

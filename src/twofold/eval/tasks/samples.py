@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from twofold.eval.tasks.settings import Settings
+from twofold.eval.settings import Settings
 from twofold.eval.tasks.subject import Subject
 from twofold.eval.text import device_of, pad
 from twofold.results import Result
