@@ -46,7 +46,7 @@ from twofold.demo.layout import (
     previous_kept,
 )
 from twofold.demo.report import findings, write_demo_report
-from twofold.eval.tasks import Settings
+from twofold.eval.settings import Settings
 from twofold.files import check_out
 from twofold.report import spread_markdown
 from twofold.train.recipe import load_recipe

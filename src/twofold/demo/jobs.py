@@ -29,7 +29,8 @@ from twofold.demo.layout import (
     JOBS_LOG,
     DemoLayout,
 )
-from twofold.eval.tasks import Settings, evaluate
+from twofold.eval.settings import Settings
+from twofold.eval.tasks import evaluate
 from twofold.eval.tasks.baselines import baseline, language_model_baselines
 from twofold.eval.tasks.subject import Subject
 from twofold.finetune import recipe_for
@@ -43,7 +44,7 @@ from twofold.train.show import human_tokens
 
 
 def plan_jobs(layout: DemoLayout, pair, recipe, settings: Settings, seeds: tuple[int, ...], sizes: dict,
-          completion_items: int) -> list[Job]:
+              completion_items: int) -> list[Job]:
     """Stage 3 as jobs: train each arm (and export it), evaluate it, fine-tune it per task and
     seed; the data and baselines of each task. The decoder's chain (decoder, cross arm, their
     evaluations and fine-tunes) is the longest, so its jobs go first when a process is free."""

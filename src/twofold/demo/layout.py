@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twofold.errors import TwofoldError
-from twofold.eval.tasks import Settings
+from twofold.eval.settings import Settings
 from twofold.train.recipe import load_recipe
 
 DEMO_VOCAB = 4096

@@ -7,7 +7,8 @@
   Face directories (GLUE, MTEB, lm-eval, rank1, the Ettin protocol): `plan`, `run_plan`.
 
 Shared here: `member` (`Member`: one model under evaluation and its results' labels, in both
-rooms), `settings` (`Settings`: every knob of an evaluation, one object for both rooms), `metrics` (pure functions, ranx, BM25), `text` (framing, padding, pooling),
-`mlm_scoring`, `progress`, `stdlib` (the held-out functions). The user's files are read by
+rooms), `settings` (`Settings`: every knob of an evaluation, one object for both rooms),
+`metrics` (pure functions, ranx, BM25), `text` (framing, padding, pooling), `mlm_scoring`,
+`progress`, `stdlib` (the held-out functions). The user's files are read by
 `twofold.finetune.datasets`, results are `twofold.results.Result`, tables `twofold.report`.
 """
