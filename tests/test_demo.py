@@ -13,7 +13,8 @@ import twofold
 from twofold.data.stdlib import held_out_functions
 from twofold.data.store import TokenStore
 from twofold.data.tokenizer import load_tokenizer
-from twofold.demo import ARMS, CROSS_ARM, DemoLayout, prepare_corpus, run_demo
+from twofold.demo.layout import ARMS, CROSS_ARM, DemoLayout
+from twofold.demo.run import prepare_corpus, run_demo
 from twofold.eval.tasks import QUICK
 from twofold.results import METRIC_RANGES, load_results
 
@@ -195,7 +196,7 @@ def test_second_run_reuses_tokenizer_and_stores(demo):
 def test_a_rerun_that_runs_out_of_disk_leaves_the_previous_demo_intact(demo, monkeypatch, capsys):
     import errno
 
-    import twofold.demo
+    import twofold.demo.run
     from twofold.cli import main
 
     layout, report, _ = demo
@@ -208,7 +209,7 @@ def test_a_rerun_that_runs_out_of_disk_leaves_the_previous_demo_intact(demo, mon
         (layout.pair / "encoder" / "partial.safetensors").write_bytes(b"half")
         raise OSError(errno.ENOSPC, "No space left on device", str(layout.pair / "encoder"))
 
-    monkeypatch.setattr(twofold.demo, "start_pair", full)
+    monkeypatch.setattr(twofold.demo.run, "start_pair", full)
     assert main(["demo", "--out", str(layout.root), "--budget", "16K", "--no-progress"]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "No space left on device" in error
@@ -221,7 +222,7 @@ def test_a_rerun_that_runs_out_of_disk_leaves_the_previous_demo_intact(demo, mon
 
 def test_a_budget_too_small_for_every_phase_is_one_line_and_writes_nothing(tmp_path, capsys):
     from twofold.cli import main
-    from twofold.demo import minimum_budget
+    from twofold.demo.layout import minimum_budget
     from twofold.train.recipe import load_recipe
 
     least = minimum_budget(load_recipe("demo"))

@@ -29,7 +29,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from twofold.demo import run_demo
+    from twofold.demo.run import run_demo
 
     run_demo(args.out, budget=args.budget, fresh=args.fresh, progress=not args.no_progress)
     return 0
