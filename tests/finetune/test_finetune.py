@@ -35,7 +35,9 @@ def test_embed_loads_in_sentence_transformers_and_twofold_embeds_the_same(tmp_pa
     record = json.loads((tmp_path / "out" / RECORD).read_text())
     assert record["model"]["sha256"]["model.safetensors"] and record["data"]["files"][str(pairs_file)]
     assert result.test["ndcg@10"] == record["test"]["ndcg@10"]
-    assert {r.variant for r in load_results(tmp_path / "out" / "results")} == {"pairs", "pairs/before"}
+    written = {r.variant: r for r in load_results(tmp_path / "out" / "results")}
+    assert set(written) == {"pairs", "pairs/before"}
+    assert {r.variant: r for r in result.results} == written  # it returns the very results it wrote
 
 
 def test_the_weights_change_and_the_batches_are_what_the_recipe_says(tmp_path, exports, pairs_file):
