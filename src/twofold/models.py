@@ -170,9 +170,11 @@ def models_under(path: str | Path, all_checkpoints: bool = False) -> list[ModelR
         return [ModelRef(str(path), HF, path, path.name)]
     if RunDir.holds_run(path):
         run = RunDir(path)
-        paths = run.checkpoints(tagged_only=True) if all_checkpoints else [run.checkpoint()]
+        # the newest as it is: a damaged one is refused when it is read, not passed over
+        paths = run.checkpoints(tagged_only=True) if all_checkpoints else run.checkpoints()[-1:]
         if not paths:
-            raise TwofoldError(f"{path}: no tagged checkpoints yet; train longer or give another run")
+            raise TwofoldError(f"{path}: no {'tagged ' if all_checkpoints else ''}checkpoints yet; "
+                               "train longer or give another run")
         return [ModelRef(str(path), RUN, path, path.name, run, p) for p in paths]
     children = [c for c in sorted(path.iterdir())
                 if c.is_dir() and (RunDir.holds_run(c) or ((c / "config.json").is_file() and not all_checkpoints))]
