@@ -27,7 +27,19 @@ def test_show_with_scale_and_overrides(tmp_path, capsys):
 
 def test_show_warns_when_a_scaled_phase_is_a_handful_of_steps(tmp_path, capsys):
     assert main(["recipe", "show", "ettin", "--size", "17m", "--scale", "1e-6", "--out", str(tmp_path / "e.png")]) == 0
-    assert "pretrain, extension, decay, cross take(s) under 10 optimizer steps" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "! pretrain, extension, decay, cross: under 10 optimizer steps" in text
+    # 1.7M pretraining tokens against steps of 4608 x 1024: the steps column says less than one
+    pretrain = next(line for line in text.splitlines() if line.startswith("pretrain "))
+    assert pretrain.split()[:3] == ["pretrain", "1.7M", "<1"]
+    assert "! phase pretrain gets 1.7M tokens, less than one optimizer step of 4.72M (4608 sequences of 1024)" in text
+    assert "--batch-scale 0.00023 or smaller" in text
+
+
+def test_show_marks_nothing_when_every_phase_holds_enough_steps(tmp_path, capsys):
+    assert main(["recipe", "show", "demo", "--out", str(tmp_path / "d.png")]) == 0
+    text = capsys.readouterr().out
+    assert "!" not in text and "<1" not in text
 
 
 @pytest.mark.parametrize("argv,expected", [
@@ -35,6 +47,7 @@ def test_show_warns_when_a_scaled_phase_is_a_handful_of_steps(tmp_path, capsys):
     (["recipe", "show", "nope"], "unknown recipe 'nope'"),
     (["recipe", "show", "demo", "--set", "phase.decay.mask_rate=2"], "phase.decay.mask_rate = 2.0"),
     (["recipe", "show", "demo", "--scale", "0"], "--scale 0"),
+    (["recipe", "show", "demo", "--batch-scale", "0"], "--batch-scale 0.0 must be a positive number"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, expected):
     assert main([*argv, "--out", str(tmp_path / "x.png")]) == 2

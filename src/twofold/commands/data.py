@@ -163,7 +163,7 @@ def _plan_recipe(args) -> int:
         raise TwofoldError("plan: --recipe takes each phase's mixture and tokens from the recipe; "
                            "drop --mixture/--temperature/--weights/--include/--tokens (or use --set)")
     recipe = load_recipe(args.recipe, size=args.size, overrides=args.overrides, scale=args.scale,
-                         budget=args.budget, variant=args.variant)
+                         budget=args.budget, variant=args.variant, batch_scale=args.batch_scale)
     group_tokens = Corpus([TokenStore(path) for path in args.store]).group_tokens
     recipe.check_groups(group_tokens)
     plans = {p.name: plan(p.mixture, group_tokens, p.tokens) for p in recipe.phases}

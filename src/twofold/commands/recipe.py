@@ -9,13 +9,16 @@ from twofold.train.recipe import load_recipe, preset_names
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
-    """--size / --scale / --budget / --set, shared with `twofold train`."""
+    """--size / --variant / --scale / --budget / --batch-scale / --set, shared with `twofold train`."""
     parser.add_argument("--size", help="model size of the recipe, e.g. 17m … 1b (ettin), small/base (mmbert)")
     parser.add_argument("--variant", help="a named variant of the recipe, e.g. mmbert's decay mixtures eng, cont, all")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply every token count (budgets, warmups, checkpoint intervals) by this factor")
     parser.add_argument("--budget", type=token_count, default=None,
                         help="total tokens of the run's phases (e.g. 20M); sets --scale accordingly")
+    parser.add_argument("--batch-scale", type=float, default=1.0,
+                        help="multiply every phase's batch size by this factor (warmups stay in tokens), e.g. to "
+                             "keep whole steps inside a small --budget")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe value, e.g. phase.decay.lr_min_ratio=0.02 (repeatable)")
 
@@ -34,7 +37,7 @@ def run_show(args: argparse.Namespace) -> int:
     from twofold.train.show import phase_table, plot_recipe
 
     recipe = load_recipe(args.name, size=args.size, overrides=args.overrides, scale=args.scale,
-                         budget=args.budget, variant=args.variant)
+                         budget=args.budget, variant=args.variant, batch_scale=args.batch_scale)
     print(phase_table(recipe))
     out = args.out or "-".join(["recipe", recipe.name, *filter(None, [recipe.size, recipe.variant])]) + ".png"
     print(f"schedule plot: {plot_recipe(recipe, out)}")

@@ -103,6 +103,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise TwofoldError("--branch-from continues one member run; give --objective and a member run "
                            "(e.g. --branch-from PAIR/encoder), not --pair")
     from twofold.models import HF, RUN, resolve
+    from twofold.train import budget
     from twofold.train.loop import first_phase_index
     from twofold.train.recipe import CROSS, load_recipe
 
@@ -110,7 +111,7 @@ def run_train(args: argparse.Namespace) -> int:
         resolve(args.init_from, "--init-from", accept=(HF, RUN))
 
     recipe = load_recipe(args.recipe, size=args.size, overrides=args.overrides, scale=args.scale,
-                         budget=args.budget, variant=args.variant)
+                         budget=args.budget, variant=args.variant, batch_scale=args.batch_scale)
     cross = args.phase == CROSS or (args.init_from is not None and args.phase is None)
     options = Options(
         stores=tuple(args.store), objective=args.objective or "mlm", eval_stores=tuple(args.eval_store),
@@ -120,7 +121,9 @@ def run_train(args: argparse.Namespace) -> int:
         compile=args.compile, log_every_steps=args.log_every, progress=not args.no_progress, cross=cross,
         first_phase=None if cross else args.phase, order=args.order, num_workers=args.workers,
         tensorboard=args.tensorboard)
-    first_phase_index(recipe, options)  # a phase the recipe lacks: refused before anything is written
+    start = first_phase_index(recipe, options)  # a phase the recipe lacks: refused before anything is written
+    phases = (recipe.cross,) if cross else recipe.phases[start:]
+    budget.check(recipe, phases[1:] if args.order else phases)  # a replayed order sets its own steps
     if args.pair:
         return _in_world(args.device, lambda world: runs.start_pair(args.out, recipe, options, world))
     if args.branch_from:

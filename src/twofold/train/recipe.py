@@ -175,6 +175,7 @@ class Recipe:
     size: str | None = None  # how this recipe was made (recorded, not applied again)
     variant: str | None = None  # likewise: the `variants` entry applied
     scale: float = 1.0
+    batch_scale: float = 1.0  # every phase's batch (sequences) × this, recorded like `scale`
 
     @property
     def phases(self) -> tuple[Phase, ...]:
@@ -220,11 +221,13 @@ def preset_names() -> list[str]:
 
 
 def load_recipe(name_or_path: str, size: str | None = None, overrides: list[str] = (),
-                scale: float = 1.0, budget: int | None = None, variant: str | None = None) -> Recipe:
+                scale: float = 1.0, budget: int | None = None, variant: str | None = None,
+                batch_scale: float = 1.0) -> Recipe:
     """A preset name (`ettin`, `mmbert`, `demo`) or a YAML path → a validated `Recipe`.
 
     `overrides` are `KEY.PATH=VALUE` strings; `scale` (or a total token `budget` for the
-    run's phases) shrinks every token count keeping its proportions.
+    run's phases) shrinks every token count keeping its proportions; `batch_scale` multiplies
+    every phase's batch size.
     """
     raw, label = _read_yaml(name_or_path)
     raw = _apply_size(raw, size, label)
@@ -237,7 +240,8 @@ def load_recipe(name_or_path: str, size: str | None = None, overrides: list[str]
         if budget <= 0:
             raise TwofoldError(f"--budget {budget} must be a positive token count")
         scale = budget / sum(p.tokens for p in recipe.phases)
-    return scaled(recipe, scale) if scale != 1.0 else recipe
+    recipe = scaled(recipe, scale) if scale != 1.0 else recipe
+    return batch_scaled(recipe, batch_scale) if batch_scale != 1.0 else recipe
 
 
 def recipe_from_dict(raw: dict, label: str = "recipe") -> Recipe:
@@ -284,6 +288,24 @@ def scaled(recipe: Recipe, factor: float) -> Recipe:
     phases = {name: shrink(p) for name, p in recipe.phase.items()}
     result = dataclasses.replace(recipe, phase=phases, scale=recipe.scale * factor)
     validate(result, f"{recipe.name} at --scale {factor:g}")
+    return result
+
+
+def batch_scaled(recipe: Recipe, factor: float) -> Recipe:
+    """The same recipe with every phase's batch (and batch-warmup start) × `factor`, rounded
+    down (so a step never outgrows the tokens it was scaled to fit) to at least one sequence.
+    Warmups stay in tokens, so they span fewer or more steps."""
+    if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0):
+        raise TwofoldError(f"--batch-scale {factor!r} must be a positive number (e.g. 0.01)")
+
+    def resize(sequences: int | None) -> int | None:
+        return None if sequences is None else max(1, math.floor(sequences * factor + 1e-9))
+
+    phases = {name: dataclasses.replace(p, batch_sequences=resize(p.batch_sequences),
+                                        batch_start_sequences=resize(p.batch_start_sequences))
+              for name, p in recipe.phase.items()}
+    result = dataclasses.replace(recipe, phase=phases, batch_scale=recipe.batch_scale * factor)
+    validate(result, f"{recipe.name} at --batch-scale {factor:g}")
     return result
 
 
@@ -601,6 +623,14 @@ def _coerce(value: Any, tp: Any, path: str, label: str) -> Any:
             _fail(label, path, value, "must be a mapping")
         return {str(k): _coerce(v, args[1], f"{path}.{k}", label) for k, v in value.items()}
     raise TypeError(f"no coercion for {tp}")  # a bug in this module, not user input
+
+
+def human_tokens(count: float) -> str:
+    """1.7T, 250B, 8.5B, 125K: token counts the way recipes write them (`parse_number` reads them)."""
+    for suffix, unit in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(count) >= unit:
+            return f"{count / unit:.3g}{suffix}"
+    return f"{count:g}"
 
 
 def parse_number(value: Any, suffixes: bool = True) -> float | None:

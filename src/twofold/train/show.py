@@ -7,16 +7,9 @@ import dataclasses
 from pathlib import Path
 
 from twofold.files import save_figure
-from twofold.train.recipe import Phase, Recipe
+from twofold.train import budget
+from twofold.train.recipe import Phase, Recipe, human_tokens
 from twofold.train.schedule import lr_at, phase_starts, phase_steps
-
-
-def human_tokens(count: float) -> str:
-    """1.7T, 250B, 8.5B, 125K — the way recipes are written."""
-    for suffix, unit in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(count) >= unit:
-            return f"{count / unit:.3g}{suffix}"
-    return f"{count:g}"
 
 
 def _mixture(phase: Phase) -> str:
@@ -59,7 +52,7 @@ def phase_table(recipe: Recipe) -> str:
             steps = f"≈{steps} at {phase.row_tokens:g} tok/row"
         warm = f"warmup {human_tokens(s.warmup_tokens)}, " if s.warmup_tokens else ""
         rows.append([
-            phase.name, human_tokens(phase.tokens), steps, str(phase.seq_len), batch,
+            phase.name, human_tokens(phase.tokens), _marked(steps, phase), str(phase.seq_len), batch,
             f"{s.peak:.3g}", f"{warm}{s.start_ratio:g}→{s.min_ratio:g}",
             s.decay if s.decay == "none" else f"{s.decay} over {human_tokens(s.decay_tokens)}",
             f"lr/{s.weight_decay_lr:.3g}" + ("" if phase.weight_decay is None else f" (wd {phase.weight_decay:g})"),
@@ -74,16 +67,18 @@ def phase_table(recipe: Recipe) -> str:
     title = (f"recipe {recipe.name}" + (f" --size {recipe.size}" if recipe.size else "")
              + (f" --variant {recipe.variant}" if recipe.variant else "")
              + (f" at scale {recipe.scale:g}" if recipe.scale != 1 else "")
+             + (f" --batch-scale {recipe.batch_scale:g}" if recipe.batch_scale != 1 else "")
              + f": model {recipe.model}, {opt.name} betas {tuple(opt.betas)} eps {opt.eps:g} "
              f"wd {opt.weight_decay:g}, seed {recipe.seed}, dropout {_dropout(recipe)}")
     notes = ["cross is a separate run (cross-objective continuation from step 0)"] if recipe.cross else []
     if any(p.layout == "documents" for p in recipe.phase.values()):
         notes.append("≈: one document chunk per row (layout documents), so tokens per step vary; the steps "
                       "are those expected at the phase's mean_row_tokens")
-    few = [p.name for p in recipe.phase.values() if phase_steps(p) < 10]
+    notes += [f"! {problem}" for problem in budget.problems(tuple(recipe.phase.values()))]
+    few = [p.name for p in recipe.phase.values() if phase_steps(p) < budget.FEW_STEPS]
     if few:
-        notes.append(f"note: {', '.join(few)} take(s) under 10 optimizer steps at this scale; shrink the "
-                     f"batch, e.g. --set phase.{few[0]}.batch_sequences=8")
+        notes.append(f"! {', '.join(few)}: under {budget.FEW_STEPS} optimizer steps at this scale; "
+                     f"{budget.ways_out(recipe)}")
     return "\n".join([title, "", *lines, *notes])
 
 
@@ -98,6 +93,13 @@ def _batch_by_tokens(phase: Phase):
         tokens += batch.sequences_at_step(step, phase.seq_len) * phase.row_tokens
         ends.append(tokens)
     return lambda into: batch.sequences_at_step(bisect.bisect_right(ends, into), phase.seq_len)
+
+
+def _marked(steps: str, phase: Phase) -> str:
+    """The phase's steps, marked `!` when it holds fewer than a few (`<1 !` when not one)."""
+    if phase.tokens < budget.first_step_tokens(phase):
+        return "<1 !"
+    return steps + (" !" if phase_steps(phase) < budget.FEW_STEPS else "")
 
 
 def plot_recipe(recipe: Recipe, path: str | Path, points: int = 400) -> Path:
