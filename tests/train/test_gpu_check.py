@@ -26,3 +26,13 @@ def test_gpu_check_smoke_passes_on_the_cpu(tmp_path):
     parts = {r["part"]: r["result"] for r in records}
     assert parts["resume"]["pass"] and parts["pair"]["pass"] and parts["hf_parity"]["encoder"]["pass"]
     assert parts["trainer_mlm"]["fixed_compiled"]["tokens_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_gpu_microbatch_check_smoke_passes_on_the_cpu(tmp_path):
+    # CPU plumbing of the GPU check; its out-of-memory is a stand-in raised above 2 sequences
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_microbatch_check.py"), "--smoke",
+                             str(tmp_path / "out")], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert result.stdout.startswith("PASS  microbatch (8 sequences a step halved to 2 per forward pass")

@@ -216,5 +216,5 @@ def test_tensorboard_scalars_mirror_the_metrics(tmp_path, tiny_store, tiny_recip
     assert [round(e.value, 5) for e in logged] == [round(r["loss"], 5) for r in losses]
     # every number of a metrics line but the x axes (step, tokens, phase_tokens), at its tokens
     assert set(events.Tags()["scalars"]) == {"loss", "lr", "grad_norm", "tokens_per_s", "batch_sequences",
-                                             "batch_tokens", "seq_len", "mask_rate"}
+                                             "micro_batch_sequences", "batch_tokens", "seq_len", "mask_rate"}
     assert [(e.step, e.value) for e in events.Scalars("seq_len")] == [(r["tokens"], r["seq_len"]) for r in losses]

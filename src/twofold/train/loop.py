@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ from twofold.data.replay import PublishedOrder
 from twofold.errors import TwofoldError
 from twofold.model.attention import FAST_KERNELS, fast_kernel
 from twofold.model.flops import peak_flops, training_flops
-from twofold.train import checkpoint, rng
+from twofold.train import checkpoint, microbatch, rng
 from twofold.train.distributed import World, barrier, sum_across, wrap
 from twofold.train.optim import build_optimizer, clip_grad_norm, set_lr, set_weight_decay
 from twofold.train.recipe import Phase, Recipe
@@ -57,7 +58,7 @@ class Options:
     eval_stores: tuple[str, ...] = ()
     eval_every_tokens: int | None = None  # None: at every checkpoint
     eval_sequences: int = 32
-    micro_batch_sequences: int | None = None  # per rank and forward pass; None: the rank's share
+    micro_batch_sequences: int | None = None  # per rank and forward pass; None: chosen to fit (microbatch)
     keep_last: int = 2
     save_every_steps: int | None = None  # extra untagged checkpoints for resume
     parallel: str = "ddp"
@@ -97,6 +98,7 @@ class Progress:
     tokens: int = 0
     last_eval_tokens: int = 0
     history: list = field(default_factory=list)  # finished phases: name, steps, tokens
+    micro_batches: dict = field(default_factory=dict)  # phase name -> sequences per forward pass chosen
 
 
 class NonFiniteLoss(TwofoldError):
@@ -112,6 +114,7 @@ class Trainer:
         from twofold.model import TwofoldModel
 
         self.rundir, self.recipe, self.options, self.world = run, recipe, options, world
+        self.explicit_micro_batch = options.micro_batch_sequences  # None: each phase chooses one to fit
         self.phases: tuple[Phase, ...] = (recipe.cross,) if options.cross else recipe.phases
         self.start = start = first_phase_index(recipe, options)
         torch.manual_seed(self._seed(self.phases[start]))  # the same initial weights on every rank
@@ -176,6 +179,7 @@ class Trainer:
         self.model.set_rope_theta(phase.rope_theta_global, phase.rope_theta_local)
         if p.phase_step == 0:  # a phase begun afresh; a resumed one has its streams back already
             rng.seed_streams(self._seed(phase), index, self.world.rank)
+        self.options = self.options.replace(micro_batch_sequences=self._micro_batch(phase))
         data = phase.data(seed=self.recipe.seed + index)
         how = dict(objective=self.options.objective, rank=self.world.rank, world_size=self.world.world_size,
                    num_workers=self.options.num_workers, run_dir=self.rundir.phase_dir(phase.name),
@@ -200,12 +204,13 @@ class Trainer:
             tokens_before, tokens_after = p.phase_tokens, p.phase_tokens + batch.step_tokens
             lr = lr_at(schedule, tokens_after)
             set_lr(self.optimizer, lr, peak=schedule.weight_decay_lr)
-            loss, grad_norm, flops = self._accumulate(batch, phase)
+            loss, grad_norm, flops = self._fitting_step(batch, phase)
             p.phase_step, p.phase_tokens = batch.step + 1, tokens_after
             p.step, p.tokens = p.step + 1, p.tokens + batch.step_tokens
             self.pending.append({"record": {
                 "step": p.step, "phase": phase.name, "tokens": p.tokens, "phase_tokens": p.phase_tokens,
                 "loss": loss, "lr": lr, "grad_norm": grad_norm, "batch_sequences": sequences,
+                "micro_batch_sequences": self.options.micro_batch_sequences,
                 "batch_tokens": batch.step_tokens, "seq_len": phase.seq_len,
                 "mask_rate": phase.mask_rate if self.options.objective == "mlm" else None},
                 "flops": flops, "batch_step": batch.step})
@@ -239,6 +244,43 @@ class Trainer:
     def _periodic_save_due(self) -> bool:
         every = self.options.save_every_steps
         return every is not None and self.progress.step % every == 0
+
+    # ------------------------------------------------------------ the micro-batch
+
+    def _micro_batch(self, phase: Phase) -> int:
+        """Sequences per forward pass in this phase: `--micro-batch` (checked against the memory
+        before the run began), the choice a resumed run made, or the most that fit."""
+        if self.explicit_micro_batch is not None:
+            return self.explicit_micro_batch
+        if phase.name not in self.progress.micro_batches:
+            chosen, note = microbatch.choose(self.model.config, phase, self.options.objective,
+                                             self.compute_dtype == torch.bfloat16, self.world)
+            if note and self.world.main:
+                print(f"twofold: {note}", file=sys.stderr)
+            self.progress.micro_batches[phase.name] = chosen
+        return self.progress.micro_batches[phase.name]
+
+    def _fitting_step(self, batch, phase: Phase) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """`_accumulate`, and on a single GPU with the micro-batch chosen here: a step that runs out
+        of memory is undone (gradients, random streams) and taken again with half the micro-batch.
+        (The optimizer update comes after, so nothing of the weights has changed yet.)"""
+        device = self.world.device
+        if self.explicit_micro_batch is not None or self.world.distributed or not microbatch.recovers(device):
+            return self._accumulate(batch, phase)
+        streams = rng.capture(device)
+
+        def undo(sequences: int) -> None:
+            self.optimizer.zero_grad(set_to_none=True)
+            rng.restore(streams, device)
+            torch.cuda.empty_cache()
+            self.options = self.options.replace(micro_batch_sequences=sequences)
+            self.progress.micro_batches[phase.name] = sequences
+            print(f"twofold: phase {phase.name}: out of GPU memory; trying {sequences} sequences per forward pass",
+                  file=sys.stderr)
+
+        result, _ = microbatch.halving(lambda _: self._accumulate(batch, phase), self.options.micro_batch_sequences,
+                                       undo)
+        return result
 
     # ------------------------------------------------------------ one optimizer step
 
@@ -472,6 +514,14 @@ def _autocast(precision: str, device: torch.device):
     if _compute_dtype(precision, device) == torch.bfloat16:
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return torch.autocast(device.type, enabled=False)
+
+
+def check_micro_batch(recipe: Recipe, options: Options, model_config, world: World) -> None:
+    """Before the run is written: an explicit micro-batch that the memory estimate says cannot
+    fit, or a phase where not even one sequence does, is refused (one line with the estimate)."""
+    bf16 = _compute_dtype(options.precision, world.device) == torch.bfloat16
+    microbatch.check_fits(options.micro_batch_sequences, (recipe.cross,) if options.cross else recipe.phases,
+                          model_config, options.objective, bf16, world)
 
 
 def _bar(phase: Phase, done: int, enabled: bool):

@@ -19,7 +19,7 @@ from twofold._version import __version__
 from twofold.errors import TwofoldError
 from twofold.train import checkpoint
 from twofold.train.distributed import World, barrier
-from twofold.train.loop import Options, Trainer, first_phase_index
+from twofold.train.loop import Options, Trainer, check_micro_batch, first_phase_index
 from twofold.train.recipe import Recipe, recipe_from_dict
 from twofold.train.rundir import MEMBERS, PairDir, RunDir
 
@@ -50,6 +50,7 @@ def start(run_dir: str | Path, recipe: Recipe, options: Options, world: World,
         first = recipe.cross if options.cross else recipe.phases[first_phase_index(recipe, options)]
         vocab_size = Corpus([TokenStore(s) for s in options.stores]).vocab_size
         PublishedOrder(options.order).check(vocab_size, first.seq_len)
+    check_micro_batch(recipe, options, model_config, world)
     if world.main:
         run.write_info({"version": __version__, "recipe": recipe.to_dict(), "options": options.to_dict(),
                         "model": model_config.to_dict(), "init_from": init_from, "world_size": world.world_size})
@@ -211,6 +212,8 @@ def create_pair(run_dir: str | Path, recipe: Recipe, options: Options, world: Wo
     if taken:
         raise TwofoldError(f"{pair.path} already holds a run; "
                            f"resume it with --resume {pair.path} or choose another --out")
+    for objective in MEMBERS.values():  # before anything is written
+        check_micro_batch(recipe, options, initial_model(recipe, options.replace(objective=objective), None)[0], world)
     if world.main:
         pair.write_info({"version": __version__, "members": list(MEMBERS), "recipe": recipe.to_dict(),
                          "options": options.to_dict(), "init_from": init_from or {}})
