@@ -4,6 +4,7 @@ explicitly, kept on resume; an explicit one that cannot fit is refused before an
 written; on a GPU a step that runs out of memory is taken again with half the micro-batch."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -46,7 +47,7 @@ def memory_for_sequences(recipe, store, sequences: float) -> int:
 
 
 def train(tmp_path, store, recipe, name, **options):
-    opts = loop.Options(stores=(str(store),), objective="mlm", progress=False, **options)
+    opts = loop.Options(stores=(str(store),), objective="mlm", **{"progress": False, **options})
     return runs.start(tmp_path / name, recipe, opts, World())
 
 
@@ -217,3 +218,25 @@ def test_a_step_out_of_memory_is_taken_again_with_half_and_equals_the_explicit_r
     assert [line["loss"] for line in steps(halved)] == [line["loss"] for line in steps(explicit)]
     a, b = final(halved), final(explicit)
     assert all(torch.equal(a[name], b[name]) for name in a)
+
+
+# ------------------------------------------------------------ a long step shows life
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_a_long_step_reports_its_micro_batches(tmp_path, tiny_store, recipe, monkeypatch, capsys, progress):
+    monkeypatch.setattr(loop, "LIFE_SECONDS", 0.0)  # every step counts as long
+    train(tmp_path, tiny_store, recipe, "long", micro_batch_sequences=2, progress=progress)
+    err = capsys.readouterr().err
+    if progress:  # on the bar, in place of step/loss while the step runs
+        assert "step 1: 3/4 micro-batches" in err and "step 6: 3/4 micro-batches" in err
+    else:
+        lines = [line for line in err.splitlines() if "micro-batches" in line]
+        assert [re.sub(r"\d+ s into", "N s into", line) for line in lines[:3]] == [
+            f"twofold: pretrain step 1: {k}/4 micro-batches done, N s into the step" for k in (1, 2, 3)]
+        assert len(lines) == 6 * 3 and lines[-1].startswith("twofold: decay step 6: 3/4 micro-batches done")
+
+
+def test_a_quick_step_says_nothing_more(tmp_path, tiny_store, recipe, capsys):
+    train(tmp_path, tiny_store, recipe, "quick", micro_batch_sequences=2)
+    assert "micro-batches" not in capsys.readouterr().err

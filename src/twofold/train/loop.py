@@ -26,9 +26,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from time import monotonic, sleep  # the life watch's clock, apart from the speed's perf_counter
 
 import torch
 
@@ -47,6 +49,7 @@ from twofold.train.rundir import RunDir
 from twofold.train.schedule import lr_at
 
 EVAL_MASK_RATE = 0.15  # held-out MLM is always measured at Ettin's evaluation rate
+LIFE_SECONDS = 5.0  # a step running longer than this reports its micro-batches, every this often
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,8 @@ class Trainer:
         evaluator = _HeldOut(self, data) if self.options.eval_stores else None
         self.bar = _bar(phase, p.phase_tokens, self.world.main and self.options.progress)
         self.clock = _Clock(time.perf_counter(), p.phase_tokens)
+        life = _StepLife(phase.name, self.bar, self.world.main)
+        hook = self.net.register_forward_pre_hook(life)  # outside the step: one call per micro-batch
         batch_iter = iter(loader)
         set_weight_decay(self.optimizer, self._weight_decay(phase))
         ends = loader.total_steps  # a replayed order ends the phase with its last step
@@ -204,7 +209,7 @@ class Trainer:
             tokens_before, tokens_after = p.phase_tokens, p.phase_tokens + batch.step_tokens
             lr = lr_at(schedule, tokens_after)
             set_lr(self.optimizer, lr, peak=schedule.weight_decay_lr)
-            loss, grad_norm, flops = self._fitting_step(batch, phase)
+            loss, grad_norm, flops = self._lively_step(batch, phase, life)
             p.phase_step, p.phase_tokens = batch.step + 1, tokens_after
             p.step, p.tokens = p.step + 1, p.tokens + batch.step_tokens
             self.pending.append({"record": {
@@ -227,6 +232,7 @@ class Trainer:
                 p.last_eval_tokens = p.tokens
             if save:
                 self._save(checkpoint.checkpoint_tag(phase.tag, p.phase_step) if due else None, loader)
+        hook.remove()
         if self.bar is not None:
             self.bar.close()
 
@@ -259,6 +265,14 @@ class Trainer:
                 print(f"twofold: {note}", file=sys.stderr)
             self.progress.micro_batches[phase.name] = chosen
         return self.progress.micro_batches[phase.name]
+
+    def _lively_step(self, batch, phase: Phase, life: _StepLife) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """`_fitting_step`, its micro-batches watched by `life` (which it leaves, however it ends)."""
+        life.begin(self.progress.step + 1, -(-batch.num_sequences // self.options.micro_batch_sequences))
+        try:
+            return self._fitting_step(batch, phase)
+        finally:
+            life.end()
 
     def _fitting_step(self, batch, phase: Phase) -> tuple[torch.Tensor, torch.Tensor, float]:
         """`_accumulate`, and on a single GPU with the micro-batch chosen here: a step that runs out
@@ -522,6 +536,57 @@ def check_micro_batch(recipe: Recipe, options: Options, model_config, world: Wor
     bf16 = _compute_dtype(options.precision, world.device) == torch.bfloat16
     microbatch.check_fits(options.micro_batch_sequences, (recipe.cross,) if options.cross else recipe.phases,
                           model_config, options.objective, bf16, world)
+
+
+class _StepLife:
+    """Shows life in a long step: once a step has run `LIFE_SECONDS`, and every `LIFE_SECONDS`
+    after, the micro-batches it has done (on the bar, or in a line under --no-progress). A
+    forward pre-hook counts them (outside `_step`); a watcher thread, alive while steps run,
+    speaks up inside one long micro-batch too."""
+
+    def __init__(self, phase: str, bar, main: bool):
+        self.phase, self.bar, self.main = phase, bar, main
+        self.step = None  # None: between steps (held-out evaluation is not counted)
+        self.lock, self.watcher = threading.Lock(), None
+
+    def begin(self, step: int, total: int) -> None:
+        with self.lock:
+            self.step, self.total, self.done = step, total, -1
+            self.began = self.said = monotonic()
+            if self.main and self.watcher is None:
+                self.watcher = threading.Thread(target=self._watch, daemon=True)
+                self.watcher.start()
+
+    def end(self) -> None:
+        with self.lock:
+            self.step = None
+
+    def __call__(self, module, args) -> None:
+        if self.step is not None:
+            self.done += 1  # a micro-batch begins: the ones before it are done
+            self._say()
+
+    def _watch(self) -> None:
+        while True:
+            sleep(max(0.05, LIFE_SECONDS / 2))
+            with self.lock:
+                if self.step is None:  # between steps, or the run stopped: the next step starts another
+                    self.watcher = None
+                    return
+            self._say()
+
+    def _say(self) -> None:
+        with self.lock:
+            now = monotonic()
+            if not self.main or self.step is None or now - self.said < LIFE_SECONDS:
+                return
+            self.said = now
+            done = f"{max(self.done, 0)}/{self.total} micro-batches"
+            if self.bar is not None:
+                self.bar.set_postfix_str(f"step {self.step}: {done}")
+            else:
+                print(f"twofold: {self.phase} step {self.step}: {done} done, {now - self.began:.0f} s into the step",
+                      file=sys.stderr, flush=True)
 
 
 def _bar(phase: Phase, done: int, enabled: bool):
