@@ -34,6 +34,20 @@ from twofold.cli import main
 sys.exit(main(argv))
 """
 
+# Runs `twofold train` and stops it for good at its first checkpoint, before anything of it is
+# written (announced in FLAG): the state an OOM kill leaves in a long first step.
+PAUSE_BEFORE_FIRST_CHECKPOINT = """
+import pathlib, sys, time
+import twofold.train.checkpoint as c
+flag, argv = sys.argv[1], sys.argv[2:]
+def pause(*args, **kwargs):
+    pathlib.Path(flag).write_text("about to write the first checkpoint")
+    time.sleep(600)
+c.save = pause
+from twofold.cli import main
+sys.exit(main(argv))
+"""
+
 
 def train_args(recipe, store, out):
     return ["train", "--recipe", str(recipe), "--store", str(store), "--out", str(out), "--objective", "mlm",
@@ -89,6 +103,23 @@ def test_sigkill_mid_training_then_resume_is_bit_identical(tmp_path, tiny_store,
     result = run(["train", "--resume", str(out), "--no-progress"])
     assert result.returncode == 0, result.stderr
     assert_identical(out, reference)
+
+
+def test_sigkill_before_the_first_checkpoint_then_resume_starts_from_the_beginning(tmp_path, tiny_store, tiny_recipe,
+                                                                                   reference):
+    out, flag = tmp_path / "killed-early", tmp_path / "paused"
+    argv = [sys.executable, "-c", PAUSE_BEFORE_FIRST_CHECKPOINT, str(flag), *train_args(tiny_recipe, tiny_store, out)]
+    process = subprocess.Popen(argv, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(flag.exists, process, "the first checkpoint")
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL  # really killed, as the OOM killer does
+    # what it leaves: the run's record, its first steps' batch order and metrics, no checkpoint
+    assert (out / "run.json").is_file() and not checkpoint.list_checkpoints(out / "checkpoints")
+    assert len((out / "pretrain" / "data_order" / "rank0.jsonl").read_text().splitlines()) == 2
+    assert len(loss_lines(out)) == 2
+    result = run(["train", "--resume", str(out), "--no-progress"])
+    assert result.returncode == 0, result.stderr
+    assert_identical(out, reference)  # from the beginning: the same steps, losses and weights
 
 
 def test_sigkill_during_a_checkpoint_write_and_a_corrupt_latest(tmp_path, tiny_store, tiny_recipe, reference):
