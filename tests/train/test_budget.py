@@ -70,3 +70,14 @@ def test_the_suggested_batch_scale_trains_the_budget_asked_for(tmp_path, tiny_st
         saved = [tag for tag in tags if re.fullmatch(rf"{phase.tag}\d+", tag)]
         assert len(saved) <= -(-phase.tokens // phase.checkpoint_every_tokens) < len(mine)
     assert json.loads((run / "run.json").read_text())["recipe"]["batch_scale"] == 0.48
+
+
+@pytest.mark.parametrize("earlier", [1.0, 0.9, 0.7])
+def test_the_suggested_batch_scale_counts_from_the_recipe_s_own_batches(tiny_recipe, earlier):
+    from twofold.errors import TwofoldError
+    from twofold.train import budget
+
+    with pytest.raises(TwofoldError) as refused:
+        budget.check(load_recipe(str(tiny_recipe), scale=0.25, batch_scale=earlier))
+    factor = float(re.search(r"--batch-scale ([0-9.e-]+) or smaller", str(refused.value)).group(1))
+    budget.check(load_recipe(str(tiny_recipe), scale=0.25, batch_scale=factor))  # given as is, it holds
