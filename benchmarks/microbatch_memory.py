@@ -3,8 +3,9 @@ of what one forward + backward really takes on CPU, and by how much?
 
 Each case runs in a fresh process: a model of the preset's shape (ettin vocabulary, dropout
 0.1 on the attention output as in the recipe) takes a tiny warm-up step, then one packed
-micro-batch of random tokens (MLM: 30% predicted; CLM: all); the growth of the peak resident
-memory (ru_maxrss) over the warm-up's is the measured activation memory.
+micro-batch of random tokens (MLM: 30% predicted; CLM: all) in the trainer's form (the
+labelled rows as `target_index`); the growth of the peak resident memory (ru_maxrss) over the
+warm-up's is the measured activation memory.
 
     PYTHONPATH=src python benchmarks/microbatch_memory.py            # the cases below, ~3 minutes
     PYTHONPATH=src python benchmarks/microbatch_memory.py --case ettin-17m clm 4 1024 fp32
@@ -45,11 +46,12 @@ def measure(name: str, objective: str, sequences: int, seq_len: int, precision: 
     bf16 = precision == "bf16"
     cast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
-    def step(n: int, width: int) -> None:
+    def step(n: int, width: int) -> None:  # the trainer's form: the labelled rows as target_index
         cu = torch.arange(0, n * width + 1, width, dtype=torch.int32)
+        index = torch.nonzero(labels[: n * width] != -100).flatten()
         with cast:
-            out = model(ids[: n * width], labels=labels[: n * width], cu_seqlens=cu, max_seqlen=width,
-                        position_ids=positions[: n * width] % width)
+            out = model(ids[: n * width], labels=labels[index], cu_seqlens=cu, max_seqlen=width,
+                        position_ids=positions[: n * width] % width, target_index=index)
         out.loss.backward()
 
     step(1, 64)  # gradients, kernels and allocator pools exist before the measurement

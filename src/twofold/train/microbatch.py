@@ -21,8 +21,9 @@ in the checkpoints, so a resumed run keeps it. An explicit `--micro-batch` that 
 says cannot fit is refused before anything is written, with the estimate.
 
 The constants are measured on CPU (torch 2.13, ettin-17m and ettin-68m, fp32 and bf16 autocast,
-MLM and CLM; peak resident memory of one forward + backward, `benchmarks/microbatch_memory.py`):
-17-19 hidden-size floats per token and layer, 3.4-4 fp32 vocabulary rows per predicted token.
+MLM and CLM; peak resident memory of one forward + backward in the trainer's form,
+`benchmarks/microbatch_memory.py`): 27 hidden-size floats per token and layer (3.3 bytes each
+under bf16 autocast); predicted tokens cost little beyond one chunk of logits.
 """
 
 from __future__ import annotations
@@ -37,13 +38,15 @@ import torch
 
 from twofold.errors import TwofoldError
 from twofold.model import TwofoldModel
+from twofold.model.loss import chunk_rows
 from twofold.train.distributed import World
 from twofold.train.recipe import Phase, parse_number
 
 MEMORY_ENV = "TWOFOLD_MEMORY_BYTES"  # bytes this process may use for training; overrides the probe
 MARGIN = 0.8  # plan for at most this share of the memory available
-BODY_FLOATS = 24  # activations kept per token and layer, in units of hidden_size (measured 17-19)
-VOCAB_ROWS = 4.5  # fp32 rows of vocab_size per predicted token: logits, softmax, gradient (measured ~4)
+BODY_FLOATS = 28  # activations kept per token and layer, in units of hidden_size (measured 27)
+HEAD_FLOATS = 8  # per predicted token, in units of hidden_size: the head's activations and stored gradient
+LOGIT_COPIES = 3  # fp32 copies of one chunk of logits alive at once: logits, softmax, their gradient
 STATE_COPIES = 4  # weights, gradients and two Adam moments, fp32
 GiB = 2**30
 
@@ -62,13 +65,16 @@ def activation_bytes(config, sequences: int, seq_len: int, target_share: float, 
     """Memory a forward + backward of `sequences` × `seq_len` tokens needs beyond the weights.
 
     `target_share`: the fraction of tokens predicted (the MLM mask rate, 1 for CLM); only those
-    rows go through the vocabulary projection. Under bf16 autocast the body's activations are a
-    mix of bf16 and fp32 (norms), about 3 bytes each; the loss stays fp32.
+    rows go through the head and the vocabulary projection, whose logits exist one chunk of rows
+    at a time (`twofold.model.loss`). Under bf16 autocast the body's activations are a mix of
+    bf16 and fp32 (norms), about 3.5 bytes each; the loss stays fp32.
     """
     tokens = sequences * seq_len
-    body = tokens * config.num_hidden_layers * BODY_FLOATS * config.hidden_size * (3 if bf16 else 4)
-    vocab = tokens * target_share * VOCAB_ROWS * config.vocab_size * 4
-    return int(body + vocab)
+    targets = tokens * target_share
+    body = tokens * config.num_hidden_layers * BODY_FLOATS * config.hidden_size * (3.5 if bf16 else 4)
+    head = targets * HEAD_FLOATS * config.hidden_size * 4
+    logits = LOGIT_COPIES * min(targets, chunk_rows(config.vocab_size)) * config.vocab_size * 4
+    return int(body + head + logits)
 
 
 def state_bytes(num_parameters: int) -> int:
