@@ -16,8 +16,10 @@ def test_ettin_at_a_tiny_budget_is_refused_before_anything_is_written(tmp_path, 
                  "--out", str(out), "--pair", "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
-    assert "phase pretrain gets 255K tokens, less than one optimizer step of 4.72M (4608 sequences of 1024)" in err
-    # decay's 7.5K tokens are less than one of its 7,999-token sequences: no batch fits, so a budget does
+    # one document chunk per row, 615 tokens each as Ettin's pretraining rows averaged
+    step = "one optimizer step of 2.83M (4608 sequences of ≈615 tokens)"
+    assert f"phase pretrain gets 255K tokens, less than {step}" in err
+    # decay checkpoints every 1,275 tokens, less than one of its ≈1,322-token rows: no batch fits, a budget does
     assert "no batch fits" in err and "--budget to at least" in err and "--recipe demo" in err
     assert not out.exists()
 

@@ -29,11 +29,12 @@ def test_show_warns_when_a_scaled_phase_is_a_handful_of_steps(tmp_path, capsys):
     assert main(["recipe", "show", "ettin", "--size", "17m", "--scale", "1e-6", "--out", str(tmp_path / "e.png")]) == 0
     text = capsys.readouterr().out
     assert "! pretrain, extension, decay, cross: under 10 optimizer steps" in text
-    # 1.7M pretraining tokens against steps of 4608 x 1024: the steps column says less than one
+    # 1.7M pretraining tokens against steps of 4608 rows of ≈615 tokens: the steps column says less than one
     pretrain = next(line for line in text.splitlines() if line.startswith("pretrain "))
     assert pretrain.split()[:3] == ["pretrain", "1.7M", "<1"]
-    assert "! phase pretrain gets 1.7M tokens, less than one optimizer step of 4.72M (4608 sequences of 1024)" in text
-    assert "--batch-scale 0.00023 or smaller" in text
+    assert "! phase pretrain gets 1.7M tokens, less than one optimizer step of 2.83M (4608 sequences of ≈615 tokens)" \
+        in text
+    assert "--batch-scale 0.0013 or smaller" in text
 
 
 def test_show_marks_nothing_when_every_phase_holds_enough_steps(tmp_path, capsys):
