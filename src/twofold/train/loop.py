@@ -215,7 +215,8 @@ class Trainer:
             self.pending.append({"record": {
                 "step": p.step, "phase": phase.name, "tokens": p.tokens, "phase_tokens": p.phase_tokens,
                 "loss": loss, "lr": lr, "grad_norm": grad_norm, "batch_sequences": sequences,
-                "micro_batch_sequences": self.options.micro_batch_sequences,
+                "micro_batch_sequences": min(self.options.micro_batch_sequences or batch.num_sequences,
+                                             batch.num_sequences),
                 "batch_tokens": batch.step_tokens, "seq_len": phase.seq_len,
                 "mask_rate": phase.mask_rate if self.options.objective == "mlm" else None},
                 "flops": flops, "batch_step": batch.step})
@@ -253,9 +254,10 @@ class Trainer:
 
     # ------------------------------------------------------------ the micro-batch
 
-    def _micro_batch(self, phase: Phase) -> int:
+    def _micro_batch(self, phase: Phase) -> int | None:
         """Sequences per forward pass in this phase: `--micro-batch` (checked against the memory
-        before the run began), the choice a resumed run made, or the most that fit."""
+        before the run began), the choice a resumed run made, or the most that fit (None: the
+        whole step, which fits)."""
         if self.explicit_micro_batch is not None:
             return self.explicit_micro_batch
         if phase.name not in self.progress.micro_batches:
@@ -268,7 +270,8 @@ class Trainer:
 
     def _lively_step(self, batch, phase: Phase, life: _StepLife) -> tuple[torch.Tensor, torch.Tensor, float]:
         """`_fitting_step`, its micro-batches watched by `life` (which it leaves, however it ends)."""
-        life.begin(self.progress.step + 1, -(-batch.num_sequences // self.options.micro_batch_sequences))
+        life.begin(self.progress.step + 1, -(-batch.num_sequences // (self.options.micro_batch_sequences
+                                                                       or batch.num_sequences)))
         try:
             return self._fitting_step(batch, phase)
         finally:
@@ -292,8 +295,8 @@ class Trainer:
             print(f"twofold: phase {phase.name}: out of GPU memory; trying {sequences} sequences per forward pass",
                   file=sys.stderr)
 
-        result, _ = microbatch.halving(lambda _: self._accumulate(batch, phase), self.options.micro_batch_sequences,
-                                       undo)
+        result, _ = microbatch.halving(lambda _: self._accumulate(batch, phase),
+                                       self.options.micro_batch_sequences or batch.num_sequences, undo)
         return result
 
     # ------------------------------------------------------------ one optimizer step

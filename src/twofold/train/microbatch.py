@@ -176,20 +176,20 @@ def memory_for(world: World) -> Memory | None:
     return Memory(memory.bytes // local, f"{memory.source}, split over {local} local ranks")
 
 
-def choose(config, phase: Phase, objective: str, bf16: bool, world: World) -> tuple[int, str | None]:
-    """The micro-batch of a phase (the same on every rank, as FSDP2 needs) and, when it splits
-    the step, a line saying why."""
+def choose(config, phase: Phase, objective: str, bf16: bool, world: World) -> tuple[int | None, str | None]:
+    """The micro-batch of a phase (the same on every rank, as FSDP2 needs; None: the whole step
+    in one pass, as it fits) and, when it splits the step, a line saying why."""
     share = rank_share(phase, world)
     memory = memory_for(world)
     if memory is None:
-        return share, None
+        return None, None
     target = target_share(phase, objective)
     chosen = fitting_sequences(config, phase.seq_len, target, bf16, memory, share)
     if chosen == 0:
         raise _no_room(phase, too_big(config, 1, phase.seq_len, target, bf16, memory, MARGIN))
     chosen = _least(chosen, world)
-    if chosen == share:
-        return chosen, None
+    if chosen >= share:
+        return None, None
     each = activation_bytes(config, 1, phase.seq_len, target, bf16) / GiB
     return chosen, (f"phase {phase.name}: {chosen} of this rank's {share} sequences per forward pass (about "
                     f"{each:.2f} GiB each, estimated, against {memory.bytes / GiB:.1f} GiB available: "
