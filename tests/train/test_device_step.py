@@ -106,8 +106,8 @@ def one_device_step(tmp_path, tiny_store, text, fixed: bool, objective: str):
     recipe = recipe_from(tmp_path, text, "device")
     options = loop.Options(stores=(str(tiny_store),), objective=objective, progress=False, fixed_shapes=fixed,
                            attention="varlen" if fixed else None, micro_batch_sequences=3, compile=False)
-    trainer = loop.Trainer(RunDir(tmp_path / "run"), recipe, options, preset("tiny", causal=objective == "clm"),
-                           World(), None)
+    trainer = loop.Trainer(RunDir(tmp_path / "run"), recipe, options,
+                           model_config=preset("tiny", causal=objective == "clm"), world=World())
     phase = recipe.phases[0]
     loader = BatchLoader.from_spec([tiny_store], phase.data(seed=1), objective=objective)
     for step in range(2):  # the second step has optimizer states to read and write
@@ -246,7 +246,7 @@ def test_fixed_shapes_pad_every_micro_batch_to_one_size(tmp_path, tiny_store):
     recipe = recipe_from(tmp_path, ONE_SHAPE, "shapes")
     options = loop.Options(stores=(str(tiny_store),), objective="mlm", progress=False, fixed_shapes=True,
                            micro_batch_sequences=3)
-    trainer = loop.Trainer(RunDir(tmp_path / "run"), recipe, options, preset("tiny"), World(), None)
+    trainer = loop.Trainer(RunDir(tmp_path / "run"), recipe, options, model_config=preset("tiny"), world=World())
     phase = recipe.phases[0]
     loader = BatchLoader.from_spec([tiny_store], phase.data(seed=1), objective="mlm")
     shapes = set()

@@ -16,6 +16,7 @@ import re
 import shutil
 import time
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -492,7 +493,9 @@ def test_options_survive_a_json_round_trip_and_replace(tiny_store):
     assert loop.Options.from_dict(data) == options
     old = {k: v for k, v in data.items() if k != "eval_stores"}  # a run.json from before eval_stores
     assert loop.Options.from_dict(old) == options.replace(eval_stores=())
-    assert options.replace(keep_last=1).keep_last == 1 and options.replace(keep_last=1).stores == ("a", "b")
+    absolute = tuple(str(Path(name).resolve()) for name in ("a", "b"))  # once, on construction
+    assert options.stores == absolute and options.replace(keep_last=1).stores == absolute
+    assert options.replace(keep_last=1).keep_last == 1
 
 
 def test_autocast_is_fp32_on_a_cpu_unless_bf16_is_asked_for(monkeypatch):
@@ -630,7 +633,8 @@ def test_a_step_with_one_labelled_token_takes_that_tokens_loss_and_gradient(tmp_
     (no floor above 1 in the division), and so is the gradient the optimizer gets."""
     recipe = small_recipe(tmp_path)
     options = loop.Options(stores=(str(tiny_store),), objective="mlm", progress=False)
-    trainer = loop.Trainer(RunDir(tmp_path / "one"), recipe, options, preset("tiny", causal=False), World(), None)
+    trainer = loop.Trainer(RunDir(tmp_path / "one"), recipe, options, model_config=preset("tiny", causal=False),
+                           world=World())
     ids = torch.arange(5, 21, dtype=torch.int64)
     labels = torch.full_like(ids, IGNORE_INDEX)
     labels[6] = 11
@@ -678,8 +682,8 @@ def test_stores_whose_tokenizer_outgrows_the_model_are_refused_for_training_and_
     for name, stores, eval_stores in (("train", (bigger,), ()), ("held-out", (tiny_store,), (bigger,))):
         options = loop.Options(stores=(str(stores[0]),), objective="mlm", progress=False,
                                eval_stores=tuple(map(str, eval_stores)))
-        trainer = loop.Trainer(RunDir(tmp_path / name), recipe, options, preset("tiny", causal=False, vocab_size=vocab),
-                               World(), None)
+        trainer = loop.Trainer(RunDir(tmp_path / name), recipe, options,
+                               model_config=preset("tiny", causal=False, vocab_size=vocab), world=World())
         with pytest.raises(TwofoldError, match=f"vocab_size {vocab} is smaller than the stores' tokenizer"):
             trainer.run()
 
@@ -690,7 +694,7 @@ def test_the_held_out_batch_draws_every_group_and_is_the_same_in_every_phase_of_
     recipe = small_recipe(tmp_path)
     options = loop.Options(stores=(str(tiny_store),), objective="mlm", progress=False, eval_stores=(str(tiny_store),),
                            eval_sequences=24)
-    trainer = loop.Trainer(RunDir(tmp_path / "held"), recipe, options, preset("tiny", causal=False), World(), None)
+    trainer = loop.Trainer(RunDir(tmp_path / "held"), recipe, options, model_config=preset("tiny", causal=False), world=World())
     prose = dataclasses.replace(recipe.phases[0].data(seed=recipe.seed), mixture=Mixture(groups=("prose",)))
     first = loop._HeldOut(trainer, prose).batch
     later = loop._HeldOut(trainer, dataclasses.replace(prose, seed=recipe.seed + 1)).batch  # phase index 1

@@ -78,13 +78,21 @@ class Options:
     tensorboard: bool = False  # also write the metrics as TensorBoard scalars under RUN/tensorboard
     reseed_rng: bool = False  # on resume with another number of ranks mid-phase with dropout: fresh streams
 
+    def __post_init__(self) -> None:
+        # Files by absolute path, once: the run resumes and exports from any working directory.
+        absolute = lambda paths: tuple(str(Path(p).resolve()) for p in paths)
+        object.__setattr__(self, "stores", absolute(self.stores))
+        object.__setattr__(self, "eval_stores", absolute(self.eval_stores))
+        if self.order is not None:
+            object.__setattr__(self, "order", str(Path(self.order).resolve()))
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> Options:
-        """From `to_dict()` after a JSON round trip (lists back to tuples)."""
-        return cls(**{**data, "stores": tuple(data["stores"]), "eval_stores": tuple(data.get("eval_stores", ()))})
+        """From `to_dict()` after a JSON round trip."""
+        return cls(**data)
 
     def replace(self, **changes) -> Options:
         return dataclasses.replace(self, **changes)
@@ -112,8 +120,8 @@ class NonFiniteLoss(TwofoldError):
 
 
 class Trainer:
-    def __init__(self, run: RunDir, recipe: Recipe, options: Options, model_config, world: World,
-                 initial: dict | None, resume: bool = False):
+    def __init__(self, run: RunDir, recipe: Recipe, options: Options, *, model_config, world: World,
+                 initial: dict | None = None, resume: bool = False):
         from twofold.model import TwofoldModel
 
         self.rundir, self.recipe, self.options, self.world = run, recipe, options, world

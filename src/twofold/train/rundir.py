@@ -66,6 +66,11 @@ class RunDir:
 
         return ModelConfig.from_dict(self.info["model"])
 
+    @cached_property
+    def recipe(self):
+        """The recipe the run was started with (parsed once, here)."""
+        return _saved_recipe(self.info)
+
     # ------------------------------------------------------------ checkpoints
 
     @property
@@ -177,6 +182,11 @@ class PairDir:
     def info(self) -> dict:
         return read_json(self.pair_file, "the pair run cannot be read; start it afresh in another --out")
 
+    @cached_property
+    def recipe(self):
+        """The recipe both members train with (parsed once, here)."""
+        return _saved_recipe(self.info)
+
     def write_info(self, info: dict) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.pair_file, json.dumps(info, indent=1) + "\n")
@@ -198,3 +208,9 @@ def member_run(path: str | Path, member: str | None = None) -> RunDir:
     if member:
         raise TwofoldError(f"{path} is a single-member run; drop --member")
     return RunDir(path)
+
+
+def _saved_recipe(info: dict):
+    from twofold.train.recipe import recipe_from_dict
+
+    return recipe_from_dict(info["recipe"], info["recipe"]["name"])

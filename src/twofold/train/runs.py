@@ -20,7 +20,7 @@ from twofold.errors import TwofoldError
 from twofold.train import checkpoint
 from twofold.train.distributed import World, barrier
 from twofold.train.loop import Options, Trainer, check_micro_batch, first_phase_index
-from twofold.train.recipe import Recipe, recipe_from_dict
+from twofold.train.recipe import Recipe
 from twofold.train.rundir import MEMBERS, PairDir, RunDir
 
 
@@ -28,9 +28,7 @@ def start(run_dir: str | Path, recipe: Recipe, options: Options, world: World,
           init_from: str | None = None) -> Path:
     """Create a member run (refusing to overwrite one) and train it to the end."""
     run = RunDir(run_dir)
-    options, init_from = _absolute(options), str(Path(init_from).resolve()) if init_from else None
-    if options.order:
-        options = options.replace(order=str(Path(options.order).resolve()))
+    init_from = str(Path(init_from).resolve()) if init_from else None
     if options.objective not in MEMBERS.values():
         raise TwofoldError(f"objective {options.objective!r} is unknown; use mlm (encoder) or clm (decoder)")
     taken = RunDir.holds_run(run.path)
@@ -55,7 +53,7 @@ def start(run_dir: str | Path, recipe: Recipe, options: Options, world: World,
         run.write_info({"version": __version__, "recipe": recipe.to_dict(), "options": options.to_dict(),
                         "model": model_config.to_dict(), "init_from": init_from, "world_size": world.world_size})
     barrier(world)
-    return Trainer(run, recipe, options, model_config, world, initial).run()
+    return Trainer(run, recipe, options, model_config=model_config, world=world, initial=initial).run()
 
 
 def branch(run_dir: str | Path, recipe: Recipe, options: Options, world: World, trunk_dir: str | Path) -> Path:
@@ -69,14 +67,12 @@ def branch(run_dir: str | Path, recipe: Recipe, options: Options, world: World, 
     if not RunDir.holds_run(trunk.path):
         raise TwofoldError(f"--branch-from {trunk.path}: not a member run (no run.json); give the run whose "
                            "checkpoint the branch starts from, e.g. RUN or PAIR/encoder")
-    saved = trunk.info
-    trunk_recipe = recipe_from_dict(saved["recipe"], saved["recipe"]["name"])
+    trunk_recipe, trunk_options = trunk.recipe, _saved_options(trunk.info)
     model_config, _ = initial_model(recipe, options, None)
     different = [what for what, mine, theirs in (
         ("model", model_config, trunk.config()), ("optimizer", recipe.optimizer, trunk_recipe.optimizer),
-        ("seed", recipe.seed, trunk_recipe.seed), ("objective", options.objective, saved["options"]["objective"]),
-        ("stores", [str(Path(s).resolve()) for s in options.stores],
-         [str(Path(s).resolve()) for s in saved["options"]["stores"]])) if mine != theirs]
+        ("seed", recipe.seed, trunk_recipe.seed), ("objective", options.objective, trunk_options.objective),
+        ("stores", options.stores, trunk_options.stores)) if mine != theirs]
     if different:
         raise TwofoldError(f"--branch-from {trunk.path}: its {', '.join(different)} differ from this run's; "
                            "a branch continues the trunk, so give the same recipe, size, stores and objective")
@@ -102,7 +98,7 @@ def branch(run_dir: str | Path, recipe: Recipe, options: Options, world: World, 
             if trunk.phase_dir(phase.name).is_dir():
                 _link_tree(trunk.phase_dir(phase.name), run.phase_dir(phase.name))
     barrier(world)
-    return Trainer(run, recipe, options, model_config, world, None, resume=True).run()
+    return Trainer(run, recipe, options, model_config=model_config, world=world, resume=True).run()
 
 
 def _phase_end(trunk: RunDir, index: int, tokens: int) -> Path:
@@ -139,13 +135,9 @@ def _link_tree(source: Path, target: Path) -> None:
 def resume(run_dir: str | Path, world: World, overrides: dict | None = None) -> Path:
     """Continue a member run from its newest intact checkpoint (or from scratch if it has none)."""
     run = RunDir(run_dir)
-    saved = run.info
-    recipe = recipe_from_dict(saved["recipe"], saved["recipe"]["name"])
-    options = Options.from_dict({**saved["options"], **(overrides or {})})
-    initial = None
-    if saved.get("init_from"):
-        _, initial = initial_model(recipe, options, saved["init_from"])
-    return Trainer(run, recipe, options, run.config(), world, initial, resume=True).run()
+    recipe, options, init_from = run.recipe, _saved_options(run.info, overrides), run.info.get("init_from")
+    initial = initial_model(recipe, options, init_from)[1] if init_from else None
+    return Trainer(run, recipe, options, model_config=run.config(), world=world, initial=initial, resume=True).run()
 
 
 def initial_model(recipe: Recipe, options: Options, init_from: str | None):
@@ -198,7 +190,7 @@ def start_pair(run_dir: str | Path, recipe: Recipe, options: Options, world: Wor
                init_from: dict[str, str] | None = None) -> Path:
     """Train the encoder, then the decoder, with the identical recipe, seed and batch order."""
     pair = create_pair(run_dir, recipe, options, world, init_from)
-    return _train_pair(pair, recipe, _absolute(options), init_from or {}, world)
+    return _train_pair(pair, recipe, options, init_from or {}, world)
 
 
 def create_pair(run_dir: str | Path, recipe: Recipe, options: Options, world: World,
@@ -206,7 +198,6 @@ def create_pair(run_dir: str | Path, recipe: Recipe, options: Options, world: Wo
     """A new pair run with nothing trained yet (refusing to overwrite a run); `_train_pair`, or
     `start` on each member (`pair.member(name)`) with its objective, trains it."""
     pair = PairDir(run_dir)
-    options = _absolute(options)
     taken = PairDir.holds_pair(pair.path) or RunDir.holds_run(pair.path)
     barrier(world)  # every rank looks before rank 0 writes
     if taken:
@@ -221,12 +212,6 @@ def create_pair(run_dir: str | Path, recipe: Recipe, options: Options, world: Wo
     return pair
 
 
-def _absolute(options: Options) -> Options:
-    """Stores recorded by absolute path: the run resumes and exports from any working directory."""
-    absolute = lambda paths: tuple(str(Path(p).resolve()) for p in paths)
-    return options.replace(stores=absolute(options.stores), eval_stores=absolute(options.eval_stores))
-
-
 def resume_any(run_dir: str | Path, world: World, overrides: dict | None = None) -> Path:
     """Resume a member run, or each member of a pair run (starting those not begun).
 
@@ -235,9 +220,8 @@ def resume_any(run_dir: str | Path, world: World, overrides: dict | None = None)
     if not PairDir.holds_pair(run_dir):
         return resume(run_dir, world, overrides)
     pair = PairDir(run_dir)
-    recipe = recipe_from_dict(pair.info["recipe"], pair.info["recipe"]["name"])
-    options = Options.from_dict({**pair.info["options"], **(overrides or {})})
-    return _train_pair(pair, recipe, options, pair.info["init_from"], world, overrides)
+    return _train_pair(pair, pair.recipe, _saved_options(pair.info, overrides), pair.info["init_from"], world,
+                       overrides)
 
 
 def _train_pair(pair: PairDir, recipe: Recipe, options: Options, init_from: dict, world: World,
@@ -249,3 +233,8 @@ def _train_pair(pair: PairDir, recipe: Recipe, options: Options, init_from: dict
         else:
             start(run.path, recipe, options.replace(objective=objective), world, init_from.get(member))
     return pair.path
+
+
+def _saved_options(info: dict, overrides: dict | None = None) -> Options:
+    """A run's or pair's options as saved, with `overrides` of how to run (never of what is learnt)."""
+    return Options.from_dict({**info["options"], **(overrides or {})})
