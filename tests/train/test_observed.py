@@ -694,7 +694,8 @@ def test_the_held_out_batch_draws_every_group_and_is_the_same_in_every_phase_of_
     recipe = small_recipe(tmp_path)
     options = loop.Options(stores=(str(tiny_store),), objective="mlm", progress=False, eval_stores=(str(tiny_store),),
                            eval_sequences=24)
-    trainer = loop.Trainer(RunDir(tmp_path / "held"), recipe, options, model_config=preset("tiny", causal=False), world=World())
+    trainer = loop.Trainer(RunDir(tmp_path / "held"), recipe, options, model_config=preset("tiny", causal=False),
+                           world=World())
     prose = dataclasses.replace(recipe.phases[0].data(seed=recipe.seed), mixture=Mixture(groups=("prose",)))
     first = loop._HeldOut(trainer, prose).batch
     later = loop._HeldOut(trainer, dataclasses.replace(prose, seed=recipe.seed + 1)).batch  # phase index 1
