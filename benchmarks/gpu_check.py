@@ -21,6 +21,9 @@ Parts, in order of value; each appends one JSON line to OUT/results.jsonl as soo
   resume         ettin-17m with dropout, SIGKILLed mid-phase and resumed, against uninterrupted runs
   pair           a bf16 ettin-17m pair (`--pair`) and its Hugging Face exports, loaded by transformers
   trainer_400m   ettin-400m MLM, compiled
+  microbatch     a micro-batch too large for the card (capped at 6 GiB) is halved until it runs, with
+                 the losses of the explicit smaller one (benchmarks/gpu_microbatch_check.py; last, as
+                 it caps this process's memory)
 Targets (docs/benchmarks.md): MFU >= 0.35 for ettin-150m within 10% of the model benchmark,
 >= 0.40 for ettin-400m, CLM within 10% of MLM, >= 2x transformers on variable lengths.
 """
@@ -331,6 +334,14 @@ def pair(args) -> dict:
     return {**found, "same_batches": hashes[0] == hashes[1], "pass": hashes[0] == hashes[1]}
 
 
+def microbatch(args) -> dict:
+    sys.path.insert(0, str(HERE))
+    from gpu_microbatch_check import check
+
+    passed, detail = check(Path(args.out) / "microbatch", smoke=args.smoke)
+    return {"pass": passed, "detail": detail}
+
+
 PARTS = [  # name, function, seconds it needs at least (on an H100)
     ("environment", environment, 1),
     ("kernel_parity", kernel_parity, 20),
@@ -341,6 +352,7 @@ PARTS = [  # name, function, seconds it needs at least (on an H100)
     ("resume", resume, 90),
     ("pair", pair, 60),
     ("trainer_400m", trainer_400m, 60),
+    ("microbatch", microbatch, 60),
 ]
 
 

@@ -21,10 +21,12 @@ def test_gpu_check_smoke_passes_on_the_cpu(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     records = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert [r["part"] for r in records] == ["environment", "kernel_parity", "trainer_mlm", "model_speed",
-                                            "trainer_clm", "hf_parity", "resume", "pair", "trainer_400m"]
+                                            "trainer_clm", "hf_parity", "resume", "pair", "trainer_400m",
+                                            "microbatch"]
     assert all("result" in r for r in records), [r for r in records if "result" not in r]
     parts = {r["part"]: r["result"] for r in records}
     assert parts["resume"]["pass"] and parts["pair"]["pass"] and parts["hf_parity"]["encoder"]["pass"]
+    assert parts["microbatch"]["pass"], parts["microbatch"]
     assert parts["trainer_mlm"]["fixed_compiled"]["tokens_per_s"] > 0
 
 
