@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from twofold.cli import main
 from twofold.errors import TwofoldError
 from twofold.model import preset
-from twofold.train import checkpoint, loop, microbatch, runs
+from twofold.train import checkpoint, loop, microbatch, progress, runs
 from twofold.train.distributed import World
 from twofold.train.recipe import load_recipe
 
@@ -225,12 +225,12 @@ def test_a_step_out_of_memory_is_taken_again_with_half_and_equals_the_explicit_r
 # ------------------------------------------------------------ a long step shows life
 
 
-@pytest.mark.parametrize("progress", [False, True])
-def test_a_long_step_reports_its_micro_batches(tmp_path, tiny_store, recipe, monkeypatch, capsys, progress):
-    monkeypatch.setattr(loop, "LIFE_SECONDS", 0.0)  # every step counts as long
-    train(tmp_path, tiny_store, recipe, "long", micro_batch_sequences=2, progress=progress)
+@pytest.mark.parametrize("bar", [False, True])
+def test_a_long_step_reports_its_micro_batches(tmp_path, tiny_store, recipe, monkeypatch, capsys, bar):
+    monkeypatch.setattr(progress, "LIFE_SECONDS", 0.0)  # every step counts as long
+    train(tmp_path, tiny_store, recipe, "long", micro_batch_sequences=2, progress=bar)
     err = capsys.readouterr().err
-    if progress:  # on the bar, in place of step/loss while the step runs
+    if bar:  # on the bar, in place of step/loss while the step runs
         assert "step 1: 3/4 micro-batches" in err and "step 6: 3/4 micro-batches" in err
     else:
         said = [re.sub(r"\d+ s into", "N s into", line) for line in err.splitlines() if "micro-batches" in line]
@@ -248,7 +248,7 @@ def test_one_long_micro_batch_shows_life_too(tmp_path, tiny_store, recipe, monke
         time.sleep(0.8)
         return real(model, batch)
 
-    monkeypatch.setattr(loop, "LIFE_SECONDS", 0.3)
+    monkeypatch.setattr(progress, "LIFE_SECONDS", 0.3)
     monkeypatch.setattr(loop, "forward", slow)
     train(tmp_path, tiny_store, recipe, "slow")  # the whole step in one forward pass
     said = [line for line in capsys.readouterr().err.splitlines() if "micro-batches" in line]

@@ -26,11 +26,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from time import monotonic, sleep  # the life watch's clock, apart from the speed's perf_counter
 
 import torch
 
@@ -44,12 +42,12 @@ from twofold.model.flops import peak_flops, training_flops
 from twofold.train import checkpoint, microbatch, rng
 from twofold.train.distributed import World, barrier, sum_across, wrap
 from twofold.train.optim import build_optimizer, clip_grad_norm, set_lr, set_weight_decay
+from twofold.train.progress import StepLife, phase_bar
 from twofold.train.recipe import Phase, Recipe
 from twofold.train.rundir import RunDir
 from twofold.train.schedule import lr_at
 
 EVAL_MASK_RATE = 0.15  # held-out MLM is always measured at Ettin's evaluation rate
-LIFE_SECONDS = 5.0  # a step running longer than this reports its micro-batches, every this often
 
 
 @dataclass(frozen=True)
@@ -204,9 +202,9 @@ class Trainer:
             self.resumed_data = None
         schedule = phase.lr_schedule(self.recipe.optimizer.lr)
         evaluator = _HeldOut(self, data) if self.options.eval_stores else None
-        self.bar = _bar(phase, p.phase_tokens, self.world.main and self.options.progress)
+        self.bar = phase_bar(phase.name, phase.tokens, p.phase_tokens, self.world.main and self.options.progress)
         self.clock = _Clock(time.perf_counter(), p.phase_tokens)
-        life = _StepLife(phase.name, self.bar, self.world.main)
+        life = StepLife(phase.name, self.bar, self.world.main)
         hook = self.net.register_forward_pre_hook(life)  # outside the step: one call per micro-batch
         batch_iter = iter(loader)
         set_weight_decay(self.optimizer, self._weight_decay(phase))
@@ -276,7 +274,7 @@ class Trainer:
             self.progress.micro_batches[phase.name] = chosen
         return self.progress.micro_batches[phase.name]
 
-    def _lively_step(self, batch, phase: Phase, life: _StepLife) -> tuple[torch.Tensor, torch.Tensor, float]:
+    def _lively_step(self, batch, phase: Phase, life: StepLife) -> tuple[torch.Tensor, torch.Tensor, float]:
         """`_fitting_step`, its micro-batches watched by `life` (which it leaves, however it ends)."""
         life.begin(self.progress.step + 1, -(-batch.num_sequences // (self.options.micro_batch_sequences
                                                                        or batch.num_sequences)))
@@ -547,63 +545,3 @@ def check_micro_batch(recipe: Recipe, options: Options, model_config, world: Wor
     bf16 = _compute_dtype(options.precision, world.device) == torch.bfloat16
     microbatch.check_fits(options.micro_batch_sequences, (recipe.cross,) if options.cross else recipe.phases,
                           model_config, options.objective, bf16, world)
-
-
-class _StepLife:
-    """Shows life in a long step: once a step has run `LIFE_SECONDS`, and every `LIFE_SECONDS`
-    after, the micro-batches it has done (on the bar, or in a line under --no-progress). A
-    forward pre-hook counts them (outside `_step`); a watcher thread, alive while steps run,
-    speaks up inside one long micro-batch too."""
-
-    def __init__(self, phase: str, bar, main: bool):
-        self.phase, self.bar, self.main = phase, bar, main
-        self.step = None  # None: between steps (held-out evaluation is not counted)
-        self.lock, self.watcher = threading.Lock(), None
-
-    def begin(self, step: int, total: int) -> None:
-        with self.lock:
-            self.step, self.total, self.done = step, total, -1
-            self.began = self.said = monotonic()
-            if self.main and self.watcher is None:
-                self.watcher = threading.Thread(target=self._watch, daemon=True)
-                self.watcher.start()
-
-    def end(self) -> None:
-        with self.lock:
-            self.step = None
-
-    def __call__(self, module, args) -> None:
-        if self.step is not None:
-            self.done += 1  # a micro-batch begins: the ones before it are done
-            self._say()
-
-    def _watch(self) -> None:
-        while True:
-            sleep(max(0.05, LIFE_SECONDS / 2))
-            with self.lock:
-                if self.step is None:  # between steps, or the run stopped: the next step starts another
-                    self.watcher = None
-                    return
-            self._say()
-
-    def _say(self) -> None:
-        with self.lock:
-            now = monotonic()
-            if not self.main or self.step is None or now - self.said < LIFE_SECONDS:
-                return
-            self.said = now
-            done = f"{max(self.done, 0)}/{self.total} micro-batches"
-            if self.bar is not None:
-                self.bar.set_postfix_str(f"step {self.step}: {done}")
-            else:
-                print(f"twofold: {self.phase} step {self.step}: {done} done, {now - self.began:.0f} s into the step",
-                      file=sys.stderr, flush=True)
-
-
-def _bar(phase: Phase, done: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=phase.tokens, initial=done, unit="tok", unit_scale=True, desc=phase.name,
-                dynamic_ncols=True)
