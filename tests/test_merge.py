@@ -181,8 +181,9 @@ def test_bad_merges_are_one_line_exit_2_and_write_nothing(tmp_path, models, caps
     out = tmp_path / "out"
     pair = [str(a), str(b)]
     cases = [
-        (pair, ["--base", str(base), "--density", "0"], "density must be in (0, 1]"),
-        (pair, ["--base", str(base), "--density", "1.5"], "density must be in (0, 1]"),
+        (pair, ["--base", str(base), "--density", "0"], "--density: 0 is out of range: it must be a finite number in "
+                                                        "(0, 1]"),
+        (pair, ["--base", str(base), "--density", "1.5"], "--density: 1.5 is out of range"),
         (pair, [], "ties needs --base"),
         (pair, ["--method", "linear", "--base", str(base)], "linear averages the models and takes no --base"),
         (pair, ["--base", str(base), "--weights", "1,2,3"], "3 weights for 2 models"),

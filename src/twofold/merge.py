@@ -21,6 +21,7 @@ final place and renamed into it when complete.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,18 +208,21 @@ class MergeSettings:
     lam: float = 1.0  # ties: λ
 
     @classmethod
-    def build(cls, method: str, count: int, weights=None, density=None, lam: float = 1.0,
+    def build(cls, method: str, count: int, weights=None, density=None, lam: float | None = None,
               has_base: bool = False) -> MergeSettings:
+        """Checked settings; `lam` None is TIES' default 1 (given to linear, it is refused)."""
         if method not in METHODS:
             raise TwofoldError(f"merge: method {method!r} is unknown; use one of {', '.join(METHODS)}")
         weights = _per_model("weights", weights, count, 1.0)
-        if any(not w > 0 for w in weights):
+        if any(not (w > 0 and math.isfinite(w)) for w in weights):
             raise TwofoldError(f"merge: weights must be > 0, got {list(weights)}")
         if method == "linear":
             if has_base:
                 raise TwofoldError("merge: linear averages the models and takes no --base (TIES does)")
             if density is not None:
                 raise TwofoldError("merge: --density trims task vectors, a TIES setting; drop it or use --method ties")
+            if lam is not None:
+                raise TwofoldError("merge: --lambda scales TIES' task vector; drop it or use --method ties")
             total = sum(weights)
             return cls(method, tuple(w / total for w in weights))
         if not has_base:
@@ -229,7 +233,8 @@ class MergeSettings:
         if bad:
             raise TwofoldError(f"merge: density must be in (0, 1] (the fraction of each task vector kept), "
                                f"got {bad[0]}")
-        if not lam > 0:
+        lam = 1.0 if lam is None else lam
+        if not (lam > 0 and math.isfinite(lam)):
             raise TwofoldError(f"merge: lambda must be > 0, got {lam}")
         return cls(method, tuple(weights), tuple(densities), lam)
 

@@ -47,8 +47,8 @@ def test_show_marks_nothing_when_every_phase_holds_enough_steps(tmp_path, capsys
     (["recipe", "show", "ettin", "--size", "3m"], "has no size '3m'"),
     (["recipe", "show", "nope"], "unknown recipe 'nope'"),
     (["recipe", "show", "demo", "--set", "phase.decay.mask_rate=2"], "phase.decay.mask_rate = 2.0"),
-    (["recipe", "show", "demo", "--scale", "0"], "--scale 0"),
-    (["recipe", "show", "demo", "--batch-scale", "0"], "--batch-scale 0.0 must be a positive number"),
+    (["recipe", "show", "demo", "--scale", "0"], "--scale: 0 is out of range"),
+    (["recipe", "show", "demo", "--batch-scale", "0"], "--batch-scale: 0 is out of range"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, expected):
     assert main([*argv, "--out", str(tmp_path / "x.png")]) == 2

@@ -6,7 +6,7 @@ import argparse
 import itertools
 from dataclasses import fields
 
-from twofold.commands import at_least, token_count
+from twofold.commands import POSITIVE, at_least, token_count
 from twofold.commands.recipe import add_recipe_arguments
 from twofold.data.sources import SourceSpec
 from twofold.data.store import CHUNK_CHARS
@@ -46,7 +46,7 @@ def register(subparsers) -> None:
     plan.add_argument("--recipe", help="a recipe preset or .yaml: the share of every group in each of its phases")
     add_recipe_arguments(plan)
     plan.add_argument("--mixture", help="YAML file with weights / temperature / groups")
-    plan.add_argument("--temperature", type=float, help="p_i ∝ n_i^τ over token counts")
+    plan.add_argument("--temperature", type=POSITIVE, help="p_i ∝ n_i^τ over token counts")
     plan.add_argument("--weights", help="explicit weights: group=w,group=w")
     plan.add_argument("--include", help="groups of this phase: g1,g2 (default: all)")
     plan.add_argument("--tokens", type=token_count, help="token budget of one mixture, e.g. 1.7T, 250B, 5e6")
@@ -241,9 +241,10 @@ def _parse_weights(text: str) -> dict[str, float]:
     for item in text.split(","):
         group, sep, value = item.partition("=")
         try:
-            weights[group.strip()] = float(value)
-        except ValueError:
+            weights[group.strip()] = POSITIVE(value)
+        except argparse.ArgumentTypeError:
             sep = ""
         if not sep or not group.strip():
-            raise TwofoldError(f"--weights: bad item {item!r}; write group=weight,group=weight")
+            raise TwofoldError(f"--weights: bad item {item!r}; write group=weight,group=weight with finite "
+                               "weights > 0")
     return weights

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from twofold.commands import at_least
+from twofold.commands import POSITIVE, at_least, numbers_in
 
 # Settings that the command line can change: (flag, type, help).
 _KNOBS = (
@@ -20,7 +20,7 @@ _KNOBS = (
     ("min-per-class", int, "package-classification: smallest package kept (default 20)"),
     ("max-per-class", int, "package-classification: functions kept of a bigger package (default 50)"),
     ("epochs", int, "classification fine-tuning epochs (default 3)"),
-    ("learning-rate", float, "classification fine-tuning peak LR (default 1e-4)"),
+    ("learning-rate", POSITIVE, "classification fine-tuning peak LR (default 1e-4)"),
     ("pooling", str, "classification pooling: cls, mean or last (default: encoder mean, decoder last)"),
     ("max-new-tokens", int, "tokens each decoder sample continues (default 32)"),
 )
@@ -73,18 +73,19 @@ def register(subparsers) -> None:
                                           "lm-eval task YAMLs, BEIR folders for rank1); default: download")
     suite.add_argument("--limit", type=at_least(1), help="examples (queries, documents) per task at most: a quick "
                                                          "look, not the published protocol (recorded in results)")
-    suite.add_argument("--lr", help="fine-tunes of a suite (glue; mteb with --finetune-data): learning rate(s), "
+    suite.add_argument("--lr", type=numbers_in(0, low_open=True),
+                       help="fine-tunes of a suite (glue; mteb with --finetune-data): learning rate(s), "
                                     "comma-separated (default: the recipe's, glue 1e-5,3e-5,8e-5)")
     suite.add_argument("--finetune-batch-size", type=at_least(1), help="fine-tunes of a suite: batch size "
                                                                        "(default: the recipe's)")
     suite.add_argument("--finetune-data", help="mteb suites: fine-tune the embed recipe on this data first (stdlib, a "
                                                "file, a BEIR folder, hf:NAME); ettin default: MS MARCO triplets")
     suite.add_argument("--num-fewshot", type=at_least(0), help="lm-eval: few-shot examples (default: the task's)")
-    suite.add_argument("--think-tokens", type=at_least(0), default=0,
+    suite.add_argument("--think-tokens", type=at_least(0),
                        help="rank1: reasoning tokens generated before the true/false verdict (default 0)")
-    suite.add_argument("--first-stage", default="bm25",
+    suite.add_argument("--first-stage",
                        help="rank1: bm25 (default), a TREC run file, or an embedder directory (dense)")
-    suite.add_argument("--depth", type=at_least(1), default=100, help="rank1: documents reranked per query "
+    suite.add_argument("--depth", type=at_least(1), help="rank1: documents reranked per query "
                                                                       "(default 100)")
     parser.set_defaults(func=run_eval)
 
@@ -92,13 +93,12 @@ def register(subparsers) -> None:
 def settings_from(args: argparse.Namespace):
     """The one `Settings` of this evaluation, for the built-in tasks and the suites alike."""
     from twofold.eval.settings import QUICK, Settings
-    from twofold.finetune import parse_learning_rates
 
     changes = {flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag, _, _ in _KNOBS}
     changes |= {"train": args.train, "dev": args.dev, "label_field": args.label_field, "beir": args.beir,
                 "tasks": tuple(t.strip() for t in (args.tasks or "").split(",") if t.strip()),
                 "data_dir": Path(args.data_dir) if args.data_dir else None, "limit": args.limit,
-                "learning_rates": parse_learning_rates(args.lr) if args.lr else None,
+                "learning_rates": args.lr,
                 "finetune_batch_size": args.finetune_batch_size, "finetune_data": args.finetune_data,
                 "num_fewshot": args.num_fewshot, "think_tokens": args.think_tokens, "first_stage": args.first_stage,
                 "depth": args.depth}
@@ -108,6 +108,35 @@ def settings_from(args: argparse.Namespace):
     return base.replace(**{k: v for k, v in changes.items() if v is not None})
 
 
+# Suite flags and the suites they change (`ettin` runs glue, the mteb retrieval suites and lm-eval).
+_MTEB = ("mteb", "mteb-retrieval", "csn", "mldr", "followir", "ettin")
+_SUITE_FLAGS = {"tasks": None, "data_dir": None, "limit": None, "lr": ("glue", *_MTEB),
+                "finetune_batch_size": ("glue", *_MTEB), "finetune_data": _MTEB, "num_fewshot": ("lm-eval", "ettin"),
+                "think_tokens": ("rank1",), "first_stage": ("rank1",), "depth": ("rank1",)}
+
+
+def check_flags_apply(args: argparse.Namespace) -> None:
+    """A flag that would change nothing in this evaluation is refused, never silently ignored."""
+    from twofold.errors import TwofoldError
+    from twofold.eval.suites import suite_names
+
+    given = [name for name in _SUITE_FLAGS if getattr(args, name) is not None]
+    if not args.suite:
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise TwofoldError(f"{flag} applies to the published suites; add --suite NAME "
+                               f"(the built-in tasks are chosen with --task)")
+        return
+    if args.quick:
+        raise TwofoldError("--quick sizes the built-in tasks (--task); for a quick look at a suite use --limit N")
+    running = set(suite_names(args.suite))
+    for name in given:
+        suites = _SUITE_FLAGS[name]
+        if suites is not None and not running & set(suites):
+            raise TwofoldError(f"--{name.replace('_', '-')} applies to --suite {' or '.join(suites)}, not to "
+                               f"--suite {args.suite}; drop it")
+
+
 def run_eval(args: argparse.Namespace) -> int:
     """The built-in tasks (`--task`, default) or the published suites (`--suite`): each room checks
     its inputs and finds its models before the output folder is touched; both end in one table and report."""
@@ -115,6 +144,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if args.suite and args.task:
         raise TwofoldError("--task runs the built-in tasks and --suite the published suites; give one of them")
+    check_flags_apply(args)
     results, out, title = (run_suites if args.suite else run_tasks)(args)
     _finish(results, out, title, say_none="no scores" if args.suite else None)
     return 0

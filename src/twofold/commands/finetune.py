@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from twofold.commands import POSITIVE, at_least, number_in, numbers_in
+
 _EPILOG = """tasks and their libraries (defaults: the published Ettin recipes):
   embed     Sentence Transformers: CachedMultipleNegativesRankingLoss, mined hard negatives, lr 8e-5, batch 512
   sparse    SparseEncoder (SPLADE): SpladeLoss(SparseMultipleNegativesRankingLoss), regularizers 5e-5/3e-5,
@@ -41,45 +43,66 @@ def register(subparsers) -> None:
     parser.add_argument("--test", help="test file (default: another seeded 10%% of --data)")
     parser.add_argument("--out", required=True, help="directory to create (never overwritten)")
     recipe = parser.add_argument_group("recipe (default: the task's published values)")
-    recipe.add_argument("--lr", help="learning rate, or several comma-separated: a sweep selected on dev")
-    recipe.add_argument("--epochs", type=float)
-    recipe.add_argument("--batch-size", type=int)
-    recipe.add_argument("--mini-batch-size", type=int, help="cached losses: sequences per forward pass")
-    recipe.add_argument("--warmup", type=float, dest="warmup_ratio", help="warmup fraction of the steps")
-    recipe.add_argument("--max-length", type=int, help="tokens per document / text")
-    recipe.add_argument("--hard-negatives", type=int, help="negatives mined per query (0: in-batch only)")
+    recipe.add_argument("--lr", type=numbers_in(0, low_open=True),
+                        help="learning rate, or several comma-separated: a sweep selected on dev")
+    recipe.add_argument("--epochs", type=POSITIVE)
+    recipe.add_argument("--batch-size", type=at_least(1))
+    recipe.add_argument("--mini-batch-size", type=at_least(1), help="cached losses: sequences per forward pass")
+    recipe.add_argument("--warmup", type=number_in(0, 1, high_open=True), dest="warmup_ratio",
+                        help="warmup fraction of the steps")
+    recipe.add_argument("--max-length", type=at_least(1), help="tokens per document / text")
+    recipe.add_argument("--hard-negatives", type=at_least(0), help="negatives mined per query (0: in-batch only)")
     recipe.add_argument("--pooling", choices=["mean", "last", "cls"],
                         help="embed/classify pooling (default: encoder mean, decoder last token)")
-    recipe.add_argument("--seed", type=int)
+    recipe.add_argument("--seed", type=at_least(0))
     labelled = parser.add_argument_group("classify data")
-    labelled.add_argument("--text-fields", default="sentence", help="text column(s), comma-separated")
-    labelled.add_argument("--label-field", default="label")
+    labelled.add_argument("--text-fields", help="text column(s), comma-separated (default: sentence)")
+    labelled.add_argument("--label-field", help="label column (default: label)")
     labelled.add_argument("--regression", action="store_true", help="numeric labels (default: inferred)")
-    parser.add_argument("--max-train", type=int, help="use at most this many training examples")
+    parser.add_argument("--max-train", type=at_least(1), help="use at most this many training examples")
     parser.add_argument("--packages", help="stdlib data: only these top-level packages (comma-separated)")
     parser.set_defaults(func=run_finetune)
+
+
+# Flags that only some tasks read: (flag, attribute, the tasks it changes).
+_TASK_FLAGS = (("--text-fields", "text_fields", ("classify",)), ("--label-field", "label_field", ("classify",)),
+               ("--regression", "regression", ("classify",)), ("--pooling", "pooling", ("embed", "classify")),
+               ("--hard-negatives", "hard_negatives", ("embed", "sparse", "rerank", "colbert")))
+
+
+def check_flags_apply(args: argparse.Namespace) -> None:
+    """A flag that this fine-tune would not read is refused, never silently ignored."""
+    from twofold.errors import TwofoldError
+
+    for flag, name, tasks in _TASK_FLAGS:
+        if getattr(args, name) not in (None, False) and args.task not in tasks:
+            raise TwofoldError(f"{flag} applies to finetune {' and '.join(tasks)}, not {args.task}; drop it")
+    if args.packages and args.data != "stdlib":
+        raise TwofoldError(f"--packages picks packages of --data stdlib, not of {args.data}; drop it")
 
 
 def run_finetune(args: argparse.Namespace) -> int:
     from twofold.errors import TwofoldError
     from twofold.files import atomic_write_text
-    from twofold.finetune import finetune, finetune_pair, load_data, parse_learning_rates, recipe_for
+    from twofold.finetune import finetune, finetune_pair, load_data, recipe_for
     from twofold.report import markdown_table, terminal_table
 
     if bool(args.model) == bool(args.pair):
         raise TwofoldError("give a MODEL or --pair RUN (not both)")
+    check_flags_apply(args)
     out = Path(args.out)
     if out.exists():
         raise TwofoldError(f"{out} already exists; fine-tuning never overwrites — pass a new --out")
-    recipe = recipe_for(args.task, learning_rates=parse_learning_rates(args.lr) if args.lr else None,
+    recipe = recipe_for(args.task, learning_rates=args.lr,
                         epochs=args.epochs, batch_size=args.batch_size, mini_batch_size=args.mini_batch_size,
                         warmup_ratio=args.warmup_ratio, max_length=args.max_length,
                         hard_negatives=args.hard_negatives, pooling=args.pooling, seed=args.seed)
     options = {"packages": tuple(p.strip() for p in args.packages.split(",")) if args.packages else None,
                "max_train": args.max_train}
     if args.task == "classify":
-        options |= {"text_fields": tuple(f.strip() for f in args.text_fields.split(",") if f.strip()),
-                    "label_field": args.label_field, "regression": True if args.regression else None}
+        fields = args.text_fields or "sentence"
+        options |= {"text_fields": tuple(f.strip() for f in fields.split(",") if f.strip()),
+                    "label_field": args.label_field or "label", "regression": True if args.regression else None}
     data = load_data(args.task, args.data, args.dev, args.test, recipe.seed, **options)
     if args.pair:
         finetuned = finetune_pair(args.task, args.pair, data, out, recipe)

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from twofold.commands import at_least, number_in
 from twofold.errors import TwofoldError
 
 
@@ -19,10 +20,11 @@ def register(subparsers) -> None:
     parser.add_argument("--store", action="append", required=True, help="held-out token store (repeatable)")
     parser.add_argument("--names", help="labels of the models, comma-separated (default: directory names)")
     parser.add_argument("--out", default="eval-languages", help="folder for scores.json and accuracy.png")
-    parser.add_argument("--seq-len", type=int, default=256, help="tokens per evaluation sequence")
-    parser.add_argument("--sequences", type=int, default=32, help="sequences per language at most")
-    parser.add_argument("--rate", type=float, default=0.15, help="fraction of tokens masked")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seq-len", type=at_least(4), default=256, help="tokens per evaluation sequence")
+    parser.add_argument("--sequences", type=at_least(1), default=32, help="sequences per language at most")
+    parser.add_argument("--rate", type=number_in(0, 1, low_open=True, high_open=True), default=0.15,
+                        help="fraction of tokens masked")
+    parser.add_argument("--seed", type=at_least(0), default=0)
     parser.set_defaults(func=run_eval_languages)
 
 
@@ -35,8 +37,6 @@ def run_eval_languages(args: argparse.Namespace) -> int:
     names = args.names.split(",") if args.names else [Path(m).name for m in args.models]
     if len(names) != len(args.models) or len(set(names)) != len(names):
         raise TwofoldError(f"--names: give {len(args.models)} distinct labels, one per model")
-    if not 0 < args.rate < 1 or args.seq_len < 4 or args.sequences < 1:
-        raise TwofoldError("--rate must be in (0, 1), --seq-len at least 4 and --sequences at least 1")
     corpus = Corpus([TokenStore(s) for s in args.store])
     sets = masked_sets(args.store, args.seq_len, args.sequences, args.rate, args.seed)
     scores = {}

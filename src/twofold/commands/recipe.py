@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from twofold.commands import token_count
+from twofold.commands import POSITIVE, token_count
 from twofold.train.recipe import load_recipe, preset_names
 
 
@@ -12,11 +12,12 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     """--size / --variant / --scale / --budget / --batch-scale / --set, shared with `twofold train`."""
     parser.add_argument("--size", help="model size of the recipe, e.g. 17m … 1b (ettin), small/base (mmbert)")
     parser.add_argument("--variant", help="a named variant of the recipe, e.g. mmbert's decay mixtures eng, cont, all")
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="multiply every token count (budgets, warmups, checkpoint intervals) by this factor")
+    parser.add_argument("--scale", type=POSITIVE,
+                        help="multiply every token count (budgets, warmups, checkpoint intervals) by this factor "
+                             "(default 1)")
     parser.add_argument("--budget", type=token_count, default=None,
-                        help="total tokens of the run's phases (e.g. 20M); sets --scale accordingly")
-    parser.add_argument("--batch-scale", type=float, default=1.0,
+                        help="total tokens of the run's phases (e.g. 20M); sets the scale (so not with --scale)")
+    parser.add_argument("--batch-scale", type=POSITIVE, default=1.0,
                         help="multiply every phase's batch size by this factor (warmups stay in tokens), e.g. to "
                              "keep whole steps inside a small --budget")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

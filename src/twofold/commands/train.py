@@ -79,10 +79,10 @@ def run_train(args: argparse.Namespace) -> int:
     from twofold.train.loop import Options
 
     if args.resume:
-        if (args.recipe or args.store or args.out or args.init_from or args.branch_from or args.variant or args.phase
-                or args.order):
-            raise TwofoldError("--resume continues a run as it was started; "
-                               "drop --recipe/--store/--out/--init-from/--branch-from/--variant/--phase/--order")
+        fixed = [flag for flag, value in _fixed_at_start(args) if value]
+        if fixed:
+            raise TwofoldError(f"--resume continues a run as it was started, so {fixed[0]} would change nothing; "
+                               f"drop {'/'.join(fixed)}")
         overrides = {"progress": not args.no_progress, "reseed_rng": args.reseed_rng}
         return _in_world(args.device, lambda world: runs.resume_any(args.resume, world, overrides))
     if args.reseed_rng:
@@ -130,6 +130,18 @@ def run_train(args: argparse.Namespace) -> int:
         return _in_world(args.device, lambda world: runs.branch(args.out, recipe, options, world, args.branch_from))
     return _in_world(args.device, lambda world: runs.start(args.out, recipe, options, world,
                                                            init_from=args.init_from))
+
+
+def _fixed_at_start(args: argparse.Namespace) -> list[tuple[str, object]]:
+    """The flags a run records when it starts (what it learns, on what, how it is batched and saved):
+    a resume reads them from the run, so giving them again is refused rather than ignored."""
+    return [("--recipe", args.recipe), ("--store", args.store), ("--out", args.out), ("--init-from", args.init_from),
+            ("--branch-from", args.branch_from), ("--variant", args.variant), ("--phase", args.phase),
+            ("--order", args.order), ("--size", args.size),
+            ("--scale", args.scale), ("--budget", args.budget), ("--set", args.overrides),
+            ("--pair", args.pair), ("--objective", args.objective), ("--eval-store", args.eval_store),
+            ("--eval-every", args.eval_every), ("--micro-batch", args.micro_batch),
+            ("--save-every-steps", args.save_every_steps), ("--log-every", args.log_every)]
 
 
 def _check_run_out(out: str) -> None:

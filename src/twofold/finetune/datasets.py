@@ -24,6 +24,7 @@ import csv
 import hashlib
 import json
 import sys
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -193,6 +194,35 @@ def _retrieval_example(where: str, number: int, row: dict) -> dict:
     return example
 
 
+def _read_columns(row: dict) -> set[str]:
+    """The columns of `row` that `_retrieval_example` reads."""
+    def first(names):
+        return next((n for n in names if row.get(n) not in (None, "")), None)
+
+    if "label" in row and "document" in row:
+        return {first(QUERY_FIELDS), "label", "document"}
+    return {first(QUERY_FIELDS), first(POSITIVE_FIELDS), *(k for k in row if k and k.startswith("negative"))}
+
+
+def _warn_unread(where: str, found: list[tuple[str, int, dict]]) -> None:
+    """One warning naming the columns with values that no example reads (a `hard_negative` column
+    would otherwise train with no negatives, silently); identifiers are expected and not named."""
+    unread: Counter = Counter()
+    for _, _, row in found:
+        used = _read_columns(row)
+        unread.update(k for k, v in row.items() if k and k not in used and v not in (None, "") and not _an_id(k))
+    if unread:
+        names = ", ".join(f"{k!r} ({n} rows)" for k, n in sorted(unread.items()))
+        warnings.warn(f"{where}: column(s) {names} not read: queries are {'/'.join(QUERY_FIELDS)}, positives "
+                      f"{'/'.join(POSITIVE_FIELDS)}, negatives any column named negative*, or label with "
+                      "document; rename a column to use it", stacklevel=3)
+
+
+def _an_id(column: str) -> bool:
+    name = column.lower()
+    return name in ("id", "_id", "idx", "qid", "pid", "docid") or name.endswith(("_id", "-id", "_idx"))
+
+
 def _as_set(examples: list[dict]) -> RetrievalSet:
     """An IR set from pairs: each query's positives are relevant, every text of the split is the corpus."""
     ids: dict[str, str] = {}
@@ -221,6 +251,7 @@ def load_retrieval(spec: str, dev: str | None = None, test: str | None = None, s
     else:
         name, found, files = _file_rows(spec)
         train = [_retrieval_example(*row) for row in found]
+        _warn_unread(spec, found)
         if dev is None or test is None:
             train, dev_part, test_part = _split_off(train, seed)
         dev_set = _as_set(_retrieval_file(dev, files)) if dev else _as_set(dev_part)
@@ -240,7 +271,9 @@ def load_retrieval(spec: str, dev: str | None = None, test: str | None = None, s
 def _retrieval_file(spec: str, files: list[Path]) -> list[dict]:
     _, found, more = _file_rows(spec)
     files += more
-    return [_retrieval_example(*row) for row in found]
+    examples = [_retrieval_example(*row) for row in found]
+    _warn_unread(spec, found)
+    return examples
 
 
 def read_beir(directory: Path) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, dict[str, int]]]]:

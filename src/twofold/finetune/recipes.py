@@ -93,10 +93,13 @@ def parse_learning_rates(text: str) -> tuple[float, ...]:
 def check(recipe: Recipe) -> Recipe:
     if not recipe.learning_rates:
         raise TwofoldError("a recipe needs at least one learning rate (--lr)")
+    bad = [rate for rate in recipe.learning_rates if not 0 < rate < math.inf]
+    if bad:
+        raise TwofoldError(f"--lr {bad[0]}: a learning rate must be a finite number > 0")
     for name in ("batch_size", "mini_batch_size", "max_length", "query_length"):
         if getattr(recipe, name) < 1:
             raise TwofoldError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(recipe, name)}")
-    if recipe.epochs <= 0:
+    if not 0 < recipe.epochs < math.inf:
         raise TwofoldError(f"--epochs must be positive, got {recipe.epochs}")
     if not 0 <= recipe.warmup_ratio < 1:
         raise TwofoldError(f"--warmup must be in [0, 1), got {recipe.warmup_ratio}")

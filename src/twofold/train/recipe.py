@@ -221,14 +221,16 @@ def preset_names() -> list[str]:
 
 
 def load_recipe(name_or_path: str, size: str | None = None, overrides: list[str] = (),
-                scale: float = 1.0, budget: int | None = None, variant: str | None = None,
+                scale: float | None = None, budget: int | None = None, variant: str | None = None,
                 batch_scale: float = 1.0) -> Recipe:
     """A preset name (`ettin`, `mmbert`, `demo`) or a YAML path → a validated `Recipe`.
 
     `overrides` are `KEY.PATH=VALUE` strings; `scale` (or a total token `budget` for the
-    run's phases) shrinks every token count keeping its proportions; `batch_scale` multiplies
-    every phase's batch size.
+    run's phases, one of them, since either sets the other) shrinks every token count keeping
+    its proportions; `batch_scale` multiplies every phase's batch size.
     """
+    if scale is not None and budget is not None:
+        raise TwofoldError(f"--scale {scale:g} and --budget {budget}: the budget sets the scale; give one of them")
     raw, label = _read_yaml(name_or_path)
     raw = _apply_size(raw, size, label)
     raw = _apply_variant(raw, variant, label)
@@ -240,7 +242,7 @@ def load_recipe(name_or_path: str, size: str | None = None, overrides: list[str]
         if budget <= 0:
             raise TwofoldError(f"--budget {budget} must be a positive token count")
         scale = budget / sum(p.tokens for p in recipe.phases)
-    recipe = scaled(recipe, scale) if scale != 1.0 else recipe
+    recipe = scaled(recipe, scale) if scale not in (None, 1.0) else recipe
     return batch_scaled(recipe, batch_scale) if batch_scale != 1.0 else recipe
 
 
@@ -692,8 +694,13 @@ def validate(recipe: Recipe, label: str) -> None:
         room = p.tokens - p.lr_warmup_tokens
         need(p.lr_decay_tokens is None or 0 < p.lr_decay_tokens <= room, f"{at}.lr_decay_tokens",
              p.lr_decay_tokens, f"must be in (0, tokens - lr_warmup_tokens = {room}] or null")
-        need(p.lr_start_ratio > 0, f"{at}.lr_start_ratio", p.lr_start_ratio, "must be positive")
-        need(p.lr_min_ratio >= 0, f"{at}.lr_min_ratio", p.lr_min_ratio, "must be >= 0")
+        need(0 < p.lr_start_ratio <= 1, f"{at}.lr_start_ratio", p.lr_start_ratio,
+             "must be in (0, 1] (a fraction of the peak LR)")
+        if p.lr_decay != "none":  # a decay never rises
+            need(0 <= p.lr_min_ratio <= p.lr_start_ratio, f"{at}.lr_min_ratio", p.lr_min_ratio,
+                 f"must be in [0, lr_start_ratio = {p.lr_start_ratio:g}] (the LR decays to it)")
+        else:
+            need(0 <= p.lr_min_ratio <= 1, f"{at}.lr_min_ratio", p.lr_min_ratio, "must be in [0, 1]")
         need(p.batch_sequences >= 1, f"{at}.batch_sequences", p.batch_sequences, "must be at least 1")
         start = p.batch_start_sequences
         need(start is None or 1 <= start <= p.batch_sequences, f"{at}.batch_start_sequences", start,

@@ -77,6 +77,11 @@ def gather(world) -> list[Streams] | None:
 def streams_for_resume(saved: list[Streams], world, *, seed: int, phase_index: int, step: int,
                        phase_done: bool, dropout: bool, reseed: bool, where: str) -> None:
     """Put this rank's streams back after a resume, by the policy in the module docstring."""
+    if reseed and (len(saved) == world.world_size or phase_done or not dropout):
+        why = ("it resumes on the same number of ranks" if len(saved) == world.world_size else
+               "its phase is complete" if phase_done else "the model has no dropout")
+        raise TwofoldError(f"--reseed-rng: {where} needs no fresh random streams ({why}), so the flag would change "
+                           "nothing; resume without it")
     if len(saved) == world.world_size:
         restore(saved[world.rank], world.device)
         return
