@@ -509,3 +509,166 @@ def test_the_checkpoint_fallback_warning_is_one_line(tmp_path, world, capsys):
     err = capsys.readouterr().err
     assert err == (f"twofold: warning: resuming from {CHECKPOINTS[1]} instead: checkpoint "
                    f"{damaged.parent}: model.safetensors does not match its checksum (truncated or altered)\n")
+
+
+# ------------------------------------------------------------------ numbers: finite and in range
+
+# Every numeric flag of every command, with values outside its range: (command line before the flag, flag, values).
+# The refusal comes while parsing, so the models and stores named need not exist.
+NUMERIC_FLAGS = [
+    (["finetune", "embed", "m", "--data", "stdlib"], "--lr", ["nan", "-1e-5", "0", "", "1e-5,inf", "1e-5,,2e-5"]),
+    (["finetune", "classify", "m", "--data", "stdlib"], "--epochs", ["nan", "inf", "0", "-1"]),
+    (["finetune", "embed", "m", "--data", "stdlib"], "--batch-size", ["0", "-8", "1.5"]),
+    (["finetune", "embed", "m", "--data", "stdlib"], "--mini-batch-size", ["0"]),
+    (["finetune", "embed", "m", "--data", "stdlib"], "--warmup", ["1", "-0.1", "nan"]),
+    (["finetune", "embed", "m", "--data", "stdlib"], "--max-length", ["0"]),
+    (["finetune", "embed", "m", "--data", "stdlib"], "--hard-negatives", ["-1"]),
+    (["finetune", "embed", "m", "--data", "stdlib"], "--seed", ["-1"]),
+    (["finetune", "embed", "m", "--data", "stdlib"], "--max-train", ["-1", "0"]),
+    (["merge", "a", "b", "--method", "linear"], "--weights", ["1,inf", "1,nan", "1,-1", "1,0", ""]),
+    (["merge", "a", "b", "--base", "c"], "--density", ["0", "1.5", "nan"]),
+    (["merge", "a", "b", "--base", "c"], "--lambda", ["0", "-1", "nan", "inf"]),
+    (["recipe", "show", "demo"], "--scale", ["0", "-1", "nan", "inf"]),
+    (["recipe", "show", "demo"], "--budget", ["0", "-1", "nan", "inf"]),
+    (["train", "--recipe", "demo", "--store", "s", "--objective", "mlm"], "--scale", ["-1", "nan"]),
+    (["train", "--recipe", "demo", "--store", "s", "--objective", "mlm"], "--eval-every", ["0", "nan"]),
+    (["eval", "m"], "--learning-rate", ["nan", "0", "-1e-4"]),
+    (["eval", "m"], "--epochs", ["0"]),
+    (["eval", "m"], "--max-length", ["0"]),
+    (["eval", "m", "--suite", "glue"], "--lr", ["nan", "1e-5,inf", ""]),
+    (["eval", "m", "--suite", "glue"], "--limit", ["0"]),
+    (["eval", "m", "--suite", "rank1"], "--depth", ["0"]),
+    (["eval", "m", "--suite", "rank1"], "--think-tokens", ["-1"]),
+    (["eval-languages", "m", "--store", "s"], "--rate", ["0", "1", "nan"]),
+    (["eval-languages", "m", "--store", "s"], "--seq-len", ["3"]),
+    (["eval-languages", "m", "--store", "s"], "--sequences", ["0"]),
+    (["data", "plan", "--store", "s"], "--temperature", ["0", "-0.5", "nan", "inf"]),
+    (["data", "plan", "--store", "s"], "--tokens", ["0", "nan"]),
+    (["demo"], "--budget", ["0", "nan"]),
+]
+NUMERIC_CASES = [(argv, flag, value) for argv, flag, values in NUMERIC_FLAGS for value in values]
+
+
+@pytest.mark.parametrize("argv, flag, value", NUMERIC_CASES,
+                         ids=[f"{argv[0]}{flag}={value}" for argv, flag, value in NUMERIC_CASES])
+def test_every_numeric_flag_refuses_values_out_of_range(tmp_path, capsys, argv, flag, value):
+    err = refused(capsys, [*argv, f"{flag}={value}", "--out", tmp_path / "out"], [tmp_path], f"{flag}: ")
+    assert any(word in err for word in ("out of range", "too small", "not a")), err
+
+
+def test_numeric_flags_take_the_edges_of_their_range(tmp_path):
+    """The ranges are not drawn too tight: the values at their closed ends parse."""
+    from twofold.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["finetune", "embed", "m", "--data", "stdlib", "--out", "o", "--warmup", "0",
+                              "--hard-negatives", "0", "--seed", "0", "--lr", "1e-5,3e-5"])
+    assert (args.warmup_ratio, args.hard_negatives, args.lr) == (0.0, 0, (1e-5, 3e-5))
+    args = parser.parse_args(["merge", "a", "b", "--base", "c", "--density", "1,0.5", "--out", "o"])
+    assert args.density == (1.0, 0.5)
+
+
+# Recipe values out of range, as `--set` gives them: each refused naming the key.
+RECIPE_VALUES = [
+    ("phase.decay.lr_min_ratio", ["2", "0.6", "-0.1", ".nan"]),  # the decay starts at 0.5: it may not rise
+    ("phase.decay.lr_start_ratio", ["1.5", "0", ".inf"]),
+    ("phase.pretrain.lr_start_ratio", ["2"]),
+    ("phase.pretrain.mask_rate", ["1", "-0.1", ".nan"]),
+    ("phase.pretrain.tokens", ["0", "-5", ".inf"]),
+    ("phase.pretrain.seq_len", ["2"]),
+    ("phase.pretrain.batch_sequences", ["0"]),
+    ("phase.pretrain.lr_warmup_tokens", ["-1"]),
+    ("phase.pretrain.checkpoint_every_tokens", ["0"]),
+    ("phase.pretrain.lr", ["0", ".nan"]),
+    ("phase.pretrain.rope_theta_global", ["0"]),
+    ("optimizer.lr", ["0", "-1", ".inf", ".nan"]),
+    ("optimizer.eps", ["0"]),
+    ("optimizer.weight_decay", ["-1"]),
+    ("optimizer.grad_clip", ["0"]),
+    ("dropout.mlp", ["1", "-0.1"]),
+    ("seed", ["-1"]),
+]
+RECIPE_CASES = [(key, value) for key, values in RECIPE_VALUES for value in values]
+
+
+@pytest.mark.parametrize("key, value", RECIPE_CASES, ids=[f"{k}={v}" for k, v in RECIPE_CASES])
+def test_every_recipe_value_out_of_range_is_refused_naming_its_key(tmp_path, capsys, key, value):
+    refused(capsys, ["recipe", "show", "demo", "--set", f"{key}={value}", "--out", tmp_path / "plot.png"],
+            [tmp_path], f"{key} = ")
+
+
+def test_a_decay_may_end_at_its_start_and_a_constant_phase_ignores_its_floor(tmp_path, capsys):
+    cli("recipe", "show", "demo", "--set", "phase.decay.lr_min_ratio=0.5", "--out", tmp_path / "a.png")
+    cli("recipe", "show", "demo", "--set", "phase.pretrain.lr_min_ratio=0.9", "--out", tmp_path / "b.png")
+
+
+def test_scale_and_budget_together_are_refused(tmp_path, capsys):
+    refused(capsys, ["recipe", "show", "demo", "--scale", "2", "--budget", "1M", "--out", tmp_path / "p.png"],
+            [tmp_path], "--scale 2 and --budget 1000000")
+
+
+# ------------------------------------------------------------------ flags that would change nothing
+
+IDLE_FLAGS = [
+    (["eval", "m", "--tasks", "sst2"], "--tasks applies to the published suites"),
+    (["eval", "m", "--limit", "5"], "--limit applies to the published suites"),
+    (["eval", "m", "--data-dir", "d"], "--data-dir applies to the published suites"),
+    (["eval", "m", "--depth", "10"], "--depth applies to the published suites"),
+    (["eval", "m", "--suite", "glue", "--think-tokens", "8"], "--think-tokens applies to --suite rank1"),
+    (["eval", "m", "--suite", "lm-eval", "--first-stage", "bm25"], "--first-stage applies to --suite rank1"),
+    (["eval", "m", "--suite", "rank1", "--num-fewshot", "2"], "--num-fewshot applies to --suite lm-eval"),
+    (["eval", "m", "--suite", "lm-eval", "--finetune-data", "stdlib"], "--finetune-data applies to --suite mteb"),
+    (["eval", "m", "--suite", "rank1", "--lr", "1e-5"], "--lr applies to --suite glue"),
+    (["eval", "m", "--suite", "glue", "--quick"], "--quick sizes the built-in tasks"),
+    (["finetune", "embed", "m", "--data", "stdlib", "--text-fields", "a"], "--text-fields applies to finetune classify"),
+    (["finetune", "rerank", "m", "--data", "stdlib", "--label-field", "y"], "--label-field applies to finetune"),
+    (["finetune", "embed", "m", "--data", "stdlib", "--regression"], "--regression applies to finetune classify"),
+    (["finetune", "rerank", "m", "--data", "stdlib", "--pooling", "mean"], "--pooling applies to finetune embed"),
+    (["finetune", "classify", "m", "--data", "stdlib", "--hard-negatives", "2"], "--hard-negatives applies to"),
+    (["finetune", "embed", "m", "--data", "x.jsonl", "--packages", "json"], "--packages picks packages of"),
+    (["merge", "a", "--method", "linear"], "one MODEL (a) is not a merge"),
+    (["merge", "a", "b", "--method", "linear", "--lambda", "2"], "--lambda scales TIES' task vector"),
+]
+
+
+@pytest.mark.parametrize("argv, message", IDLE_FLAGS, ids=[" ".join(a) for a, _ in IDLE_FLAGS])
+def test_a_flag_that_would_change_nothing_is_refused(tmp_path, capsys, argv, message):
+    refused(capsys, [*argv, "--out", tmp_path / "out"], [tmp_path], message)
+
+
+@pytest.mark.parametrize("extra", [["--micro-batch", "2"], ["--scale", "2"], ["--set", "seed=3"],
+                                   ["--eval-store", "s"], ["--objective", "mlm"], ["--log-every", "5"]])
+def test_resume_refuses_what_the_run_fixed_when_it_started(tmp_path, world, capsys, extra):
+    refused(capsys, ["train", "--resume", world / "run", "--no-progress", *extra], [world], extra[0])
+
+
+def test_reseed_rng_on_a_run_that_needs_no_fresh_streams_is_refused(tmp_path, world, capsys):
+    run = copy_run(world, tmp_path, drop_final=False)
+    refused(capsys, ["train", "--resume", run, "--no-progress", "--reseed-rng"], [tmp_path],
+            "--reseed-rng: ", "would change nothing")
+
+
+# ------------------------------------------------------------------ data read differently from what was written
+
+
+def test_a_column_no_example_reads_is_named_in_a_warning(tmp_path):
+    from twofold.finetune.datasets import load_retrieval
+
+    rows = [{"query": f"q{i}", "positive": f"p{i}", "hard_negative": f"n{i}", "id": i} for i in range(40)]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.warns(UserWarning, match=r"column\(s\) 'hard_negative' \(40 rows\) not read") as caught:
+        data = load_retrieval(str(path))
+    assert len(caught) == 1 and "'id'" not in str(caught[0].message)
+    assert all(set(example) == {"query", "positive"} for example in data.train)
+
+
+def test_a_negatives_column_the_reader_knows_gives_no_warning(tmp_path, recwarn):
+    from twofold.finetune.datasets import load_retrieval
+
+    rows = [{"anchor": f"q{i}", "positive": f"p{i}", "negative": f"n{i}", "query_id": i} for i in range(40)]
+    path = tmp_path / "triplets.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = load_retrieval(str(path))
+    assert not [w for w in recwarn if "not read" in str(w.message)]
+    assert all(example["negative_1"].startswith("n") for example in data.train)

@@ -29,7 +29,7 @@ CASES = {
         t / "r.tsv", "sentence\tlabel\na\t0.5\nb\t1.5\nc\tlots\nd\t2\n"))], "label 'lots' is not a number"),
     "task does not fit": (lambda t: ["sparse", "{dec}", "--data", "{pairs}"], "needs a masked-LM head"),
     "sweep value not a number": (lambda t: ["embed", "{enc}", "--data", "{pairs}", "--lr", "1e-5,fast"],
-                                 "'fast' is not a number"),
+                                 "--lr: 'fast' is not a number"),
     "model is not a model": (lambda t: ["embed", str(write(t / "m" / "x.txt", "")).rsplit("/", 1)[0],
                                         "--data", "{pairs}"],
                              "neither a twofold run nor a Hugging Face model directory"),
