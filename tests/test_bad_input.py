@@ -620,7 +620,7 @@ IDLE_FLAGS = [
     (["eval", "m", "--suite", "lm-eval", "--finetune-data", "stdlib"], "--finetune-data applies to --suite mteb"),
     (["eval", "m", "--suite", "rank1", "--lr", "1e-5"], "--lr applies to --suite glue"),
     (["eval", "m", "--suite", "glue", "--quick"], "--quick sizes the built-in tasks"),
-    (["finetune", "embed", "m", "--data", "stdlib", "--text-fields", "a"], "--text-fields applies to finetune classify"),
+    (["finetune", "embed", "m", "--data", "stdlib", "--text-fields", "a"], "--text-fields applies to finetune"),
     (["finetune", "rerank", "m", "--data", "stdlib", "--label-field", "y"], "--label-field applies to finetune"),
     (["finetune", "embed", "m", "--data", "stdlib", "--regression"], "--regression applies to finetune classify"),
     (["finetune", "rerank", "m", "--data", "stdlib", "--pooling", "mean"], "--pooling applies to finetune embed"),

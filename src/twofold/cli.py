@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -50,8 +52,24 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
     print(f"twofold: warning: {text}", file=file or sys.stderr)
 
 
+def _interrupt(signum, frame) -> None:
+    """SIGTERM (`kill`, `timeout`, a batch scheduler) as Ctrl-C: the `finally` blocks that remove
+    half-made outputs (a fine-tune's hidden `.OUT.tmp-PID` folder, staged writes) run on both."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    on_main_thread = threading.current_thread() is threading.main_thread()  # where signal handlers live
+    previous = signal.signal(signal.SIGTERM, _interrupt) if on_main_thread else None
+    try:
+        return _run(parser, argv)
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = show_warning
         try:

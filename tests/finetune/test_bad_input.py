@@ -1,6 +1,11 @@
 """Bad input to `twofold finetune`: one line naming what is wrong, exit 2, nothing written."""
 
+import importlib.util
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -52,3 +57,33 @@ def test_an_existing_out_is_never_touched(tmp_path, capsys, exports, pairs_file)
     write(out / "keep.txt", "mine")
     assert main(["finetune", "embed", str(exports["encoder"]), "--data", str(pairs_file), "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err and (out / "keep.txt").read_text() == "mine"
+
+
+def test_colbert_outside_its_environment_is_refused_before_the_data_is_read(tmp_path, capsys, exports):
+    """The data named does not exist: a refusal that read it first would name the file instead."""
+    if importlib.util.find_spec("pylate") is not None:
+        pytest.skip("PyLate is installed here (the colbert environment)")
+    out = tmp_path / "out"
+    assert main(["finetune", "colbert", str(exports["encoder"]), "--data", str(tmp_path / "none.jsonl"),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "colbert needs PyLate" in err and "none.jsonl" not in err and not out.exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupted_finetune_leaves_no_hidden_folder(tmp_path, exports, labels_file, signum):
+    """A real fine-tune in a subprocess, interrupted once its hidden working folder exists."""
+    out = tmp_path / "out"
+    child = subprocess.Popen([sys.executable, "-m", "twofold", "finetune", "classify", str(exports["encoder"]),
+                              "--data", str(labels_file), "--out", str(out), "--epochs", "500", "--lr", "1e-4",
+                              "--batch-size", "4", "--max-length", "32"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.tmp-*")) and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(tmp_path.glob(".out.tmp-*")), "the fine-tune never started"
+    time.sleep(1)  # into the work
+    child.send_signal(signum)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130 and "twofold: interrupted" in err, err  # stopped, not finished
+    assert not out.exists() and list(tmp_path.iterdir()) == []

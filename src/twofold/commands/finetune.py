@@ -85,11 +85,13 @@ def run_finetune(args: argparse.Namespace) -> int:
     from twofold.errors import TwofoldError
     from twofold.files import atomic_write_text
     from twofold.finetune import finetune, finetune_pair, load_data, recipe_for
+    from twofold.finetune.tasks import check_environment
     from twofold.report import markdown_table, terminal_table
 
     if bool(args.model) == bool(args.pair):
         raise TwofoldError("give a MODEL or --pair RUN (not both)")
     check_flags_apply(args)
+    check_environment(args.task)  # before the data is read
     out = Path(args.out)
     if out.exists():
         raise TwofoldError(f"{out} already exists; fine-tuning never overwrites — pass a new --out")

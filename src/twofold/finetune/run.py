@@ -37,6 +37,7 @@ from twofold.finetune.recipes import RETRIEVAL_TASKS, Recipe, recipe_for
 from twofold.finetune.tasks import (
     TASK_TABLE,
     OrderRecorder,
+    check_environment,
     check_fits,
     embedder,
     mine,
@@ -106,6 +107,7 @@ def finetune(task: str, model: str | Path | BaseModel, data: str | RetrievalData
              recipe: Recipe | None = None, *, name: str | None = None, prepared: Prepared | None = None,
              say=print) -> FinetuneResult:
     """Fine-tune `model` on `data` with `recipe` (default: the task's published one); write `out`."""
+    check_environment(task)
     recipe = recipe or recipe_for(task)
     out = Path(out)
     _check_out(out)
@@ -126,6 +128,7 @@ def finetune(task: str, model: str | Path | BaseModel, data: str | RetrievalData
 def finetune_pair(task: str, pair: str | Path, data: str | RetrievalData | LabelledData, out: str | Path,
                   recipe: Recipe | None = None, say=print) -> list[FinetuneResult]:
     """Both members of a pair with the same data, negatives, batches and recipe; `out/{encoder,decoder}`."""
+    check_environment(task)
     recipe = recipe or recipe_for(task)
     out = Path(out)
     _check_out(out)

@@ -237,13 +237,19 @@ def _score_rerank(model, samples: list[dict], recipe: Recipe) -> dict[str, float
 
 # ----------------------------------------------------------------------------- colbert (PyLate)
 
-def _build_colbert(base: BaseModel, recipe: Recipe):
-    try:
-        from pylate import models
-    except ImportError:
+def check_environment(task: str) -> None:
+    """Refuse, before the data is read or anything mined, a task whose library is not installed here."""
+    import importlib.util
+
+    if task == "colbert" and importlib.util.find_spec("pylate") is None:
         raise TwofoldError("colbert needs PyLate, which lives in its own environment (its pins clash with ours): "
-                           "`make colbert` creates .venv-colbert; run `.venv-colbert/bin/twofold finetune colbert …`"
-                           ) from None
+                           "`make colbert` creates .venv-colbert; run `.venv-colbert/bin/twofold finetune colbert …`")
+
+
+def _build_colbert(base: BaseModel, recipe: Recipe):
+    check_environment("colbert")
+    from pylate import models
+
     torch.manual_seed(recipe.seed)  # the fresh projection
     return models.ColBERT(base.path, query_length=recipe.query_length, document_length=recipe.max_length)
 
