@@ -44,6 +44,7 @@ from twofold.finetune.tasks import (
     primary_metric,
     rerank_candidates,
 )
+from twofold.quiet import quiet_head_load_reports
 from twofold.results import Result, save_results
 
 RECORD = "finetune.json"
@@ -108,6 +109,7 @@ def finetune(task: str, model: str | Path | BaseModel, data: str | RetrievalData
              say=print) -> FinetuneResult:
     """Fine-tune `model` on `data` with `recipe` (default: the task's published one); write `out`."""
     check_environment(task)
+    quiet_head_load_reports()  # the body of an export is loaded without its pretraining head
     recipe = recipe or recipe_for(task)
     out = Path(out)
     _check_out(out)
@@ -129,6 +131,7 @@ def finetune_pair(task: str, pair: str | Path, data: str | RetrievalData | Label
                   recipe: Recipe | None = None, say=print) -> list[FinetuneResult]:
     """Both members of a pair with the same data, negatives, batches and recipe; `out/{encoder,decoder}`."""
     check_environment(task)
+    quiet_head_load_reports()  # the body of an export is loaded without its pretraining head
     recipe = recipe or recipe_for(task)
     out = Path(out)
     _check_out(out)

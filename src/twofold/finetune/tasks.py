@@ -29,6 +29,7 @@ from twofold.errors import TwofoldError
 from twofold.finetune.datasets import LabelledData, RetrievalData, RetrievalSet
 from twofold.finetune.inputs import BaseModel
 from twofold.finetune.recipes import Recipe
+from twofold.quiet import quiet_head_load_reports
 
 ST_POOLING = {"mean": "mean", "last": "lasttoken", "cls": "cls"}
 
@@ -99,6 +100,7 @@ def embedder(base: BaseModel, recipe: Recipe):
     """A Sentence Transformers embedder of the base model with the member's pooling."""
     from sentence_transformers import SentenceTransformer, models
 
+    quiet_head_load_reports()
     transformer = models.Transformer(base.path, max_seq_length=recipe.max_length)
     size = transformer.get_embedding_dimension() if hasattr(transformer, "get_embedding_dimension") \
         else transformer.get_word_embedding_dimension()

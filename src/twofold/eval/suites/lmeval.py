@@ -21,6 +21,7 @@ import difflib
 import hashlib
 from pathlib import Path
 
+import lm_eval.models  # noqa: F401  fills lm-eval's registry (hf, vllm, …) before twofold-mlm joins it
 import torch
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
@@ -32,6 +33,7 @@ from twofold.eval.mlm_scoring import count_scored_tokens, fill_greedy, pseudo_lo
 from twofold.eval.settings import Settings
 from twofold.eval.suites.base import require, result
 from twofold.files import sha256_file
+from twofold.quiet import quiet_head_load_reports, quiet_lm_eval_git
 from twofold.results import Result
 
 ETTIN_TASKS = ("arc_easy", "arc_challenge", "hellaswag", "lambada_openai", "openbookqa", "piqa", "sciq",
@@ -192,11 +194,14 @@ def provenance(config: dict, version) -> dict:
 def run(member: Member, name: str, options: Settings) -> list[Result]:
     from lm_eval import evaluator
 
-    outcome = evaluator.simple_evaluate(model=harness_model(member, options), tasks=[name],
-                                        task_manager=task_manager(options, [name]), num_fewshot=options.num_fewshot,
-                                        limit=options.limit, bootstrap_iters=0, log_samples=False,
-                                        random_seed=options.seed, numpy_random_seed=options.seed,
-                                        torch_random_seed=options.seed, fewshot_random_seed=options.seed)
+    quiet_head_load_reports()
+    with quiet_lm_eval_git(evaluator):
+        outcome = evaluator.simple_evaluate(model=harness_model(member, options), tasks=[name],
+                                            task_manager=task_manager(options, [name]),
+                                            num_fewshot=options.num_fewshot, limit=options.limit, bootstrap_iters=0,
+                                            log_samples=False, random_seed=options.seed,
+                                            numpy_random_seed=options.seed, torch_random_seed=options.seed,
+                                            fewshot_random_seed=options.seed)
     scores = outcome["results"].get(name)
     if scores is None:  # a group: its subtasks' results
         raise TwofoldError(f"lm-eval returned no result named {name!r}; run its subtasks by name")

@@ -26,6 +26,7 @@ from twofold.eval.settings import Settings
 from twofold.eval.suites.base import hub_data, local_files, pick_tasks, require, result
 from twofold.finetune import RECORD, BaseModel, finetune, recipe_for
 from twofold.finetune.tasks import embedder
+from twofold.quiet import quiet_head_load_reports, quiet_mteb
 from twofold.results import Result
 
 MINIMUM = "2.26"  # mteb.evaluate with prediction folders, InstructionReranking tasks (as tested)
@@ -181,10 +182,13 @@ def run_task(suite: str):
     def run(member: Member, name: str, options: Settings) -> list[Result]:
         mteb = _mteb()
         task = resolve(name, options)
-        model, made = embedding_model(member, options, name)
+        quiet_head_load_reports()
+        with quiet_mteb():
+            model, made = embedding_model(member, options, name)
         predictions = options.work / member.label.replace("@", "_") / "mteb-predictions"
-        outcome = mteb.evaluate(model, [task], cache=None, prediction_folder=predictions,
-                                encode_kwargs={"batch_size": options.batch_size}, show_progress_bar=True)
+        with quiet_mteb():
+            outcome = mteb.evaluate(model, [task], cache=None, prediction_folder=predictions,
+                                    encode_kwargs={"batch_size": options.batch_size}, show_progress_bar=True)
         task_result = outcome.task_results[0]
         metrics, subsets = scores_of(task_result, task)
         path = task.metadata.dataset["path"]
