@@ -623,7 +623,7 @@ IDLE_FLAGS = [
     (["finetune", "embed", "m", "--data", "stdlib", "--text-fields", "a"], "--text-fields applies to finetune"),
     (["finetune", "rerank", "m", "--data", "stdlib", "--label-field", "y"], "--label-field applies to finetune"),
     (["finetune", "embed", "m", "--data", "stdlib", "--regression"], "--regression applies to finetune classify"),
-    (["finetune", "rerank", "m", "--data", "stdlib", "--pooling", "mean"], "--pooling applies to finetune embed"),
+    (["finetune", "sparse", "m", "--data", "stdlib", "--pooling", "mean"], "--pooling applies to finetune embed"),
     (["finetune", "classify", "m", "--data", "stdlib", "--hard-negatives", "2"], "--hard-negatives applies to"),
     (["finetune", "embed", "m", "--data", "x.jsonl", "--packages", "json"], "--packages picks packages of"),
     (["merge", "a", "--method", "linear"], "one MODEL (a) is not a merge"),

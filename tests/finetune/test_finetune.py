@@ -1,5 +1,6 @@
 """twofold finetune on the real libraries: every output loads unchanged there and in twofold."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -44,15 +45,20 @@ def test_the_weights_change_and_the_batches_are_what_the_recipe_says(tmp_path, e
     from safetensors.torch import load_file
 
     data = load_data("embed", str(pairs_file))
-    result = finetune("embed", exports["encoder"], data, tmp_path / "out", tiny_recipe("embed", hard_negatives=0),
-                      say=lambda *_: None)
+    with pytest.warns(UserWarning, match=rf"the test split is {len(data.test.queries)} queries over "
+                                         rf"{len(data.test.corpus)} documents: too small"):
+        result = finetune("embed", exports["encoder"], data, tmp_path / "out", tiny_recipe("embed", hard_negatives=0),
+                          say=lambda *_: None)
     before = load_file(exports["encoder"] / "model.safetensors")["model.layers.0.mlp.Wi.weight"]
     after = load_file(tmp_path / "out" / "model.safetensors")["layers.0.mlp.Wi.weight"]
     assert not torch.equal(before, after)
     assert result.sweep[0]["batches"] == -(-len(data.train) // 8)  # one epoch of batch 8
     # one learning rate: nothing to select on dev, so only the test split is scored
     assert result.sweep[0]["dev"] == {} and set(result.sweep[0]["test"]) >= {"ndcg@10"}
-    assert set(json.loads((tmp_path / "out" / RECORD).read_text())["before"]) == {"test"}
+    record = json.loads((tmp_path / "out" / RECORD).read_text())
+    assert set(record["before"]) == {"test"}
+    # what was used, not the recipe's "default": the encoder's mean pooling; the steps the optimizer took
+    assert record["recipe"]["pooling"] == "mean" and record["sweep"][0]["optimizer_steps"] == -(-len(data.train) // 8)
 
 
 @pytest.mark.parametrize("mini_batch", [4, 8])
@@ -102,7 +108,7 @@ def test_sweep_trains_each_rate_keeps_the_best_on_dev_and_records_all(tmp_path, 
     ids, mask = pad(frame(tokenizer, TEXTS, 48), tokenizer.special.pad)
     with torch.no_grad():
         assert torch.allclose(hf(input_ids=ids, attention_mask=mask).logits, ours(ids, mask).logits, atol=1e-5)
-    assert hf.config.classifier_pooling == "mean" and ours.pooling == "mean"
+    assert hf.config.classifier_pooling == "mean" and ours.pooling == "mean" == record["recipe"]["pooling"]
     assert set(hf.config.id2label.values()) == set(record["data"]["labels"])
 
 
@@ -199,3 +205,12 @@ def test_builtin_classification_tests_held_out_functions_with_no_package_dominat
     by_docstring = {f.docstring: f.package for f in held_out}
     assert all(by_docstring[text] == data.labels[label] for (text,), label in data.test)
     assert not {text for (text,), _ in data.test} & seen  # no test text was trained on
+
+
+def test_progress_names_the_split_it_scores(tmp_path, exports, labels_file):
+    """GLUE scores its dev set (its test labels are hidden): the progress says so, never "test"."""
+    data = dataclasses.replace(load_data("classify", str(labels_file)), test_split="dev_matched")
+    lines = []
+    finetune("classify", exports["decoder"], data, tmp_path / "out", tiny_recipe("classify"), say=lines.append)
+    assert lines and all(" dev_matched accuracy " in line and "test" not in line for line in lines), lines
+    assert json.loads((tmp_path / "out" / RECORD).read_text())["recipe"]["pooling"] == "last"

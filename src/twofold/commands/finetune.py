@@ -53,7 +53,7 @@ def register(subparsers) -> None:
     recipe.add_argument("--max-length", type=at_least(1), help="tokens per document / text")
     recipe.add_argument("--hard-negatives", type=at_least(0), help="negatives mined per query (0: in-batch only)")
     recipe.add_argument("--pooling", choices=["mean", "last", "cls"],
-                        help="embed/classify pooling (default: encoder mean, decoder last token)")
+                        help="embed/rerank/classify pooling (default: encoder mean, decoder last token)")
     recipe.add_argument("--seed", type=at_least(0))
     labelled = parser.add_argument_group("classify data")
     labelled.add_argument("--text-fields", help="text column(s), comma-separated (default: sentence)")
@@ -66,7 +66,7 @@ def register(subparsers) -> None:
 
 # Flags that only some tasks read: (flag, attribute, the tasks it changes).
 _TASK_FLAGS = (("--text-fields", "text_fields", ("classify",)), ("--label-field", "label_field", ("classify",)),
-               ("--regression", "regression", ("classify",)), ("--pooling", "pooling", ("embed", "classify")),
+               ("--regression", "regression", ("classify",)), ("--pooling", "pooling", ("embed", "rerank", "classify")),
                ("--hard-negatives", "hard_negatives", ("embed", "sparse", "rerank", "colbert")))
 
 

@@ -82,6 +82,7 @@ class LabelledData:
     test: list[tuple[tuple[str, ...], float | int]]
     labels: list[str] | None  # label names (index = class id); None: regression
     files: list[Path] = field(default_factory=list)
+    test_split: str = "test"  # what the scored held-out part is called (GLUE scores its dev set)
 
     @property
     def regression(self) -> bool:

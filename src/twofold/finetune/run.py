@@ -22,6 +22,7 @@ import platform
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -41,6 +42,7 @@ from twofold.finetune.tasks import (
     check_fits,
     embedder,
     mine,
+    pooling_used,
     primary_metric,
     rerank_candidates,
 )
@@ -174,7 +176,10 @@ def _finetune(task: str, base: BaseModel, data, prepared: Prepared, recipe: Reci
     parameters = _parameters(untrained)
     del untrained
     shown = "dev" if "dev" in splits else "test"  # what the sweep's progress lines report
-    say(f"  before fine-tuning: {shown} {metric} {before[shown].get(metric, float('nan')):.4f}")
+    test_called = getattr(data, "test_split", "test")  # GLUE's scored part is its dev set
+    called = "dev" if shown == "dev" else test_called
+    _warn_if_too_small(prepared.test, test_called)
+    say(f"  before fine-tuning: {called} {metric} {before[shown].get(metric, float('nan')):.4f}")
     sweep, best = [], None
     for i, lr in enumerate(recipe.learning_rates):
         candidate = workdir / f".sweep-{i}"
@@ -186,8 +191,9 @@ def _finetune(task: str, base: BaseModel, data, prepared: Prepared, recipe: Reci
         scores = {name: spec.score(model, split, recipe) for name, split in splits.items()}
         dev, test = scores.get("dev", {}), scores["test"]
         sweep.append({"learning_rate": lr, "dev": dev, "test": test, "seconds": round(seconds, 2),
-                      "batches": recorder.batches, "data_order": recorder.hexdigest})
-        say(f"  lr {lr:g}: {shown} {metric} {scores[shown][metric]:.4f} ({seconds:.0f} s)")
+                      "batches": recorder.batches, "optimizer_steps": recorder.steps,
+                      "data_order": recorder.hexdigest})
+        say(f"  lr {lr:g}: {called} {metric} {scores[shown][metric]:.4f} ({seconds:.0f} s)")
         if best is None or dev[metric] > sweep[best]["dev"][metric]:
             spec.save(model, candidate / "model")
             if best is not None:
@@ -204,12 +210,27 @@ def _finetune(task: str, base: BaseModel, data, prepared: Prepared, recipe: Reci
     save_results(results, workdir / RESULTS)
     record = {"task": task, "library": spec.library, "twofold_version": __version__, "model": base.source,
               "member": "decoder" if base.causal else "encoder", "name": base.name,
-              "data": _data_record(data, prepared), "recipe": recipe.to_dict(), "metric": metric,
+              "data": _data_record(data, prepared),
+              "recipe": recipe.to_dict() | {"pooling": pooling_used(task, base, recipe)}, "metric": metric,
               "selected": {"learning_rate": kept["learning_rate"], "dev": kept["dev"]}, "test": kept["test"],
               "before": before, "sweep": sweep, "environment": _environment()}
     atomic_write_text(workdir / RECORD, json.dumps(record, indent=1) + "\n")
     return FinetuneResult(final, task, base.name, record["member"], kept["learning_rate"], metric, before["test"],
                           kept["test"], kept["dev"], sweep, results)
+
+
+SMALL_SPLIT = 50  # fewer scored queries (examples) than this: one more or less right moves the score by > 2%
+
+
+def _warn_if_too_small(split, called: str) -> None:
+    """On small data the automatic split can be a handful of items, on which a fine-tune's score may not
+    move at all: say so, with its size, rather than print equal scores before and after."""
+    items = len(_items(split))
+    if items < SMALL_SPLIT:
+        what = f"{items} queries over {len(split.corpus)} documents" if hasattr(split, "corpus") else \
+            f"{items} examples"
+        warnings.warn(f"the {called} split is {what}: too small for the score to move much (each one is "
+                      f"{100 / max(items, 1):.0f}% of it); give more data or a larger --test", stacklevel=3)
 
 
 def _items(split) -> list:

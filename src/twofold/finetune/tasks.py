@@ -39,6 +39,17 @@ def pooling_for(base: BaseModel, recipe: Recipe) -> str:
     return recipe.pooling or ("last" if base.causal else "mean")
 
 
+def pooling_used(task: str, base: BaseModel, recipe: Recipe) -> str:
+    """What turns token states into the task's output, as built below (recorded in finetune.json)."""
+    if task == "sparse":
+        return "max"  # SPLADE: max over tokens of the MLM logits
+    if task == "colbert":
+        return "none"  # late interaction: one vector per token
+    if task == "rerank" and base.causal:
+        return "last"  # ModernBertDecoderForSequenceClassification scores the last token
+    return pooling_for(base, recipe)
+
+
 class OrderRecorder:
     """Wraps a data collator and hashes every batch it builds: two runs with equal hashes saw equal batches."""
 
@@ -46,6 +57,7 @@ class OrderRecorder:
         self.collator = collator
         self.digest = hashlib.sha256()
         self.batches = 0
+        self.steps: int | None = None  # optimizer steps the trainer took (set after training)
 
     def __call__(self, features):
         self.digest.update(json.dumps([_texts(f) for f in features], sort_keys=True, default=str).encode())
@@ -75,6 +87,7 @@ def _train(trainer, recorder: OrderRecorder) -> None:
     recorder.collator = trainer.data_collator
     trainer.data_collator = recorder
     trainer.train()
+    recorder.steps = trainer.state.global_step
 
 
 def _ir_metrics(results: dict) -> dict[str, float]:

@@ -162,7 +162,8 @@ def _encode(task: GlueTask, raw: dict[str, list[Example]], files: list[Path]) ->
                                    f"({', '.join(labels)})")
         encoded = {split: [(texts, index[label]) for texts, label in rows] for split, rows in raw.items()}
     devs = {dev: encoded[dev] for dev in task.dev}
-    data = LabelledData(f"glue-{task.name}", encoded["train"], devs[task.dev[0]], devs[task.dev[-1]], labels, files)
+    data = LabelledData(f"glue-{task.name}", encoded["train"], devs[task.dev[0]], devs[task.dev[-1]], labels, files,
+                        test_split=task.dev[-1])
     return data, devs
 
 
