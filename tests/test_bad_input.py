@@ -672,3 +672,8 @@ def test_a_negatives_column_the_reader_knows_gives_no_warning(tmp_path, recwarn)
     data = load_retrieval(str(path))
     assert not [w for w in recwarn if "not read" in str(w.message)]
     assert all(example["negative_1"].startswith("n") for example in data.train)
+
+
+def test_a_choice_flag_names_its_choices(tmp_path, capsys):
+    refused(capsys, ["eval", "m", "--pooling", "max", "--out", tmp_path / "out"], [tmp_path],
+            "--pooling: invalid choice: 'max'", "'cls', 'mean', 'last'")

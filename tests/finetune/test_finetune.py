@@ -58,7 +58,7 @@ def test_the_weights_change_and_the_batches_are_what_the_recipe_says(tmp_path, e
     record = json.loads((tmp_path / "out" / RECORD).read_text())
     assert set(record["before"]) == {"test"}
     # what was used, not the recipe's "default": the encoder's mean pooling; the steps the optimizer took
-    assert record["recipe"]["pooling"] == "mean" and record["sweep"][0]["optimizer_steps"] == -(-len(data.train) // 8)
+    assert record["pooling"] == "mean" and record["sweep"][0]["optimizer_steps"] == -(-len(data.train) // 8)
 
 
 @pytest.mark.parametrize("mini_batch", [4, 8])
@@ -108,7 +108,7 @@ def test_sweep_trains_each_rate_keeps_the_best_on_dev_and_records_all(tmp_path, 
     ids, mask = pad(frame(tokenizer, TEXTS, 48), tokenizer.special.pad)
     with torch.no_grad():
         assert torch.allclose(hf(input_ids=ids, attention_mask=mask).logits, ours(ids, mask).logits, atol=1e-5)
-    assert hf.config.classifier_pooling == "mean" and ours.pooling == "mean" == record["recipe"]["pooling"]
+    assert hf.config.classifier_pooling == "mean" and ours.pooling == "mean" == record["pooling"]
     assert set(hf.config.id2label.values()) == set(record["data"]["labels"])
 
 
@@ -213,4 +213,4 @@ def test_progress_names_the_split_it_scores(tmp_path, exports, labels_file):
     lines = []
     finetune("classify", exports["decoder"], data, tmp_path / "out", tiny_recipe("classify"), say=lines.append)
     assert lines and all(" dev_matched accuracy " in line and "test" not in line for line in lines), lines
-    assert json.loads((tmp_path / "out" / RECORD).read_text())["recipe"]["pooling"] == "last"
+    assert json.loads((tmp_path / "out" / RECORD).read_text())["pooling"] == "last"

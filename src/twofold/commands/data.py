@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 from dataclasses import fields
 
 from twofold.commands import POSITIVE, at_least, token_count
@@ -241,10 +242,9 @@ def _parse_weights(text: str) -> dict[str, float]:
     for item in text.split(","):
         group, sep, value = item.partition("=")
         try:
-            weights[group.strip()] = POSITIVE(value)
-        except argparse.ArgumentTypeError:
+            weights[group.strip()] = float(value)
+        except ValueError:
             sep = ""
-        if not sep or not group.strip():
-            raise TwofoldError(f"--weights: bad item {item!r}; write group=weight,group=weight with finite "
-                               "weights > 0")
+        if not sep or not group.strip() or not math.isfinite(weights.get(group.strip(), 0.0)):
+            raise TwofoldError(f"--weights: bad item {item!r}; write group=weight,group=weight with finite weights")
     return weights

@@ -57,7 +57,8 @@ def register(subparsers) -> None:
     for flag, kind, text in _KNOBS:
         if kind is int:  # counts and sizes; the seed may be 0
             kind = at_least(0 if flag == "seed" else 1)
-        sizes.add_argument(f"--{flag}", type=kind, help=text)
+        accepts = {"choices": ("cls", "mean", "last")} if flag == "pooling" else {"type": kind}
+        sizes.add_argument(f"--{flag}", **accepts, help=text)
     user = parser.add_argument_group("user data")
     user.add_argument("--train", help="classification: training file (.tsv/.csv with a header line, or .jsonl)")
     user.add_argument("--dev", help="classification: dev file, scored")

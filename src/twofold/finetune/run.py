@@ -211,7 +211,7 @@ def _finetune(task: str, base: BaseModel, data, prepared: Prepared, recipe: Reci
     record = {"task": task, "library": spec.library, "twofold_version": __version__, "model": base.source,
               "member": "decoder" if base.causal else "encoder", "name": base.name,
               "data": _data_record(data, prepared),
-              "recipe": recipe.to_dict() | {"pooling": pooling_used(task, base, recipe)}, "metric": metric,
+              "recipe": recipe.to_dict(), "pooling": pooling_used(task, base, recipe), "metric": metric,
               "selected": {"learning_rate": kept["learning_rate"], "dev": kept["dev"]}, "test": kept["test"],
               "before": before, "sweep": sweep, "environment": _environment()}
     atomic_write_text(workdir / RECORD, json.dumps(record, indent=1) + "\n")
