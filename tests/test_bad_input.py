@@ -677,3 +677,11 @@ def test_a_negatives_column_the_reader_knows_gives_no_warning(tmp_path, recwarn)
 def test_a_choice_flag_names_its_choices(tmp_path, capsys):
     refused(capsys, ["eval", "m", "--pooling", "max", "--out", tmp_path / "out"], [tmp_path],
             "--pooling: invalid choice: 'max'", "'cls', 'mean', 'last'")
+
+
+@pytest.mark.parametrize("budget", ["1", "5K"])
+def test_a_demo_budget_below_its_minimum_says_the_minimum(tmp_path, capsys, budget):
+    """Not the scaled recipe's complaint about a `--set` key, which `demo` does not have."""
+    err = refused(capsys, ["demo", "--budget", budget, "--out", tmp_path / "demo"], [tmp_path],
+                  "is too small", "takes --budget")
+    assert "--set" not in err

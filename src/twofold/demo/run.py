@@ -53,8 +53,8 @@ def run_demo(out: str | Path = "runs/demo", budget: int | None = None, fresh: bo
     layout = DemoLayout(Path(out))
     # --fresh and every rerun delete what an earlier demo made: never a folder of other files
     check_out(layout.root, "demo", holds=made_by_demo, overwrite=True)
+    check_budget(budget or DEMO_BUDGET)  # first: a scaled recipe's own complaint would name a --set demo lacks
     recipe = load_recipe("demo", budget=budget or DEMO_BUDGET)
-    check_budget(budget or DEMO_BUDGET)
     if fresh and layout.root.exists():
         shutil.rmtree(layout.root)
     layout.root.mkdir(parents=True, exist_ok=True)
