@@ -118,11 +118,15 @@ def save_results(results: list[Result], out_dir: str | Path) -> list[Path]:
     return paths
 
 
+WORK = "work"  # a suite's working folder (its fine-tunes, exports): their results are steps, not scores to compare
+
+
 def load_results(path: str | Path) -> list[Result]:
     """Results from a JSON file (one result or a list) or every result file under a directory."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*.json") if _looks_like_result(p))
+        files = sorted(p for p in path.rglob("*.json")
+                       if WORK not in p.relative_to(path).parts[:-1] and _looks_like_result(p))
         if not files:
             raise TwofoldError(f"{path}: no evaluation results (*.json written by `twofold eval`) in it; "
                                "run `twofold eval` first or pass the result files")

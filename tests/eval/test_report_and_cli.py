@@ -66,6 +66,15 @@ def test_compare_two_runs_side_by_side(tmp_path, capsys):
     assert is_png(out / "scores.png") and is_png(out / "vs-parameters.png")
 
 
+def test_a_suite_folder_gives_its_scores_not_its_working_fine_tunes(tmp_path):
+    """`eval --suite` keeps its fine-tunes' own results under work/: steps towards a score, not rows."""
+    save_results([result("encoder", "encoder", "glue-sst2", {"accuracy": 0.8})], tmp_path / "suite")
+    save_results([result("encoder", "encoder", "classify", {"accuracy": 0.7})],
+                 tmp_path / "suite" / "work" / "encoder" / "glue-sst2" / "lr-1e-05" / "results")
+    assert [(r.model, r.task) for r in load_results(tmp_path / "suite")] == [("encoder", "glue-sst2")]
+    assert len(load_results(tmp_path / "suite" / "work")) == 1  # asked for by name, it is read
+
+
 @pytest.fixture(scope="module")
 def pair_dir(tmp_path_factory, encoder, decoder, tokenizer):
     root = tmp_path_factory.mktemp("pair")
