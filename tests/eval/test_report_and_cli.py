@@ -75,6 +75,15 @@ def test_a_suite_folder_gives_its_scores_not_its_working_fine_tunes(tmp_path):
     assert len(load_results(tmp_path / "suite" / "work")) == 1  # asked for by name, it is read
 
 
+def test_suite_folders_of_one_pair_compare_one_column_per_member(tmp_path, capsys):
+    for suite, task in (("glue", "glue-sst2"), ("lm-eval", "piqa")):
+        save_results([result("encoder", "encoder", task, {"accuracy": 0.6}),
+                      result("decoder", "decoder", task, {"accuracy": 0.7})], tmp_path / suite)
+    assert main(["compare", str(tmp_path / "glue"), str(tmp_path / "lm-eval"), "--out", str(tmp_path / "c")]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert sorted(header.split()[2:4]) == ["decoder", "encoder"] and "glue/" not in header, header
+
+
 @pytest.fixture(scope="module")
 def pair_dir(tmp_path_factory, encoder, decoder, tokenizer):
     root = tmp_path_factory.mktemp("pair")

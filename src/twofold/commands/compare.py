@@ -27,18 +27,21 @@ def input_label(path: Path) -> str:
 
 
 def gather(inputs: list[str]):
-    """Every input's results; model names that clash across inputs get the input's label in front."""
+    """Every input's results. A model name scored on the same task in two inputs names two models:
+    they get the input's label in front. A name whose inputs hold different tasks (the suites of
+    one pair, each in its folder) is one model: one column."""
     from twofold.results import load_results
 
     loaded = [(Path(p), load_results(p)) for p in inputs]
-    owners: dict[str, set[str]] = {}
+    owners: dict[tuple[str, str], set[str]] = {}
     for path, results in loaded:
         for r in results:
-            owners.setdefault(r.model, set()).add(input_label(path))
+            owners.setdefault((r.model, r.task), set()).add(input_label(path))
+    clashing = {model for (model, _), labels in owners.items() if len(labels) > 1}
     gathered = []
     for path, results in loaded:
         for r in results:
-            if len(owners[r.model]) > 1:
+            if r.model in clashing:
                 r.model = f"{input_label(path)}/{r.model}"
             gathered.append(r)
     return gathered
