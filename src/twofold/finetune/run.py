@@ -110,12 +110,7 @@ def finetune(task: str, model: str | Path | BaseModel, data: str | RetrievalData
              recipe: Recipe | None = None, *, name: str | None = None, prepared: Prepared | None = None,
              say=print) -> FinetuneResult:
     """Fine-tune `model` on `data` with `recipe` (default: the task's published one); write `out`."""
-    check_environment(task)
-    quiet_head_load_reports()  # the body of an export is loaded without its pretraining head
-    recipe = recipe or recipe_for(task)
-    out = Path(out)
-    _check_out(out)
-    scratch = _scratch(out)
+    recipe, out, scratch = _begin(task, recipe, out)
     try:
         base = model if isinstance(model, BaseModel) else resolve(model, scratch / ".inputs", name)
         check_fits(task, base)
@@ -132,12 +127,7 @@ def finetune(task: str, model: str | Path | BaseModel, data: str | RetrievalData
 def finetune_pair(task: str, pair: str | Path, data: str | RetrievalData | LabelledData, out: str | Path,
                   recipe: Recipe | None = None, say=print) -> list[FinetuneResult]:
     """Both members of a pair with the same data, negatives, batches and recipe; `out/{encoder,decoder}`."""
-    check_environment(task)
-    quiet_head_load_reports()  # the body of an export is loaded without its pretraining head
-    recipe = recipe or recipe_for(task)
-    out = Path(out)
-    _check_out(out)
-    scratch = _scratch(out)
+    recipe, out, scratch = _begin(task, recipe, out)
     try:
         members = resolve_pair(pair, scratch / ".inputs")
         for member in members:
@@ -280,6 +270,16 @@ def _environment() -> dict:
             continue
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
     return {"python": sys.version.split()[0], "device": device, **versions}
+
+
+def _begin(task: str, recipe: Recipe | None, out: str | Path) -> tuple[Recipe, Path, Path]:
+    """What is checked before any work, then the hidden working folder: (recipe, out, scratch)."""
+    check_environment(task)
+    quiet_head_load_reports()  # the body of an export is loaded without its pretraining head
+    recipe = recipe or recipe_for(task)
+    out = Path(out)
+    _check_out(out)
+    return recipe, out, _scratch(out)
 
 
 def _check_out(out: Path) -> None:
