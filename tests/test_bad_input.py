@@ -636,7 +636,8 @@ def test_a_flag_that_would_change_nothing_is_refused(tmp_path, capsys, argv, mes
     refused(capsys, [*argv, "--out", tmp_path / "out"], [tmp_path], message)
 
 
-@pytest.mark.parametrize("extra", [["--micro-batch", "2"], ["--scale", "2"], ["--set", "seed=3"],
+@pytest.mark.parametrize("extra", [["--micro-batch", "2"], ["--scale", "2"], ["--batch-scale", "2"],
+                                   ["--set", "seed=3"],
                                    ["--eval-store", "s"], ["--objective", "mlm"], ["--log-every", "5"]])
 def test_resume_refuses_what_the_run_fixed_when_it_started(tmp_path, world, capsys, extra):
     refused(capsys, ["train", "--resume", world / "run", "--no-progress", *extra], [world], extra[0])

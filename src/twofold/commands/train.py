@@ -137,11 +137,11 @@ def _fixed_at_start(args: argparse.Namespace) -> list[tuple[str, object]]:
     a resume reads them from the run, so giving them again is refused rather than ignored."""
     return [("--recipe", args.recipe), ("--store", args.store), ("--out", args.out), ("--init-from", args.init_from),
             ("--branch-from", args.branch_from), ("--variant", args.variant), ("--phase", args.phase),
-            ("--order", args.order), ("--size", args.size),
-            ("--scale", args.scale), ("--budget", args.budget), ("--set", args.overrides),
-            ("--pair", args.pair), ("--objective", args.objective), ("--eval-store", args.eval_store),
-            ("--eval-every", args.eval_every), ("--micro-batch", args.micro_batch),
-            ("--save-every-steps", args.save_every_steps), ("--log-every", args.log_every)]
+            ("--order", args.order), ("--size", args.size), ("--scale", args.scale), ("--budget", args.budget),
+            ("--batch-scale", args.batch_scale != 1.0), ("--set", args.overrides), ("--pair", args.pair),
+            ("--objective", args.objective), ("--eval-store", args.eval_store), ("--eval-every", args.eval_every),
+            ("--micro-batch", args.micro_batch), ("--save-every-steps", args.save_every_steps),
+            ("--log-every", args.log_every)]
 
 
 def _check_run_out(out: str) -> None:
