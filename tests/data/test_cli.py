@@ -47,7 +47,7 @@ def test_tokenizer_train_prepare_info_and_plan(tmp_path, capsys):
     (["data", "prepare", "--source", "{tmp}/bad.jsonl", "--tokenizer", "{tok}", "--out", "{tmp}/s"],
      "bad.jsonl:2"),
     (["data", "plan", "--store", "{store}", "--temperature", "0", "--tokens", "1M"],
-     "--temperature: 0 is out of range: it must be a finite number in (0, ∞)"),
+     "--temperature: 0 is out of range: it must be a finite positive number"),
     (["data", "plan", "--store", "{store}", "--weights", "big=-1", "--tokens", "1M"], "weights must be >= 0"),
     (["data", "plan", "--store", "{store}", "--include", "big,xx", "--tokens", "1M"], "provided by no store"),
     (["data", "plan", "--store", "{store}", "--tokens", "lots"], "is not a token count"),

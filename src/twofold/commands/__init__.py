@@ -43,6 +43,8 @@ def number_in(low: float, high: float = math.inf, low_open: bool = False, high_o
     closed unless `*_open`): learning rates, ratios, rates, scales. nan and inf are never numbers here."""
     upper = "∞)" if high == math.inf else f"{high:g}{')' if high_open else ']'}"
     interval = f"{'(' if low_open else '['}{low:g}, {upper}"
+    wanted = "a finite positive number" if (low, low_open, high) == (0, True, math.inf) else \
+        f"a finite number in {interval}"
 
     def finite_number(text: str) -> float:
         try:
@@ -52,8 +54,7 @@ def number_in(low: float, high: float = math.inf, low_open: bool = False, high_o
         above = value > low if low_open else value >= low
         below = value < high if high_open else value <= high
         if not (math.isfinite(value) and above and below):
-            raise argparse.ArgumentTypeError(f"{text.strip()} is out of range: it must be a finite number in "
-                                             f"{interval}")
+            raise argparse.ArgumentTypeError(f"{text.strip()} is out of range: it must be {wanted}")
         return value
 
     finite_number.interval = interval
