@@ -85,5 +85,7 @@ def test_an_interrupted_finetune_leaves_no_hidden_folder(tmp_path, exports, labe
     time.sleep(1)  # into the work
     child.send_signal(signum)
     _, err = child.communicate(timeout=120)
-    assert child.returncode == 130 and "twofold: interrupted" in err, err  # stopped, not finished
+    # Stopped, not finished: twofold's exit status 130, or, once in a loaded CI run, death by SIGINT
+    # after "interrupted" was said (a KeyboardInterrupt met again during the interpreter's shutdown).
+    assert child.returncode in (130, -signal.SIGINT) and "twofold: interrupted" in err, (child.returncode, err)
     assert not out.exists() and list(tmp_path.iterdir()) == []
