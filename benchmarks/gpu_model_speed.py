@@ -2,15 +2,16 @@
 """GPU training-step speed and model FLOPs utilisation (MFU): twofold vs transformers.
 
 bf16 autocast (fp32 master weights, AdamW), shape of `ettin-150m`, sequences of 1024 tokens.
-Ours runs packed (cu_seqlens; flash-attn varlen when installed) with sparse prediction;
+Ours runs packed (cu_seqlens; PyTorch's varlen_attn, flash-attn's where installed) with sparse prediction;
 transformers runs padded with `flash_attention_2` if flash-attn is installed, else `sdpa`.
 Cases: encoder MLM at 30% masking (transformers' default dense head, and sparse_prediction=True)
 and decoder CLM. Batches, timing and interleaving are those of `model_speed.py`.
 
 MFU = model FLOPs per step / step time / the card's dense bf16 peak. Model FLOPs are the same
-number for both implementations: 3 x forward matmul FLOPs (projections, MLP, attention scores
-over the keys each query may see, and the head on the positions that have a target), so work
-spent on padding or on logits nobody asked for counts as waste.
+number for both implementations and the trainer's (`twofold.model.flops.training_flops`): 3 x
+forward matmul FLOPs (projections, MLP, attention scores over the keys each query may see, and the
+head on the positions that have a target), so work spent on padding or on logits nobody asked for
+counts as waste.
 
     python benchmarks/gpu_model_speed.py                 # on a CUDA machine
     python benchmarks/gpu_model_speed.py --smoke         # tiny shape, 2 steps: runs on CPU too
