@@ -5,7 +5,8 @@
   retrieval task and for FollowIR (queries `N-og` / `N-changed`, instructions, top-ranked lists,
   `qrel_diff`: the documents the altered instruction made non-relevant);
 - lm-eval: task YAMLs on local JSONL files (multiple choice, and log-likelihood as LAMBADA);
-- BEIR: corpus.jsonl, queries.jsonl, qrels/test.tsv (rank1).
+- BEIR: corpus.jsonl, queries.jsonl, qrels/test.tsv (rank1, and mteb's retrieval tasks), and the
+  same set as an MTEB dataset repository.
 """
 
 from __future__ import annotations
@@ -160,6 +161,20 @@ def write_beir(directory: Path) -> Path:
     (directory / "qrels").mkdir()
     (directory / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
         f"q{i}\td{i}\t1\n" for i in range(len(TOPICS))))
+    return directory
+
+
+def beir_as_repository(beir: Path, directory: Path) -> Path:
+    """The BEIR folder's set as an MTEB dataset repository (README.md configs, JSONL qrels), which mteb
+    reads itself: the same documents, queries and judgements in the other layout."""
+    directory.mkdir(parents=True)
+    for name in ("corpus.jsonl", "queries.jsonl"):
+        (directory / name).write_bytes((beir / name).read_bytes())
+    lines = (beir / "qrels" / "test.tsv").read_text().splitlines()[1:]
+    jsonl(directory / "qrels" / "test.jsonl", [dict(zip(("query-id", "corpus-id", "score"), (q, d, int(s))))
+                                               for q, d, s in (line.split("\t") for line in lines)])
+    _readme(directory, {"corpus": ("corpus", "corpus.jsonl"), "queries": ("queries", "queries.jsonl"),
+                        "default": ("test", "qrels/test.jsonl")})
     return directory
 
 

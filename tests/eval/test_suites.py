@@ -7,6 +7,7 @@ written by `tools/suite_data.py` in the layouts the real data has.
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -157,9 +158,65 @@ def test_mteb_runs_a_custom_task_on_both_members(tmp_path, members):
     assert results[1].details["model"] == "export, last-token pooling"
 
 
+def _graded_beir(directory: Path) -> dict[str, dict[str, int]]:
+    """A BEIR folder with titles, graded judgements, a zero-score row and a train split; half the queries
+    are their relevant document's title and text word for word. Returns the test judgements."""
+    topics = suite_data.TOPICS
+    suite_data.jsonl(directory / "corpus.jsonl", [{"_id": f"d{i}", "title": topic, "text": code}
+                                                  for i, (topic, _, code) in enumerate(topics)])
+    queries = [f"{topic} {code}" if i % 2 else text for i, (topic, text, code) in enumerate(topics)]
+    suite_data.jsonl(directory / "queries.jsonl", [{"_id": f"q{i}", "text": q} for i, q in enumerate(queries)])
+    rows = [(f"q{i}", f"d{i}", 2) for i in range(len(topics))] + [(f"q{i}", f"d{(i + 3) % 8}", 1) for i in (0, 2)]
+    (directory / "qrels").mkdir()
+    (directory / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"{q}\t{d}\t{score}\n" for q, d, score in [*rows, ("q4", "d5", 0)]))
+    (directory / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td0\t1\n")
+    qrels: dict[str, dict[str, int]] = {}
+    for q, d, score in rows:
+        qrels.setdefault(q, {})[d] = score
+    return qrels
+
+
+def test_mteb_scores_a_beir_folder_as_it_scores_the_same_set_as_a_dataset_repository(tmp_path, pair):
+    """`--data-dir` with a BEIR folder (TSV qrels, as rank1 and `--task beir` read it) gives what mteb gives
+    reading the same set from a dataset repository itself, and the nDCG@10 of its own predictions."""
+    qrels = _graded_beir(tmp_path / "beir" / "SciFact")
+    suite_data.beir_as_repository(tmp_path / "beir" / "SciFact", tmp_path / "hub" / "mteb" / "scifact")
+    scored = {}
+    for layout in ("beir", "hub"):
+        argv = ["eval", str(pair / "encoder"), "--suite", "mteb", "--tasks", "SciFact", "--data-dir",
+                str(tmp_path / layout), "--out", str(tmp_path / f"out-{layout}"), "--batch-size", "8"]
+        assert main(argv) == 0
+        [scored[layout]] = load_results(tmp_path / f"out-{layout}")
+    beir, hub = scored["beir"], scored["hub"]
+    run, hub_run = (json.loads(Path(r.details["predictions"]).read_text())["default"]["test"] for r in (beir, hub))
+    assert run.keys() == hub_run.keys() and all(run[q] == pytest.approx(hub_run[q], abs=1e-6) for q in run)
+    assert beir.metrics == pytest.approx(hub.metrics, abs=1e-9) and beir.n == hub.n == 8
+    assert beir.metrics["ndcg@10"] == pytest.approx(retrieval_scores(qrels, run)["ndcg@10"], abs=1e-4)
+    for i in (1, 3, 5, 7):  # a query that is its document word for word finds it first
+        assert max(run[f"q{i}"], key=run[f"q{i}"].get) == f"d{i}"
+    assert beir.data["sha256"]["qrels/test.tsv"] and beir.data["path"] == str(tmp_path / "beir" / "SciFact")
+
+
+def documented_followir_layout() -> tuple[dict[str, list[str]], str]:
+    """The FollowIR layout docs/evaluation.md shows: each file with the keys of its example row, and README.md."""
+    text = (Path(__file__).parents[2] / "docs" / "evaluation.md").read_text()
+    listing = text.split("```text\nDIR/mteb/Core17InstructionRetrieval/\n", 1)[1].split("```", 1)[0]
+    files = {line.split()[0]: re.findall(r'"([\w-]+)":', line) for line in listing.splitlines()}
+    readme = text.split("```yaml\n---\nconfigs:", 1)[1].split("```", 1)[0]
+    return files, "---\nconfigs:" + readme
+
+
 def test_followir_p_mrr_is_mtebs_and_ours_on_the_same_run(tmp_path, pair):
+    """On the layout docs/evaluation.md documents, file for file."""
     data = tmp_path / "data"
-    suite_data.write_followir(data / "mteb" / "Core17InstructionRetrieval")
+    written = suite_data.write_followir(data / "mteb" / "Core17InstructionRetrieval")
+    files, readme = documented_followir_layout()
+    assert sorted(files) == sorted(str(f.relative_to(written)) for f in written.rglob("*") if f.is_file())
+    assert (written / "README.md").read_text() == readme
+    for name, keys in files.items():
+        if name.endswith(".jsonl"):
+            assert list(json.loads((written / name).read_text().splitlines()[0])) == keys, name
     out = tmp_path / "out"
     argv = ["eval", str(pair), "--suite", "followir", "--tasks", "Core17InstructionRetrieval",
             "--data-dir", str(data), "--out", str(out), "--batch-size", "8"]
@@ -405,6 +462,34 @@ def test_bad_suite_input_is_one_line_and_exit_2(tmp_path, pair, capsys, make_arg
     assert main(["eval", str(pair), *make_argv(data, pair), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and message in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("task, make, message", [
+    ("SciFact", lambda d: (d / "notes.txt").write_text("scifact"),
+     "SciFact: neither a copy of SciFact's dataset repository (mteb/scifact: README.md with its configs:) nor a "
+     "BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv)"),
+    ("SciFact", lambda d: (d / "qrels" / "test.tsv").rename(d / "qrels" / "train.tsv"),
+     "SciFact: no qrels/test.tsv; mteb scores SciFact on split test"),
+    ("SciFact", lambda d: (d / "queries.jsonl").unlink(), "SciFact: no queries.jsonl; a BEIR folder holds"),
+    ("Core17InstructionRetrieval", lambda d: None, "a BEIR folder, but Core17InstructionRetrieval "
+                                                   "(InstructionReranking) reads what BEIR does not hold"),
+    ("CodeSearchNetRetrieval", lambda d: None, "a BEIR folder holds one set, but CodeSearchNetRetrieval has subsets"),
+    ("NFCorpus", lambda d: None, "mteb/nfcorpus: missing; --data-dir holds, for each MTEB task, a copy of its"),
+])
+def test_a_local_copy_for_mteb_that_is_neither_layout_is_one_line(tmp_path, pair, capsys, task, make, message):
+    folder = tmp_path / "data" / task
+    if message.startswith("SciFact: neither"):
+        folder.mkdir(parents=True)
+    else:
+        suite_data.write_beir(tmp_path / "data" / ("SciFact" if task == "NFCorpus" else task))
+    make(folder)
+    out = tmp_path / "out"
+    argv = ["eval", str(pair), "--suite", "mteb", "--tasks", task, "--data-dir", str(tmp_path / "data"),
+            "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err, err
     assert not out.exists()
 
 

@@ -71,7 +71,8 @@ def register(subparsers) -> None:
     suite.add_argument("--tasks", help="the suites' tasks to run, comma-separated; SUITE:TASK for one suite of "
                                        "several (default: all of them; for --suite mteb: any MTEB task names)")
     suite.add_argument("--data-dir", help="local copies of the suites' data (GLUE folders, MTEB dataset repositories, "
-                                          "lm-eval task YAMLs, BEIR folders for rank1); default: download")
+                                          "BEIR folders for rank1 and mteb's retrieval tasks, lm-eval task YAMLs); "
+                                          "default: download")
     suite.add_argument("--limit", type=at_least(1), help="examples (queries, documents) per task at most: a quick "
                                                          "look, not the published protocol (recorded in results)")
     suite.add_argument("--lr", type=numbers_in(0, low_open=True),

@@ -6,9 +6,11 @@ first), or from a Sentence Transformers directory given as the model.
 Presets: `mteb-retrieval` (the retrieval tasks of MTEB(eng, v2)), `csn` (CodeSearchNet
 retrieval), `mldr` (MultiLongDocRetrieval, English, at the model's full context) and `followir`
 (FollowIR's instruction-retrieval tasks, scored by p-MRR). `mteb` runs any tasks named with
-`--tasks`. With `--data-dir DIR`, a task reads its dataset from a local copy of its hub
-repository, `DIR/<dataset path>` (e.g. `DIR/mteb/SciFact`, as `huggingface-cli download
---repo-type dataset mteb/SciFact --local-dir DIR/mteb/SciFact` writes it) or `DIR/<task name>`.
+`--tasks`. With `--data-dir DIR`, a task reads its dataset from `DIR/<dataset path>` (e.g.
+`DIR/mteb/scifact`) or `DIR/<task name>`: a local copy of its hub repository (as `huggingface-cli
+download --repo-type dataset mteb/scifact --local-dir DIR/mteb/scifact` writes it), which mteb
+reads, or for a retrieval task of one subset a BEIR folder, which twofold's BEIR reader puts into
+the task as mteb's loader would.
 
 mteb and sentence-transformers (optional, the `suites` extra) are imported where used.
 """
@@ -25,6 +27,7 @@ from twofold.eval.member import EMBEDDER, Member
 from twofold.eval.settings import Settings
 from twofold.eval.suites.base import hub_data, local_files, pick_tasks, require, result
 from twofold.finetune import RECORD, BaseModel, finetune, recipe_for
+from twofold.finetune.datasets import read_beir
 from twofold.finetune.tasks import embedder
 from twofold.quiet import quiet_head_load_reports, quiet_mteb
 from twofold.results import Result
@@ -100,11 +103,15 @@ def resolve(name: str, options: Settings):
             if Path(path).is_dir():  # a task defined on local files already
                 local = Path(path)
             else:
-                raise TwofoldError(f"{options.data_dir / path}: missing; --data-dir holds a copy of each MTEB task's "
-                                   f"dataset repository (huggingface-cli download --repo-type dataset {path} "
-                                   f"--local-dir {options.data_dir / path})")
+                raise TwofoldError(f"{options.data_dir / path}: missing; --data-dir holds, for each MTEB task, a copy "
+                                   f"of its dataset repository (huggingface-cli download --repo-type dataset {path} "
+                                   f"--local-dir {options.data_dir / path}) or a BEIR folder "
+                                   f"{options.data_dir / name} (corpus.jsonl, queries.jsonl, qrels/test.tsv)")
+        found = layout(local, task)
         dataset = {**task.metadata.dataset, "path": str(local)}
         task.metadata = task.metadata.model_copy(update={"dataset": dataset})
+        if found == BEIR:
+            load_beir(task, local)
     _RESOLVED[key] = task
     return task
 
@@ -114,6 +121,51 @@ def local_copy(task, data_dir: Path) -> Path | None:
         if candidate.is_dir():
             return candidate
     return None
+
+
+REPOSITORY, BEIR = "dataset repository", "BEIR folder"
+
+
+def layout(folder: Path, task) -> str:
+    """Which layout a local copy has: the hub repository mteb reads itself (README.md declaring its
+    `configs:`), or a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv), read by twofold."""
+    readme = folder / "README.md"
+    if readme.is_file() and "configs:" in readme.read_text(encoding="utf-8", errors="replace"):
+        return REPOSITORY
+    if any((folder / name).exists() for name in ("corpus.jsonl", "queries.jsonl", "qrels")):
+        return BEIR
+    if readme.is_file():  # a repository whose configs `datasets` infers from its file names
+        return REPOSITORY
+    raise TwofoldError(f"{folder}: neither a copy of {task.metadata.name}'s dataset repository "
+                       f"({task.metadata.dataset['path']}: README.md with its configs:) nor a BEIR folder "
+                       "(corpus.jsonl, queries.jsonl, qrels/test.tsv)")
+
+
+def load_beir(task, folder: Path) -> None:
+    """A BEIR folder into mteb's task object, as mteb's own loader would fill it (corpus, queries with
+    judgements, qrels), read by twofold's one BEIR reader (rank1 and `--task beir` read it too).
+    A title is joined to its text as mteb joins them."""
+    from datasets import Dataset
+
+    name, kind = task.metadata.name, task.metadata.type
+    if kind != "Retrieval":
+        raise TwofoldError(f"{folder}: a BEIR folder, but {name} ({kind}) reads what BEIR does not hold "
+                           "(instructions, candidate lists); give a copy of its dataset repository")
+    if len(task.hf_subsets) != 1:
+        raise TwofoldError(f"{folder}: a BEIR folder holds one set, but {name} has subsets "
+                           f"{', '.join(task.hf_subsets)}; give a copy of its dataset repository")
+    corpus, queries, qrels = read_beir(folder)
+    missing = [split for split in task.eval_splits if split not in qrels]
+    if missing:
+        raise TwofoldError(f"{folder}: no qrels/{missing[0]}.tsv; mteb scores {name} on split "
+                           f"{', '.join(task.eval_splits)} (query-id<TAB>corpus-id<TAB>score lines)")
+    documents = Dataset.from_dict({"id": list(corpus), "text": list(corpus.values())})
+    task.dataset = {task.hf_subsets[0]: {split: {
+        "corpus": documents,
+        "queries": Dataset.from_dict({"id": list(qrels[split]), "text": [queries[q] for q in qrels[split]]}),
+        "relevant_docs": qrels[split], "top_ranked": None} for split in task.eval_splits}}
+    task.dataset_transform()
+    task.data_loaded = True
 
 
 def check_data(names: list[str], options: Settings) -> None:
