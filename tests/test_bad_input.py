@@ -4,6 +4,7 @@ after (a refused command writes nothing at all). The classes of bad input are in
 
 from __future__ import annotations
 
+import argparse
 import errno
 import json
 import os
@@ -626,6 +627,12 @@ IDLE_FLAGS = [
     (["finetune", "sparse", "m", "--data", "stdlib", "--pooling", "mean"], "--pooling applies to finetune embed"),
     (["finetune", "classify", "m", "--data", "stdlib", "--hard-negatives", "2"], "--hard-negatives applies to"),
     (["finetune", "embed", "m", "--data", "x.jsonl", "--packages", "json"], "--packages picks packages of"),
+    (["finetune", "classify", "m", "--data", "stdlib", "--hard-negatives", "0"], "--hard-negatives applies to"),
+    (["finetune", "classify", "m", "--data", "stdlib", "--regression", "--text-fields", "sentence", "--label-field",
+      "label", "--pooling", "mean", "--mini-batch-size", "32"],
+     "--mini-batch-size applies to finetune embed and colbert, not classify; drop it"),
+    (["finetune", "rerank", "m", "--data", "stdlib", "--mini-batch-size", "32"], "embed and colbert, not rerank"),
+    (["finetune", "sparse", "m", "--data", "stdlib", "--mini-batch-size", "8"], "embed and colbert, not sparse"),
     (["merge", "a", "--method", "linear"], "one MODEL (a) is not a merge"),
     (["merge", "a", "b", "--method", "linear", "--lambda", "2"], "--lambda scales TIES' task vector"),
 ]
@@ -636,11 +643,74 @@ def test_a_flag_that_would_change_nothing_is_refused(tmp_path, capsys, argv, mes
     refused(capsys, [*argv, "--out", tmp_path / "out"], [tmp_path], message)
 
 
-@pytest.mark.parametrize("extra", [["--micro-batch", "2"], ["--scale", "2"], ["--batch-scale", "2"],
-                                   ["--set", "seed=3"],
-                                   ["--eval-store", "s"], ["--objective", "mlm"], ["--log-every", "5"]])
-def test_resume_refuses_what_the_run_fixed_when_it_started(tmp_path, world, capsys, extra):
-    refused(capsys, ["train", "--resume", world / "run", "--no-progress", *extra], [world], extra[0])
+def test_a_cached_loss_flag_is_taken_where_a_cached_loss_reads_it():
+    from twofold.cli import build_parser
+    from twofold.commands.finetune import check_flags_apply
+
+    for task in ("embed", "colbert"):
+        check_flags_apply(build_parser().parse_args(["finetune", task, "m", "--data", "stdlib", "--out", "o",
+                                                     "--mini-batch-size", "32", "--hard-negatives", "0"]))
+
+
+DATA_PLAN_IDLE = [
+    (["--tokens", "1M", "--batch-scale", "1"], "plan: --batch-scale changes the recipe of --recipe, which is not "),
+    (["--tokens", "1M", "--size", "17m", "--set", "seed=1"], "drop --size/--set or add --recipe"),
+    (["--tokens", "1M", "--mixture", "m.yaml", "--include", "a"], "--mixture FILE holds the weights, temperature "
+                                                                  "and groups; drop --include"),
+    (["--recipe", "demo", "--include", ""], "drop --include (or use --set)"),
+]
+
+
+@pytest.mark.parametrize("argv, message", DATA_PLAN_IDLE, ids=[" ".join(a) for a, _ in DATA_PLAN_IDLE])
+def test_a_data_plan_flag_that_would_change_nothing_is_refused(tmp_path, capsys, argv, message):
+    refused(capsys, ["data", "plan", "--store", tmp_path / "store", *argv], [tmp_path], message)
+
+
+# Every flag a run fixes when it starts, with the value it takes when left out where it has one:
+# given on --resume, even so, it would change nothing.
+FIXED_FLAGS = [["--recipe", "demo"], ["--size", "17m"], ["--variant", "eng"], ["--scale", "1"],
+               ["--budget", "1M"], ["--batch-scale", "1"], ["--set", "seed=21"], ["--store", "s"], ["--out", "o"],
+               ["--pair"], ["--objective", "mlm"], ["--init-from", "m"], ["--branch-from", "r"],
+               ["--phase", "pretrain"], ["--order", "d"], ["--eval-store", "s"], ["--eval-every", "1K"],
+               ["--eval-sequences", "32"], ["--micro-batch", "8"], ["--keep-last", "2"], ["--save-every-steps", "1"],
+               ["--parallel", "ddp"], ["--precision", "auto"], ["--compile"], ["--no-compile"], ["--log-every", "1"],
+               ["--workers", "0"], ["--tensorboard"]]
+READ_ON_RESUME = {"--resume", "--device", "--no-progress", "--reseed-rng", "-h"}
+
+
+@pytest.mark.parametrize("extra", FIXED_FLAGS, ids=[" ".join(f) for f in FIXED_FLAGS])
+def test_resume_refuses_every_flag_the_run_fixed_even_at_its_default_value(tmp_path, world, capsys, extra):
+    refused(capsys, ["train", "--resume", world / "run", "--no-progress", *extra], [world],
+            f"{extra[0].replace('--no-compile', '--compile/--no-compile')}", "would change nothing")
+
+
+def test_a_fresh_run_records_the_defaults_of_flags_left_out_and_the_values_given(tmp_path, world):
+    """Left-out flags are None on the command line; the run records Options' defaults for them."""
+    from twofold.train.loop import Options
+
+    left_out = json.loads((world / "run" / "run.json").read_text())["options"]
+    defaults = Options(stores=())
+    assert {k: left_out[k] for k in ("objective", "eval_sequences", "keep_last", "parallel", "precision", "compile",
+                                     "num_workers", "tensorboard")} == \
+        {k: getattr(defaults, k) for k in ("objective", "eval_sequences", "keep_last", "parallel", "precision",
+                                           "compile", "num_workers", "tensorboard")}
+    cli(*train(world, tmp_path / "run", "--keep-last", "3", "--eval-sequences", "4", "--precision", "fp32",
+               "--no-compile", "--batch-scale", "1"))
+    given = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert (given["options"]["keep_last"], given["options"]["eval_sequences"], given["options"]["precision"],
+            given["options"]["compile"]) == (3, 4, "fp32", False)
+    # --batch-scale 1 trains the recipe as left out
+    assert given["recipe"] == json.loads((world / "run" / "run.json").read_text())["recipe"]
+
+
+def test_every_train_flag_is_fixed_at_the_start_or_read_on_resume():
+    from twofold.cli import build_parser
+    from twofold.commands.train import FIXED_AT_START
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    flags = {flag for action in commands.choices["train"]._actions for flag in action.option_strings}
+    assert flags - READ_ON_RESUME - {"--help"} == {f[0] for f in FIXED_FLAGS}
+    assert {flag for flags in FIXED_AT_START.values() for flag in flags.split("/")} == {f[0] for f in FIXED_FLAGS}
 
 
 def test_reseed_rng_on_a_run_that_needs_no_fresh_streams_is_refused(tmp_path, world, capsys):

@@ -7,6 +7,10 @@ parsing would otherwise load torch and every room for any command.
 Every number the command line takes goes through one of the argparse types below, one per kind
 of range: a value that is not finite or not in its range is refused while parsing, in one line
 naming the flag and the range, before any work.
+
+A flag that some case does not read is refused there (never silently ignored), and refused when
+given at all: such flags default to None (or [] when repeatable), their defaults applied after,
+so that one given with its default value is told from one left out (`given`).
 """
 
 import argparse
@@ -76,3 +80,9 @@ def numbers_in(low: float, high: float = math.inf, low_open: bool = False, high_
 
 POSITIVE = number_in(0, low_open=True)  # learning rates, epochs, scales, weights
 FRACTION = number_in(0, 1)  # a share of something, ends included
+
+
+def given(args: argparse.Namespace, flags: dict[str, str]) -> list[str]:
+    """The flags of `flags` (destination -> flag) that the command line gave, whatever their value:
+    each defaults to None (or [] when repeatable), so a value equal to the default counts as given."""
+    return [flag for dest, flag in flags.items() if getattr(args, dest) is not None and getattr(args, dest) != []]

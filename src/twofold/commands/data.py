@@ -7,8 +7,8 @@ import itertools
 import math
 from dataclasses import fields
 
-from twofold.commands import POSITIVE, at_least, token_count
-from twofold.commands.recipe import add_recipe_arguments
+from twofold.commands import POSITIVE, at_least, given, token_count
+from twofold.commands.recipe import RECIPE_FLAGS, add_recipe_arguments
 from twofold.data.sources import SourceSpec
 from twofold.data.store import CHUNK_CHARS
 from twofold.errors import TwofoldError
@@ -136,10 +136,15 @@ def run_plan(args) -> int:
 
     if args.recipe:
         return _plan_recipe(args)
+    unread = given(args, RECIPE_FLAGS)
+    if unread:
+        raise TwofoldError(f"plan: {unread[0]} changes the recipe of --recipe, which is not given; drop "
+                           f"{'/'.join(unread)} or add --recipe")
     if args.tokens is None:
         raise TwofoldError("plan: give --recipe (shares per phase) or --tokens with a mixture")
-    if args.mixture and (args.temperature is not None or args.weights):
-        raise TwofoldError("plan: give --mixture FILE or --temperature/--weights, not both")
+    inline = given(args, {"temperature": "--temperature", "weights": "--weights", "include": "--include"})
+    if args.mixture and inline:
+        raise TwofoldError(f"plan: --mixture FILE holds the weights, temperature and groups; drop {'/'.join(inline)}")
     if args.mixture:
         mixture = load_mixture(args.mixture)
     else:
@@ -154,15 +159,20 @@ def run_plan(args) -> int:
     return 0
 
 
+_MIXTURE_FLAGS = {"mixture": "--mixture", "temperature": "--temperature", "weights": "--weights",
+                  "include": "--include", "tokens": "--tokens"}  # one mixture's plan, not a recipe's
+
+
 def _plan_recipe(args) -> int:
     from twofold.data.mixture import format_phase_shares, plan, plot_phase_shares
     from twofold.data.sampling import Corpus
     from twofold.data.store import TokenStore
     from twofold.train.recipe import load_recipe
 
-    if args.mixture or args.temperature is not None or args.weights or args.include or args.tokens:
-        raise TwofoldError("plan: --recipe takes each phase's mixture and tokens from the recipe; "
-                           "drop --mixture/--temperature/--weights/--include/--tokens (or use --set)")
+    unread = given(args, _MIXTURE_FLAGS)
+    if unread:
+        raise TwofoldError(f"plan: --recipe takes each phase's mixture and tokens from the recipe; "
+                           f"drop {'/'.join(unread)} (or use --set)")
     recipe = load_recipe(args.recipe, size=args.size, overrides=args.overrides, scale=args.scale,
                          budget=args.budget, variant=args.variant, batch_scale=args.batch_scale)
     group_tokens = Corpus([TokenStore(path) for path in args.store]).group_tokens

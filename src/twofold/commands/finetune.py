@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from twofold.commands import POSITIVE, at_least, number_in, numbers_in
+from twofold.commands import POSITIVE, at_least, given, number_in, numbers_in
 
 _EPILOG = """tasks and their libraries (defaults: the published Ettin recipes):
   embed     Sentence Transformers: CachedMultipleNegativesRankingLoss, mined hard negatives, lr 8e-5, batch 512
@@ -47,7 +47,8 @@ def register(subparsers) -> None:
                         help="learning rate, or several comma-separated: a sweep selected on dev")
     recipe.add_argument("--epochs", type=POSITIVE)
     recipe.add_argument("--batch-size", type=at_least(1))
-    recipe.add_argument("--mini-batch-size", type=at_least(1), help="cached losses: sequences per forward pass")
+    recipe.add_argument("--mini-batch-size", type=at_least(1),
+                        help="embed and colbert (their cached losses): sequences per forward pass")
     recipe.add_argument("--warmup", type=number_in(0, 1, high_open=True), dest="warmup_ratio",
                         help="warmup fraction of the steps")
     recipe.add_argument("--max-length", type=at_least(1), help="tokens per document / text")
@@ -58,7 +59,8 @@ def register(subparsers) -> None:
     labelled = parser.add_argument_group("classify data")
     labelled.add_argument("--text-fields", help="text column(s), comma-separated (default: sentence)")
     labelled.add_argument("--label-field", help="label column (default: label)")
-    labelled.add_argument("--regression", action="store_true", help="numeric labels (default: inferred)")
+    labelled.add_argument("--regression", action="store_true", default=None,
+                          help="numeric labels (default: inferred)")
     parser.add_argument("--max-train", type=at_least(1), help="use at most this many training examples")
     parser.add_argument("--packages", help="stdlib data: only these top-level packages (comma-separated)")
     parser.set_defaults(func=run_finetune)
@@ -67,7 +69,8 @@ def register(subparsers) -> None:
 # Flags that only some tasks read: (flag, attribute, the tasks it changes).
 _TASK_FLAGS = (("--text-fields", "text_fields", ("classify",)), ("--label-field", "label_field", ("classify",)),
                ("--regression", "regression", ("classify",)), ("--pooling", "pooling", ("embed", "rerank", "classify")),
-               ("--hard-negatives", "hard_negatives", ("embed", "sparse", "rerank", "colbert")))
+               ("--hard-negatives", "hard_negatives", ("embed", "sparse", "rerank", "colbert")),
+               ("--mini-batch-size", "mini_batch_size", ("embed", "colbert")))  # the tasks with a cached loss
 
 
 def check_flags_apply(args: argparse.Namespace) -> None:
@@ -75,7 +78,7 @@ def check_flags_apply(args: argparse.Namespace) -> None:
     from twofold.errors import TwofoldError
 
     for flag, name, tasks in _TASK_FLAGS:
-        if getattr(args, name) not in (None, False) and args.task not in tasks:
+        if given(args, {name: flag}) and args.task not in tasks:
             raise TwofoldError(f"{flag} applies to finetune {' and '.join(tasks)}, not {args.task}; drop it")
     if args.packages and args.data != "stdlib":
         raise TwofoldError(f"--packages picks packages of --data stdlib, not of {args.data}; drop it")

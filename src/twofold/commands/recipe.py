@@ -7,6 +7,11 @@ import argparse
 from twofold.commands import POSITIVE, token_count
 from twofold.train.recipe import load_recipe, preset_names
 
+# Their destinations and flags; every one is None or [] unless given (a command that does not read
+# them in some case can so tell a flag given with its default value from one left out).
+RECIPE_FLAGS = {"size": "--size", "variant": "--variant", "scale": "--scale", "budget": "--budget",
+                "batch_scale": "--batch-scale", "overrides": "--set"}
+
 
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     """--size / --variant / --scale / --budget / --batch-scale / --set, shared with `twofold train`."""
@@ -17,9 +22,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default 1)")
     parser.add_argument("--budget", type=token_count, default=None,
                         help="total tokens of the run's phases (e.g. 20M); sets the scale (so not with --scale)")
-    parser.add_argument("--batch-scale", type=POSITIVE, default=1.0,
+    parser.add_argument("--batch-scale", type=POSITIVE,
                         help="multiply every phase's batch size by this factor (warmups stay in tokens), e.g. to "
-                             "keep whole steps inside a small --budget")
+                             "keep whole steps inside a small --budget (default 1)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe value, e.g. phase.decay.lr_min_ratio=0.02 (repeatable)")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from twofold.commands import at_least, token_count
-from twofold.commands.recipe import add_recipe_arguments
+from twofold.commands import at_least, given, token_count
+from twofold.commands.recipe import RECIPE_FLAGS, add_recipe_arguments
 from twofold.errors import TwofoldError
 
 
@@ -19,7 +19,7 @@ def register(subparsers) -> None:
     train.add_argument("--store", action="append", default=[], help="token store to train on (repeatable)")
     train.add_argument("--out", help="run directory to create")
     who = train.add_mutually_exclusive_group()
-    who.add_argument("--pair", action="store_true",
+    who.add_argument("--pair", action="store_true", default=None,
                      help="train the encoder and then the decoder (OUT/encoder, OUT/decoder)")
     who.add_argument("--objective", choices=["mlm", "clm"], help="one member: mlm (encoder) or clm (decoder)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (member or pair)")
@@ -43,24 +43,26 @@ def register(subparsers) -> None:
                             "jhu-clsp/ettin-data-order): the first phase run trains step by step on exactly its rows")
     train.add_argument("--eval-store", action="append", default=[], help="held-out token store (repeatable)")
     train.add_argument("--eval-every", type=token_count, help="held-out loss every N tokens (default: at checkpoints)")
-    train.add_argument("--eval-sequences", type=at_least(1), default=32, help="sequences in the held-out set")
+    train.add_argument("--eval-sequences", type=at_least(1), help="sequences in the held-out set (default 32)")
     train.add_argument("--micro-batch", type=at_least(1),
                        help="sequences per forward pass on each rank (gradient accumulation)")
-    train.add_argument("--keep-last", type=at_least(1), default=2,
-                       help="newest checkpoints to keep (tagged ones are always kept)")
+    train.add_argument("--keep-last", type=at_least(1),
+                       help="newest checkpoints to keep (tagged ones are always kept; default 2)")
     train.add_argument("--save-every-steps", type=at_least(1), help="also checkpoint every N steps (for resume)")
-    train.add_argument("--parallel", choices=["ddp", "fsdp"], default="ddp", help="data parallelism under torchrun")
-    train.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    train.add_argument("--parallel", choices=["ddp", "fsdp"], help="data parallelism under torchrun (default ddp)")
+    train.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                       help="auto (default): bf16 autocast on a GPU that has it, else fp32")
     train.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                        help="torch.compile the model (default: on where a varlen attention kernel serves, i.e. on a "
                             "GPU in bf16: fixed shapes, one graph; --no-compile for eager steps)")
     train.add_argument("--log-every", type=at_least(1), metavar="STEPS",
                        help="read loss and gradient norm from the device every STEPS steps (default: 1 on the CPU, "
                             "10 on a GPU, where a read waits for the device); every step is still recorded")
-    train.add_argument("--workers", type=at_least(0), default=0, help="DataLoader worker processes building batches")
+    train.add_argument("--workers", type=at_least(0),
+                       help="DataLoader worker processes building batches (default 0: in the training process)")
     train.add_argument("--device", help="cpu, cuda, cuda:1 … (default: the local GPU if any)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.add_argument("--tensorboard", action="store_true",
+    train.add_argument("--tensorboard", action="store_true", default=None,
                        help="also log the metrics for TensorBoard (RUN/tensorboard; needs the tensorboard package)")
     train.set_defaults(func=run_train)
 
@@ -79,7 +81,7 @@ def run_train(args: argparse.Namespace) -> int:
     from twofold.train.loop import Options
 
     if args.resume:
-        fixed = [flag for flag, value in _fixed_at_start(args) if value]
+        fixed = given(args, FIXED_AT_START)
         if fixed:
             raise TwofoldError(f"--resume continues a run as it was started, so {fixed[0]} would change nothing; "
                                f"drop {'/'.join(fixed)}")
@@ -113,14 +115,15 @@ def run_train(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, size=args.size, overrides=args.overrides, scale=args.scale,
                          budget=args.budget, variant=args.variant, batch_scale=args.batch_scale)
     cross = args.phase == CROSS or (args.init_from is not None and args.phase is None)
-    options = Options(
-        stores=tuple(args.store), objective=args.objective or "mlm", eval_stores=tuple(args.eval_store),
+    chosen = dict(  # None: Options' default
+        stores=tuple(args.store), objective=args.objective, eval_stores=tuple(args.eval_store),
         eval_every_tokens=args.eval_every, eval_sequences=args.eval_sequences,
         micro_batch_sequences=args.micro_batch, keep_last=args.keep_last,
         save_every_steps=args.save_every_steps, parallel=args.parallel, precision=args.precision,
         compile=args.compile, log_every_steps=args.log_every, progress=not args.no_progress, cross=cross,
         first_phase=None if cross else args.phase, order=args.order, num_workers=args.workers,
         tensorboard=args.tensorboard)
+    options = Options(**{name: value for name, value in chosen.items() if value is not None})
     start = first_phase_index(recipe, options)  # a phase the recipe lacks: refused before anything is written
     phases = (recipe.cross,) if cross else recipe.phases[start:]
     budget.check(recipe, phases[1:] if args.order else phases)  # a replayed order sets its own steps
@@ -132,16 +135,17 @@ def run_train(args: argparse.Namespace) -> int:
                                                            init_from=args.init_from))
 
 
-def _fixed_at_start(args: argparse.Namespace) -> list[tuple[str, object]]:
-    """The flags a run records when it starts (what it learns, on what, how it is batched and saved):
-    a resume reads them from the run, so giving them again is refused rather than ignored."""
-    return [("--recipe", args.recipe), ("--store", args.store), ("--out", args.out), ("--init-from", args.init_from),
-            ("--branch-from", args.branch_from), ("--variant", args.variant), ("--phase", args.phase),
-            ("--order", args.order), ("--size", args.size), ("--scale", args.scale), ("--budget", args.budget),
-            ("--batch-scale", args.batch_scale != 1.0), ("--set", args.overrides), ("--pair", args.pair),
-            ("--objective", args.objective), ("--eval-store", args.eval_store), ("--eval-every", args.eval_every),
-            ("--micro-batch", args.micro_batch), ("--save-every-steps", args.save_every_steps),
-            ("--log-every", args.log_every)]
+# What a run records when it starts (what it learns, on what, how it is batched, saved and run):
+# a resume reads it from the run, so each of these flags, given at all (even with its default
+# value), is refused rather than ignored. A resume reads only --device, --no-progress, --reseed-rng.
+FIXED_AT_START = {
+    "recipe": "--recipe", **RECIPE_FLAGS, "store": "--store", "out": "--out", "pair": "--pair",
+    "objective": "--objective", "init_from": "--init-from", "branch_from": "--branch-from", "phase": "--phase",
+    "order": "--order", "eval_store": "--eval-store", "eval_every": "--eval-every",
+    "eval_sequences": "--eval-sequences", "micro_batch": "--micro-batch", "keep_last": "--keep-last",
+    "save_every_steps": "--save-every-steps", "parallel": "--parallel", "precision": "--precision",
+    "compile": "--compile/--no-compile", "log_every": "--log-every", "workers": "--workers",
+    "tensorboard": "--tensorboard"}
 
 
 def _check_run_out(out: str) -> None:

@@ -222,12 +222,12 @@ def preset_names() -> list[str]:
 
 def load_recipe(name_or_path: str, size: str | None = None, overrides: list[str] = (),
                 scale: float | None = None, budget: int | None = None, variant: str | None = None,
-                batch_scale: float = 1.0) -> Recipe:
+                batch_scale: float | None = None) -> Recipe:
     """A preset name (`ettin`, `mmbert`, `demo`) or a YAML path → a validated `Recipe`.
 
     `overrides` are `KEY.PATH=VALUE` strings; `scale` (or a total token `budget` for the
     run's phases, one of them, since either sets the other) shrinks every token count keeping
-    its proportions; `batch_scale` multiplies every phase's batch size.
+    its proportions; `batch_scale` (None: 1) multiplies every phase's batch size.
     """
     if scale is not None and budget is not None:
         raise TwofoldError(f"--scale {scale:g} and --budget {budget}: the budget sets the scale; give one of them")
@@ -243,7 +243,7 @@ def load_recipe(name_or_path: str, size: str | None = None, overrides: list[str]
             raise TwofoldError(f"--budget {budget} must be a positive token count")
         scale = budget / sum(p.tokens for p in recipe.phases)
     recipe = scaled(recipe, scale) if scale not in (None, 1.0) else recipe
-    return batch_scaled(recipe, batch_scale) if batch_scale != 1.0 else recipe
+    return batch_scaled(recipe, batch_scale) if batch_scale not in (None, 1.0) else recipe
 
 
 def recipe_from_dict(raw: dict, label: str = "recipe") -> Recipe:
