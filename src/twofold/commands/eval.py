@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from twofold.commands import POSITIVE, at_least, numbers_in
+from twofold.commands import POSITIVE, at_least, given, numbers_in
 
 # Settings that the command line can change: (flag, type, help).
 _KNOBS = (
@@ -117,22 +117,32 @@ _SUITE_FLAGS = {"tasks": None, "data_dir": None, "limit": None, "lr": ("glue", *
                 "think_tokens": ("rank1",), "first_stage": ("rank1",), "depth": ("rank1",)}
 
 
+# Flags only the built-in tasks read (the suites take their published values or their own flags).
+_BUILTIN_FLAGS = {name.replace("-", "_"): f"--{name}" for name in (
+    "lm-tokens", "pseudo-perplexity-tokens", "max-queries", "max-examples", "min-per-class", "max-per-class",
+    "learning-rate", "pooling", "max-new-tokens", "train", "dev", "text-fields", "label-field", "beir")}
+
+
 def check_flags_apply(args: argparse.Namespace) -> None:
     """A flag that would change nothing in this evaluation is refused, never silently ignored."""
     from twofold.errors import TwofoldError
     from twofold.eval.suites import suite_names
 
-    given = [name for name in _SUITE_FLAGS if getattr(args, name) is not None]
+    suite_flags = [name for name in _SUITE_FLAGS if given(args, {name: name})]
     if not args.suite:
-        if given:
-            flag = "--" + given[0].replace("_", "-")
+        if suite_flags:
+            flag = "--" + suite_flags[0].replace("_", "-")
             raise TwofoldError(f"{flag} applies to the published suites; add --suite NAME "
                                f"(the built-in tasks are chosen with --task)")
         return
     if args.quick:
         raise TwofoldError("--quick sizes the built-in tasks (--task); for a quick look at a suite use --limit N")
+    builtin = given(args, _BUILTIN_FLAGS)
+    if builtin:
+        raise TwofoldError(f"{builtin[0]} applies to the built-in tasks (--task), not to --suite {args.suite}; "
+                           f"drop {'/'.join(builtin)}")
     running = set(suite_names(args.suite))
-    for name in given:
+    for name in suite_flags:
         suites = _SUITE_FLAGS[name]
         if suites is not None and not running & set(suites):
             raise TwofoldError(f"--{name.replace('_', '-')} applies to --suite {' or '.join(suites)}, not to "
