@@ -70,6 +70,7 @@ def test_decay_from_a_hugging_face_model_starts_from_its_weights_and_the_decay_s
     assert not (run / "pretrain").exists() and (run / "decay" / "data_order").is_dir()
     saved = json.loads((run / "run.json").read_text())
     assert saved["options"]["first_phase"] == "decay" and not saved["options"]["cross"]
+    init.rename(tmp_path / "moved")  # a run with checkpoints resumes from them, whatever became of its source
     assert main(["train", "--resume", str(run), "--no-progress"]) == 0  # a finished continuation: nothing more
     assert len(metrics(run)) == 2
 

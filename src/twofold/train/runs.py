@@ -136,7 +136,9 @@ def resume(run_dir: str | Path, world: World, overrides: dict | None = None) -> 
     """Continue a member run from its newest intact checkpoint (or from scratch if it has none)."""
     run = RunDir(run_dir)
     recipe, options, init_from = run.recipe, _saved_options(run.info, overrides), run.info.get("init_from")
-    initial = initial_model(recipe, options, init_from)[1] if init_from else None
+    # The weights it started from matter only before its first checkpoint (their source may be gone since).
+    started = init_from and not checkpoint.list_checkpoints(run.checkpoints_dir)
+    initial = initial_model(recipe, options, init_from)[1] if started else None
     return Trainer(run, recipe, options, model_config=run.config(), world=world, initial=initial, resume=True).run()
 
 
