@@ -207,6 +207,45 @@ def documented_followir_layout() -> tuple[dict[str, list[str]], str]:
     return files, "---\nconfigs:" + readme
 
 
+def test_a_repository_copy_with_tsv_qrels_is_read_as_the_beir_folder_it_is(tmp_path):
+    """`datasets` fails on TSV qrels beside JSONL files in a local folder; twofold's BEIR reader reads them.
+    JSONL qrels stay mteb's to read."""
+    from twofold.eval.suites import mteb_suite
+
+    tsv = suite_data.write_beir(tmp_path / "tsv" / "mteb" / "scifact")
+    suite_data._readme(tsv, {"corpus": ("corpus", "corpus.jsonl"), "queries": ("queries", "queries.jsonl"),
+                             "default": ("test", "qrels/test.tsv")})
+    suite_data.beir_as_repository(suite_data.write_beir(tmp_path / "beir"), tmp_path / "jsonl" / "mteb" / "scifact")
+    tasks = {name: mteb_suite.resolve("SciFact", Settings(tasks=("SciFact",), data_dir=tmp_path / name))
+             for name in ("tsv", "jsonl")}
+    assert mteb_suite.layout(tsv, tasks["tsv"]) == mteb_suite.BEIR and tasks["tsv"].data_loaded
+    assert mteb_suite.layout(tmp_path / "jsonl" / "mteb" / "scifact", tasks["jsonl"]) == mteb_suite.REPOSITORY
+    mteb_suite.check_data(["SciFact"], Settings(tasks=("SciFact",), data_dir=tmp_path / "jsonl"))  # mteb's loader
+    ours, mtebs = (tasks[name].dataset["default"]["test"] for name in ("tsv", "jsonl"))
+    assert ours["relevant_docs"] == mtebs["relevant_docs"] == {f"q{i}": {f"d{i}": 1} for i in range(8)}
+    assert dict(zip(ours["queries"]["id"], ours["queries"]["text"])) == \
+        dict(zip(mtebs["queries"]["id"], mtebs["queries"]["text"]))
+    assert dict(zip(ours["corpus"]["id"], ours["corpus"]["text"])) == \
+        dict(zip(mtebs["corpus"]["id"], mtebs["corpus"]["text"]))
+
+
+def test_two_local_repository_copies_named_alike_are_each_read_as_they_are(tmp_path):
+    """`datasets` caches a local copy under its folder's name and README: without a cache of its own per
+    copy, the second copy below would be read as the first (and an edited copy as it was)."""
+    from twofold.eval.suites import mteb_suite
+
+    relevant = {}
+    for copy, shift in (("first", 0), ("second", 1)):
+        folder = suite_data.write_retrieval(tmp_path / copy / "mteb" / "scifact")
+        suite_data.jsonl(folder / "qrels" / "test.jsonl", [{"query-id": f"q{i}", "corpus-id": f"d{(i + shift) % 8}",
+                                                            "score": 1} for i in range(8)])
+        options = Settings(tasks=("SciFact",), data_dir=tmp_path / copy)
+        mteb_suite.check_data(["SciFact"], options)
+        relevant[copy] = mteb_suite.resolve("SciFact", options).dataset["default"]["test"]["relevant_docs"]
+    assert relevant["first"] == {f"q{i}": {f"d{i}": 1} for i in range(8)}
+    assert relevant["second"] == {f"q{i}": {f"d{(i + 1) % 8}": 1} for i in range(8)}
+
+
 def test_followir_p_mrr_is_mtebs_and_ours_on_the_same_run(tmp_path, pair):
     """On the layout docs/evaluation.md documents, file for file."""
     data = tmp_path / "data"

@@ -17,7 +17,10 @@ mteb and sentence-transformers (optional, the `suites` extra) are imported where
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -127,18 +130,25 @@ REPOSITORY, BEIR = "dataset repository", "BEIR folder"
 
 
 def layout(folder: Path, task) -> str:
-    """Which layout a local copy has: the hub repository mteb reads itself (README.md declaring its
-    `configs:`), or a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv), read by twofold."""
+    """Which layout a local copy has: a copy of the hub repository, which mteb reads itself (README.md
+    declaring its `configs:`), or a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv), read by
+    twofold. A repository copy whose qrels are BEIR's TSV files is read as BEIR for a retrieval task of
+    one subset: in a local folder, `datasets` reads TSV qrels beside JSONL files as JSON, and fails."""
     readme = folder / "README.md"
-    if readme.is_file() and "configs:" in readme.read_text(encoding="utf-8", errors="replace"):
-        return REPOSITORY
-    if any((folder / name).exists() for name in ("corpus.jsonl", "queries.jsonl", "qrels")):
+    declares = readme.is_file() and "configs:" in readme.read_text(encoding="utf-8", errors="replace")
+    beir = any((folder / name).exists() for name in ("corpus.jsonl", "queries.jsonl", "qrels"))
+    tsv = any((folder / "qrels").glob("*.tsv"))
+    if beir and (not declares or tsv and _one_retrieval_set(task)):
         return BEIR
-    if readme.is_file():  # a repository whose configs `datasets` infers from its file names
+    if readme.is_file():  # configs declared, or inferred by `datasets` from the file names
         return REPOSITORY
     raise TwofoldError(f"{folder}: neither a copy of {task.metadata.name}'s dataset repository "
                        f"({task.metadata.dataset['path']}: README.md with its configs:) nor a BEIR folder "
                        "(corpus.jsonl, queries.jsonl, qrels/test.tsv)")
+
+
+def _one_retrieval_set(task) -> bool:
+    return task.metadata.type == "Retrieval" and len(task.hf_subsets) == 1
 
 
 def load_beir(task, folder: Path) -> None:
@@ -151,7 +161,7 @@ def load_beir(task, folder: Path) -> None:
     if kind != "Retrieval":
         raise TwofoldError(f"{folder}: a BEIR folder, but {name} ({kind}) reads what BEIR does not hold "
                            "(instructions, candidate lists); give a copy of its dataset repository")
-    if len(task.hf_subsets) != 1:
+    if not _one_retrieval_set(task):
         raise TwofoldError(f"{folder}: a BEIR folder holds one set, but {name} has subsets "
                            f"{', '.join(task.hf_subsets)}; give a copy of its dataset repository")
     corpus, queries, qrels = read_beir(folder)
@@ -170,19 +180,44 @@ def load_beir(task, folder: Path) -> None:
 
 def check_data(names: list[str], options: Settings) -> None:
     """Load every task's local copy before any model work: a missing file, config or split is one line."""
-    if options.data_dir is None:
-        for name in names:
-            resolve(name, options)
-        return
     for name in names:
         task = resolve(name, options)
+        if not Path(task.metadata.dataset["path"]).is_dir():
+            continue  # the hub's: mteb downloads it
         try:
-            task.load_data()
+            with _own_datasets_cache():
+                task.load_data()
         except Exception as error:  # datasets/mteb say what is missing (a config, a split, a column)
             message = str(error).strip().splitlines()[0] if str(error).strip() else ""
             raise TwofoldError(f"{task.metadata.dataset['path']}: the local copy of {name} does not load "
                                f"({type(error).__name__}: {message}); it must hold the hub repository's files "
                                f"(configs and split {', '.join(task.eval_splits)})") from None
+
+
+_LOCAL_CACHES: list[tempfile.TemporaryDirectory] = []  # kept while the process runs: data is mapped from them
+
+
+@contextlib.contextmanager
+def _own_datasets_cache() -> Iterator[None]:
+    """`datasets` names the cache of a local repository copy by its folder's name and its README, not
+    by its files: a second copy named alike (another sample of the set, an edited copy) would be served
+    the first one's data. Each local copy is read through a cache of its own, removed at exit, without
+    the progress bars of its conversion (a check: a copy that does not load is one line)."""
+    import datasets
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    root = Path(datasets.config.HF_DATASETS_CACHE)
+    root.mkdir(parents=True, exist_ok=True)
+    _LOCAL_CACHES.append(tempfile.TemporaryDirectory(prefix="twofold-local-copy-", dir=root))
+    previous, datasets.config.HF_DATASETS_CACHE = datasets.config.HF_DATASETS_CACHE, Path(_LOCAL_CACHES[-1].name)
+    shown = not are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        datasets.config.HF_DATASETS_CACHE = previous
+        if shown:
+            enable_progress_bars()
 
 
 def embedding_model(member: Member, options: Settings, name: str):
