@@ -13,6 +13,9 @@ learning rate per member; its model cards (jhu-clsp/ettin-*) give the recipes:
 - colbert: PyLate ColBERT, lr 8e-5, contrastive loss (distillation when the data carries
   teacher scores).
 - classify: GLUE-style; a learning-rate sweep {1e-5, 3e-5, 8e-5}, 3 epochs, warmup 6%.
+- generate: supervised fine-tuning of a decoder on prompt -> completion pairs, the loss on the
+  completion only. Ettin publishes no generative recipe; the classify sweep and schedule are
+  used, with 256 tokens per example and greedy decoding of at most 64 new tokens for scoring.
 
 Values the cards do not give (batch of sparse/colbert, lengths, weight decay) follow the
 dense recipe or the libraries' defaults and are written down in every finetune.json.
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 
 from twofold.errors import TwofoldError
 
-TASKS = ("embed", "sparse", "rerank", "colbert", "classify")
+TASKS = ("embed", "sparse", "rerank", "colbert", "classify", "generate")
 RETRIEVAL_TASKS = ("embed", "sparse", "rerank", "colbert")
 
 
@@ -46,6 +49,7 @@ class Recipe:
     query_regularizer: float = 5e-5  # sparse
     document_regularizer: float = 3e-5  # sparse
     pooling: str | None = None  # embed/classify; None: encoder mean, decoder last token
+    max_new_tokens: int = 64  # generate: tokens generated per scored example (greedy)
     seed: int = 12
 
     def to_dict(self) -> dict:
@@ -64,6 +68,8 @@ DEFAULTS: dict[str, Recipe] = {
     "rerank": Recipe("rerank", (2e-5,), batch_size=64, hard_negatives=5),
     "colbert": Recipe("colbert", (8e-5,)),
     "classify": Recipe("classify", (1e-5, 3e-5, 8e-5), epochs=3, batch_size=32, warmup_ratio=0.06,
+                       hard_negatives=0),
+    "generate": Recipe("generate", (1e-5, 3e-5, 8e-5), epochs=3, batch_size=32, warmup_ratio=0.06,
                        hard_negatives=0),
 }
 
@@ -96,7 +102,7 @@ def check(recipe: Recipe) -> Recipe:
     bad = [rate for rate in recipe.learning_rates if not 0 < rate < math.inf]
     if bad:
         raise TwofoldError(f"--lr {bad[0]}: a learning rate must be a finite number > 0")
-    for name in ("batch_size", "mini_batch_size", "max_length", "query_length"):
+    for name in ("batch_size", "mini_batch_size", "max_length", "query_length", "max_new_tokens"):
         if getattr(recipe, name) < 1:
             raise TwofoldError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(recipe, name)}")
     if not 0 < recipe.epochs < math.inf:

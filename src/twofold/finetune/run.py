@@ -33,6 +33,7 @@ from twofold._version import __version__
 from twofold.errors import TwofoldError
 from twofold.files import atomic_write_text, sha256_file
 from twofold.finetune.datasets import LabelledData, RetrievalData, load_labelled, load_retrieval
+from twofold.finetune.generation_data import GenerationData, load_generation
 from twofold.finetune.inputs import BaseModel, resolve, resolve_pair
 from twofold.finetune.recipes import RETRIEVAL_TASKS, Recipe, recipe_for
 from twofold.finetune.tasks import (
@@ -83,7 +84,10 @@ class FinetuneResult:
 
 
 def load_data(task: str, spec: str, dev: str | None = None, test: str | None = None, seed: int = 0, **options):
-    """RetrievalData for retrieval tasks, LabelledData for classify (see `twofold.finetune.datasets`)."""
+    """RetrievalData for retrieval tasks, LabelledData for classify (see `twofold.finetune.datasets`),
+    GenerationData for generate (`twofold.finetune.generation_data`)."""
+    if task == "generate":
+        return load_generation(spec, dev, test, seed, **options)
     if task in RETRIEVAL_TASKS:
         keep = {k: v for k, v in options.items() if k in ("packages", "max_train")}
         return load_retrieval(spec, dev, test, seed, **keep)
@@ -92,7 +96,7 @@ def load_data(task: str, spec: str, dev: str | None = None, test: str | None = N
 
 def prepare(task: str, data: RetrievalData | LabelledData, recipe: Recipe, miner_base: BaseModel | None) -> Prepared:
     """Training rows (with hard negatives mined by `miner_base`'s embedder) and the scored splits."""
-    if task == "classify":
+    if task in ("classify", "generate"):
         return Prepared(data.train, data.dev, data.test)
     needs_miner = recipe.hard_negatives > 0 or task == "rerank"
     miner = embedder(miner_base, recipe) if needs_miner and miner_base is not None else None
@@ -106,7 +110,7 @@ def prepare(task: str, data: RetrievalData | LabelledData, recipe: Recipe, miner
     return Prepared(train, data.dev, data.test, negatives)
 
 
-def finetune(task: str, model: str | Path | BaseModel, data: str | RetrievalData | LabelledData, out: str | Path,
+def finetune(task: str, model: str | Path | BaseModel, data: str | RetrievalData | LabelledData | GenerationData, out: str | Path,
              recipe: Recipe | None = None, *, name: str | None = None, prepared: Prepared | None = None,
              say=print) -> FinetuneResult:
     """Fine-tune `model` on `data` with `recipe` (default: the task's published one); write `out`."""
@@ -124,7 +128,7 @@ def finetune(task: str, model: str | Path | BaseModel, data: str | RetrievalData
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def finetune_pair(task: str, pair: str | Path, data: str | RetrievalData | LabelledData, out: str | Path,
+def finetune_pair(task: str, pair: str | Path, data: str | RetrievalData | LabelledData | GenerationData, out: str | Path,
                   recipe: Recipe | None = None, say=print) -> list[FinetuneResult]:
     """Both members of a pair with the same data, negatives, batches and recipe; `out/{encoder,decoder}`."""
     recipe, out, scratch = _begin(task, recipe, out)
@@ -203,7 +207,7 @@ def _finetune(task: str, base: BaseModel, data, prepared: Prepared, recipe: Reci
               "data": _data_record(data, prepared),
               "recipe": recipe.to_dict(), "pooling": pooling_used(task, base, recipe), "metric": metric,
               "selected": {"learning_rate": kept["learning_rate"], "dev": kept["dev"]}, "test": kept["test"],
-              "before": before, "sweep": sweep, "environment": _environment()}
+              "before": before, "sweep": sweep, "environment": _environment(), **spec.details(recipe)}
     atomic_write_text(workdir / RECORD, json.dumps(record, indent=1) + "\n")
     return FinetuneResult(final, task, base.name, record["member"], kept["learning_rate"], metric, before["test"],
                           kept["test"], kept["dev"], sweep, results)
@@ -263,7 +267,7 @@ def _moved(result: FinetuneResult, out: Path) -> FinetuneResult:
 
 def _environment() -> dict:
     versions = {}
-    for package in ("torch", "transformers", "sentence-transformers", "pylate", "datasets"):
+    for package in ("torch", "transformers", "sentence-transformers", "pylate", "datasets", "sacrebleu"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

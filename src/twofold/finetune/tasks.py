@@ -10,14 +10,16 @@ information-retrieval evaluators (rerank: CrossEncoderRerankingEvaluator over ea
 positives and mined hard negatives); classify scores accuracy, macro-F1 and Matthews
 correlation, or Pearson / Spearman for regression.
 
+generate (`twofold.finetune.sft`) fine-tunes a decoder on prompt -> completion pairs with
+transformers' Trainer, the loss on the completion only, and scores greedy generations with
+sacrebleu's chrF, chrF++ and BLEU and exact match.
+
 Imported where used, being optional and heavy: sentence-transformers, transformers, datasets,
 scipy and scikit-learn (the `finetune` extra), PyLate (its own environment, `make colbert`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +30,9 @@ import torch
 from twofold.errors import TwofoldError
 from twofold.finetune.datasets import LabelledData, RetrievalData, RetrievalSet
 from twofold.finetune.inputs import BaseModel
+from twofold.finetune import sft
 from twofold.finetune.recipes import Recipe
+from twofold.finetune.training import OrderRecorder, train_with, training_args
 from twofold.quiet import quiet_head_load_reports
 
 ST_POOLING = {"mean": "mean", "last": "lasttoken", "cls": "cls"}
@@ -50,46 +54,6 @@ def pooling_used(task: str, base: BaseModel, recipe: Recipe) -> str:
     return pooling_for(base, recipe)
 
 
-class OrderRecorder:
-    """Wraps a data collator and hashes every batch it builds: two runs with equal hashes saw equal batches."""
-
-    def __init__(self, collator):
-        self.collator = collator
-        self.digest = hashlib.sha256()
-        self.batches = 0
-        self.steps: int | None = None  # optimizer steps the trainer took (set after training)
-
-    def __call__(self, features):
-        self.digest.update(json.dumps([_texts(f) for f in features], sort_keys=True, default=str).encode())
-        self.batches += 1
-        return self.collator(features)
-
-    def __getattr__(self, name):
-        return getattr(self.collator, name)
-
-    @property
-    def hexdigest(self) -> str:
-        return self.digest.hexdigest()
-
-
-def _texts(feature: dict) -> dict:
-    return {k: v for k, v in feature.items() if isinstance(v, (str, int, float))}
-
-
-def _training_args(cls, recipe: Recipe, lr: float, workdir: Path, **extra):
-    return cls(output_dir=str(workdir), num_train_epochs=recipe.epochs, per_device_train_batch_size=recipe.batch_size,
-               learning_rate=lr, warmup_steps=recipe.warmup_ratio, weight_decay=recipe.weight_decay,
-               seed=recipe.seed, data_seed=recipe.seed, save_strategy="no", report_to="none",
-               logging_steps=max(1, 10), disable_tqdm=None, **extra)
-
-
-def _train(trainer, recorder: OrderRecorder) -> None:
-    recorder.collator = trainer.data_collator
-    trainer.data_collator = recorder
-    trainer.train()
-    recorder.steps = trainer.state.global_step
-
-
 def _ir_metrics(results: dict) -> dict[str, float]:
     """nDCG@10 and MRR@10 out of an evaluator's {name_score_metric: value}."""
     out = {}
@@ -105,6 +69,10 @@ def check_fits(task: str, base: BaseModel) -> None:
     if task == "sparse" and base.causal:
         raise TwofoldError(f"{base.path}: sparse (SPLADE) needs a masked-LM head; {base.name} is a decoder. "
                            "Fine-tune the encoder, or use embed/rerank/colbert/classify for the decoder")
+    if task == "generate" and not base.causal:
+        raise TwofoldError(f"{base.path}: {base.name} is an encoder and generate fine-tunes a decoder; continue it as "
+                           f"a decoder first (`twofold train --init-from {base.path} --objective clm …`) and "
+                           "fine-tune that run")
 
 
 # ----------------------------------------------------------------------------- mining
@@ -150,9 +118,9 @@ def _train_embed(model, data, recipe: Recipe, lr: float, workdir: Path, recorder
     from sentence_transformers.training_args import BatchSamplers
 
     loss = _ranking_loss(losses, model, recipe)
-    args = _training_args(SentenceTransformerTrainingArguments, recipe, lr, workdir,
+    args = training_args(SentenceTransformerTrainingArguments, recipe, lr, workdir,
                           batch_sampler=BatchSamplers.NO_DUPLICATES)
-    _train(SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss), recorder)
+    train_with(SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss), recorder)
 
 
 def _ranking_loss(losses, model, recipe: Recipe):
@@ -193,9 +161,9 @@ def _train_sparse(model, data, recipe: Recipe, lr: float, workdir: Path, recorde
     loss = losses.SpladeLoss(model, losses.SparseMultipleNegativesRankingLoss(model),
                              query_regularizer_weight=recipe.query_regularizer,
                              document_regularizer_weight=recipe.document_regularizer)
-    args = _training_args(SparseEncoderTrainingArguments, recipe, lr, workdir,
+    args = training_args(SparseEncoderTrainingArguments, recipe, lr, workdir,
                           batch_sampler=BatchSamplers.NO_DUPLICATES)
-    _train(SparseEncoderTrainer(model=model, args=args, train_dataset=data, loss=loss), recorder)
+    train_with(SparseEncoderTrainer(model=model, args=args, train_dataset=data, loss=loss), recorder)
 
 
 def _score_sparse(model, split: RetrievalSet, recipe: Recipe) -> dict[str, float]:
@@ -224,8 +192,8 @@ def _train_rerank(model, data, recipe: Recipe, lr: float, workdir: Path, recorde
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments, losses
 
     loss = losses.BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(recipe.pos_weight))
-    args = _training_args(CrossEncoderTrainingArguments, recipe, lr, workdir)
-    _train(CrossEncoderTrainer(model=model, args=args, train_dataset=data, loss=loss), recorder)
+    args = training_args(CrossEncoderTrainingArguments, recipe, lr, workdir)
+    train_with(CrossEncoderTrainer(model=model, args=args, train_dataset=data, loss=loss), recorder)
 
 
 def rerank_candidates(split: RetrievalSet, miner, count: int = 19) -> list[dict]:
@@ -275,11 +243,11 @@ def _train_colbert(model, data, recipe: Recipe, lr: float, workdir: Path, record
     from sentence_transformers.training_args import BatchSamplers
 
     loss = losses.CachedContrastive(model, mini_batch_size=recipe.mini_batch_size)
-    args = _training_args(SentenceTransformerTrainingArguments, recipe, lr, workdir,
+    args = training_args(SentenceTransformerTrainingArguments, recipe, lr, workdir,
                           batch_sampler=BatchSamplers.NO_DUPLICATES)
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss,
                                          data_collator=utils.ColBERTCollator(model.tokenize))
-    _train(trainer, recorder)
+    train_with(trainer, recorder)
 
 
 def _score_colbert(model, split: RetrievalSet, recipe: Recipe) -> dict[str, float]:
@@ -334,10 +302,10 @@ def _train_classify(classifier: Classifier, examples, recipe: Recipe, lr: float,
                     recorder: OrderRecorder) -> None:
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    args = _training_args(TrainingArguments, recipe, lr, workdir)
+    args = training_args(TrainingArguments, recipe, lr, workdir)
     trainer = Trainer(model=classifier.model, args=args, train_dataset=_classify_dataset(classifier, examples, recipe),
                       data_collator=DataCollatorWithPadding(classifier.tokenizer))
-    _train(trainer, recorder)
+    train_with(trainer, recorder)
 
 
 @torch.no_grad()
@@ -390,6 +358,7 @@ class Task:
     score: Callable
     primary: str  # the dev metric the sweep selects on
     save: Callable = lambda model, out: model.save_pretrained(str(out))
+    details: Callable[[Recipe], dict] = lambda recipe: {}  # what finetune.json records beside the scores
 
 
 TASK_TABLE: dict[str, Task] = {
@@ -399,6 +368,8 @@ TASK_TABLE: dict[str, Task] = {
     "colbert": Task("pylate", _build_colbert, _train_colbert, _score_colbert, "ndcg@10"),
     "classify": Task("transformers (Trainer)", _build_classify, _train_classify, _score_classify, "accuracy",
                      save=_save_classify),
+    "generate": Task("transformers (Trainer), sacrebleu", sft.build, sft.train, sft.score, "chrf", save=sft.save,
+                     details=sft.details),
 }
 
 
