@@ -65,6 +65,12 @@ def register(subparsers) -> None:
     user.add_argument("--text-fields", help="classification: text column(s), comma-separated (default: sentence)")
     user.add_argument("--label-field", help="classification: label column (default: label)")
     user.add_argument("--beir", help="retrieval: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv)")
+    user.add_argument("--generate-data", help="generate: data whose test split is scored, as `twofold finetune "
+                                              "generate --data` reads it (default: stdlib)")
+    user.add_argument("--generate-test", help="generate: a file (or SOURCE_FILE,TARGET_FILE) scored whole instead")
+    user.add_argument("--template", help="generate: prompt of source/target data, with {source}")
+    user.add_argument("--source-field", help="generate: column of the source (a.b: a field of a record column)")
+    user.add_argument("--target-field", help="generate: column of the target")
     suite = parser.add_argument_group("suites")
     suite.add_argument("--suite", help="suite(s) to run, comma-separated: glue, mteb, mteb-retrieval, csn, mldr, "
                                        "followir, lm-eval, rank1, ettin")
@@ -103,7 +109,8 @@ def settings_from(args: argparse.Namespace):
                 "learning_rates": args.lr,
                 "finetune_batch_size": args.finetune_batch_size, "finetune_data": args.finetune_data,
                 "num_fewshot": args.num_fewshot, "think_tokens": args.think_tokens, "first_stage": args.first_stage,
-                "depth": args.depth}
+                "depth": args.depth, "generate_data": args.generate_data, "generate_test": args.generate_test,
+                "template": args.template, "source_field": args.source_field, "target_field": args.target_field}
     if args.text_fields:
         changes["text_fields"] = tuple(f.strip() for f in args.text_fields.split(",") if f.strip())
     base = QUICK if args.quick and not args.suite else Settings()  # --quick sizes the built-in tasks only

@@ -14,13 +14,18 @@ _EPILOG = """tasks and their libraries (defaults: the published Ettin recipes):
   rerank    CrossEncoder: BinaryCrossEntropy pos_weight 5, 5 mined negatives per query, lr 2e-5, batch 64
   colbert   PyLate ColBERT, cached contrastive loss, lr 8e-5 (in .venv-colbert: `make colbert`)
   classify  transformers Trainer: lr sweep 1e-5,3e-5,8e-5, 3 epochs, warmup 6%; accuracy/F1/MCC or Pearson/Spearman
+  generate  decoders: transformers Trainer on prompt -> completion, loss on the completion only, the classify
+            sweep; greedy generation scored with sacrebleu chrF (selects), chrF++, BLEU and exact match
 
-data (--data): stdlib (built in, offline), a .jsonl/.tsv/.csv file, a BEIR folder, or hf:NAME[:CONFIG]
+data (--data): stdlib (built in, offline), a .jsonl/.tsv/.csv file, a BEIR folder, or hf:NAME[:CONFIG];
+  generate: prompt/completion or source/target (--template) rows, or SOURCE_FILE,TARGET_FILE parallel text
 
 examples:
   twofold finetune embed runs/demo/export/encoder --data stdlib --out runs/ft/embed-enc --batch-size 64
   twofold finetune classify --pair runs/demo/pair --data stdlib --out runs/ft/classify
   twofold finetune rerank my-export --data beir/scifact --out runs/ft/rerank --lr 1e-5,2e-5,5e-5
+  twofold finetune generate runs/demo/export/decoder --data train.hat,train.eng --dev dev.hat,dev.eng \
+      --test test.hat,test.eng --template 'Haitian: {source}\nEnglish:' --out runs/ft/hat-eng
 """
 
 
@@ -29,7 +34,7 @@ def register(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "finetune", help="fine-tune a model or both members of a pair downstream (embed, sparse, rerank, colbert, "
-                         "classify)",
+                         "classify, generate)",
         description="Fine-tune with the field's own libraries; the output loads unchanged in them and holds "
                     "finetune.json (inputs with checksums, recipe, sweep) and results/ for `twofold compare`.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -38,7 +43,8 @@ def register(subparsers) -> None:
                                                          "checkpoint directory or hub id")
     parser.add_argument("--pair", metavar="RUN", help="a pair run (or a folder with encoder/ and decoder/ exports): "
                                                        "both members, identical data, batches and recipe")
-    parser.add_argument("--data", required=True, help="stdlib, a .jsonl/.tsv/.csv file, a BEIR folder or hf:NAME")
+    parser.add_argument("--data", required=True, help="stdlib, a .jsonl/.tsv/.csv file, a BEIR folder, hf:NAME, or "
+                                                      "(generate) SOURCE_FILE,TARGET_FILE")
     parser.add_argument("--dev", help="dev file (default: a seeded 10%% of --data)")
     parser.add_argument("--test", help="test file (default: another seeded 10%% of --data)")
     parser.add_argument("--out", required=True, help="directory to create (never overwritten)")
@@ -61,6 +67,15 @@ def register(subparsers) -> None:
     labelled.add_argument("--label-field", help="label column (default: label)")
     labelled.add_argument("--regression", action="store_true", default=None,
                           help="numeric labels (default: inferred)")
+    generation = parser.add_argument_group("generate data and decoding")
+    generation.add_argument("--template", help="prompt of source/target data, with {source} where the source goes "
+                                               "(default: the source and a newline)")
+    generation.add_argument("--source-field", help="column of the source (default: prompt, else source); a.b for a "
+                                                   "field of a record column, e.g. translation.src_text")
+    generation.add_argument("--target-field", help="column of the target (default: completion, else target)")
+    generation.add_argument("--max-new-tokens", type=at_least(1), help="tokens generated per scored example "
+                                                                       "(greedy; default 64)")
+    generation.add_argument("--max-test", type=at_least(1), help="score at most this many dev and test examples")
     parser.add_argument("--max-train", type=at_least(1), help="use at most this many training examples")
     parser.add_argument("--packages", help="stdlib data: only these top-level packages (comma-separated)")
     parser.set_defaults(func=run_finetune)
@@ -70,7 +85,9 @@ def register(subparsers) -> None:
 _TASK_FLAGS = (("--text-fields", "text_fields", ("classify",)), ("--label-field", "label_field", ("classify",)),
                ("--regression", "regression", ("classify",)), ("--pooling", "pooling", ("embed", "rerank", "classify")),
                ("--hard-negatives", "hard_negatives", ("embed", "sparse", "rerank", "colbert")),
-               ("--mini-batch-size", "mini_batch_size", ("embed", "colbert")))  # the tasks with a cached loss
+               ("--mini-batch-size", "mini_batch_size", ("embed", "colbert")),  # the tasks with a cached loss
+               *((flag, flag[2:].replace("-", "_"), ("generate",)) for flag in
+                 ("--template", "--source-field", "--target-field", "--max-new-tokens", "--max-test")))
 
 
 def check_flags_apply(args: argparse.Namespace) -> None:
@@ -101,13 +118,17 @@ def run_finetune(args: argparse.Namespace) -> int:
     recipe = recipe_for(args.task, learning_rates=args.lr,
                         epochs=args.epochs, batch_size=args.batch_size, mini_batch_size=args.mini_batch_size,
                         warmup_ratio=args.warmup_ratio, max_length=args.max_length,
-                        hard_negatives=args.hard_negatives, pooling=args.pooling, seed=args.seed)
+                        hard_negatives=args.hard_negatives, pooling=args.pooling, seed=args.seed,
+                        max_new_tokens=args.max_new_tokens)
     options = {"packages": tuple(p.strip() for p in args.packages.split(",")) if args.packages else None,
                "max_train": args.max_train}
     if args.task == "classify":
         fields = args.text_fields or "sentence"
         options |= {"text_fields": tuple(f.strip() for f in fields.split(",") if f.strip()),
                     "label_field": args.label_field or "label", "regression": True if args.regression else None}
+    if args.task == "generate":
+        options |= {"template": args.template, "source_field": args.source_field, "target_field": args.target_field,
+                    "max_test": args.max_test}
     data = load_data(args.task, args.data, args.dev, args.test, recipe.seed, **options)
     if args.pair:
         finetuned = finetune_pair(args.task, args.pair, data, out, recipe)

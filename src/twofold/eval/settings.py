@@ -49,6 +49,11 @@ class Settings:
     text_fields: tuple[str, ...] = ("sentence",)
     label_field: str = "label"
     beir: str | None = None  # a BEIR directory
+    generate_data: str = "stdlib"  # generation: its test split is scored (stdlib: the held-out functions)
+    generate_test: str | None = None  # generation: a file (or SOURCE,TARGET files) scored whole instead
+    template: str | None = None  # generation: prompt of source/target data, with {source}
+    source_field: str | None = None
+    target_field: str | None = None
     # the suites (None keeps the published default)
     tasks: tuple[str, ...] = ()  # a subset of the suite's tasks (default: all of them)
     data_dir: Path | None = None  # local copies of the data (see docs/evaluation.md)

@@ -173,6 +173,15 @@ def _read_hf(spec: str, fields: Fields) -> tuple[str, dict[str, list[Example]]]:
     return Path(name).name if Path(name).is_dir() else name.replace("/", "_"), splits
 
 
+def read_examples(spec: str, template: str | None = None, source_field: str | None = None,
+                  target_field: str | None = None) -> list[Example]:
+    """Every example of one file (or SOURCE_FILE,TARGET_FILE pair), e.g. a test set scored whole."""
+    examples = _read_file(spec, Fields(source_field, target_field, template).check())[1]
+    if not examples:
+        raise TwofoldError(f"{spec}: no examples")
+    return examples
+
+
 def load_generation(spec: str, dev: str | None = None, test: str | None = None, seed: int = 0,
                     template: str | None = None, source_field: str | None = None, target_field: str | None = None,
                     packages: tuple[str, ...] | None = None, max_train: int | None = None,

@@ -50,6 +50,7 @@ from twofold.finetune.tasks import (
 from twofold.quiet import quiet_head_load_reports
 from twofold.results import Result, save_results
 
+Data = RetrievalData | LabelledData | GenerationData
 RECORD = "finetune.json"
 RESULTS = "results"
 
@@ -110,7 +111,7 @@ def prepare(task: str, data: RetrievalData | LabelledData, recipe: Recipe, miner
     return Prepared(train, data.dev, data.test, negatives)
 
 
-def finetune(task: str, model: str | Path | BaseModel, data: str | RetrievalData | LabelledData | GenerationData, out: str | Path,
+def finetune(task: str, model: str | Path | BaseModel, data: str | Data, out: str | Path,
              recipe: Recipe | None = None, *, name: str | None = None, prepared: Prepared | None = None,
              say=print) -> FinetuneResult:
     """Fine-tune `model` on `data` with `recipe` (default: the task's published one); write `out`."""
@@ -128,7 +129,7 @@ def finetune(task: str, model: str | Path | BaseModel, data: str | RetrievalData
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def finetune_pair(task: str, pair: str | Path, data: str | RetrievalData | LabelledData | GenerationData, out: str | Path,
+def finetune_pair(task: str, pair: str | Path, data: str | Data, out: str | Path,
                   recipe: Recipe | None = None, say=print) -> list[FinetuneResult]:
     """Both members of a pair with the same data, negatives, batches and recipe; `out/{encoder,decoder}`."""
     recipe, out, scratch = _begin(task, recipe, out)

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from twofold.errors import TwofoldError
+from twofold.finetune import sft
 from twofold.finetune.datasets import LabelledData, RetrievalData, RetrievalSet
 from twofold.finetune.inputs import BaseModel
-from twofold.finetune import sft
 from twofold.finetune.recipes import Recipe
 from twofold.finetune.training import OrderRecorder, train_with, training_args
 from twofold.quiet import quiet_head_load_reports

@@ -18,6 +18,7 @@ from twofold.data.tokenizer import Tokenizer
 from twofold.errors import TwofoldError
 from twofold.eval.settings import QUICK, Settings
 from twofold.eval.tasks.classification import check_trainer, package_classification, user_classification
+from twofold.eval.tasks.generation import generation, test_set
 from twofold.eval.tasks.lm import language_modelling
 from twofold.eval.tasks.retrieval import code_search, retrieve
 from twofold.eval.tasks.samples import samples
@@ -52,6 +53,9 @@ TASKS: dict[str, Task] = {
                            builtin=False,
                            check=lambda s: (check_trainer(s),
                                             train_and_dev(s.train, s.dev, s.text_fields, s.label_field))),
+    "generate": Task(generation, "decoders: greedy completions of --generate-data's test split (default: held-out "
+                                 "code -> docstring line): chrF, chrF++, BLEU (sacrebleu), exact match", builtin=False,
+                     check=test_set),
     "beir": Task(_beir, "zero-shot retrieval on a BEIR directory (--beir): nDCG@10, MRR@10", builtin=False,
                  check=lambda s: beir_test_set(s.beir, s.max_queries, s.seed)),
 }
