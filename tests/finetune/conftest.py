@@ -55,3 +55,29 @@ def labels_file(tmp_path_factory):
     lines = ["sentence\tlabel"] + [f"{' '.join(t[0].split())}\t{data.labels[y]}" for t, y in data.train[:48]]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+# Two made-up languages for translation: Kelo words map one to one onto Vora words, in the same order.
+KELO_VORA = {"ama": "tusi", "beko": "rano", "cilu": "pewa", "dora": "mifo", "eni": "sal", "fasu": "koti",
+             "gimo": "vela", "hale": "nuri", "ito": "bam", "juna": "loke", "kami": "zeto", "lore": "wipa"}
+
+
+def made_up_corpus(folder, name: str, sentences: int, seed: int):
+    """`folder/name.kelo` and `folder/name.vora`: `sentences` lines of 3-6 Kelo words and their Vora translation."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    words = sorted(KELO_VORA)
+    kelo = [" ".join(words[i] for i in rng.integers(len(words), size=rng.integers(3, 7))) for _ in range(sentences)]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.kelo").write_text("".join(f"{line}\n" for line in kelo))
+    (folder / f"{name}.vora").write_text("".join(" ".join(KELO_VORA[w] for w in line.split()) + "\n" for line in kelo))
+    return f"{folder / name}.kelo,{folder / name}.vora"
+
+
+@pytest.fixture(scope="session")
+def kelo_vora(tmp_path_factory):
+    """{'train', 'dev', 'test'}: parallel files (SOURCE,TARGET specs) of the made-up pair, small enough for seconds."""
+    folder = tmp_path_factory.mktemp("kelo-vora")
+    return {split: made_up_corpus(folder, split, n, seed) for split, n, seed in
+            (("train", 48, 0), ("dev", 8, 1), ("test", 8, 2))}

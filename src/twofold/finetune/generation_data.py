@@ -100,6 +100,9 @@ def _example(where: str, number: int, row: dict, fields: Fields) -> Example:
     else:
         names = ("source", "target")
     first, second = (_value(row, name) for name in names)
+    if first is None and "prompt" in row and fields.template is not None:
+        raise TwofoldError(f"{where}:{number}: prompt/completion rows are used as they are, and --template "
+                           "renders source/target rows; drop --template (or name the columns with --source-field)")
     if first is None or second is None:
         missing = names[0] if first is None else names[1]
         raise TwofoldError(f"{where}:{number}: no {missing!r} field (columns: {', '.join(k for k in row if k)}); "
@@ -143,10 +146,17 @@ def _read_parallel(source: Path, target: Path, template: str | None) -> list[Exa
     return examples
 
 
+def _pair_name(source: Path, target: Path) -> str:
+    """train.hat,train.eng -> hat-eng: the languages, as MT corpora name their files; else the source's stem."""
+    if source.suffix and target.suffix and source.suffix != target.suffix:
+        return f"{source.suffix[1:]}-{target.suffix[1:]}"
+    return source.stem
+
+
 def _read_file(spec: str, fields: Fields) -> tuple[str, list[Example], list[Path]]:
     pair = _parallel(spec)
     if pair:
-        return pair[0].stem, _read_parallel(*pair, fields.template), list(pair)
+        return _pair_name(*pair), _read_parallel(*pair, fields.template), list(pair)
     path = Path(spec)
     if not path.is_file():
         raise TwofoldError(f"{path}: no such file; pass a .jsonl/.tsv/.csv file, SOURCE_FILE,TARGET_FILE, stdlib or "

@@ -83,17 +83,21 @@ def build(base: BaseModel, recipe: Recipe) -> Generator:
     return Generator(AutoModelForCausalLM.from_pretrained(base.path), AutoTokenizer.from_pretrained(base.path))
 
 
-def train(generator: Generator, examples: list[Example], recipe: Recipe, lr: float, workdir: Path,
-          recorder: OrderRecorder) -> None:
+def trainer(generator: Generator, examples: list[Example], recipe: Recipe, lr: float, workdir: Path):
+    """transformers' Trainer over the encoded examples, padded by `DataCollatorForSeq2Seq` (labels with -100)."""
     from datasets import Dataset
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
     rows = [encode(generator, e, recipe.max_length) for e in examples]
     dataset = Dataset.from_dict({key: [row[key] for row in rows] for key in ("input_ids", "labels")})
     collator = DataCollatorForSeq2Seq(generator.tokenizer, label_pad_token_id=IGNORE)
-    trainer = Trainer(model=generator.model, args=training_args(TrainingArguments, recipe, lr, workdir),
-                      train_dataset=dataset, data_collator=collator)
-    train_with(trainer, recorder)
+    return Trainer(model=generator.model, args=training_args(TrainingArguments, recipe, lr, workdir),
+                   train_dataset=dataset, data_collator=collator)
+
+
+def train(generator: Generator, examples: list[Example], recipe: Recipe, lr: float, workdir: Path,
+          recorder: OrderRecorder) -> None:
+    train_with(trainer(generator, examples, recipe, lr, workdir), recorder)
 
 
 @torch.no_grad()
