@@ -35,6 +35,19 @@ CASES = {
     "task does not fit": (lambda t: ["sparse", "{dec}", "--data", "{pairs}"], "needs a masked-LM head"),
     "sweep value not a number": (lambda t: ["embed", "{enc}", "--data", "{pairs}", "--lr", "1e-5,fast"],
                                  "--lr: 'fast' is not a number"),
+    "generation data without its fields": (lambda t: ["generate", "{dec}", "--data", str(write(
+        t / "g.jsonl", '{"question": "q", "answer": "a"}\n'))], "no 'source' field (columns: question, answer)"),
+    "an empty completion": (lambda t: ["generate", "{dec}", "--data", str(write(
+        t / "g.jsonl", '{"prompt": "p", "completion": "a"}\n{"prompt": "p", "completion": "  "}\n'))],
+        "g.jsonl:2: empty completion"),
+    "a template that drops the source": (lambda t: ["generate", "{dec}", "--data", "{kelo}", "--template",
+                                                    "Translate:\n"], "drops the source: it must contain {source}"),
+    "generate on an encoder": (lambda t: ["generate", "{enc}", "--data", "{kelo}"],
+                               "is an encoder and generate fine-tunes a decoder; continue it as a decoder first "
+                               "(`twofold train --init-from"),
+    "parallel files of different lengths": (lambda t: ["generate", "{dec}", "--data", ",".join(
+        [str(write(t / "a.kelo", "ama\nbeko\ncilu\n")), str(write(t / "a.vora", "tusi\nrano\n"))])],
+        "a.kelo has 3 lines but"),
     "model is not a model": (lambda t: ["embed", str(write(t / "m" / "x.txt", "")).rsplit("/", 1)[0],
                                         "--data", "{pairs}"],
                              "neither a twofold run nor a Hugging Face model directory"),
@@ -42,9 +55,11 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, exports, pairs_file, case):
+def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, exports, pairs_file, kelo_vora, case):
     make, message = CASES[case]
-    argv = [a.format(enc=exports["encoder"], dec=exports["decoder"], pairs=pairs_file) for a in make(tmp_path)]
+    names = {"{enc}": exports["encoder"], "{dec}": exports["decoder"], "{pairs}": pairs_file,
+             "{kelo}": kelo_vora["train"]}
+    argv = [str(names.get(a, a)) for a in make(tmp_path)]
     out = tmp_path / "out"
     assert main(["finetune", *argv, "--out", str(out), "--batch-size", "8", "--max-length", "32"]) == 2
     err = capsys.readouterr().err.strip()
