@@ -233,17 +233,28 @@ def test_finetune_generate_returns_chrf_before_and_after_as_recorded(exports, ke
 
 @pytest.mark.slow
 def test_translation_between_two_made_up_languages_improves_chrf(tmp_path, exports, capsys):
-    """docs/finetuning.md "Generation and translation": the corpus and the command it shows, its chrF."""
+    """docs/finetuning.md "Generation and translation": the corpus and the command it shows, its chrF.
+    The decoder is the fixtures' shape and tokenizer with weights drawn from seed 0, so the numbers repeat."""
+    import twofold
+    from twofold.data.tokenizer import load_tokenizer
+    from twofold.model import TwofoldModel, preset
+
     from .conftest import made_up_corpus
 
+    bpe = exports["decoder"].parent / "tokenizer"
+    tokenizer = load_tokenizer(bpe)
+    s = tokenizer.special
+    config = preset("tiny", causal=True, vocab_size=tokenizer.vocab_size, cls_token_id=s.cls, sep_token_id=s.sep,
+                    pad_token_id=s.pad, mask_token_id=s.mask, bos_token_id=s.bos, eos_token_id=s.eos)
+    torch.manual_seed(0)
+    decoder = twofold.save(TwofoldModel(config), tmp_path / "decoder", tokenizer=bpe)
     corpus = tmp_path / "kelo-vora"
     splits = {split: made_up_corpus(corpus, split, n, seed) for split, n, seed in
               (("train", 400, 0), ("dev", 40, 1), ("test", 40, 2))}
     out = tmp_path / "kelo-vora-ft"
-    assert main(["finetune", "generate", str(exports["decoder"]), "--data", splits["train"], "--dev", splits["dev"],
-                 "--test", splits["test"], "--template", "Kelo: {source}\nVora:", "--lr", "1e-3,3e-3",
-                 "--epochs", "3", "--batch-size", "16", "--max-length", "64", "--max-new-tokens", "24",
-                 "--out", str(out)]) == 0
+    assert main(["finetune", "generate", str(decoder), "--data", splits["train"], "--dev", splits["dev"],
+                 "--test", splits["test"], "--template", "Kelo: {source}\nVora:", "--lr", "1e-2", "--epochs", "12",
+                 "--batch-size", "16", "--max-length", "64", "--max-new-tokens", "24", "--out", str(out)]) == 0
     print(capsys.readouterr().out)
     record = json.loads((out / RECORD).read_text())
-    assert record["test"]["chrf"] > record["before"]["test"]["chrf"] + 20
+    assert record["test"]["chrf"] > record["before"]["test"]["chrf"] + 30
