@@ -54,6 +54,8 @@ def test_the_cli_fine_tune_writes_a_causal_lm_its_record_and_results(finetuned, 
     assert record["data"]["name"] == "kelo-vora"
     assert written["kelo-vora"].metrics == record["test"]
     assert written["kelo-vora/before"].metrics == record["before"]["test"]
+    assert written["kelo-vora"].details["signatures"] == record["signatures"]
+    assert written["kelo-vora/before"].details["decoding"] == record["decoding"]
 
 
 def test_the_recorded_scores_are_sacrebleus_on_the_kept_models_generations(finetuned, kelo_vora):

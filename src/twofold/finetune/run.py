@@ -201,14 +201,15 @@ def _finetune(task: str, base: BaseModel, data, prepared: Prepared, recipe: Reci
     for item in (workdir / f".sweep-{best}" / "model").iterdir():
         os.replace(item, workdir / item.name)
     shutil.rmtree(workdir / f".sweep-{best}")
-    results = _results(task, base, data, kept, before["test"], parameters, recipe, len(_items(prepared.test)))
+    details = spec.details(recipe)
+    results = _results(task, base, data, kept, before["test"], parameters, recipe, len(_items(prepared.test)), details)
     save_results(results, workdir / RESULTS)
     record = {"task": task, "library": spec.library, "twofold_version": __version__, "model": base.source,
               "member": "decoder" if base.causal else "encoder", "name": base.name,
               "data": _data_record(data, prepared),
               "recipe": recipe.to_dict(), "pooling": pooling_used(task, base, recipe), "metric": metric,
               "selected": {"learning_rate": kept["learning_rate"], "dev": kept["dev"]}, "test": kept["test"],
-              "before": before, "sweep": sweep, "environment": _environment(), **spec.details(recipe)}
+              "before": before, "sweep": sweep, "environment": _environment(), **details}
     atomic_write_text(workdir / RECORD, json.dumps(record, indent=1) + "\n")
     return FinetuneResult(final, task, base.name, record["member"], kept["learning_rate"], metric, before["test"],
                           kept["test"], kept["dev"], sweep, results)
@@ -238,13 +239,14 @@ def _parameters(model) -> int:
 
 
 def _results(task, base: BaseModel, data, kept: dict, before: dict, parameters: int, recipe: Recipe,
-             n: int) -> list[Result]:
+             n: int, details: dict) -> list[Result]:
+    """The kept model's test scores and the scores before; `details`: the task's (decoding, signatures)."""
     common = {"task": f"finetune-{task}", "model": base.name, "seed": recipe.seed, "n": n,
               "kind": "decoder" if base.causal else "encoder", "parameters": parameters}
     return [
         Result(**common, metrics=kept["test"], variant=data.name,
-               details={"learning_rate": kept["learning_rate"], "dev": kept["dev"], "before": before}),
-        Result(**common, metrics=before, variant=f"{data.name}/before", details={"fine_tuned": False}),
+               details={"learning_rate": kept["learning_rate"], "dev": kept["dev"], "before": before, **details}),
+        Result(**common, metrics=before, variant=f"{data.name}/before", details={"fine_tuned": False, **details}),
     ]
 
 
