@@ -40,6 +40,7 @@ def test_the_cli_fine_tune_writes_a_causal_lm_its_record_and_results(finetuned, 
 
     record = json.loads((finetuned / RECORD).read_text())
     assert record["task"] == "generate" and record["member"] == "decoder" and record["metric"] == "chrf"
+    assert record["pooling"] == "none"
     assert [s["learning_rate"] for s in record["sweep"]] == [1e-3, 3e-3]
     best = max(record["sweep"], key=lambda s: s["dev"]["chrf"])  # the sweep keeps the best dev chrF
     assert record["selected"]["learning_rate"] == best["learning_rate"] and record["test"] == best["test"]

@@ -49,6 +49,8 @@ def pooling_used(task: str, base: BaseModel, recipe: Recipe) -> str:
         return "max"  # SPLADE: max over tokens of the MLM logits
     if task == "colbert":
         return "none"  # late interaction: one vector per token
+    if task == "generate":
+        return "none"  # the LM head predicts the next token at every position
     if task == "rerank" and base.causal:
         return "last"  # ModernBertDecoderForSequenceClassification scores the last token
     return pooling_for(base, recipe)
