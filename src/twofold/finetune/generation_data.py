@@ -118,8 +118,8 @@ def _example(where: str, number: int, row: dict, fields: Fields) -> Example:
 # ----------------------------------------------------------------------------- sources
 
 def _parallel(spec: str) -> tuple[Path, Path] | None:
-    """(source file, target file) when `spec` is two existing files joined by a comma."""
-    if "," not in spec or spec.startswith("hf:"):
+    """(source file, target file) when `spec` is two files joined by a comma (not one file named with a comma)."""
+    if "," not in spec or spec.startswith("hf:") or Path(spec).is_file():
         return None
     first, _, second = spec.partition(",")
     paths = (Path(first), Path(second))
