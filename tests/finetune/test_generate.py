@@ -84,14 +84,14 @@ def test_eval_task_generate_scores_what_the_fine_tune_recorded(finetuned, kelo_v
     assert result.details["signatures"] == record["signatures"]
 
 
-def test_eval_task_generate_says_an_encoder_cannot_generate(exports, tmp_path):
+def test_eval_task_generate_says_an_encoder_cannot_generate(exports, kelo_vora):
     import twofold
     from twofold.data.tokenizer import load_tokenizer
     from twofold.eval.settings import Settings
     from twofold.eval.tasks import evaluate
 
     [result] = evaluate(twofold.load(exports["encoder"]), load_tokenizer(exports["encoder"]), ["generate"],
-                        settings=Settings(generate_data="stdlib", max_examples=4))
+                        settings=Settings(generate_test=kelo_vora["test"]))
     assert "is an encoder" in result.error and "--init-from" in result.error and not result.metrics
 
 
