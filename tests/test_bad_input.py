@@ -625,6 +625,7 @@ IDLE_FLAGS = [
      "--learning-rate applies to the built-in tasks (--task), not to --suite glue; drop --learning-rate"),
     (["eval", "m", "--suite", "mteb", "--max-queries", "500", "--pooling", "mean"], "drop --max-queries/--pooling"),
     (["eval", "m", "--suite", "rank1", "--beir", "d"], "--beir applies to the built-in tasks"),
+    (["eval", "m", "--suite", "glue", "--generate-data", "stdlib"], "--generate-data applies to the built-in tasks"),
     (["finetune", "embed", "m", "--data", "stdlib", "--text-fields", "a"], "--text-fields applies to finetune"),
     (["finetune", "rerank", "m", "--data", "stdlib", "--label-field", "y"], "--label-field applies to finetune"),
     (["finetune", "embed", "m", "--data", "stdlib", "--regression"], "--regression applies to finetune classify"),
@@ -637,6 +638,8 @@ IDLE_FLAGS = [
      "--mini-batch-size applies to finetune embed and colbert, not classify; drop it"),
     (["finetune", "rerank", "m", "--data", "stdlib", "--mini-batch-size", "32"], "embed and colbert, not rerank"),
     (["finetune", "sparse", "m", "--data", "stdlib", "--mini-batch-size", "8"], "embed and colbert, not sparse"),
+    (["finetune", "embed", "m", "--data", "stdlib", "--template", "{source}"], "--template applies to finetune gen"),
+    (["finetune", "classify", "m", "--data", "stdlib", "--max-new-tokens", "8"], "--max-new-tokens applies to"),
     (["merge", "a", "--method", "linear"], "one MODEL (a) is not a merge"),
     (["merge", "a", "b", "--method", "linear", "--lambda", "2"], "--lambda scales TIES' task vector"),
 ]

@@ -127,7 +127,8 @@ _SUITE_FLAGS = {"tasks": None, "data_dir": None, "limit": None, "lr": ("glue", *
 # Flags only the built-in tasks read (the suites take their published values or their own flags).
 _BUILTIN_FLAGS = {name.replace("-", "_"): f"--{name}" for name in (
     "lm-tokens", "pseudo-perplexity-tokens", "max-queries", "max-examples", "min-per-class", "max-per-class",
-    "learning-rate", "pooling", "max-new-tokens", "train", "dev", "text-fields", "label-field", "beir")}
+    "learning-rate", "pooling", "max-new-tokens", "train", "dev", "text-fields", "label-field", "beir",
+    "generate-data", "generate-test", "template", "source-field", "target-field")}
 
 
 def check_flags_apply(args: argparse.Namespace) -> None:
