@@ -1,4 +1,6 @@
 import os
+import shutil
+import subprocess
 
 import pytest
 import torch
@@ -26,3 +28,19 @@ def tokenizer(tmp_path_factory):
     held-out functions the evaluation scores are not in its training text)."""
     texts = lambda: [d.text for d in stdlib_documents("train", packages=["json", "textwrap"])]
     return load_tokenizer(cached(tmp_path_factory, "tokenizer", lambda out: train_tokenizer(texts(), 512, out)))
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder nobody may write into (root ignores permissions, but not the immutable flag)."""
+    path = tmp_path / "read-only"
+    path.mkdir()
+    if os.geteuid() == 0:
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)]).returncode:
+            pytest.skip("running as root where chattr +i is not possible")
+        yield path
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+    else:
+        path.chmod(0o555)
+        yield path
+        path.chmod(0o755)

@@ -112,22 +112,6 @@ def torn(path):
     path.write_bytes(data[: len(data) // 2])
 
 
-@pytest.fixture
-def read_only_dir(tmp_path):
-    """A folder nobody may write into (root ignores permissions, but not the immutable flag)."""
-    path = tmp_path / "read-only"
-    path.mkdir()
-    if os.geteuid() == 0:
-        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)]).returncode:
-            pytest.skip("running as root where chattr +i is not possible")
-        yield path
-        subprocess.run(["chattr", "-i", str(path)], check=True)
-    else:
-        path.chmod(0o555)
-        yield path
-        path.chmod(0o755)
-
-
 # ------------------------------------------------------------------ 1, 7, 8: where outputs go
 
 

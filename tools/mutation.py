@@ -55,6 +55,9 @@ MODULES = {
                                   "tests/train/test_phase_theta.py"],
     "src/twofold/train/checkpoint.py": ["tests/train/test_checkpoint.py"],
     "src/twofold/hf.py": ["tests/model/test_hf_interop.py"],
+    "src/twofold/files.py": ["tests/test_files.py"],
+    "src/twofold/train/rng.py": ["tests/train/test_rng.py"],
+    "src/twofold/finetune/run.py": ["tests/finetune/test_sweep.py"],
 }
 
 # mutmut's limit per mutant counts the tests' own time but not their module fixtures; loop.py's
@@ -273,6 +276,11 @@ EQUIVALENT: dict[str, str] = {
        "drawn once more" for n in (135, 139, 140)},
     **{_L + f"xǁTrainerǁ_restore__mutmut_{n}": "streams_for_resume then sets every stream again (this rank's own, "
        "or fresh ones), whatever load_latest put there" for n in (5, 9, 10)},
+    # files.py
+    "twofold.files.x_read_yaml__mutmut_6": "Python reads an encoding name in any case",
+    "twofold.files.x_save_figure__mutmut_22": "matplotlib lower-cases the format name",
+    **{f"twofold.files.x_sha256_file__mutmut_{n}": "the block size only bounds memory: the digest of the whole "
+       "file is the same" for n in (13, 15, 16)},
 }
 
 # Functions that only style a figure: the tests check what a plot shows (bar heights, labels,
@@ -331,6 +339,8 @@ NOT_KILLABLE_HERE: dict[str, str] = {
     **{_L + f"xǁTrainerǁ_save__mutmut_{n}": "checkpoint.save captures this process's streams when given none: the "
        "same for one process on a CPU; other ranks' and a GPU's streams would be lost (torchrun, CUDA)"
        for n in (6, 17, 27)},
+    "twofold.files.x_read_yaml__mutmut_4": "the locale's encoding is read instead of UTF-8: differs only under a "
+    "locale that is not UTF-8, and this machine's is",
 }
 
 # Lines whose mutants would only reword a message: the condition that raises or warns is
@@ -481,6 +491,29 @@ def table(results: dict) -> str:
     return "\n".join(rows)
 
 
+def recorded() -> dict:
+    """The results docs/testing.md's table holds, as results.json entries: the record of modules not
+    mutated on this machine (build/ is not committed), which --docs keeps next to the new figures."""
+    text = DOCS.read_text().partition(MARKERS[0])[2].partition(MARKERS[1])[0]
+    results: dict = {}
+    for row in re.findall(r"^\| twofold/(\S+\.py) \|(.*)\|$", text, flags=re.M):
+        module, cells = f"src/twofold/{row[0]}", [c.strip() for c in row[1].split("|")]
+        total, killed, timeout, survived, no_tests = (int(c) for c in cells[:5])
+        minutes, seconds = re.fullmatch(r"(\d+)m(\d+)s", cells[-1]).groups()
+        results[module] = {"killed": killed, "timeout": timeout, "survived": survived, "no tests": no_tests,
+                           "skipped": total - killed - timeout - survived - no_tests,
+                           "seconds": 60 * int(minutes) + int(seconds), "tests": MODULES.get(module, []),
+                           "survivors": []}
+    prefixes = {"twofold." + m.removeprefix("src/twofold/").removesuffix(".py").replace("/", ".") + ".": m
+                for m in results}
+    for name in re.findall(r"^- `([^`]+)`: ", text, flags=re.M):
+        name = "twofold." + name
+        module = max((p for p in prefixes if name.startswith(p)), key=len, default=None)
+        if module is not None:
+            results[prefixes[module]]["survivors"].append(name)
+    return results
+
+
 def show_survivors(module: str) -> None:
     work = scratch(module)
     for name in count(work, module)[1]:
@@ -511,7 +544,7 @@ def main() -> None:
             entry = run(module, args.max_children, args.again, args.keep, args.timeouts,
                         args.only.split(",") if args.only else None)
             print(f"{module}: {entry}", flush=True)
-    text = table(json.loads(RESULTS.read_text()) if RESULTS.exists() else {})
+    text = table(recorded() | (json.loads(RESULTS.read_text()) if RESULTS.exists() else {}))
     if args.docs:
         before, _, rest = DOCS.read_text().partition(MARKERS[0])
         _, _, after = rest.partition(MARKERS[1])
