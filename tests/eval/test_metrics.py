@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from twofold.errors import TwofoldError
-from twofold.eval.metrics import accuracy, perplexity, ranking, retrieval_scores, top_k
+from twofold.eval.metrics import accuracy, bm25, bm25_run, p_mrr, perplexity, rank_of, ranking, retrieval_scores, top_k
 
 
 def test_ndcg_and_mrr_match_hand_computed_values():
@@ -50,3 +50,50 @@ def test_accuracy_and_perplexity():
         accuracy([1], [1, 2])
     with pytest.raises(TwofoldError):
         perplexity(1.0, 0)
+
+
+def test_accuracy_counts_matches_and_top_k_is_capped_by_the_documents():
+    assert accuracy(["a", "b", "c"], ["a", "x", "c"]) == pytest.approx(2 / 3)
+    with pytest.raises(TwofoldError, match=r"got 0 and 0$"):
+        accuracy([], [])
+    queries = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    documents = torch.tensor([[1.0, 0.1], [0.2, 1.0]])
+    scores, indices = top_k(queries, documents, k=5, chunk=2)  # chunks of 2 and 1 queries
+    assert indices.tolist() == [[0, 1], [1, 0], [1, 0]] and scores.shape == (3, 2)
+    assert scores[2, 0].item() == pytest.approx((1.2 / math.sqrt(2)) / math.hypot(0.2, 1.0))
+
+
+def test_rank_of_breaks_score_ties_by_document_id_descending_and_ranks_the_absent_last():
+    run = {"d1": 0.5, "d3": 0.5, "d2": 0.9, "d0": 0.1}
+    assert [rank_of(run, d) for d in ("d2", "d3", "d1", "d0", "d9")] == [1, 2, 3, 4, 5]
+
+
+def test_p_mrr_averages_each_querys_documents_then_the_queries():
+    original = {"q1": {"a": 4, "b": 3, "c": 2, "d": 1}, "q2": {"a": 2, "b": 1}, "q3": {"a": 1}}
+    changed = {"q1": {"c": 4, "d": 3, "a": 2, "b": 1}, "q2": {"b": 2, "a": 1}}
+    # q1: a falls 1 -> 3 (1 - 1/3), b falls 2 -> 4 (1 - 2/4); q2: b rises 2 -> 1 (1/2 - 1);
+    # q3 is not in the changed run and "q4" has no documents: both left out
+    expected = (((1 - 1 / 3) + (1 - 2 / 4)) / 2 + (1 / 2 - 1)) / 2
+    assert p_mrr(original, changed, {"q1": ["a", "b"], "q2": ["b"], "q3": ["a"], "q4": []}) == pytest.approx(expected)
+    with pytest.raises(TwofoldError, match="p-MRR needs at least one query"):
+        p_mrr(original, changed, {"q3": ["a"], "q4": []})
+
+
+DOCUMENTS = {"d1": "apples grow on trees", "d2": "bananas are yellow", "d3": "cars drive on roads",
+             "d4": "apples and bananas", "d5": "the sky is blue"}
+
+
+def test_bm25_returns_only_the_documents_that_share_a_word_with_the_query():
+    """A query that shares words with fewer than `depth` documents gets only those (as Lucene's BM25
+    does), best first; depth cuts the rest."""
+    queries = {"q1": "apples", "q2": "yellow bananas", "q3": "nothing matches here"}
+    run = bm25_run(queries, DOCUMENTS, depth=3)
+    assert {q: list(docs) for q, docs in run.items()} == {"q1": ["d4", "d1"], "q2": ["d2", "d4"], "q3": []}
+    assert all(score > 0 for docs in run.values() for score in docs.values())
+    assert {q: list(docs) for q, docs in bm25_run(queries, DOCUMENTS, depth=1).items()} == \
+        {"q1": ["d4"], "q2": ["d2"], "q3": []}
+    qrels = {"q1": {"d1": 1}, "q2": {"d4": 1}, "q3": {"d5": 1}}
+    scores = bm25(queries, DOCUMENTS, qrels, k=1)
+    assert scores == {"ndcg@1": 0.0, "mrr@1": 0.0}  # each relevant document ranks second, or not at all
+    scores = bm25(queries, DOCUMENTS, qrels, k=2)
+    assert scores["mrr@2"] == pytest.approx((1 / 2 + 1 / 2 + 0) / 3)

@@ -98,7 +98,11 @@ def p_mrr(original: dict[str, dict[str, float]], changed: dict[str, dict[str, fl
 
 def bm25_run(queries: dict[str, str], documents: dict[str, str], depth: int) -> dict[str, dict[str, float]]:
     """Each query's top `depth` documents by BM25 (bm25s: Lucene's idf, k1 1.5, b 0.75, its default
-    English tokenizer — lowercased words of 2+ characters without English stopwords)."""
+    English tokenizer — lowercased words of 2+ characters without English stopwords).
+
+    A document sharing no word with the query is not retrieved, as with Lucene (bm25s fills the
+    top `depth` with such documents at score 0, in no meaningful order): a query matching fewer
+    than `depth` documents gets only those."""
     import bm25s
 
     doc_ids = list(documents)
@@ -106,11 +110,11 @@ def bm25_run(queries: dict[str, str], documents: dict[str, str], depth: int) -> 
     retriever.index(bm25s.tokenize(list(documents.values()), show_progress=False), show_progress=False)
     tokens = bm25s.tokenize(list(queries.values()), show_progress=False)
     found, scores = retriever.retrieve(tokens, k=min(depth, len(doc_ids)), show_progress=False)
-    return {q: {doc_ids[int(i)]: float(s) for i, s in zip(row, score)} for q, row, score in zip(queries, found, scores)}
+    return {q: {doc_ids[int(i)]: float(s) for i, s in zip(row, score) if s > 0}
+            for q, row, score in zip(queries, found, scores)}
 
 
 def bm25(queries: dict[str, str], documents: dict[str, str], qrels: dict[str, dict[str, int]],
          k: int = 10) -> dict[str, float]:
-    """nDCG@k and MRR@k of BM25 (`bm25_run`); a document sharing no word with the query is not retrieved."""
-    run = {q: {d: s for d, s in found.items() if s > 0} for q, found in bm25_run(queries, documents, k).items()}
-    return retrieval_scores(qrels, run, k)
+    """nDCG@k and MRR@k of BM25 (`bm25_run`)."""
+    return retrieval_scores(qrels, bm25_run(queries, documents, k), k)

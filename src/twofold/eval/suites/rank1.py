@@ -11,7 +11,8 @@ With `--think-tokens N` the model first writes up to N reasoning tokens (greedy;
 from the logits of the next token (" true" and " false", their first tokens). With N = 0 (the
 default) the verdict follows `<think>\\n</think>` at once. Ties keep the first stage's order.
 
-First stage: `bm25` (bm25s, BM25 with Lucene's idf, k1 1.5, b 0.75, English stopwords), a TREC run
+First stage: `bm25` (bm25s, BM25 with Lucene's idf, k1 1.5, b 0.75, English stopwords; as with Lucene,
+only documents sharing a word with the query are retrieved, so a query may get fewer than `--depth`), a TREC run
 file (`qid Q0 docid rank score tag`), or an embedder (an export or Sentence Transformers
 directory; cosine similarity). Data: a BEIR folder per task under `--data-dir`
 (`DIR/<task>/corpus.jsonl`, `queries.jsonl`, `qrels/test.tsv`), else the MTEB task of that name.
