@@ -182,9 +182,9 @@ def official_metrics(task: GlueTask, predictions: np.ndarray, gold: list, labels
     from scipy.stats import pearsonr, spearmanr
     from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-    if task.regression:
-        return {"pearson": float(pearsonr(predictions, gold)[0]), "spearman": float(spearmanr(predictions, gold)[0])}
     out = {}
+    if task.regression:
+        out = {"pearson": float(pearsonr(predictions, gold)[0]), "spearman": float(spearmanr(predictions, gold)[0])}
     if "mcc" in task.metrics:
         out["mcc"] = float(matthews_corrcoef(gold, predictions))
     if "f1" in task.metrics:  # F1 of the positive class ("1": paraphrase, duplicate)
