@@ -1,0 +1,90 @@
+"""What a fine-tune trains and is scored on, counted by hand: hard negatives mined per query by default,
+the reranker's training pairs and candidates, and the classification metrics on predictions where
+each differs from the others."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from twofold.finetune import recipe_for
+from twofold.finetune.datasets import RetrievalSet
+from twofold.finetune.inputs import resolve
+from twofold.finetune.run import load_data, prepare
+from twofold.finetune.tasks import OrderRecorder, classification_metrics, embedder, rerank_candidates
+
+
+def test_classification_metrics_on_predictions_where_each_metric_differs():
+    gold = [0, 0, 0, 1, 1, 2]
+    logits = np.eye(3)[[0, 0, 1, 1, 2, 2]]  # right on 0, 0, 1, 2; wrong on one 0 and one 1
+    # per class (precision, recall): 0 (1, 2/3), 1 (1/2, 1/2), 2 (1/2, 1); macro-F1 averages their F1
+    f1 = (0.8 + 0.5 + 2 / 3) / 3
+    cov = 4 / 6 - (2 * 3 + 2 * 2 + 2 * 1) / 36  # Matthews' multi-class form from the confusion matrix
+    mcc = cov / math.sqrt((1 - (3 * 3 + 2 * 2 + 1) / 36) * (1 - (2 * 2 + 2 * 2 + 2 * 2) / 36))
+    assert classification_metrics(logits, gold, regression=False) == pytest.approx(
+        {"accuracy": 4 / 6, "f1": f1, "mcc": mcc})
+    similarity = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    predicted = np.array([[0.0], [0.1], [0.2], [0.3], [0.4], [5.0]])  # the same order, far from a line
+    assert classification_metrics(predicted, similarity, regression=True) == pytest.approx(
+        {"pearson": float(np.corrcoef(predicted[:, 0], similarity)[0, 1]), "spearman": 1.0})
+
+
+def test_the_order_recorder_hashes_the_texts_of_every_batch_it_builds():
+    built = []
+    recorder = OrderRecorder(lambda features: built.append(features) or len(features))
+    assert recorder([{"query": "a", "positive": "b", "ids": [1, 2]}, {"query": "c", "label": 1}]) == 2
+    again = OrderRecorder(lambda features: None)
+    again([{"positive": "b", "query": "a", "ids": [9]}, {"label": 1, "query": "c"}])  # lists are not texts
+    assert recorder.batches == again.batches == 1 and recorder.hexdigest == again.hexdigest
+    again([{"query": "a"}])
+    other = OrderRecorder(lambda features: None)
+    other([{"query": "c", "label": 1}, {"query": "a", "positive": "b"}])  # the same texts, another order
+    assert len({recorder.hexdigest, again.hexdigest, other.hexdigest}) == 3 and again.batches == 2
+    recorder.collator.tag = "the collator's"
+    assert recorder.tag == "the collator's" and recorder.steps is None
+
+
+@pytest.fixture(scope="module")
+def encoder(exports, tmp_path_factory):
+    return resolve(exports["encoder"], tmp_path_factory.mktemp("scratch"))
+
+
+def test_embed_mines_one_hard_negative_per_query_by_default(encoder, pairs_file):
+    data = load_data("embed", str(pairs_file))
+    prepared = prepare("embed", data, recipe_for("embed", max_length=48), encoder)
+    assert prepared.train.column_names == ["query", "positive", "negative_1"]
+    assert len(prepared.train) == len(data.train) == 32  # 40 pairs less the dev and test queries
+    assert all(row["negative_1"] != row["positive"] for row in prepared.train)
+    assert prepared.negatives == {"per_query": 1, "mined_with": "encoder",
+                                  "library": "sentence_transformers.util.mine_hard_negatives"}
+    assert (prepared.dev, prepared.test) == (data.dev, data.test)
+    unmined = prepare("embed", data, recipe_for("embed", hard_negatives=0), encoder)
+    assert unmined.train.column_names == ["query", "positive"] and unmined.negatives["mined_with"] is None
+
+
+def test_rerank_trains_on_each_positive_and_five_mined_negatives_by_default(encoder, pairs_file):
+    data = load_data("rerank", str(pairs_file))
+    prepared = prepare("rerank", data, recipe_for("rerank", max_length=48), encoder)
+    labels = prepared.train["label"]
+    assert len(prepared.train) == 32 * (1 + 5) and labels.count(1) == 32 and labels.count(0) == 32 * 5
+    assert prepared.negatives["per_query"] == 5
+    # scored on each query's positives and every other document of its small split (fewer than 19 here)
+    assert [(len(s["positive"]), len(s["negative"])) for s in prepared.test] == [(1, 3)] * 4
+
+
+def test_rerank_candidates_are_the_positives_and_the_miners_top_19_others(encoder):
+    miner = embedder(encoder, recipe_for("embed", max_length=16))
+    corpus = {f"d{i:02d}": f"def f{i}(x): return x + {i}" for i in range(25)}
+    split = RetrievalSet({"q": "add a number", "r": "return x"}, corpus, {"q": {"d03": 1, "d07": 2}, "r": {"d01": 1}})
+    samples = rerank_candidates(split, miner)
+    assert [(s["query"], len(s["positive"]), len(s["negative"])) for s in samples] == \
+        [("add a number", 2, 19), ("return x", 1, 19)]
+    assert samples[0]["positive"] == [corpus["d03"], corpus["d07"]]
+    assert not set(samples[0]["negative"]) & set(samples[0]["positive"])
+    scores = miner.similarity(miner.encode(["add a number"]), miner.encode(list(corpus.values())))[0]
+    ranked = [text for _, text in sorted(zip(scores.tolist(), corpus.values()), key=lambda x: -x[0])
+              if text not in samples[0]["positive"]]
+    assert samples[0]["negative"] == ranked[:19]  # the miner's best first
+    assert [len(s["negative"]) for s in rerank_candidates(split, miner, count=4)] == [4, 4]
