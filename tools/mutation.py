@@ -57,7 +57,10 @@ MODULES = {
     "src/twofold/hf.py": ["tests/model/test_hf_interop.py"],
     "src/twofold/files.py": ["tests/test_files.py"],
     "src/twofold/train/rng.py": ["tests/train/test_rng.py"],
-    "src/twofold/finetune/run.py": ["tests/finetune/test_sweep.py"],
+    "src/twofold/finetune/run.py": ["tests/finetune/test_sweep.py", "tests/finetune/test_prepare.py"],
+    "src/twofold/eval/metrics.py": ["tests/eval/test_metrics.py"],
+    "src/twofold/eval/suites/glue.py": ["tests/eval/test_glue.py"],
+    "src/twofold/eval/tasks/baselines.py": ["tests/eval/test_baselines.py", "tests/eval/test_demo_scoring.py"],
 }
 
 # mutmut's limit per mutant counts the tests' own time but not their module fixtures; loop.py's

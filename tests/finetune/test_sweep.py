@@ -1,26 +1,34 @@
-"""The learning-rate sweep's rule: every rate trained on the same data, the best on the dev split's
-primary metric kept (the first on a tie), all recorded.
+"""The learning-rate sweep's rule and record: every rate trained on the same data, the best on the dev
+split's primary metric kept (the first on a tie), all recorded; a pair fine-tunes both members alike.
 
 The task's library is replaced by a scripted one whose "training" records the rate and whose
 scores come from a table, so the fixture can tell the rules apart: dev and test rank the rates
-differently, and each metric ranks them differently. Real libraries train in
+differently, and each metric ranks them differently. The model, data and outputs are real
+(a tiny export, a TSV file, the written folder). Real libraries train in
 tests/finetune/test_finetune.py.
 """
 
 from __future__ import annotations
 
 import json
+import platform
+import sys
+import warnings
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from twofold.files import sha256_file
 from twofold.finetune import tasks
 from twofold.finetune.datasets import LabelledData, RetrievalSet
 from twofold.finetune.inputs import BaseModel
 from twofold.finetune.recipes import recipe_for
-from twofold.finetune.run import RECORD, RESULTS, finetune
+from twofold.finetune.run import RECORD, RESULTS, finetune, finetune_pair, load_data
+from twofold.finetune.tasks import OrderRecorder
 from twofold.results import load_results
 
 # rate -> {split: metrics}; None: before fine-tuning. On dev, accuracy ranks 3e-5 first (2e-5 ties it
@@ -32,120 +40,210 @@ SCORES = {
     8e-5: {"dev": {"accuracy": 0.60, "f1": 0.90, "mcc": 0.30}, "test": {"accuracy": 0.70, "f1": 0.71, "mcc": 0.72}},
     2e-5: {"dev": {"accuracy": 0.80, "f1": 0.50, "mcc": 0.20}, "test": {"accuracy": 0.10, "f1": 0.11, "mcc": 0.12}},
 }
+RATES = (1e-5, 3e-5, 8e-5, 2e-5)
 
 
 @dataclass
 class Scripted:
+    base: BaseModel
     rate: float | None = None
 
     def parameters(self):
         return [torch.zeros(7), torch.zeros(2, 3)]
 
 
-@pytest.fixture
-def scripted(monkeypatch):
-    """The classify task with a scripted library; returns the list of (split, rate) it scored."""
-    scored = []
-    data = LabelledData("scripted", train=[(("a",), 0), (("b",), 1)], dev=[(("c",), 0), (("d",), 1)],
-                        test=[(("e",), 0), (("f",), 1), (("g",), 0)], labels=["no", "yes"])
+def batch_digest(rate: float) -> str:
+    recorder = OrderRecorder(lambda features: features)
+    recorder([{"text": f"rate {rate}"}])
+    return recorder.hexdigest
 
-    def train(model, rows, recipe, lr, workdir, recorder):
-        assert rows is data.train
+
+class Library:
+    """The classify task with a scripted library: checks what it is handed, records what it scores."""
+
+    def __init__(self, monkeypatch, table=SCORES):
+        self.scored, self.built, self.table, self.data = [], [], table, None
+        self.recipe = None
+        monkeypatch.setitem(tasks.TASK_TABLE, "classify", tasks.Task("scripted", self.build, self.train, self.score,
+                                                                      "accuracy", save=self.save))
+        clock = iter(range(0, 1000, 2))  # each training "takes" 1.23456 s: round(., 2) is recorded
+        times = []
+        monkeypatch.setattr("twofold.finetune.run.time", SimpleNamespace(
+            perf_counter=lambda: times.append(next(clock) * 1.23456 / 2) or times[-1]))
+
+    def build(self, base, recipe, **extra):
+        assert recipe is self.recipe and isinstance(base, BaseModel)
+        self.built.append((base.name, extra))
+        return Scripted(base)
+
+    def train(self, model, rows, recipe, lr, workdir, recorder):
+        assert rows == self.data.train and recipe is self.recipe  # the data as loaded with the recipe's seed
+        assert Path(workdir).name == "trainer" and Path(workdir).parent.name.startswith(".sweep-")
         Path(workdir).mkdir(parents=True)  # the libraries' trainers make their output folder
         model.rate = lr
-        recorder.batches, recorder.steps = 1, 1
+        recorder.collator = lambda features: features
+        recorder([{"text": f"rate {lr}"}])
+        recorder.steps = 3
 
-    def score(model, split, recipe):
-        name = "dev" if split is data.dev else "test"
-        scored.append((name, model.rate))
-        return dict(SCORES[model.rate][name])
+    def score(self, model, split, recipe):
+        assert recipe is self.recipe
+        name = "dev" if split == self.data.dev else "test"
+        assert split == (self.data.dev if name == "dev" else self.data.test)
+        self.scored.append((model.base.name, name, model.rate))
+        return dict(self.table[model.rate][name])
 
-    def save(model, out):
+    def save(self, model, out):
         Path(out).mkdir(parents=True)
-        (Path(out) / "model.json").write_text(json.dumps({"rate": model.rate}))
+        (Path(out) / "model.json").write_text(json.dumps({"rate": model.rate, "base": model.base.name}))
 
-    task = tasks.Task("scripted", lambda base, recipe, **extra: Scripted(), train, score, "accuracy", save=save)
-    monkeypatch.setitem(tasks.TASK_TABLE, "classify", task)
-    return data, scored
+    def run(self, *args, recipe, **kwargs):
+        self.recipe = recipe
+        return finetune(*args, recipe, **kwargs)
+
+    def run_pair(self, *args, recipe, **kwargs):
+        self.recipe = recipe
+        return finetune_pair(*args, recipe, **kwargs)
 
 
-BASE = BaseModel("unused", "encoder", causal=False, source={"kind": "hf"})
+@pytest.fixture
+def scripted(monkeypatch):
+    return Library(monkeypatch)
 
 
-def test_the_sweep_keeps_the_best_rate_on_the_dev_accuracy_and_records_every_rate(tmp_path, scripted):
-    data, scored = scripted
-    rates = (1e-5, 3e-5, 8e-5, 2e-5)
+def small_data(labels=("no", "yes")) -> LabelledData:
+    return LabelledData("scripted", train=[(("a",), 0), (("b",), 1)], dev=[(("c",), 0), (("d",), 1)],
+                        test=[(("e",), 0), (("f",), 1), (("g",), 0)], labels=list(labels) if labels else None)
+
+
+def environment() -> dict:
+    versions = {}
+    for package in ("torch", "transformers", "sentence-transformers", "pylate", "datasets"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"python": sys.version.split()[0], "device": platform.processor() or "cpu", **versions}
+
+
+def test_the_sweep_keeps_the_best_rate_on_the_dev_accuracy_and_records_every_rate(tmp_path, scripted, exports,
+                                                                                  labels_file):
+    data = scripted.data = load_data("classify", str(labels_file), seed=12)
+    recipe = recipe_for("classify", learning_rates=RATES)
     lines = []
-    with pytest.warns(UserWarning, match=r"the test split is 3 examples: too small .* \(each one is 33% of it\)"):
-        result = finetune("classify", BASE, data, tmp_path / "out", recipe_for("classify", learning_rates=rates),
-                          say=lines.append)
-    assert scored == [("dev", None), ("test", None)] + [(split, r) for r in rates for split in ("dev", "test")]
-    assert (result.learning_rate, result.metric, result.out) == (3e-5, "accuracy", tmp_path / "out")
+    with pytest.warns(UserWarning, match=rf"the test split is {len(data.test)} examples: too small"):
+        result = scripted.run("classify", exports["encoder"], data, tmp_path / "out", recipe=recipe, name="enc",
+                              say=lines.append)
+    assert scripted.scored == [("enc", "dev", None), ("enc", "test", None)] + \
+        [("enc", split, r) for r in RATES for split in ("dev", "test")]
+    assert scripted.built == [("enc", {"labels": data.labels})] * 5
+    assert (result.learning_rate, result.metric, result.out, result.task, result.model, result.kind) == \
+        (3e-5, "accuracy", tmp_path / "out", "classify", "enc", "encoder")
     assert (result.dev, result.test, result.before) == (SCORES[3e-5]["dev"], SCORES[3e-5]["test"],
                                                        SCORES[None]["test"])
-    assert result.improved and [s["learning_rate"] for s in result.sweep] == list(rates)
+    assert result.improved and result.sweep == json.loads((tmp_path / "out" / RECORD).read_text())["sweep"]
     out = tmp_path / "out"
-    assert json.loads((out / "model.json").read_text()) == {"rate": 3e-5}  # the kept model, moved up
+    assert json.loads((out / "model.json").read_text()) == {"rate": 3e-5, "base": "enc"}  # the kept model, moved up
     assert sorted(p.name for p in out.iterdir()) == ["finetune.json", "model.json", RESULTS]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no hidden working folder left
     record = json.loads((out / RECORD).read_text())
-    assert record["selected"] == {"learning_rate": 3e-5, "dev": SCORES[3e-5]["dev"]}
-    assert (record["test"], record["before"], record["metric"]) == (SCORES[3e-5]["test"], SCORES[None], "accuracy")
-    assert [(s["learning_rate"], s["dev"], s["test"], s["batches"], s["optimizer_steps"]) for s in record["sweep"]] \
-        == [(r, SCORES[r]["dev"], SCORES[r]["test"], 1, 1) for r in rates]
-    assert (record["member"], record["name"], record["library"], record["pooling"]) == \
-        ("encoder", "encoder", "scripted", "mean")
-    assert record["data"]["examples"] == {"train": 2, "dev": 2, "test": 3} and record["data"]["labels"] == ["no", "yes"]
+    export = Path(exports["encoder"])
+    assert record == {
+        "task": "classify", "library": "scripted", "twofold_version": record["twofold_version"],
+        "model": {"kind": "hf", "path": str(export.resolve()),
+                  "sha256": {p.name: sha256_file(p) for p in sorted(export.iterdir())
+                             if p.suffix in (".json", ".safetensors")}},
+        "member": "encoder", "name": "enc",
+        "data": {"name": data.name, "fingerprint": data.fingerprint,
+                 "files": {str(labels_file): sha256_file(labels_file)},
+                 "examples": {"train": len(data.train), "dev": len(data.dev), "test": len(data.test)},
+                 "negatives": {}, "labels": data.labels},
+        "recipe": recipe.to_dict(), "pooling": "mean", "metric": "accuracy",
+        "selected": {"learning_rate": 3e-5, "dev": SCORES[3e-5]["dev"]}, "test": SCORES[3e-5]["test"],
+        "before": SCORES[None],
+        "sweep": [{"learning_rate": r, "dev": SCORES[r]["dev"], "test": SCORES[r]["test"], "seconds": 1.23,
+                   "batches": 1, "optimizer_steps": 3, "data_order": batch_digest(r)} for r in RATES],
+        "environment": environment()}
     kept, before = sorted(load_results(out / RESULTS), key=lambda r: r.variant)
-    assert (kept.task, kept.variant, kept.metrics, kept.n, kept.kind) == \
-        ("finetune-classify", "scripted", SCORES[3e-5]["test"], 3, "encoder")
+    assert (kept.task, kept.model, kept.variant, kept.metrics, kept.n, kept.kind, kept.seed) == \
+        ("finetune-classify", "enc", data.name, SCORES[3e-5]["test"], len(data.test), "encoder", 12)
     assert kept.details == {"learning_rate": 3e-5, "dev": SCORES[3e-5]["dev"], "before": SCORES[None]["test"]}
-    assert (before.variant, before.metrics, before.details) == ("scripted/before", SCORES[None]["test"],
-                                                                {"fine_tuned": False})
+    assert (before.variant, before.metrics, before.details, before.model) == (
+        f"{data.name}/before", SCORES[None]["test"], {"fine_tuned": False}, "enc")
     assert kept.parameters == before.parameters == 13
-    assert lines == ["  before fine-tuning: dev accuracy 0.3000", "  lr 1e-05: dev accuracy 0.5000 (0 s)",
-                     "  lr 3e-05: dev accuracy 0.8000 (0 s)", "  lr 8e-05: dev accuracy 0.6000 (0 s)",
-                     "  lr 2e-05: dev accuracy 0.8000 (0 s)"]
+    assert lines == ["  before fine-tuning: dev accuracy 0.3000", "  lr 1e-05: dev accuracy 0.5000 (1 s)",
+                     "  lr 3e-05: dev accuracy 0.8000 (1 s)", "  lr 8e-05: dev accuracy 0.6000 (1 s)",
+                     "  lr 2e-05: dev accuracy 0.8000 (1 s)"]
 
 
-def test_a_regression_sweep_selects_on_pearson(tmp_path, scripted, monkeypatch):
-    data, _ = scripted
-    data.labels = None  # regression: the primary metric is Pearson, whatever the task's table says
-    table = {1e-5: {"pearson": 0.2, "spearman": 0.9, "accuracy": 0.9}, 3e-5: {"pearson": 0.7, "spearman": 0.1,
-                                                                               "accuracy": 0.1}}
-    table[None] = {"pearson": 0.0, "spearman": 0.0, "accuracy": 0.0}
-    monkeypatch.setitem(tasks.TASK_TABLE, "classify", tasks.TASK_TABLE["classify"].__class__(
-        **{**tasks.TASK_TABLE["classify"].__dict__, "score": lambda model, split, recipe: dict(table[model.rate])}))
+def test_a_pair_fine_tunes_both_members_alike_and_records_both(tmp_path, scripted, exports, labels_file):
+    data = scripted.data = load_data("classify", str(labels_file), seed=12)
+    recipe = recipe_for("classify", learning_rates=(8e-5, 3e-5))
+    lines = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the small split, said once per member
+        results = scripted.run_pair("classify", Path(exports["encoder"]).parent, str(labels_file), tmp_path / "pair",
+                                    recipe=recipe, say=lines.append)
+    assert [(r.model, r.kind, r.learning_rate, r.out) for r in results] == [
+        ("encoder", "encoder", 3e-5, tmp_path / "pair" / "encoder"), ("decoder", "decoder", 3e-5,
+                                                                      tmp_path / "pair" / "decoder")]
+    assert [line for line in lines if not line.startswith("  ")] == [f"encoder: classify on {data.name}",
+                                                                      f"decoder: classify on {data.name}"]
+    for member in ("encoder", "decoder"):
+        assert json.loads((tmp_path / "pair" / member / "model.json").read_text()) == {"rate": 3e-5, "base": member}
+        assert json.loads((tmp_path / "pair" / member / RECORD).read_text())["member"] == member
+    record = json.loads((tmp_path / "pair" / RECORD).read_text())
+    summary = {"learning_rate": 3e-5, "metric": "accuracy", "before": SCORES[None]["test"],
+               "test": SCORES[3e-5]["test"]}
+    assert record == {"task": "classify", "pair": str(Path(exports["encoder"]).parent.resolve()),
+                      "members": ["encoder", "decoder"], "recipe": recipe.to_dict(),
+                      "data": json.loads((tmp_path / "pair" / "encoder" / RECORD).read_text())["data"],
+                      "data_order_identical": True,
+                      "results": [{"model": "encoder", "kind": "encoder", **summary},
+                                  {"model": "decoder", "kind": "decoder", **summary}]}
+    assert sorted(p.name for p in (tmp_path / "pair").iterdir()) == ["decoder", "encoder", "finetune.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["pair"]
+
+
+def test_a_regression_sweep_selects_on_pearson(tmp_path, monkeypatch):
+    table = {None: {"dev": {"pearson": 0.0, "spearman": 0.0}, "test": {"pearson": 0.0, "spearman": 0.0}},
+             1e-5: {"dev": {"pearson": 0.2, "spearman": 0.9}, "test": {"pearson": 0.9, "spearman": 0.9}},
+             3e-5: {"dev": {"pearson": 0.7, "spearman": 0.1}, "test": {"pearson": 0.1, "spearman": 0.1}}}
+    library = Library(monkeypatch, table)
+    library.data = small_data(labels=None)  # regression: the primary metric is Pearson
     with pytest.warns(UserWarning):
-        result = finetune("classify", BASE, data, tmp_path / "out", recipe_for("classify", learning_rates=(1e-5, 3e-5)),
-                          say=lambda *_: None)
-    assert (result.metric, result.learning_rate) == ("pearson", 3e-5)
-    assert json.loads((tmp_path / "out" / "model.json").read_text()) == {"rate": 3e-5}
+        result = library.run("classify", BaseModel("unused", "decoder", causal=True), library.data, tmp_path / "out",
+                             recipe=recipe_for("classify", learning_rates=(1e-5, 3e-5)), say=lambda *_: None)
+    assert (result.metric, result.learning_rate, result.kind) == ("pearson", 3e-5, "decoder")
+    assert library.built == [("decoder", {"labels": None})] * 3
+    record = json.loads((tmp_path / "out" / RECORD).read_text())
+    assert (record["member"], record["pooling"], record["data"]["labels"]) == ("decoder", "last", None)
 
 
 def test_one_rate_scores_only_the_test_split(tmp_path, scripted):
-    data, scored = scripted
+    data = scripted.data = small_data()
     data.test_split = "dev_matched"  # what GLUE calls its scored part
     lines = []
     with pytest.warns(UserWarning, match="the dev_matched split is 3 examples"):
-        result = finetune("classify", BASE, data, tmp_path / "out", recipe_for("classify", learning_rates=(8e-5,)),
-                          say=lines.append)
-    assert scored == [("test", None), ("test", 8e-5)]
+        result = scripted.run("classify", BaseModel("unused", "m", causal=False), data, tmp_path / "out",
+                              recipe=recipe_for("classify", learning_rates=(8e-5,)), say=lines.append)
+    assert scripted.scored == [("m", "test", None), ("m", "test", 8e-5)]
     assert (result.learning_rate, result.dev, result.test) == (8e-5, {}, SCORES[8e-5]["test"])
     record = json.loads((tmp_path / "out" / RECORD).read_text())
     assert set(record["before"]) == {"test"} and record["selected"] == {"learning_rate": 8e-5, "dev": {}}
     assert lines == ["  before fine-tuning: dev_matched accuracy 0.3500",
-                     "  lr 8e-05: dev_matched accuracy 0.7000 (0 s)"]
+                     "  lr 8e-05: dev_matched accuracy 0.7000 (1 s)"]
 
 
-def test_a_small_retrieval_split_is_named_by_its_queries_and_documents(tmp_path, scripted, monkeypatch):
+def test_a_small_split_is_named_by_its_size(tmp_path):
     from twofold.finetune import run
 
     split = RetrievalSet({"q1": "a", "q2": "b"}, {"d1": "x", "d2": "y", "d3": "z"}, {"q1": {"d1": 1}, "q2": {"d2": 1}})
-    with pytest.warns(UserWarning, match=r"^the test split is 2 queries over 3 documents: .*each one is 50% of it\)"):
+    with pytest.warns(UserWarning, match=r"^the test split is 2 queries over 3 documents: .*each one is 50% of it\); "
+                                         r"give more data or a larger --test$"):
         run._warn_if_too_small(split, "test")
-    big = RetrievalSet({f"q{i}": "a" for i in range(run.SMALL_SPLIT)}, {"d": "x"}, {})
-    import warnings
-
+    with pytest.warns(UserWarning, match=r"^the dev split is 49 examples: .*each one is 2% of it\)"):
+        run._warn_if_too_small(list(range(run.SMALL_SPLIT - 1)), "dev")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        run._warn_if_too_small(big, "test")  # 50 queries: no warning
+        run._warn_if_too_small(RetrievalSet({f"q{i}": "a" for i in range(run.SMALL_SPLIT)}, {"d": "x"}, {}), "test")
+        run._warn_if_too_small(list(range(run.SMALL_SPLIT)), "test")
