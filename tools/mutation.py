@@ -284,6 +284,23 @@ EQUIVALENT: dict[str, str] = {
     "twofold.files.x_save_figure__mutmut_22": "matplotlib lower-cases the format name",
     **{f"twofold.files.x_sha256_file__mutmut_{n}": "the block size only bounds memory: the digest of the whole "
        "file is the same" for n in (13, 15, 16)},
+    # train/rng.py
+    "twofold.train.rng.x_restore__mutmut_24": "np.random.set_state converts the saved keys (all below 2^32, exact "
+    "in float64) to uint32 itself",
+    # eval/metrics.py
+    "twofold.eval.metrics.x_p_mrr__mutmut_24": "a document whose rank did not move scores 0 by either formula",
+    "twofold.eval.metrics.x_top_k__mutmut_1": "the chunk of queries only bounds memory: every chunk gets the same "
+    "scores",
+    **{f"twofold.eval.metrics.x_top_k__mutmut_{n}": "on [N, D] embeddings and [Q, N] scores dim +1 (and "
+       "normalize's default, 1) is dim -1" for n in (6, 7, 13, 14, 35, 37)},
+    # eval/tasks/baselines.py
+    "twofold.eval.tasks.baselines.x_language_model_baselines__mutmut_1": "padding a table already as long as the "
+    "vocabulary adds nothing",
+    "twofold.eval.tasks.baselines.x_language_model_baselines__mutmut_12": "astype(None) is float64 too",
+    **{f"twofold.eval.tasks.baselines.x_language_model_baselines__mutmut_{n}": "token id 0 is a special token "
+       "(tested), never a masked target, so '>= 0', '> 0' and '>= 1' pick the same targets" for n in (34, 35)},
+    **{f"twofold.eval.tasks.baselines.x_majority__mutmut_{n}": "most_common(None) and most_common(2) also start "
+       "with the most common label" for n in (5, 7)},
 }
 
 # Functions that only style a figure: the tests check what a plot shows (bar heights, labels,
@@ -344,6 +361,11 @@ NOT_KILLABLE_HERE: dict[str, str] = {
        for n in (6, 17, 27)},
     "twofold.files.x_read_yaml__mutmut_4": "the locale's encoding is read instead of UTF-8: differs only under a "
     "locale that is not UTF-8, and this machine's is",
+    **{f"twofold.train.rng.x_gather__mutmut_{n}": "the gather of several ranks' streams runs under torchrun "
+       "(tests/train/test_dropout_rng.py), whose processes import the package, not mutmut's mutated copy"
+       for n in (4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17)},
+    **{f"twofold.train.rng.x_seed_streams__mutmut_{n}": "torch's CPU generator keeps only the seed's low 32 bits; "
+       "the high word seeds CUDA's generator only (no GPU here)" for n in (8, 10)},
 }
 
 # Lines whose mutants would only reword a message: the condition that raises or warns is
@@ -359,9 +381,10 @@ def scratch(module: str) -> Path:
 
 
 def prepare(module: str, tests: list[str]) -> Path:
-    """A copy of src/, tests/ and pyproject.toml whose [tool.mutmut] names this module and its tests."""
+    """A copy of src/, tests/, tools/ (test data writers) and pyproject.toml whose [tool.mutmut] names this
+    module and its tests."""
     work = scratch(module)
-    for name in ("src", "tests"):
+    for name in ("src", "tests", "tools"):
         shutil.rmtree(work / name, ignore_errors=True)
         shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     text = (ROOT / "pyproject.toml").read_text()
@@ -377,6 +400,7 @@ def prepare(module: str, tests: list[str]) -> Path:
         # the session's fixtures and for a machine shared with other work.
         "timeout_constant": TIMEOUT_CONSTANT.get(module, 20.0),
         "use_git_change_detection": False,
+        "also_copy": ["tools"],  # tests import the test-data writers in tools/
     }
     lines = ["[tool.mutmut]"] + [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
     (work / "pyproject.toml").write_text(base + "\n".join(lines) + "\n")

@@ -33,6 +33,10 @@ def test_the_most_frequent_token_is_never_a_special_one_and_counts_may_stop_shor
     assert unigram.metrics == {"perplexity": pytest.approx(math.exp(sum(nll) / len(nll)))}
     assert (unigram.n, unigram.task, unigram.model, frequent.model) == (len(targets), "lm", "unigram",
                                                                         "most-frequent token")
+    assert (frequent.task, frequent.seed, unigram.seed, unigram.variant) == ("lm", 0, 0, "")
+    assert min(special) == 0  # id 0 is never a masked target, so `label >= 0` and `> 0` pick the same golds
+    counts[120], counts[121] = 0, 1  # one regular token seen once: still it, never a special token
+    assert language_model_baselines(tokenizer, counts, SETTINGS)[0].details == {"token": tokenizer.decode([121])}
 
 
 def test_random_ranking_with_fewer_candidates_than_the_cutoff():

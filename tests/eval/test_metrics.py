@@ -56,11 +56,13 @@ def test_accuracy_counts_matches_and_top_k_is_capped_by_the_documents():
     assert accuracy(["a", "b", "c"], ["a", "x", "c"]) == pytest.approx(2 / 3)
     with pytest.raises(TwofoldError, match=r"got 0 and 0$"):
         accuracy([], [])
-    queries = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    documents = torch.tensor([[1.0, 0.1], [0.2, 1.0]])
-    scores, indices = top_k(queries, documents, k=5, chunk=2)  # chunks of 2 and 1 queries
-    assert indices.tolist() == [[0, 1], [1, 0], [1, 0]] and scores.shape == (3, 2)
-    assert scores[2, 0].item() == pytest.approx((1.2 / math.sqrt(2)) / math.hypot(0.2, 1.0))
+    queries = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 3.0, 0.0]])
+    documents = torch.tensor([[1.0, 0.1, 0.0], [0.2, 1.0, 0.5]])
+    scores, indices = top_k(queries, documents, k=5, chunk=2)  # k capped at 2 documents; chunks of 2 and 1 queries
+    assert indices.tolist() == [[0, 1], [1, 0], [1, 0]]
+    cosine = torch.nn.functional.cosine_similarity(queries[:, None], documents[None], dim=-1)
+    assert torch.allclose(scores, cosine.sort(dim=1, descending=True).values)
+    assert perplexity(2.0, 1) == pytest.approx(math.exp(2.0))  # one token is enough
 
 
 def test_rank_of_breaks_score_ties_by_document_id_descending_and_ranks_the_absent_last():
@@ -74,7 +76,8 @@ def test_p_mrr_averages_each_querys_documents_then_the_queries():
     # q1: a falls 1 -> 3 (1 - 1/3), b falls 2 -> 4 (1 - 2/4); q2: b rises 2 -> 1 (1/2 - 1);
     # q3 is not in the changed run and "q4" has no documents: both left out
     expected = (((1 - 1 / 3) + (1 - 2 / 4)) / 2 + (1 / 2 - 1)) / 2
-    assert p_mrr(original, changed, {"q1": ["a", "b"], "q2": ["b"], "q3": ["a"], "q4": []}) == pytest.approx(expected)
+    assert p_mrr(original, changed, {"q3": ["a"], "q1": ["a", "b"], "q4": [], "q2": ["b"]}) == pytest.approx(expected)
+    assert p_mrr(original, original, {"q1": ["a", "b"]}) == 0.0  # no document moved
     with pytest.raises(TwofoldError, match="p-MRR needs at least one query"):
         p_mrr(original, changed, {"q3": ["a"], "q4": []})
 
@@ -83,7 +86,7 @@ DOCUMENTS = {"d1": "apples grow on trees", "d2": "bananas are yellow", "d3": "ca
              "d4": "apples and bananas", "d5": "the sky is blue"}
 
 
-def test_bm25_returns_only_the_documents_that_share_a_word_with_the_query():
+def test_bm25_returns_only_the_documents_that_share_a_word_with_the_query(capsys):
     """A query that shares words with fewer than `depth` documents gets only those (as Lucene's BM25
     does), best first; depth cuts the rest."""
     queries = {"q1": "apples", "q2": "yellow bananas", "q3": "nothing matches here"}
@@ -97,3 +100,6 @@ def test_bm25_returns_only_the_documents_that_share_a_word_with_the_query():
     assert scores == {"ndcg@1": 0.0, "mrr@1": 0.0}  # each relevant document ranks second, or not at all
     scores = bm25(queries, DOCUMENTS, qrels, k=2)
     assert scores["mrr@2"] == pytest.approx((1 / 2 + 1 / 2 + 0) / 3)
+    assert bm25(queries, DOCUMENTS, qrels) == retrieval_scores(qrels, bm25_run(queries, DOCUMENTS, 10)) == \
+        {"ndcg@10": pytest.approx(scores["ndcg@2"]), "mrr@10": pytest.approx(scores["mrr@2"])}  # k 10 by default
+    assert capsys.readouterr().err == ""  # no progress bars
