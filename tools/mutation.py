@@ -60,6 +60,9 @@ MODULES = {
     "src/twofold/finetune/run.py": ["tests/finetune/test_sweep.py", "tests/finetune/test_prepare.py"],
     "src/twofold/eval/metrics.py": ["tests/eval/test_metrics.py"],
     "src/twofold/eval/suites/glue.py": ["tests/eval/test_glue.py"],
+    "src/twofold/merge.py": ["tests/test_merge.py"],
+    "src/twofold/train/recipe.py": ["tests/train/test_recipe.py", "tests/train/test_mmbert_recipe.py",
+                                    "tests/train/test_ettin_published.py", "tests/data/test_weights_from.py"],
     "src/twofold/eval/tasks/baselines.py": ["tests/eval/test_baselines.py", "tests/eval/test_demo_scoring.py"],
 }
 
