@@ -290,6 +290,14 @@ EQUIVALENT: dict[str, str] = {
     # train/rng.py
     "twofold.train.rng.x_restore__mutmut_24": "np.random.set_state converts the saved keys (all below 2^32, exact "
     "in float64) to uint32 itself",
+    # finetune/run.py
+    **{f"twofold.finetune.run.{m}": "JSON indentation only changes whitespace in finetune.json: it reads back "
+       "the same" for m in ("x__finetune__mutmut_265", "x__finetune__mutmut_267", "x__finetune__mutmut_268",
+                             "x_finetune_pair__mutmut_92", "x_finetune_pair__mutmut_94", "x_finetune_pair__mutmut_95")},
+    **{f"twofold.finetune.run.x__finetune__mutmut_{n}": "the task's scores always hold its primary metric, so the "
+       "default of .get is never used" for n in (76, 78, 81)},
+    "twofold.finetune.run.x_prepare__mutmut_46": "mine_hard_negatives with sampling_strategy 'top' draws nothing at "
+    "random: the seed set before it changes no negative",
     # eval/metrics.py
     "twofold.eval.metrics.x_p_mrr__mutmut_24": "a document whose rank did not move scores 0 by either formula",
     "twofold.eval.metrics.x_top_k__mutmut_1": "the chunk of queries only bounds memory: every chunk gets the same "
@@ -367,6 +375,12 @@ NOT_KILLABLE_HERE: dict[str, str] = {
     **{f"twofold.train.rng.x_gather__mutmut_{n}": "the gather of several ranks' streams runs under torchrun "
        "(tests/train/test_dropout_rng.py), whose processes import the package, not mutmut's mutated copy"
        for n in (4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17)},
+    **{f"twofold.finetune.run.x__environment__mutmut_{n}": "the GPU named in finetune.json: no GPU here"
+       for n in (16, 18, 19)},
+    **{f"twofold.finetune.run.x__environment__mutmut_{n}": "PyLate's version is recorded only where it is "
+       "installed (the colbert environment, `make colbert`), not in the test environment" for n in (8, 9)},
+    **{f"twofold.eval.metrics.x_bm25_run__mutmut_{n}": "show_progress None lets tqdm draw bm25s' bars only when "
+       "stderr is a terminal; under the tests it is not (its True is killed: no bars)" for n in (5, 10, 18, 26)},
     **{f"twofold.train.rng.x_seed_streams__mutmut_{n}": "torch's CPU generator keeps only the seed's low 32 bits; "
        "the high word seeds CUDA's generator only (no GPU here)" for n in (8, 10)},
 }

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from tests.finetune.conftest import PACKAGES
 
 from twofold.finetune import recipe_for
 from twofold.finetune.datasets import RetrievalSet
@@ -62,6 +63,8 @@ def test_embed_mines_one_hard_negative_per_query_by_default(encoder, pairs_file)
     assert (prepared.dev, prepared.test) == (data.dev, data.test)
     unmined = prepare("embed", data, recipe_for("embed", hard_negatives=0), encoder)
     assert unmined.train.column_names == ["query", "positive"] and unmined.negatives["mined_with"] is None
+    no_miner = prepare("embed", data, recipe_for("embed"), None)  # nothing to mine with: the pairs as they are
+    assert no_miner.train.column_names == ["query", "positive"] and no_miner.negatives["mined_with"] is None
 
 
 def test_rerank_trains_on_each_positive_and_five_mined_negatives_by_default(encoder, pairs_file):
@@ -69,7 +72,13 @@ def test_rerank_trains_on_each_positive_and_five_mined_negatives_by_default(enco
     prepared = prepare("rerank", data, recipe_for("rerank", max_length=48), encoder)
     labels = prepared.train["label"]
     assert len(prepared.train) == 32 * (1 + 5) and labels.count(1) == 32 and labels.count(0) == 32 * 5
-    assert prepared.negatives["per_query"] == 5
+    assert prepared.negatives == {"per_query": 5, "mined_with": "encoder",
+                                  "library": "sentence_transformers.util.mine_hard_negatives",
+                                  "candidates": "positives + the miner's top 19 others"}
+    assert [len(split) for split in (prepared.dev, prepared.test)] == [4, 4]
+    # without hard negatives the miner still picks each query's candidates to rerank
+    plain = prepare("rerank", data, recipe_for("rerank", max_length=48, hard_negatives=0), encoder)
+    assert plain.train["label"] == [1.0] * 32 and [len(s["negative"]) for s in plain.dev] == [3] * 4
     # scored on each query's positives and every other document of its small split (fewer than 19 here)
     assert [(len(s["positive"]), len(s["negative"])) for s in prepared.test] == [(1, 3)] * 4
 
@@ -88,3 +97,23 @@ def test_rerank_candidates_are_the_positives_and_the_miners_top_19_others(encode
               if text not in samples[0]["positive"]]
     assert samples[0]["negative"] == ranked[:19]  # the miner's best first
     assert [len(s["negative"]) for s in rerank_candidates(split, miner, count=4)] == [4, 4]
+
+
+def test_load_data_reads_given_dev_and_test_files_and_passes_the_seed_and_options(tmp_path, labels_file, pairs_file):
+    lines = labels_file.read_text().splitlines()
+    (tmp_path / "dev.tsv").write_text("\n".join(lines[:1] + lines[1:4]) + "\n")
+    (tmp_path / "test.tsv").write_text("\n".join(lines[:1] + lines[4:9]) + "\n")
+    data = load_data("classify", str(labels_file), str(tmp_path / "dev.tsv"), str(tmp_path / "test.tsv"), seed=3,
+                     max_train=10)
+    assert (len(data.train), len(data.dev), len(data.test)) == (10, 3, 5)
+    assert load_data("classify", str(labels_file), seed=3).dev != load_data("classify", str(labels_file), seed=4).dev
+    rows = pairs_file.read_text().splitlines()
+    (tmp_path / "dev.jsonl").write_text("\n".join(rows[:3]) + "\n")
+    (tmp_path / "test.jsonl").write_text("\n".join(rows[3:8]) + "\n")
+    retrieval = load_data("embed", str(pairs_file), str(tmp_path / "dev.jsonl"), str(tmp_path / "test.jsonl"),
+                          text_fields=("ignored",), max_train=7)  # options of classify only are left out
+    assert (len(retrieval.train), len(retrieval.dev.queries), len(retrieval.test.queries)) == (7, 3, 5)
+    split = {s: load_data("embed", str(pairs_file), seed=s).dev.queries for s in (3, 4)}
+    assert split[3] != split[4] and load_data("embed", str(pairs_file), seed=3).dev.queries == split[3]
+    four, three = (load_data("embed", "stdlib", packages=p) for p in (PACKAGES, PACKAGES[1:]))
+    assert len(four.train) > len(three.train)  # the packages asked for, not the default ones

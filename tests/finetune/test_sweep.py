@@ -22,8 +22,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+import twofold
+from twofold.errors import TwofoldError
 from twofold.files import sha256_file
-from twofold.finetune import tasks
+from twofold.finetune import run, tasks
 from twofold.finetune.datasets import LabelledData, RetrievalSet
 from twofold.finetune.inputs import BaseModel
 from twofold.finetune.recipes import recipe_for
@@ -47,9 +49,13 @@ RATES = (1e-5, 3e-5, 8e-5, 2e-5)
 class Scripted:
     base: BaseModel
     rate: float | None = None
+    model: torch.nn.Module = None  # as the libraries' wrappers hold the network: its parameters are counted
 
-    def parameters(self):
-        return [torch.zeros(7), torch.zeros(2, 3)]
+    def __post_init__(self):
+        self.model = torch.nn.Linear(3, 3)  # 12 parameters
+
+    def parameters(self):  # the wrapper's own: not what is counted
+        return [torch.zeros(7)]
 
 
 def batch_digest(rate: float) -> str:
@@ -61,23 +67,23 @@ def batch_digest(rate: float) -> str:
 class Library:
     """The classify task with a scripted library: checks what it is handed, records what it scores."""
 
-    def __init__(self, monkeypatch, table=SCORES):
+    def __init__(self, monkeypatch, table=SCORES, task="classify", primary="accuracy"):
         self.scored, self.built, self.table, self.data = [], [], table, None
         self.recipe = None
-        monkeypatch.setitem(tasks.TASK_TABLE, "classify", tasks.Task("scripted", self.build, self.train, self.score,
-                                                                      "accuracy", save=self.save))
+        monkeypatch.setitem(tasks.TASK_TABLE, task, tasks.Task("scripted", self.build, self.train, self.score,
+                                                                primary, save=self.save))
         clock = iter(range(0, 1000, 2))  # each training "takes" 1.23456 s: round(., 2) is recorded
         times = []
         monkeypatch.setattr("twofold.finetune.run.time", SimpleNamespace(
             perf_counter=lambda: times.append(next(clock) * 1.23456 / 2) or times[-1]))
 
     def build(self, base, recipe, **extra):
-        assert recipe is self.recipe and isinstance(base, BaseModel)
+        assert recipe == self.recipe and isinstance(base, BaseModel)
         self.built.append((base.name, extra))
         return Scripted(base)
 
     def train(self, model, rows, recipe, lr, workdir, recorder):
-        assert rows == self.data.train and recipe is self.recipe  # the data as loaded with the recipe's seed
+        assert rows == self.data.train and recipe == self.recipe  # the data as loaded with the recipe's seed
         assert Path(workdir).name == "trainer" and Path(workdir).parent.name.startswith(".sweep-")
         Path(workdir).mkdir(parents=True)  # the libraries' trainers make their output folder
         model.rate = lr
@@ -86,7 +92,7 @@ class Library:
         recorder.steps = 3
 
     def score(self, model, split, recipe):
-        assert recipe is self.recipe
+        assert recipe == self.recipe
         name = "dev" if split == self.data.dev else "test"
         assert split == (self.data.dev if name == "dev" else self.data.test)
         self.scored.append((model.base.name, name, model.rate))
@@ -96,9 +102,9 @@ class Library:
         Path(out).mkdir(parents=True)
         (Path(out) / "model.json").write_text(json.dumps({"rate": model.rate, "base": model.base.name}))
 
-    def run(self, *args, recipe, **kwargs):
-        self.recipe = recipe
-        return finetune(*args, recipe, **kwargs)
+    def run(self, task, *args, recipe, **kwargs):
+        self.recipe = recipe or recipe_for(task)
+        return finetune(task, *args, recipe, **kwargs)
 
     def run_pair(self, *args, recipe, **kwargs):
         self.recipe = recipe
@@ -169,7 +175,9 @@ def test_the_sweep_keeps_the_best_rate_on_the_dev_accuracy_and_records_every_rat
     assert kept.details == {"learning_rate": 3e-5, "dev": SCORES[3e-5]["dev"], "before": SCORES[None]["test"]}
     assert (before.variant, before.metrics, before.details, before.model) == (
         f"{data.name}/before", SCORES[None]["test"], {"fine_tuned": False}, "enc")
-    assert kept.parameters == before.parameters == 13
+    assert kept.parameters == before.parameters == 12
+    assert result.results == [r for r in load_results(out / RESULTS) if r.variant == data.name] + \
+        [r for r in load_results(out / RESULTS) if r.variant != data.name]
     assert lines == ["  before fine-tuning: dev accuracy 0.3000", "  lr 1e-05: dev accuracy 0.5000 (1 s)",
                      "  lr 3e-05: dev accuracy 0.8000 (1 s)", "  lr 8e-05: dev accuracy 0.6000 (1 s)",
                      "  lr 2e-05: dev accuracy 0.8000 (1 s)"]
@@ -214,6 +222,7 @@ def test_a_regression_sweep_selects_on_pearson(tmp_path, monkeypatch):
         result = library.run("classify", BaseModel("unused", "decoder", causal=True), library.data, tmp_path / "out",
                              recipe=recipe_for("classify", learning_rates=(1e-5, 3e-5)), say=lambda *_: None)
     assert (result.metric, result.learning_rate, result.kind) == ("pearson", 3e-5, "decoder")
+    assert [r.kind for r in load_results(tmp_path / "out" / RESULTS)] == ["decoder", "decoder"]
     assert library.built == [("decoder", {"labels": None})] * 3
     record = json.loads((tmp_path / "out" / RECORD).read_text())
     assert (record["member"], record["pooling"], record["data"]["labels"]) == ("decoder", "last", None)
@@ -247,3 +256,64 @@ def test_a_small_split_is_named_by_its_size(tmp_path):
         warnings.simplefilter("error")
         run._warn_if_too_small(RetrievalSet({f"q{i}": "a" for i in range(run.SMALL_SPLIT)}, {"d": "x"}, {}), "test")
         run._warn_if_too_small(list(range(run.SMALL_SPLIT)), "test")
+
+
+def test_a_retrieval_fine_tune_with_the_tasks_default_recipe(tmp_path, monkeypatch, exports, pairs_file):
+    """sparse (SPLADE): its default recipe, no labels for the library, max pooling recorded, the split
+    called "test", a leftover working folder of this process replaced, a new folder's parents made."""
+    import os
+
+    table = {None: {"test": {"ndcg@10": 0.1, "mrr@10": 0.2}}, 2e-5: {"test": {"ndcg@10": 0.3, "mrr@10": 0.4}}}
+    library = Library(monkeypatch, table, task="sparse", primary="ndcg@10")
+    library.data = load_data("sparse", str(pairs_file), seed=12)
+    monkeypatch.setattr("twofold.finetune.run.prepare", lambda task, data, recipe, base: run.Prepared(
+        data.train, data.dev, data.test, {"per_query": 0}))  # no mining: the test is about the run's record
+    out = tmp_path / "new" / "deeper" / "out"
+    leftover = out.with_name(f".out.tmp-{os.getpid()}")
+    leftover.mkdir(parents=True)
+    (leftover / "half-written").write_text("x")
+    lines = []
+    with pytest.warns(UserWarning, match=r"the test split is 4 queries over 4 documents"):
+        result = library.run("sparse", exports["encoder"], str(pairs_file), out, recipe=None, say=lines.append)
+    assert library.built == [("encoder", {})] * 2 and (result.learning_rate, result.metric) == (2e-5, "ndcg@10")
+    assert lines == ["  before fine-tuning: test ndcg@10 0.1000", "  lr 2e-05: test ndcg@10 0.3000 (1 s)"]
+    record = json.loads((out / RECORD).read_text())
+    assert (record["pooling"], record["data"]["labels"], record["recipe"]) == ("max", None,
+                                                                               recipe_for("sparse").to_dict())
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out"]
+
+
+def test_colbert_is_refused_before_any_work_where_pylate_is_not_installed(tmp_path, exports, pairs_file):
+    import importlib.util
+
+    if importlib.util.find_spec("pylate") is not None:
+        pytest.skip("PyLate is installed here")
+    with pytest.raises(TwofoldError, match=r"^colbert needs PyLate"):
+        finetune("colbert", exports["encoder"], str(pairs_file), tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_runs_checkpoint_is_exported_for_the_libraries_and_the_export_not_kept(tmp_path, scripted, exports,
+                                                                                 labels_file):
+    """A run (`RUN@TAG`) is exported into the working folder for the libraries; the export goes when done."""
+    from twofold.train import checkpoint
+
+    model = twofold.load(exports["encoder"])
+    run_dir, store = tmp_path / "run", tmp_path / "store"
+    store.mkdir()
+    (store / "manifest.json").write_text(json.dumps({"tokenizer": {"path": str(Path(exports["encoder"]).parent /
+                                                                             "tokenizer")}}))
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({"model": model.config.to_dict(),
+                                                  "options": {"stores": [str(store)]}}))
+    checkpoint.save(run_dir / "checkpoints", step=2, states=checkpoint.capture(model), progress={"tokens": 2000},
+                    data={}, config=model.config.to_dict(), recipe={}, tag="step2")
+    scripted.data = load_data("classify", str(labels_file), seed=12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = scripted.run("classify", f"{run_dir}@step2", str(labels_file), tmp_path / "out",
+                              recipe=recipe_for("classify", learning_rates=(1e-5,)), say=lambda *_: None)
+    assert result.model == "run" and scripted.built[0][0] == "run"
+    record = json.loads((tmp_path / "out" / RECORD).read_text())
+    assert (record["model"]["kind"], record["model"]["checkpoint"]) == ("run", "000000002-step2")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["finetune.json", "model.json", RESULTS]
