@@ -123,7 +123,7 @@ def small_data(labels=("no", "yes")) -> LabelledData:
 
 def environment() -> dict:
     versions = {}
-    for package in ("torch", "transformers", "sentence-transformers", "pylate", "datasets"):
+    for package in ("torch", "transformers", "sentence-transformers", "pylate", "datasets", "sacrebleu"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
