@@ -198,6 +198,8 @@ def test_without_a_data_dir_glue_reads_the_hub_dataset(monkeypatch):
 def test_glue_tasks_default_to_all_and_take_any_case():
     assert glue.tasks(Settings()) == list(TASKS)
     assert glue.tasks(Settings(tasks=("MNLI", "cola", "mnli"))) == ["mnli", "cola"]
+    with pytest.raises(TwofoldError, match=r"^--suite glue: unknown task 'wnli'; valid tasks: cola, sst2"):
+        glue.tasks(Settings(tasks=("wnli",)))
 
 
 SWEEP = {  # rate -> dev metrics: F1 ranks 3e-5 first, accuracy ranks 1e-5 first
@@ -278,13 +280,13 @@ def test_the_glue_average_is_over_the_tasks_that_finished():
 
     def scored(task, score, suite="glue"):
         return Result(task=task, model="encoder", metrics={"score": score} if score is not None else {},
-                      seed=len(task), n=8, suite=suite)
+                      seed=int(10 * (score or 0)), n=8, suite=suite)
 
     results = [scored("glue/cola", 0.2), scored("glue/stsb", 0.6), scored("glue/rte", None),
                scored("mteb/x", 0.9, suite="mteb"), scored("glue/average", 0.0)]
     [average] = glue.summarize(member, results)
     assert average.task == "glue/average" and average.metrics == pytest.approx({"score": 0.4})
-    assert (average.n, average.seed, average.details["tasks"]) == (2, len("glue/cola"), ["cola", "stsb"])
+    assert (average.n, average.seed, average.details["tasks"]) == (2, 2, ["cola", "stsb"])  # the first one's seed
     assert (average.library, average.data) == ("transformers", {"tasks": ["cola", "stsb"]})
     assert average.details["missing"] == ["sst2", "mrpc", "qqp", "mnli", "qnli", "rte"]
     assert average.details["complete"] is False
