@@ -8,6 +8,7 @@ import torch
 
 from twofold.cli import main
 from twofold.data.tokenizer import train_tokenizer
+from twofold.errors import TwofoldError
 from twofold.files import sha256_file
 from twofold.hf import load, save_pretrained
 from twofold.merge import MergeSettings, merge, ties
@@ -188,6 +189,7 @@ def test_bad_merges_are_one_line_exit_2_and_write_nothing(tmp_path, models, caps
         (pair, ["--method", "linear", "--base", str(base)], "linear averages the models and takes no --base"),
         (pair, ["--base", str(base), "--weights", "1,2,3"], "3 weights for 2 models"),
         (pair, ["--base", str(wider)], "has another shape than"),
+        ([str(wider), str(b)], ["--base", str(base)], "has another shape than"),
         ([str(a), str(retokenized)], ["--base", str(base)], "the models use different tokenizers"),
         ([str(a), str(tmp_path / "missing@decay1")], ["--base", str(base)], "no such file or directory"),
     ]
@@ -196,3 +198,42 @@ def test_bad_merges_are_one_line_exit_2_and_write_nothing(tmp_path, models, caps
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, (extra, err)
         assert not out.exists() and not list(tmp_path.glob(".out.*"))
+
+
+def test_the_record_names_each_inputs_kind_and_a_checkpoints_weights(tmp_path, models):
+    (base, a, b), (_, s_a, _) = models
+    model = TwofoldModel(load(a).config)
+    model.load_state_dict(s_a)
+    saved = checkpoint.save(tmp_path / "run" / "checkpoints", step=3, states=checkpoint.capture(model), progress={},
+                            data={}, config=model.config.to_dict(), recipe={}, tag="decay1")
+    out = merge([str(saved), str(b)], tmp_path / "out", MergeSettings.build("ties", 2, None, [0.5], has_base=True),
+                base=str(base), progress=False)
+    record = json.loads((out / "merge.json").read_text())
+    stored = json.loads((saved / checkpoint.CHECKSUMS).read_text())["model.safetensors"]
+    assert [(m["given"], m["kind"], m["weights_sha256"]) for m in record["models"]] == [
+        (str(saved), "checkpoint", {"model.safetensors": stored}),
+        (str(b), "hf", {"model.safetensors": sha256_file(b / "model.safetensors")})]
+    assert record["base"]["kind"] == "hf" and record["models"][0]["tokenizer_sha256"] is None
+
+
+def test_inputs_that_differ_in_a_tensor_or_lack_one_are_refused(tmp_path, models):
+    """Any input may be the odd one out, not only the first two; a tensor missing from every input
+    cannot make a whole model."""
+    from safetensors.torch import load_file, save_file
+
+    (base, a, b), _ = models
+    name = "model.layers.1.mlp.Wo.weight"
+    for folder, edit in (("reshaped", lambda t: {**t, name: t[name][:, :-1].contiguous()}),
+                         ("missing", lambda t: {k: v for k, v in t.items() if k != name})):
+        copy = tmp_path / folder
+        copy.mkdir()
+        for file in a.iterdir():
+            (copy / file.name).write_bytes(file.read_bytes())
+        save_file(edit(load_file(copy / "model.safetensors")), copy / "model.safetensors", metadata={"format": "pt"})
+        settings = MergeSettings.build("ties", 2, None, [0.5], has_base=True)
+        with pytest.raises(TwofoldError, match=rf"merge: {copy} and {base} differ in tensors \['{name}'\]"):
+            merge([str(copy), str(b)], tmp_path / "out", settings, base=str(base))
+    missing = tmp_path / "missing"
+    with pytest.raises(TwofoldError, match=rf"do not make a whole model \(missing \['{name}'\], unexpected \[\]\)"):
+        merge([str(missing), str(missing)], tmp_path / "out", MergeSettings.build("linear", 2))
+    assert not (tmp_path / "out").exists()
