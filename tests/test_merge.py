@@ -11,7 +11,7 @@ from twofold.data.tokenizer import train_tokenizer
 from twofold.errors import TwofoldError
 from twofold.files import sha256_file
 from twofold.hf import load, save_pretrained
-from twofold.merge import MergeSettings, merge, ties
+from twofold.merge import MergeSettings, merge, ties, trim
 from twofold.model import TwofoldModel, preset
 from twofold.train import checkpoint
 
@@ -236,4 +236,63 @@ def test_inputs_that_differ_in_a_tensor_or_lack_one_are_refused(tmp_path, models
     missing = tmp_path / "missing"
     with pytest.raises(TwofoldError, match=rf"do not make a whole model \(missing \['{name}'\], unexpected \[\]\)"):
         merge([str(missing), str(missing)], tmp_path / "out", MergeSettings.build("linear", 2))
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))  # the partial output removed
+
+
+def test_settings_are_checked_and_default_to_the_papers(tmp_path):
+    ties_default = MergeSettings.build("ties", 2, has_base=True)
+    assert ties_default.to_dict() == {"method": "ties", "weights": [1.0, 1.0], "density": [1.0, 1.0], "lambda": 1.0}
+    assert MergeSettings.build("linear", 4).weights == (0.25,) * 4
+    refused = [(("linear", 2, [1, -1]), "weights must be > 0"), (("linear", 2, [0, 1]), "weights must be > 0"),
+               (("linear", 2, [float("inf"), 1]), "weights must be > 0"),
+               (("ties", 2, None, [0.5, 0.5, 0.5]), "merge: 3 density for 2 models"),
+               (("ties", 2, None, [0.0]), "density must be in (0, 1]"), (("ties", 2, None, [1.5]), "got 1.5"),
+               (("ties", 2, None, None, 0.0), "lambda must be > 0"), (("ties", 2, None, None, -1.0), "got -1.0"),
+               (("ties", 2, None, None, float("inf")), "lambda must be > 0")]
+    for args, message in refused:
+        with pytest.raises(TwofoldError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            MergeSettings.build(*args, has_base=args[0] == "ties")
+
+
+def test_ties_keeps_at_least_one_entry_and_weights_in_full_precision():
+    task = torch.tensor([0.1, -3.0, 0.2, 0.5, -0.4, 0.3, 0.05, 1.0])
+    assert trim(task, 0.1).tolist() == [0.0, -3.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # int(0.8) = 0: still one kept
+    assert ties(torch.zeros(2), [torch.tensor([1.0, -1.0])], [1.0], [1.0]).tolist() == [1.0, -1.0]
+    base = torch.zeros(3, dtype=torch.float64)
+    models = [torch.tensor([0.3, 0.1, -0.2], dtype=torch.float64), torch.tensor([0.7, -0.5, -0.1], dtype=torch.float64)]
+    weights = [0.1, 0.7]  # not exact in float32: the disjoint mean must use them as given
+    expected = [(0.1 * 0.3 + 0.7 * 0.7) / 0.8, -0.5, (0.1 * -0.2 + 0.7 * -0.1) / 0.8]
+    assert ties(base, models, weights, [1.0, 1.0]).tolist() == pytest.approx(expected, abs=1e-15)
+
+
+def test_a_merge_of_run_checkpoints_carries_the_runs_tokenizer_and_replaces_a_stale_partial(tmp_path, models,
+                                                                                             capsys):
+    from twofold._version import __version__
+
+    (_, a, b), (_, s_a, s_b) = models
+    saved = []
+    for name, state in (("with", s_a), ("without", s_b)):
+        model = TwofoldModel(load(a).config)
+        model.load_state_dict(state)
+        run = tmp_path / name
+        saved.append(checkpoint.save(run / "checkpoints", step=1, states=checkpoint.capture(model), progress={},
+                                     data={}, config=model.config.to_dict(), recipe={}, tag="decay1"))
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "manifest.json").write_text(json.dumps({"tokenizer": {"path": str(tmp_path / "tok")}}))
+    (tmp_path / "with" / "run.json").write_text(json.dumps({"options": {"stores": [str(store)]}}))
+    (tmp_path / "without" / "run.json").write_text(json.dumps({"options": {"stores": []}}))  # its tokenizer gone
+    (tmp_path / "out").mkdir()  # an empty folder is a fine output
+    (tmp_path / ".out.merge-partial").mkdir()  # left by a killed merge
+    (tmp_path / ".out.merge-partial" / "stale.bin").write_text("x")
+    out = merge([f"{tmp_path / 'without'}@decay1", f"{tmp_path / 'with'}@decay1"], tmp_path / "out",
+                MergeSettings.build("linear", 2), progress=False)
+    assert capsys.readouterr().err == ""  # no progress bar when asked for none
+    assert (out / "tokenizer.json").is_file()  # the run's, as the export writes it for the member
+    assert not (out / "stale.bin").exists() and not (tmp_path / ".out.merge-partial").exists()
+    record = json.loads((out / "merge.json").read_text())
+    assert record["twofold_version"] == __version__
+    assert [m["tokenizer_sha256"] for m in record["models"]] == [None, sha256_file(tmp_path / "tok" / "tokenizer.json")]
+    alone = merge([str(saved[1]), str(saved[1])], tmp_path / "alone", MergeSettings.build("linear", 2),
+                  progress=False)
+    assert not (alone / "tokenizer.json").exists()  # no input has one: none is written
