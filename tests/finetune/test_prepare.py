@@ -4,6 +4,7 @@ each differs from the others."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -102,10 +103,11 @@ def test_rerank_candidates_are_the_positives_and_the_miners_top_19_others(encode
 def test_load_data_reads_given_dev_and_test_files_and_passes_the_seed_and_options(tmp_path, labels_file, pairs_file):
     lines = labels_file.read_text().splitlines()
     (tmp_path / "dev.tsv").write_text("\n".join(lines[:1] + lines[1:4]) + "\n")
-    (tmp_path / "test.tsv").write_text("\n".join(lines[:1] + lines[4:9]) + "\n")
+    (tmp_path / "test.tsv").write_text("\n".join(lines[:1] + lines[4:15]) + "\n")
     data = load_data("classify", str(labels_file), str(tmp_path / "dev.tsv"), str(tmp_path / "test.tsv"), seed=3,
                      max_train=10)
-    assert (len(data.train), len(data.dev), len(data.test)) == (10, 3, 5)
+    assert (len(data.train), len(data.dev), len(data.test)) == (10, 3, 11)
+    assert load_data("classify", str(labels_file)).dev == load_data("classify", str(labels_file), seed=0).dev
     assert load_data("classify", str(labels_file), seed=3).dev != load_data("classify", str(labels_file), seed=4).dev
     rows = pairs_file.read_text().splitlines()
     (tmp_path / "dev.jsonl").write_text("\n".join(rows[:3]) + "\n")
@@ -117,3 +119,17 @@ def test_load_data_reads_given_dev_and_test_files_and_passes_the_seed_and_option
     assert split[3] != split[4] and load_data("embed", str(pairs_file), seed=3).dev.queries == split[3]
     four, three = (load_data("embed", "stdlib", packages=p) for p in (PACKAGES, PACKAGES[1:]))
     assert len(four.train) > len(three.train)  # the packages asked for, not the default ones
+
+
+def test_generation_data_is_loaded_by_its_own_reader_and_trained_as_it_is(tmp_path, encoder):
+    rows = [{"source": f"text {i}", "target": f"answer {i}"} for i in range(30)]
+    for name, part in (("train", rows[:20]), ("dev", rows[20:24]), ("test", rows[24:])):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
+    data = load_data("generate", str(tmp_path / "train.jsonl"), str(tmp_path / "dev.jsonl"),
+                     str(tmp_path / "test.jsonl"), seed=3, template="Q: {source}\nA:", max_train=15)
+    assert (len(data.train), len(data.dev), len(data.test)) == (15, 4, 6)
+    assert (data.dev[0].prompt, data.dev[0].completion) == ("Q: text 20\nA:", "answer 20")
+    split = {s: load_data("generate", str(tmp_path / "train.jsonl"), seed=s, template="{source}").dev for s in (3, 4)}
+    assert split[3] != split[4]
+    prepared = prepare("generate", data, recipe_for("generate"), encoder)  # nothing mined
+    assert (prepared.train, prepared.dev, prepared.test, prepared.negatives) == (data.train, data.dev, data.test, {})

@@ -58,6 +58,17 @@ class Scripted:
         return [torch.zeros(7)]
 
 
+@dataclass
+class Bare:
+    """A model that is its own network (no `.model`): its own parameters are counted."""
+
+    base: BaseModel
+    rate: float | None = None
+
+    def parameters(self):
+        return [torch.zeros(5)]
+
+
 def batch_digest(rate: float) -> str:
     recorder = OrderRecorder(lambda features: features)
     recorder([{"text": f"rate {rate}"}])
@@ -71,7 +82,8 @@ class Library:
         self.scored, self.built, self.table, self.data = [], [], table, None
         self.recipe = None
         monkeypatch.setitem(tasks.TASK_TABLE, task, tasks.Task("scripted", self.build, self.train, self.score,
-                                                                primary, save=self.save))
+                                                                primary, save=self.save, details=self.details))
+        self.bare = False  # build a wrapper that holds no `.model`
         clock = iter(range(0, 1000, 2))  # each training "takes" 1.23456 s: round(., 2) is recorded
         times = []
         monkeypatch.setattr("twofold.finetune.run.time", SimpleNamespace(
@@ -80,10 +92,14 @@ class Library:
     def build(self, base, recipe, **extra):
         assert recipe == self.recipe and isinstance(base, BaseModel)
         self.built.append((base.name, extra))
-        return Scripted(base)
+        return Bare(base) if self.bare else Scripted(base)
+
+    @staticmethod
+    def details(recipe):
+        return {"recipe_seed": recipe.seed}  # what the task adds to finetune.json and its results
 
     def train(self, model, rows, recipe, lr, workdir, recorder):
-        assert rows == self.data.train and recipe == self.recipe  # the data as loaded with the recipe's seed
+        assert list(rows) == list(self.data.train) and recipe == self.recipe  # as loaded with the recipe's seed
         assert Path(workdir).name == "trainer" and Path(workdir).parent.name.startswith(".sweep-")
         Path(workdir).mkdir(parents=True)  # the libraries' trainers make their output folder
         model.rate = lr
@@ -106,9 +122,9 @@ class Library:
         self.recipe = recipe or recipe_for(task)
         return finetune(task, *args, recipe, **kwargs)
 
-    def run_pair(self, *args, recipe, **kwargs):
-        self.recipe = recipe
-        return finetune_pair(*args, recipe, **kwargs)
+    def run_pair(self, task, *args, recipe, **kwargs):
+        self.recipe = recipe or recipe_for(task)
+        return finetune_pair(task, *args, recipe, **kwargs)
 
 
 @pytest.fixture
@@ -168,13 +184,14 @@ def test_the_sweep_keeps_the_best_rate_on_the_dev_accuracy_and_records_every_rat
         "before": SCORES[None],
         "sweep": [{"learning_rate": r, "dev": SCORES[r]["dev"], "test": SCORES[r]["test"], "seconds": 1.23,
                    "batches": 1, "optimizer_steps": 3, "data_order": batch_digest(r)} for r in RATES],
-        "environment": environment()}
+        "environment": environment(), "recipe_seed": 12}
     kept, before = sorted(load_results(out / RESULTS), key=lambda r: r.variant)
     assert (kept.task, kept.model, kept.variant, kept.metrics, kept.n, kept.kind, kept.seed) == \
         ("finetune-classify", "enc", data.name, SCORES[3e-5]["test"], len(data.test), "encoder", 12)
-    assert kept.details == {"learning_rate": 3e-5, "dev": SCORES[3e-5]["dev"], "before": SCORES[None]["test"]}
+    assert kept.details == {"learning_rate": 3e-5, "dev": SCORES[3e-5]["dev"], "before": SCORES[None]["test"],
+                            "recipe_seed": 12}
     assert (before.variant, before.metrics, before.details, before.model) == (
-        f"{data.name}/before", SCORES[None]["test"], {"fine_tuned": False}, "enc")
+        f"{data.name}/before", SCORES[None]["test"], {"fine_tuned": False, "recipe_seed": 12}, "enc")
     assert kept.parameters == before.parameters == 12
     assert result.results == [r for r in load_results(out / RESULTS) if r.variant == data.name] + \
         [r for r in load_results(out / RESULTS) if r.variant != data.name]
@@ -265,6 +282,7 @@ def test_a_retrieval_fine_tune_with_the_tasks_default_recipe(tmp_path, monkeypat
 
     table = {None: {"test": {"ndcg@10": 0.1, "mrr@10": 0.2}}, 2e-5: {"test": {"ndcg@10": 0.3, "mrr@10": 0.4}}}
     library = Library(monkeypatch, table, task="sparse", primary="ndcg@10")
+    library.bare = True
     library.data = load_data("sparse", str(pairs_file), seed=12)
     monkeypatch.setattr("twofold.finetune.run.prepare", lambda task, data, recipe, base: run.Prepared(
         data.train, data.dev, data.test, {"per_query": 0}))  # no mining: the test is about the run's record
@@ -281,33 +299,74 @@ def test_a_retrieval_fine_tune_with_the_tasks_default_recipe(tmp_path, monkeypat
     assert (record["pooling"], record["data"]["labels"], record["recipe"]) == ("max", None,
                                                                                recipe_for("sparse").to_dict())
     assert sorted(p.name for p in out.parent.iterdir()) == ["out"]
+    assert {r.parameters for r in load_results(out / RESULTS)} == {5}
 
 
-def test_colbert_is_refused_before_any_work_where_pylate_is_not_installed(tmp_path, exports, pairs_file):
+def test_a_task_the_model_or_the_environment_cannot_do_is_refused_before_the_data_is_read(tmp_path, exports):
     import importlib.util
 
-    if importlib.util.find_spec("pylate") is not None:
-        pytest.skip("PyLate is installed here")
-    with pytest.raises(TwofoldError, match=r"^colbert needs PyLate"):
-        finetune("colbert", exports["encoder"], str(pairs_file), tmp_path / "out")
-    assert list(tmp_path.iterdir()) == []
+    missing = str(tmp_path / "no-such-data.jsonl")  # read after the checks: never reached
+    if importlib.util.find_spec("pylate") is None:
+        with pytest.raises(TwofoldError, match=r"^colbert needs PyLate"):
+            finetune("colbert", exports["encoder"], missing, tmp_path / "out")
+    with pytest.raises(TwofoldError, match=r"sparse \(SPLADE\) needs a masked-LM head; decoder is a decoder"):
+        finetune("sparse", exports["decoder"], missing, tmp_path / "out", name="decoder")
+    with pytest.raises(TwofoldError, match=r"sparse \(SPLADE\) needs a masked-LM head; decoder is a decoder"):
+        finetune_pair("sparse", Path(exports["encoder"]).parent, missing, tmp_path / "pair")
+    assert list(tmp_path.iterdir()) == []  # no hidden working folder left
 
 
-def test_a_runs_checkpoint_is_exported_for_the_libraries_and_the_export_not_kept(tmp_path, scripted, exports,
-                                                                                 labels_file):
-    """A run (`RUN@TAG`) is exported into the working folder for the libraries; the export goes when done."""
+def make_run(run_dir: Path, export: str) -> Path:
+    """A `twofold train` run folder holding `export`'s weights as checkpoint 2 (tag step2), its tokenizer
+    found through its token store's manifest, as training leaves them."""
     from twofold.train import checkpoint
 
-    model = twofold.load(exports["encoder"])
-    run_dir, store = tmp_path / "run", tmp_path / "store"
-    store.mkdir()
-    (store / "manifest.json").write_text(json.dumps({"tokenizer": {"path": str(Path(exports["encoder"]).parent /
-                                                                             "tokenizer")}}))
+    model = twofold.load(export)
+    store = run_dir.parent / f"{run_dir.name}-store"
+    store.mkdir(parents=True)
+    (store / "manifest.json").write_text(json.dumps({"tokenizer": {"path": str(Path(export).parent / "tokenizer")}}))
     run_dir.mkdir()
     (run_dir / "run.json").write_text(json.dumps({"model": model.config.to_dict(),
                                                   "options": {"stores": [str(store)]}}))
     checkpoint.save(run_dir / "checkpoints", step=2, states=checkpoint.capture(model), progress={"tokens": 2000},
                     data={}, config=model.config.to_dict(), recipe={}, tag="step2")
+    return run_dir
+
+
+def test_a_pair_of_runs_mines_once_with_the_encoder_and_keeps_no_export(tmp_path, monkeypatch, exports, pairs_file):
+    table = {None: {"test": {"ndcg@10": 0.1}}, 8e-5: {"test": {"ndcg@10": 0.3}}}
+    library = Library(monkeypatch, table, task="embed", primary="ndcg@10")
+    pair = tmp_path / "pair"
+    for member in ("encoder", "decoder"):
+        make_run(pair / member, exports[member])
+    recipe = recipe_for("embed", max_length=16)
+    library.data = load_data("embed", str(pairs_file), seed=recipe.seed)
+    mined = run.prepare("embed", library.data, recipe, run.resolve(exports["encoder"], tmp_path / "scratch"))
+    library.data.train = mined.train  # what the members train on: the pairs with the encoder's negatives
+    out = tmp_path / "new" / "folder" / "pair"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = library.run_pair("embed", pair, str(pairs_file), out, recipe=recipe, say=lambda *_: None)
+    assert [r.model for r in results] == ["encoder", "decoder"]
+    assert sorted(p.name for p in out.iterdir()) == ["decoder", "encoder", "finetune.json"]
+    record = json.loads((out / "encoder" / RECORD).read_text())
+    assert (record["model"]["kind"], record["data"]["negatives"]["mined_with"]) == ("run", "encoder")
+    assert sorted(p.name for p in out.parent.iterdir()) == ["pair"]
+
+
+def test_a_pair_takes_data_already_loaded(tmp_path, scripted, exports, labels_file):
+    data = scripted.data = load_data("classify", str(labels_file), seed=12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = scripted.run_pair("classify", Path(exports["encoder"]).parent, data, tmp_path / "pair",
+                                    recipe=recipe_for("classify", learning_rates=(3e-5,)), say=lambda *_: None)
+    assert [r.learning_rate for r in results] == [3e-5, 3e-5]
+
+
+def test_a_runs_checkpoint_is_exported_for_the_libraries_and_the_export_not_kept(tmp_path, scripted, exports,
+                                                                                 labels_file):
+    """A run (`RUN@TAG`) is exported into the working folder for the libraries; the export goes when done."""
+    run_dir = make_run(tmp_path / "run", exports["encoder"])
     scripted.data = load_data("classify", str(labels_file), seed=12)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
