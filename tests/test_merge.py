@@ -296,3 +296,61 @@ def test_a_merge_of_run_checkpoints_carries_the_runs_tokenizer_and_replaces_a_st
     alone = merge([str(saved[1]), str(saved[1])], tmp_path / "alone", MergeSettings.build("linear", 2),
                   progress=False)
     assert not (alone / "tokenizer.json").exists()  # no input has one: none is written
+
+
+def copy_of(folder, target, config_changes=None, drop_files=(), weights=None):
+    """A copy of an export with its config edited, files left out or its weights edited."""
+    from safetensors.torch import load_file, save_file
+
+    target.mkdir()
+    for file in folder.iterdir():
+        if file.name not in drop_files:
+            (target / file.name).write_bytes(file.read_bytes())
+    if config_changes is not None:
+        config = json.loads((target / "config.json").read_text())
+        for key, value in config_changes.items():
+            if value is None:
+                config.pop(key, None)
+            else:
+                config[key] = value
+        (target / "config.json").write_text(json.dumps(config))
+    if weights is not None:
+        save_file(weights(load_file(target / "model.safetensors")), target / "model.safetensors",
+                  metadata={"format": "pt"})
+    return target
+
+
+def test_inputs_are_read_as_their_folders_say(tmp_path, models):
+    """The mask token from tokenizer.json when the config leaves it out, the settings that do not change
+    the weights' meaning kept from the first model, a model without a tokenizer, bad configs named."""
+    (base, a, b), _ = models
+    mask = load(a).config.mask_token_id
+    no_mask = copy_of(a, tmp_path / "no-mask", {"mask_token_id": None})
+    dropout = copy_of(base, tmp_path / "dropout", {"embedding_dropout": 0.25})
+    out = merge([str(no_mask), str(b)], tmp_path / "ties", MergeSettings.build("ties", 2, None, [0.5], has_base=True),
+                base=str(dropout), progress=False)
+    config = json.loads((out / "config.json").read_text())
+    assert (config["mask_token_id"], config["embedding_dropout"]) == (mask, 0.25)  # the first model's (the base)
+    assert load(merge([str(no_mask), str(no_mask)], tmp_path / "lin", MergeSettings.build("linear", 2),
+                      progress=False)).config.mask_token_id == mask
+    bare = copy_of(a, tmp_path / "bare", drop_files=("tokenizer.json", "tokenizer_config.json",
+                                                    "special_tokens_map.json"))
+    record = json.loads((merge([str(bare), str(b)], tmp_path / "bare-out", MergeSettings.build("linear", 2),
+                               progress=False) / "merge.json").read_text())
+    assert [m["tokenizer_sha256"] for m in record["models"]] == [None, sha256_file(b / "tokenizer.json")]
+    odd = copy_of(a, tmp_path / "odd", {"hidden_activation": "relu"})
+    with pytest.raises(TwofoldError, match=rf"^{odd / 'config.json'}: hidden_activation 'relu' is not supported"):
+        merge([str(odd), str(b)], tmp_path / "x", MergeSettings.build("linear", 2))
+    with pytest.raises(TwofoldError, match=rf"^merge input {tmp_path}: .*give a Hugging Face model directory"):
+        merge([str(tmp_path), str(b)], tmp_path / "x", MergeSettings.build("linear", 2))  # a folder of models
+
+
+def test_a_decoder_missing_one_of_its_split_projections_is_refused(tmp_path, models):
+    (base, a, b), _ = models
+    if not load(a).config.causal:
+        pytest.skip("the encoder's export keeps Wqkv fused")
+    name = "model.layers.0.attn.k_proj.weight"
+    torn = copy_of(a, tmp_path / "torn", weights=lambda t: {k: v for k, v in t.items() if k != name})
+    with pytest.raises(TwofoldError, match=r"model.layers.0.attn.Wqkv.weight has 2 of q_proj/k_proj/v_proj; the "
+                                           "checkpoint is incomplete"):
+        merge([str(torn), str(b)], tmp_path / "out", MergeSettings.build("linear", 2))

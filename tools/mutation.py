@@ -299,6 +299,28 @@ EQUIVALENT: dict[str, str] = {
     "twofold.finetune.run.x_prepare__mutmut_48": "mine_hard_negatives with sampling_strategy 'top' draws nothing at "
     "random: the seed set before it changes no negative",
     "twofold.finetune.run.x_finetune_pair__mutmut_50": "_moved sets each result's folder to out/MEMBER afterwards",
+    # merge.py
+    **{f"twofold.merge.x_merge__mutmut_{n}": "the progress bar's label and unit: display only"
+       for n in (25, 26, 29, 30, 32, 33, 34, 35)},
+    **{f"twofold.merge.x_merge__mutmut_{n}": "JSON indentation only changes whitespace in merge.json"
+       for n in (92, 94, 103)},
+    "twofold.merge.x_merge__mutmut_106": "save_pretrained writes its folder whole (staged), so a stale partial folder "
+    "left there is replaced either way",
+    "twofold.merge.x_ties__mutmut_53": "where no model agrees the mass is 0 too, and 0 / tiny is 0",
+    **{f"twofold.merge.x_trim__mutmut_{n}": "at density 1 (the largest allowed) the top-k of every entry keeps them "
+       "all: the same task vector" for n in (1, 2)},
+    **{f"twofold.merge.x_trim__mutmut_{n}": "whether topk sorts its indices does not change the set kept"
+       for n in (20, 21)},
+    **{f"twofold.merge.{m}": "a tensor stored whole is one piece: concatenating one piece, or summing the rows of "
+       "one shape, gives the same; split q/k/v projections are square, so rows and columns sum alike"
+       for m in ("x__shapes__mutmut_14", "x__shapes__mutmut_18", "x__shapes__mutmut_20", "x__shapes__mutmut_21",
+                 "xǁSourceǁtensor__mutmut_11", "xǁSourceǁtensor__mutmut_15")},
+    "twofold.merge.x__hf_source__mutmut_42": "the sort key of a tensor stored whole only orders its one piece",
+    "twofold.merge.x__write__mutmut_8": "load_state_dict only tests `if strict:`: None behaves as False",
+    "twofold.merge.x__write__mutmut_22": "a tied model's export stores the embedding once and never the output "
+    "projection, so the re-tie does not change the written files",
+    "twofold.merge.x__checkpoint_source__mutmut_55": "a run's tokenizer() is a folder that exists and holds "
+    "tokenizer.json, or None, which stays None",
     # eval/suites/glue.py
     "twofold.eval.suites.glue.x_official_metrics__mutmut_55": "sklearn's f1_score averages 'binary' by default",
     "twofold.eval.suites.glue.x_official_metrics__mutmut_56": "sklearn's default zero_division ('warn') also gives 0.0 "
@@ -399,6 +421,8 @@ NOT_KILLABLE_HERE: dict[str, str] = {
        "installed (the colbert environment, `make colbert`), not in the test environment" for n in (8, 9)},
     **{f"twofold.eval.suites.glue.x_read_tsv__mutmut_{n}": "the locale's encoding is read instead of UTF-8: "
        "differs only under a locale that is not UTF-8, and this machine's is" for n in (2, 4)},
+    **{f"twofold.merge.x_merge__mutmut_{n}": "the bar's visibility when progress is on or off: tqdm's disable=None "
+       "draws it only when stderr is a terminal, which it is not under the tests" for n in (1, 27, 36, 37)},
     **{f"twofold.eval.metrics.x_bm25_run__mutmut_{n}": "show_progress None lets tqdm draw bm25s' bars only when "
        "stderr is a terminal; under the tests it is not (its True is killed: no bars)" for n in (5, 10, 18, 26)},
     **{f"twofold.train.rng.x_seed_streams__mutmut_{n}": "torch's CPU generator keeps only the seed's low 32 bits; "
