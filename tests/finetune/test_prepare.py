@@ -131,5 +131,6 @@ def test_generation_data_is_loaded_by_its_own_reader_and_trained_as_it_is(tmp_pa
     assert (data.dev[0].prompt, data.dev[0].completion) == ("Q: text 20\nA:", "answer 20")
     split = {s: load_data("generate", str(tmp_path / "train.jsonl"), seed=s, template="{source}").dev for s in (3, 4)}
     assert split[3] != split[4]
+    assert load_data("generate", str(tmp_path / "train.jsonl"), seed=3, template="{source}").dev == split[3]
     prepared = prepare("generate", data, recipe_for("generate"), encoder)  # nothing mined
     assert (prepared.train, prepared.dev, prepared.test, prepared.negatives) == (data.train, data.dev, data.test, {})

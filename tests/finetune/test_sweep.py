@@ -284,8 +284,11 @@ def test_a_retrieval_fine_tune_with_the_tasks_default_recipe(tmp_path, monkeypat
     library = Library(monkeypatch, table, task="sparse", primary="ndcg@10")
     library.bare = True
     library.data = load_data("sparse", str(pairs_file), seed=12)
-    monkeypatch.setattr("twofold.finetune.run.prepare", lambda task, data, recipe, base: run.Prepared(
-        data.train, data.dev, data.test, {"per_query": 0}))  # no mining: the test is about the run's record
+    def prepare(task, data, recipe, base):  # no mining: the test is about the run's record
+        assert (task, recipe, base.name) == ("sparse", recipe_for("sparse"), "encoder")
+        return run.Prepared(data.train, data.dev, data.test, {"per_query": 0})
+
+    monkeypatch.setattr("twofold.finetune.run.prepare", prepare)
     out = tmp_path / "new" / "deeper" / "out"
     leftover = out.with_name(f".out.tmp-{os.getpid()}")
     leftover.mkdir(parents=True)
