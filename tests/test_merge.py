@@ -338,6 +338,14 @@ def test_inputs_are_read_as_their_folders_say(tmp_path, models):
     record = json.loads((merge([str(bare), str(b)], tmp_path / "bare-out", MergeSettings.build("linear", 2),
                                progress=False) / "merge.json").read_text())
     assert [m["tokenizer_sha256"] for m in record["models"]] == [None, sha256_file(b / "tokenizer.json")]
+    own_mask = copy_of(a, tmp_path / "own-mask", {"mask_token_id": 3})  # the config's word wins over the tokenizer's
+    assert load(merge([str(own_mask), str(own_mask)], tmp_path / "own", MergeSettings.build("linear", 2),
+                      progress=False)).config.mask_token_id == 3
+    (tmp_path / "pair").mkdir()
+    for member in ("encoder", "decoder"):
+        copy_of(a, tmp_path / "pair" / member)
+    with pytest.raises(TwofoldError, match=rf"^merge input {tmp_path / 'pair'} is "):
+        merge([str(tmp_path / "pair"), str(b)], tmp_path / "x", MergeSettings.build("linear", 2))
     odd = copy_of(a, tmp_path / "odd", {"hidden_activation": "relu"})
     with pytest.raises(TwofoldError, match=rf"^{odd / 'config.json'}: hidden_activation 'relu' is not supported"):
         merge([str(odd), str(b)], tmp_path / "x", MergeSettings.build("linear", 2))
