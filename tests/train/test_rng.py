@@ -149,34 +149,3 @@ def test_a_run_on_a_gpu_saves_and_puts_back_that_gpus_stream_too(monkeypatch):
     rng.streams_for_resume([(tensors, _)], World(device=gpu), seed=0, phase_index=0, step=1, phase_done=False,
                            dropout=True, reseed=False, where="ckpt")
     assert fake.states["cuda:0"].tolist() == [1, 2, 3]
-
-
-def _gather_on_two_ranks(rank: int, init: str, out: str) -> None:
-    """One rank of a two-process gloo group: seed its own stream, gather every rank's on rank 0."""
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
-    try:
-        rng.seed_streams(5, 0, rank)
-        gathered = rng.gather(World(rank=rank, world_size=2))
-        if rank == 0:
-            torch.save([(tensors, rest) for tensors, rest in gathered], out)
-        else:
-            assert gathered is None
-    finally:
-        dist.destroy_process_group()
-
-
-def test_gather_brings_every_ranks_streams_to_rank_0_in_rank_order(tmp_path):
-    """Two real processes (spawned: they import the package from this process's path)."""
-    import torch.multiprocessing as mp
-
-    out = tmp_path / "gathered.pt"
-    mp.spawn(_gather_on_two_ranks, args=(f"file://{tmp_path / 'rendezvous'}", str(out)), nprocs=2)
-    gathered = torch.load(out, weights_only=True)
-    assert len(gathered) == 2
-    for rank, (tensors, rest) in enumerate(gathered):
-        rng.seed_streams(5, 0, rank)
-        mine = rng.capture()
-        assert set(tensors) == set(mine[0]) and rest == mine[1]
-        assert all(torch.equal(tensors[name], mine[0][name]) for name in mine[0])
