@@ -13,10 +13,11 @@ import twofold
 from twofold.data.stdlib import held_out_functions
 from twofold.data.store import TokenStore
 from twofold.data.tokenizer import load_tokenizer
-from twofold.demo.layout import ARMS, CROSS_ARM, DemoLayout
+from twofold.demo.layout import ARMS, CROSS_ARMS, FINE_TUNED_ARMS, DemoLayout
 from twofold.demo.run import prepare_corpus, run_demo
 from twofold.eval.tasks import QUICK
 from twofold.results import METRIC_RANGES, load_results
+from twofold.train.rundir import RunDir
 
 PACKAGES = ("json", "email", "collections", "argparse.py", "textwrap")
 # The smallest evaluation that still runs every task.
@@ -79,10 +80,11 @@ def test_the_table_has_every_arm_and_baseline_and_error_bars_over_seeds(demo):
     header, body = score_table(report.read_text())
     assert set(ARMS) | set(BASELINES) <= set(header)
     column = {name: i for i, name in enumerate(header)}
-    # every arm is fine-tuned with the same recipe: two seeds give mean ± spread in each cell
-    for row in (("code-search[fine-tuned]", "ndcg@10"), ("package-classification[fine-tuned]", "accuracy")):
+    # every arm a task suits is fine-tuned with the same recipe: two seeds give mean ± spread in each cell
+    for row, task in ((("code-search[fine-tuned]", "ndcg@10"), "embed"),
+                      (("package-classification[fine-tuned]", "accuracy"), "classify")):
         for arm in ARMS:
-            assert "±" in body[row][column[arm]], (row, arm)
+            assert ("±" in body[row][column[arm]]) == (arm in FINE_TUNED_ARMS[task]), (row, arm)
     assert body["code-search[fine-tuned]", "ndcg@10"][column["BM25"]]
     assert body["code-search[fine-tuned]", "ndcg@10"][column["random"]]
     assert body["package-classification[fine-tuned]", "accuracy"][column["majority"]]
@@ -94,9 +96,9 @@ def test_the_table_has_every_arm_and_baseline_and_error_bars_over_seeds(demo):
 def test_the_saved_results_keep_every_seed_of_every_fine_tune(demo):
     layout, _, _ = demo
     saved = load_results(layout.eval)
-    for arm in ARMS:
-        for task in ("code-search", "package-classification"):
-            assert {r.seed for r in saved if (r.task, r.model, r.variant) == (task, arm, "fine-tuned")} == {1, 2}
+    for task, name in (("embed", "code-search"), ("classify", "package-classification")):
+        for arm in FINE_TUNED_ARMS[task]:
+            assert {r.seed for r in saved if (r.task, r.model, r.variant) == (name, arm, "fine-tuned")} == {1, 2}
 
 
 def test_training_tokens_are_filled_in_for_every_arm(demo):
@@ -106,10 +108,12 @@ def test_training_tokens_are_filled_in_for_every_arm(demo):
     for arm in ARMS:
         assert "–" not in rows[arm] and "," in rows[arm].split("|")[4], rows[arm]
     tokens = {r.model: r.tokens for r in load_results(layout.eval) if r.model in ARMS}
-    trained = {run: last_tokens(path / "metrics.jsonl") for run, path in
-               (("pair", layout.pair / "encoder"), ("cross", layout.cross))}
-    assert tokens["encoder"] == tokens["decoder"] == trained["pair"] >= 16_000
-    assert tokens[CROSS_ARM] == trained["pair"] + trained["cross"]  # the decoder's and its own MLM tokens
+    trained = {arm: last_tokens(path / "metrics.jsonl") for arm, path in
+               (("encoder", layout.pair / "encoder"), ("decoder", layout.pair / "decoder"),
+                *((arm, layout.cross(arm)) for arm in CROSS_ARMS))}
+    assert tokens["encoder"] == tokens["decoder"] == trained["encoder"] >= 16_000
+    for arm, (member, _) in CROSS_ARMS.items():  # the member's tokens and its own of the other objective
+        assert trained[arm] > 0 and tokens[arm] == trained[member] + trained[arm], arm
     assert f"{tokens['encoder']:,}" in rows["encoder"]
 
 
@@ -117,12 +121,17 @@ def last_tokens(metrics) -> int:
     return max(json.loads(line)["tokens"] for line in metrics.read_text().splitlines() if '"tokens"' in line)
 
 
-def test_the_cross_arm_starts_from_the_decoder_and_is_an_encoder(demo):
+def test_each_cross_arm_starts_from_its_member_and_takes_the_other_objective(demo):
     layout, _, _ = demo
-    info = json.loads((layout.cross / "run.json").read_text())
-    assert info["options"]["cross"] and info["options"]["objective"] == "mlm"
-    assert info["init_from"] == str((layout.pair / "decoder").resolve())
-    assert not twofold.load(layout.export(CROSS_ARM)).config.causal
+    for arm, (member, objective) in CROSS_ARMS.items():
+        info = json.loads((layout.cross(arm) / "run.json").read_text())
+        assert info["options"]["cross"] and info["options"]["objective"] == objective
+        assert info["init_from"] == str((layout.pair / member).resolve())
+        model = twofold.load(layout.export(arm))
+        assert model.config.causal == (objective == "clm")
+        # it really continued the member: its first step's loss is the member's, not a random model's
+        first = next(r for r in RunDir(layout.cross(arm)).metrics() if "loss" in r)["loss"]
+        assert first < 0.9 * math.log(model.config.vocab_size), (arm, first)
 
 
 def test_the_demo_recipe_reaches_the_optimizer_and_the_model(demo):
@@ -130,12 +139,11 @@ def test_the_demo_recipe_reaches_the_optimizer_and_the_model(demo):
     and cross arm); with the recipe's dropout of 0 a trained member computes the same in training
     and evaluation mode."""
     from twofold.train.recipe import load_recipe
-    from twofold.train.rundir import RunDir
 
     layout, _, _ = demo
     recipe = load_recipe("demo")
     for run, peak in ((layout.pair / "encoder", recipe.optimizer.lr), (layout.pair / "decoder", recipe.optimizer.lr),
-                      (layout.cross, recipe.cross.lr)):
+                      *((layout.cross(arm), recipe.cross.lr) for arm in CROSS_ARMS)):
         assert max(r["lr"] for r in RunDir(run).metrics() if "lr" in r) == pytest.approx(peak)
     assert recipe.dropout.attention_output == 0.0
     model = RunDir(layout.pair / "encoder").model()

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from twofold.train.rundir import RunDir
 
 KIND_COLOURS = {"encoder": "tab:blue", "decoder": "tab:orange", "baseline": "tab:gray"}
+# cross-objective continuations, by the kind they became: never a member's colour
+CROSS_COLOURS = {"encoder": "tab:green", "decoder": "tab:purple"}
 
 
 @dataclass
@@ -112,6 +114,11 @@ def samples_markdown(results: list[Result]) -> str:
     """Prompts and outputs as Python literals, so newlines and spaces show."""
     parts = []
     for result in results:
+        decoding = result.details.get("decoding")
+        if decoding and result.details.get("samples"):
+            parts.append(f"- **{result.column}** continuations, sampled: temperature {decoding['temperature']}, "
+                         f"top-p {decoding['top_p']}, seed {decoding['seed']}, at most "
+                         f"{decoding['max_new_tokens']} new tokens")
         for sample in result.details.get("samples", []):
             output = sample["output"]
             if isinstance(output, list):  # fill-mask guesses
@@ -185,31 +192,57 @@ def plot_against(results: list[Result], path: str | Path, x: str) -> Path:
     return save_figure(figure, path)
 
 
-def plot_training(runs: dict[str, RunDir], path: str | Path) -> Path:
-    """Training loss (and held-out loss) of several member runs against tokens, phases marked."""
+def plot_training(runs: dict[str, RunDir], path: str | Path, starts: dict[str, int] | None = None,
+                  kinds: dict[str, str] | None = None) -> Path:
+    """`training_figure` as a PNG."""
+    return save_figure(training_figure(runs, starts, kinds), path)
+
+
+def training_figure(runs: dict[str, RunDir], starts: dict[str, int] | None = None,
+                    kinds: dict[str, str] | None = None) -> Figure:
+    """Training loss (and held-out loss) of several runs against tokens, phases marked.
+
+    `starts`: where a run's first token sits on the axis (a continuation starts where the run it
+    continues ended, so its curve follows that one's); `kinds`: each run's kind (encoder /
+    decoder) for its colour, when its name is not a kind. The raw per-step loss is drawn faint
+    under a moving average, which shows the trend the noisy steps hide."""
+    starts, kinds = starts or {}, kinds or {}
     figure = Figure(figsize=(9, 4.5), layout="constrained")
     ax = figure.subplots()
-    phase_starts: dict[str, int] = {}
+    phase_starts: dict[tuple[str, int], None] = {}
     for name, run in runs.items():
+        offset = starts.get(name, 0)
         records = run.metrics()
         steps = [r for r in records if "loss" in r]
         held_out = [r for r in records if "eval_loss" in r]
-        colour = KIND_COLOURS.get(name)
-        ax.plot([r["tokens"] for r in steps], [r["loss"] for r in steps], color=colour, alpha=0.85,
-                linewidth=1.2, label=f"{name} (train)")
+        colour = colour_of(name, kinds.get(name, name))
+        tokens = [offset + r["tokens"] for r in steps]
+        losses = [r["loss"] for r in steps]
+        ax.plot(tokens, losses, color=colour, alpha=0.2, linewidth=0.6)
+        ax.plot(tokens, moving_average(losses, max(5, len(losses) // 40)), color=colour, linewidth=1.6,
+                label=f"{name} (train, moving average)")
         if held_out:
-            ax.plot([r["tokens"] for r in held_out], [r["eval_loss"] for r in held_out], color=colour,
+            ax.plot([offset + r["tokens"] for r in held_out], [r["eval_loss"] for r in held_out], color=colour,
                     marker="o", linestyle=":", label=f"{name} (held-out)")
         for r in steps:  # a phase starts where its first step's tokens begin
-            phase_starts.setdefault(r["phase"], r["tokens"] - r.get("phase_tokens", 0))
-    for phase, start in phase_starts.items():
+            phase_starts.setdefault((r["phase"], offset + r["tokens"] - r.get("phase_tokens", 0)), None)
+    for level, (phase, start) in enumerate(sorted(phase_starts, key=lambda p: p[1])):
         ax.axvline(start, color="grey", linewidth=0.8, linestyle="--")
-        ax.annotate(phase, (start, 1.01), xycoords=("data", "axes fraction"), fontsize=8)
-    ax.set_xlabel("training tokens")
-    ax.set_ylabel("loss (MLM for the encoder, CLM for the decoder)")
+        # labels alternate between two heights: phases that start close together stay readable
+        ax.annotate(phase, (start, 1.01 + 0.05 * (level % 2)), xycoords=("data", "axes fraction"), fontsize=8)
+    ax.set_xlabel("training tokens (a continuation from where the run it continues ended)")
+    ax.set_ylabel("loss (MLM for encoders, CLM for decoders)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return save_figure(figure, path)
+    return figure
+
+
+def moving_average(values: list[float], window: int) -> list[float]:
+    """The mean of each value and the `window - 1` before it (fewer at the start)."""
+    sums = [0.0]
+    for value in values:
+        sums.append(sums[-1] + value)
+    return [(sums[i + 1] - sums[max(0, i + 1 - window)]) / min(i + 1, window) for i in range(len(values))]
 
 
 def plot_families(results: list[Result], path: str | Path) -> Path:
@@ -402,7 +435,7 @@ def plot_spread(results: list[Result], path: str | Path) -> Path:
         names = list(row.cells)
         means = [row.cells[n].mean for n in names]
         errors = [row.cells[n].std for n in names]
-        colours = [_colour(n, row.kinds[n]) for n in names]
+        colours = [colour_of(n, row.kinds[n]) for n in names]
         bars = ax.bar(range(len(names)), means, yerr=errors, capsize=4, color=colours)
         ax.bar_label(bars, labels=[_format(m) for m in means], fontsize=7, padding=2)
         ax.set_xticks(range(len(names)), names, rotation=25, ha="right", fontsize=8)
@@ -415,7 +448,8 @@ def plot_spread(results: list[Result], path: str | Path) -> Path:
     return save_figure(figure, path)
 
 
-def _colour(name: str, kind: str) -> str:
-    if "from" in name:  # a cross-objective continuation, e.g. encoder-from-decoder
-        return "tab:green"
+def colour_of(name: str, kind: str) -> str:
+    """A model's colour: its kind's, or its own for a cross-objective continuation (`X-from-Y`)."""
+    if "-from-" in name:
+        return CROSS_COLOURS.get(kind, "tab:olive")
     return KIND_COLOURS.get(kind, "tab:gray")

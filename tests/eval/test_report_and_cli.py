@@ -129,3 +129,49 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, pair_dir, capsys, make_argv,
     assert main(make_argv(tmp_path, pair_dir)) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and message in err
+
+
+def test_the_training_figure_gives_each_arm_its_colour_a_trend_and_readable_phase_labels(tmp_path):
+    """A continuation is drawn from where its member ended, in a colour of its own; each run's
+    noisy per-step loss lies under its moving average; phase labels never sit on each other."""
+    import json
+    import math
+
+    from twofold.report import moving_average, training_figure
+    from twofold.train.rundir import RunDir
+
+    def run(name, phases, loss):
+        folder = tmp_path / name
+        folder.mkdir()
+        records, tokens = [], 0
+        for phase, steps in phases:
+            for step in range(steps):
+                tokens += 100
+                records.append({"phase": phase, "tokens": tokens, "phase_tokens": 100 * (step + 1),
+                                "loss": loss(len(records))})
+        (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        return RunDir(folder)
+
+    noisy = lambda base: lambda i: base * math.exp(-i / 200) + (0.5 if i % 2 else -0.5)
+    runs = {"encoder": run("encoder", [("pretrain", 300), ("decay", 100)], noisy(8)),
+            "decoder": run("decoder", [("pretrain", 300), ("decay", 100)], noisy(7)),
+            "encoder-from-decoder": run("efd", [("cross", 60)], noisy(5)),
+            "decoder-from-encoder": run("dfe", [("cross", 60)], noisy(5))}
+    figure = training_figure(runs, starts={"encoder-from-decoder": 40_000, "decoder-from-encoder": 40_000},
+                             kinds={"encoder-from-decoder": "encoder", "decoder-from-encoder": "decoder"})
+    ax = figure.axes[0]
+    trends = {line.get_label().split(" (")[0]: line for line in ax.lines if "moving average" in line.get_label()}
+    assert set(trends) == set(runs)
+    colours = {name: line.get_color() for name, line in trends.items()}
+    assert len(set(colours.values())) == 4, colours  # no arm in another's colour
+    assert trends["encoder-from-decoder"].get_xdata()[0] == 40_000 + 100  # drawn from where the decoder ended
+    for name, line in trends.items():  # the faint raw loss is under the trend, which is smoother
+        raw = next(r for r in ax.lines if r.get_color() == colours[name] and r.get_alpha() == 0.2)
+        assert list(raw.get_xdata()) == list(line.get_xdata())
+        wiggle = lambda ys: sum(abs(b - a) for a, b in zip(ys, ys[1:]))
+        assert wiggle(line.get_ydata()) < 0.3 * wiggle(raw.get_ydata())
+    labels = sorted((tuple(text.xy), text.get_text()) for text in ax.texts)
+    assert [(x, name) for (x, _), name in labels] == [(0, "pretrain"), (30_000, "decay"), (40_000, "cross")]
+    heights = [y for (_, y), _ in labels]
+    assert all(a != b for a, b in zip(heights, heights[1:]))  # neighbours at two heights: never on each other
+    assert moving_average([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]

@@ -22,11 +22,13 @@ from twofold.demo.downstream import fine_tune, prepared_seeds, task_baselines, t
 from twofold.demo.lanes import Job, run_jobs
 from twofold.demo.layout import (
     ARMS,
-    CROSS_ARM,
+    CROSS_ARMS,
     DOWNSTREAM_RECIPES,
     DOWNSTREAM_TASKS,
+    FINE_TUNED_ARMS,
     HELD_OUT_SEQUENCES,
     JOBS_LOG,
+    KINDS,
     DemoLayout,
 )
 from twofold.eval.settings import Settings
@@ -46,8 +48,9 @@ from twofold.train.show import human_tokens
 def plan_jobs(layout: DemoLayout, pair, recipe, settings: Settings, seeds: tuple[int, ...], sizes: dict,
               completion_items: int) -> list[Job]:
     """Stage 3 as jobs: train each arm (and export it), evaluate it, fine-tune it per task and
-    seed; the data and baselines of each task. The decoder's chain (decoder, cross arm, their
-    evaluations and fine-tunes) is the longest, so its jobs go first when a process is free."""
+    seed; the data and baselines of each task. The decoder's chain (decoder, its continuation as
+    an encoder, their evaluations and fine-tunes) is the longest, so its jobs go first when a
+    process is free."""
     options = _options(layout)
     work = layout.root / ".downstream"
     train = {arm: f"train {arm}" for arm in ARMS}
@@ -58,32 +61,34 @@ def plan_jobs(layout: DemoLayout, pair, recipe, settings: Settings, seeds: tuple
         Job(train["encoder"], _train_member, (pair.member("encoder").path, recipe,
                                               options.replace(objective="mlm"), layout.export("encoder")),
             priority=90),
-        # Ettin's cross-objective continuation: the trained decoder, its causal mask dropped,
-        # trained further with MLM (the recipe's `cross` phase) — does that close the gap?
-        Job(train[CROSS_ARM], _train_member, (layout.cross, recipe, options.replace(objective="mlm", cross=True),
-                                              layout.export(CROSS_ARM), pair.member("decoder").path),
-            after=(train["decoder"],), priority=95),
         Job("language-model baselines", _language_model_baselines, (layout, settings)),
     ]
+    # Ettin's cross-objective continuations: a trained member, its attention mask switched, trained
+    # further with the other objective (the recipe's `cross` phase) — does that close the gap?
+    jobs += [Job(train[arm], _train_member,
+                 (layout.cross(arm), recipe, options.replace(objective=objective, cross=True), layout.export(arm),
+                  pair.member(member).path), after=(train[member],), priority=95 if member == "decoder" else 85)
+             for arm, (member, objective) in CROSS_ARMS.items()]
     jobs += [Job(f"evaluate {arm}", _evaluate_arm, (layout, arm, settings, completion_items), after=(train[arm],),
                  priority=50) for arm in ARMS]
     for task, changes in DOWNSTREAM_RECIPES.items():
         task_recipe = recipe_for(task, **changes)
+        arms = FINE_TUNED_ARMS[task]
         data = f"data {task}"
         # negatives, if a recipe mines any, come from the first arm: the data waits for it
-        jobs += [Job(data, _task_data, (task, sizes, task_recipe, seeds, layout.export(ARMS[0]), work),
-                     after=(train[ARMS[0]],), priority=60),
+        jobs += [Job(data, _task_data, (task, sizes, task_recipe, seeds, layout.export(arms[0]), work),
+                     after=(train[arms[0]],), priority=60),
                  Job(f"baselines {task}", _task_baselines, (task,), needs=(data,), priority=10)]
         jobs += [Job(f"{task} seed {seed} {arm}", _fine_tune, (task, layout.export(arm), arm, task_recipe, seed, work),
                      needs=(data,), after=(train[arm],), priority=20 + rank)
-                 for seed in seeds for rank, arm in enumerate(ARMS)]
+                 for seed in seeds for rank, arm in enumerate(arms)]
     return jobs
 
 
 def start_pair(layout: DemoLayout, recipe):
     """A new pair run (and no cross arm) in place of an earlier demo's: the demo always shows
     training happen."""
-    for old in (layout.pair, layout.cross):
+    for old in (layout.pair, layout.root / "cross"):
         if old.exists():
             shutil.rmtree(old)
     return create_pair(layout.pair, recipe, _options(layout), World())
@@ -98,9 +103,9 @@ def run_all(layout: DemoLayout, recipe, jobs: list[Job], lanes: int, threads: in
     """All jobs, side by side; (results in a fixed order, seconds of each job)."""
     member = sum(phase.tokens for phase in recipe.phases)
     say(f"  recipe demo: {', '.join(p.name for p in recipe.phases)}; {human_tokens(member)} tokens per member "
-        f"on identical batches, {human_tokens(recipe.cross.tokens)} more MLM tokens for the cross arm; "
-        f"worker output: {layout.root / JOBS_LOG}")
-    watch = _Watch(layout, jobs, 2 * member + recipe.cross.tokens, progress)
+        f"on identical batches, {human_tokens(recipe.cross.tokens)} more tokens of the other objective for "
+        f"each cross arm; worker output: {layout.root / JOBS_LOG}")
+    watch = _Watch(layout, jobs, 2 * member + len(CROSS_ARMS) * recipe.cross.tokens, progress)
     seconds: dict[str, float] = {}
 
     def done(job: Job, value, took: float) -> None:
@@ -176,8 +181,9 @@ def _last_tokens(metrics: Path) -> int:
 def _describe(job: Job, value) -> str:
     """One line for a finished job."""
     if job.run is _train_member:
-        return f"{job.name}: exported to {value} (loads with transformers' " \
-               f"{'AutoModelForCausalLM' if job.name.endswith(' decoder') else 'AutoModelForMaskedLM'})"
+        kind = KINDS[job.name.removeprefix("train ")]
+        auto = {"decoder": "AutoModelForCausalLM", "encoder": "AutoModelForMaskedLM"}[kind]
+        return f"{job.name}: exported to {value} (loads with transformers' {auto})"
     if job.run is _fine_tune:
         metric = "ndcg@10" if job.args[0] == "embed" else "accuracy"
         scores = {r.variant: r.metrics[metric] for r in value}
@@ -196,15 +202,20 @@ def _train_member(run_dir: Path, recipe, options, export: Path, init_from: Path 
 
 def arm_runs(layout: DemoLayout) -> dict:
     pair = PairDir(layout.pair)
-    return {"encoder": pair.member("encoder"), "decoder": pair.member("decoder"), CROSS_ARM: RunDir(layout.cross)}
+    return {"encoder": pair.member("encoder"), "decoder": pair.member("decoder"),
+            **{arm: RunDir(layout.cross(arm)) for arm in CROSS_ARMS}}
+
+
+def own_tokens(layout: DemoLayout) -> dict[str, int]:
+    """Tokens each arm's own run trained on, from its metrics log."""
+    return {arm: max((r["tokens"] for r in run.metrics() if "tokens" in r), default=0)
+            for arm, run in arm_runs(layout).items()}
 
 
 def training_tokens(layout: DemoLayout) -> dict[str, int]:
-    """Tokens each arm was trained on, from the runs' own logs (the cross arm: the decoder's and its own)."""
-    seen = {arm: max((r["tokens"] for r in run.metrics() if "tokens" in r), default=0)
-            for arm, run in arm_runs(layout).items()}
-    seen[CROSS_ARM] += seen["decoder"]
-    return seen
+    """Tokens each arm was trained on (a cross arm: the member's it continues and its own)."""
+    seen = own_tokens(layout)
+    return {arm: tokens + (seen[CROSS_ARMS[arm][0]] if arm in CROSS_ARMS else 0) for arm, tokens in seen.items()}
 
 
 def _evaluate_arm(layout: DemoLayout, arm: str, settings: Settings, completion_items: int) -> list:

@@ -23,8 +23,17 @@ DEMO_EVAL = Settings(max_length=128, lm_tokens=10_000, pseudo_perplexity_tokens=
 
 
 COMPLETION_ITEMS = 200  # multiple-choice code completion items (binomial s.e. <= 0.035)
-CROSS_ARM = "encoder-from-decoder"
-ARMS = ("encoder", "decoder", CROSS_ARM)
+# Ettin's cross-objective continuations (arXiv 2507.11412): each member continued with the other
+# member's objective for the recipe's `cross` phase. arm -> (the member it continues, its objective).
+CROSS_ARMS = {"encoder-from-decoder": ("decoder", "mlm"), "decoder-from-encoder": ("encoder", "clm")}
+ARMS = ("encoder", "decoder", *CROSS_ARMS)
+KINDS = {"encoder": "encoder", "decoder": "decoder",
+         **{arm: "encoder" if objective == "mlm" else "decoder" for arm, (_, objective) in CROSS_ARMS.items()}}
+# What each fine-tune asks of a model: the retrieval and classification fine-tunes where the
+# encoder is expected to win (both members and the decoder continued as an encoder), the
+# generative one where the decoder is (both decoders).
+FINE_TUNED_ARMS = {"embed": ("encoder", "decoder", "encoder-from-decoder"),
+                   "classify": ("encoder", "decoder", "encoder-from-decoder")}
 # The downstream fine-tunes: the same for every model (twofold finetune's recipes, sized for a CPU).
 DEMO_SEEDS = (1, 2, 3)
 DOWNSTREAM_TASKS = ("code-search", "package-classification")
@@ -67,9 +76,9 @@ class DemoLayout:
     def export(self, member: str) -> Path:
         return self.root / "export" / member
 
-    @property
-    def cross(self) -> Path:
-        return self.root / "cross"
+    def cross(self, arm: str) -> Path:
+        """The run of a cross-objective arm."""
+        return self.root / "cross" / arm
 
     @property
     def eval(self) -> Path:

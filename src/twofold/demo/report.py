@@ -6,8 +6,8 @@ import math
 import re
 from pathlib import Path
 
-from twofold.demo.jobs import arm_runs
-from twofold.demo.layout import ARMS, CROSS_ARM, DOWNSTREAM_TASKS, DemoLayout
+from twofold.demo.jobs import arm_runs, own_tokens
+from twofold.demo.layout import ARMS, CROSS_ARMS, DOWNSTREAM_TASKS, KINDS, DemoLayout
 from twofold.files import atomic_write_text
 from twofold.report import (
     models_markdown,
@@ -22,15 +22,18 @@ from twofold.train.show import human_tokens, plot_recipe
 
 def write_demo_report(layout: DemoLayout, recipe, results, times: dict[str, float],
                       job_times: dict[str, float]) -> Path:
-    plot_training(arm_runs(layout), layout.root / "loss.png")
+    ended = own_tokens(layout)
+    plot_training(arm_runs(layout), layout.root / "loss.png", kinds=KINDS,
+                  starts={arm: ended[member] for arm, (member, _) in CROSS_ARMS.items()})
     plot_recipe(recipe, layout.root / "schedule.png")
     plot_spread(results, layout.root / "scores.png")
     models = [r for r in results if r.metrics and r.kind != "baseline"]
     parts = [
         "# twofold demo: an encoder and a decoder trained alike",
-        "The same recipe, data and batches for both members (and a third arm: the decoder continued "
-        "as an encoder); then the same fine-tunes for all three, scored on held-out modules beside "
-        "baselines on the same texts and queries.",
+        "The same recipe, data and batches for both members, and Ettin's two cross-objective arms: the "
+        "decoder continued as an encoder, the encoder continued as a decoder. Then the same fine-tunes "
+        "for every model a task suits, scored on held-out modules beside baselines on the same texts "
+        "and queries.",
         "## What this shows, and what it does not", findings(results),
         "## Models", models_markdown(models),
         "## Scores", spread_markdown(results, list(ARMS)),
@@ -46,7 +49,8 @@ def write_demo_report(layout: DemoLayout, recipe, results, times: dict[str, floa
         "## Training",
         "Both members saw the same token sequences in the same order (their batch-order logs hash "
         f"equal at every step: `{layout.pair}/<member>/<phase>/data_order`); only the attention mask "
-        "and the objective differ. The cross arm starts from the decoder's last checkpoint.",
+        "and the objective differ. Each cross arm starts from its member's last checkpoint and is drawn "
+        "from where that member ended.",
         "![loss](loss.png)",
         "![schedule](schedule.png)",
         "## Time", _times_markdown(times), _job_times_markdown(job_times),
@@ -102,20 +106,23 @@ def findings(results) -> str:
                          "of Ettin's finding at this scale.")
         else:
             lines.append(f"- {what}: no winner ({pair}): the difference is within the seeds' spread.")
-        cross = row.winner([CROSS_ARM, "encoder"]) if CROSS_ARM in row.cells else ""
-        if cross:
-            verdict = {"encoder": "does not close the gap: the encoder stays ahead",
-                       CROSS_ARM: "overtakes the encoder", "within spread": "is level with the encoder",
-                       "tie": "is level with the encoder"}[cross]
-            lines.append(f"  The decoder continued as an encoder ({row.cells[CROSS_ARM]}) {verdict}.")
+        if "encoder-from-decoder" in row.cells:
+            lines.append(f"  The decoder continued as an encoder ({row.cells['encoder-from-decoder']}) "
+                         f"{_against(row.winner(['encoder-from-decoder', 'encoder']), 'encoder')}.")
     ppl, pseudo = mean(("lm", "perplexity"), "decoder"), mean(("lm[pseudo]", "pseudo_perplexity"), "encoder")
     if ppl is not None and pseudo is not None:
         lines.append(f"- generation: decoder perplexity {ppl:.1f}, encoder pseudo-perplexity {pseudo:.1f}. These "
                      "are not the same quantity (the encoder sees both sides of each token, which makes its "
                      "number lower for the same skill), so the multiple-choice completion below is the fair test.")
-    completion = table.get(("code-completion", "accuracy"))
-    if completion is not None and {"encoder", "decoder"} <= set(completion.cells):
-        lines.append("- " + _completion_sentence(results))
+    completion = {r.model: r for r in results if r.task == "code-completion" and r.kind != "baseline"}
+    if {"encoder", "decoder"} <= set(completion):
+        lines.append("- " + _completion_sentence(completion, "decoder", "encoder") + ".")
+    continued = mean(("lm", "perplexity"), "decoder-from-encoder")
+    if continued is not None and ppl is not None:
+        lines.append(f"  The encoder continued as a decoder: perplexity {continued:.1f} against the decoder's "
+                     f"{ppl:.1f} (the same quantity now)"
+                     + (f"; {_completion_sentence(completion, 'decoder', 'decoder-from-encoder')}"
+                        if {"decoder", "decoder-from-encoder"} <= set(completion) else "") + ".")
     lines.append("- " + _targets_sentence(table))
     lines.append("- What it does not show: these are models of about a million parameters trained on "
                  f"{_tokens_text(results)} tokens of one corpus (the Python standard library), with one "
@@ -125,18 +132,29 @@ def findings(results) -> str:
     return "\n".join(lines)
 
 
-def _completion_sentence(results) -> str:
-    scored = {r.model: r for r in results if r.task == "code-completion" and r.kind != "baseline"}
-    encoder, decoder = scored["encoder"], scored["decoder"]
-    a, b = encoder.metrics["accuracy"], decoder.metrics["accuracy"]
-    noise = 2 * math.sqrt(encoder.details["stderr"] ** 2 + decoder.details["stderr"] ** 2)
-    text = (f"code completion ({decoder.n} items, 4 choices, chance 0.25): decoder {b:.3f} vs encoder {a:.3f} "
-            f"(pseudo-log-likelihood)")
-    if b - a > noise:
-        return f"**{text}: the decoder wins** beyond two standard errors ({noise:.3f}) — as Ettin finds."
-    if a - b > noise:
-        return f"**{text}: the encoder wins** beyond two standard errors ({noise:.3f}) — not what Ettin finds."
-    return f"{text}: the difference is within two standard errors ({noise:.3f}); no winner."
+def _against(winner: str, member: str) -> str:
+    """How a cross arm fares against the member whose objective it took on, by `row.winner`."""
+    if winner == member:
+        return f"does not close the gap: the {member} stays ahead"
+    if winner in ("within spread", "tie"):
+        return f"is level with the {member}"
+    return f"overtakes the {member}"
+
+
+def _completion_sentence(scored: dict, first: str, second: str) -> str:
+    """Code completion of two models: a winner only beyond two standard errors of the difference."""
+    a, b = scored[first], scored[second]
+    noise = 2 * math.sqrt(a.details["stderr"] ** 2 + b.details["stderr"] ** 2)
+    how = {"encoder": " (pseudo-log-likelihood)"}
+    text = (f"code completion ({a.n} items, 4 choices, chance 0.25): {first} {a.metrics['accuracy']:.3f} vs "
+            f"{second} {b.metrics['accuracy']:.3f}{how.get(second, '')}")
+    gap = a.metrics["accuracy"] - b.metrics["accuracy"]
+    if abs(gap) <= noise:
+        return f"{text}: the difference is within two standard errors ({noise:.3f}); no winner"
+    winner = first if gap > 0 else second
+    # Ettin: decoders beat encoders at generation, and continuing an encoder as a decoder does not close the gap
+    return (f"**{text}: the {winner} wins** beyond two standard errors ({noise:.3f}) — "
+            f"{'as Ettin finds' if winner == 'decoder' else 'not what Ettin finds'}")
 
 
 def _targets_sentence(table) -> str:

@@ -1,7 +1,9 @@
 """Samples for the report: decoder continuations of fixed prompts, encoder fill-mask guesses.
 
-The prompts are Python and English, like the built-in corpus. Greedy decoding, so the same
-model always writes the same text.
+The prompts are Python and English, like the built-in corpus. Continuations are sampled as the
+field samples (nucleus sampling, Holtzman et al., arXiv 1904.09751, with a temperature below 1):
+greedy decoding of a small model repeats itself ("#\n#\n#..."). The generator is seeded with the
+evaluation's seed and the decoding settings are recorded with the samples, so a run is repeatable.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from twofold.eval.settings import Settings
 from twofold.eval.tasks.subject import Subject
 from twofold.eval.text import device_of, pad
 from twofold.results import Result
+
+# Decoding of the continuations: what the field uses for open-ended samples.
+SAMPLING = {"do_sample": True, "temperature": 0.8, "top_p": 0.95}
 
 PROMPTS = (
     "def read_file(path):\n",
@@ -37,8 +42,9 @@ def continuations(subject: Subject, settings: Settings) -> list[dict]:
     special = tokenizer.special
     prompts = [[special.bos, *ids] for ids in tokenizer.encode_batch(list(PROMPTS))]
     ids, mask = pad(prompts, special.pad, device_of(subject.model))
-    out = subject.model.generate(ids, mask, max_new_tokens=settings.max_new_tokens, do_sample=False,
-                                 eos_token_id=special.eos, pad_token_id=special.pad)
+    generator = torch.Generator(ids.device).manual_seed(settings.seed)
+    out = subject.model.generate(ids, mask, max_new_tokens=settings.max_new_tokens, eos_token_id=special.eos,
+                                 pad_token_id=special.pad, generator=generator, **SAMPLING)
     samples = []
     for prompt, row in zip(PROMPTS, out[:, ids.shape[1]:].tolist()):
         new = row[:row.index(special.eos)] if special.eos in row else row
@@ -61,5 +67,9 @@ def fill_masks(subject: Subject, top_k: int = 5) -> list[dict]:
 
 
 def samples(subject: Subject, settings: Settings) -> list[Result]:
-    found = continuations(subject, settings) if subject.causal else fill_masks(subject)
-    return [subject.result("samples", {}, settings.seed, len(found), samples=found)]
+    if not subject.causal:
+        found = fill_masks(subject)
+        return [subject.result("samples", {}, settings.seed, len(found), samples=found)]
+    found = continuations(subject, settings)
+    decoding = {**SAMPLING, "seed": settings.seed, "max_new_tokens": settings.max_new_tokens}
+    return [subject.result("samples", {}, settings.seed, len(found), samples=found, decoding=decoding)]
