@@ -207,7 +207,7 @@ def training_figure(runs: dict[str, RunDir], starts: dict[str, int] | None = Non
     decoder) for its colour, when its name is not a kind. The raw per-step loss is drawn faint
     under a moving average, which shows the trend the noisy steps hide."""
     starts, kinds = starts or {}, kinds or {}
-    figure = Figure(figsize=(9, 4.5), layout="constrained")
+    figure = Figure(figsize=(11, 4.5), layout="constrained")
     ax = figure.subplots()
     phase_starts: dict[tuple[str, int], None] = {}
     for name, run in runs.items():
@@ -233,7 +233,7 @@ def training_figure(runs: dict[str, RunDir], starts: dict[str, int] | None = Non
     ax.set_xlabel("training tokens (a continuation from where the run it continues ended)")
     ax.set_ylabel("loss (MLM for encoders, CLM for decoders)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the curves, never over them
     return figure
 
 
