@@ -23,8 +23,11 @@ PACKAGES = ("json", "email", "collections", "argparse.py", "textwrap")
 # The smallest evaluation that still runs every task.
 TINY_EVAL = QUICK.replace(lm_tokens=1_000, pseudo_perplexity_tokens=32, max_queries=32, max_examples=64,
                           max_length=64, max_new_tokens=8)
-TINY_DOWNSTREAM = {"embed": 32, "classify": 32, "test": 24}
-BASELINES = ("most-frequent token", "unigram", "random", "BM25", "majority")
+TINY_DOWNSTREAM = {"embed": 32, "classify": 32, "generate": 32, "test": 24}
+BASELINES = ("most-frequent token", "unigram", "random", "BM25", "majority", "function name")
+# each fine-tune's row in the report
+ROWS = {"embed": ("code-search[fine-tuned]", "ndcg@10"), "classify": ("package-classification[fine-tuned]", "accuracy"),
+        "generate": ("docstring-generation[fine-tuned]", "chrf")}
 
 
 @pytest.fixture(scope="module")
@@ -81,13 +84,14 @@ def test_the_table_has_every_arm_and_baseline_and_error_bars_over_seeds(demo):
     assert set(ARMS) | set(BASELINES) <= set(header)
     column = {name: i for i, name in enumerate(header)}
     # every arm a task suits is fine-tuned with the same recipe: two seeds give mean ± spread in each cell
-    for row, task in ((("code-search[fine-tuned]", "ndcg@10"), "embed"),
-                      (("package-classification[fine-tuned]", "accuracy"), "classify")):
+    for task, row in ROWS.items():
         for arm in ARMS:
             assert ("±" in body[row][column[arm]]) == (arm in FINE_TUNED_ARMS[task]), (row, arm)
     assert body["code-search[fine-tuned]", "ndcg@10"][column["BM25"]]
     assert body["code-search[fine-tuned]", "ndcg@10"][column["random"]]
     assert body["package-classification[fine-tuned]", "accuracy"][column["majority"]]
+    assert body["docstring-generation[fine-tuned]", "chrf"][column["function name"]]
+    assert all(body["docstring-generation[zero-shot]", "chrf"][column[arm]] for arm in FINE_TUNED_ARMS["generate"])
     assert body["lm[masked]", "mlm_accuracy"][column["most-frequent token"]]
     assert body["lm", "perplexity"][column["unigram"]]
     assert all(body["code-completion", "accuracy"][column[arm]] for arm in ARMS)
@@ -96,7 +100,8 @@ def test_the_table_has_every_arm_and_baseline_and_error_bars_over_seeds(demo):
 def test_the_saved_results_keep_every_seed_of_every_fine_tune(demo):
     layout, _, _ = demo
     saved = load_results(layout.eval)
-    for task, name in (("embed", "code-search"), ("classify", "package-classification")):
+    for task, (row, _) in ROWS.items():
+        name = row.split("[")[0]
         for arm in FINE_TUNED_ARMS[task]:
             assert {r.seed for r in saved if (r.task, r.model, r.variant) == (name, arm, "fine-tuned")} == {1, 2}
 
@@ -262,7 +267,8 @@ def test_an_out_holding_a_previous_demo_and_another_run_keeps_them(tmp_path, cap
 
 @pytest.mark.slow
 def test_the_default_demo_meets_its_targets(tmp_path):
-    """`make demo` as a user runs it: both members learn, the fine-tuned encoder beats the baselines."""
+    """`make demo` as a user runs it: both members learn, the fine-tuned encoder beats the baselines, the
+    generative fine-tune improves both decoders."""
     report = run_demo(tmp_path / "demo", progress=False, say=lambda line: None)
     results = [r for r in load_results(tmp_path / "demo" / "eval") if r.metrics]
 
@@ -278,4 +284,9 @@ def test_the_default_demo_meets_its_targets(tmp_path):
     assert mean("package-classification", "fine-tuned", "accuracy", "encoder") >= \
         mean("package-classification", "fine-tuned", "accuracy", "majority") + 0.15
     assert len({r.seed for r in results if r.task == "code-search" and r.model == "encoder"}) >= 3
+    for decoder in ("decoder", "decoder-from-encoder"):  # the generative fine-tune helps beyond the seeds' spread
+        before = mean("docstring-generation", "zero-shot", "chrf", decoder)
+        after = [r.metrics["chrf"] for r in results
+                 if (r.task, r.variant, r.model) == ("docstring-generation", "fine-tuned", decoder)]
+        assert len(after) >= 3 and min(after) - before > max(after) - min(after), (decoder, before, after)
     assert "## What this shows, and what it does not" in report.read_text()

@@ -30,7 +30,8 @@ METRIC_RANGES = {"mlm_accuracy": (0.0, 1.0), "accuracy": (0.0, 1.0), "perplexity
                  "pseudo_perplexity": (1.0, math.inf), "ndcg@10": (0.0, 1.0), "mrr@10": (0.0, 1.0),
                  "p-mrr": (-1.0, 1.0), "mcc": (-1.0, 1.0), "f1": (0.0, 1.0), "pearson": (-1.0, 1.0),
                  "spearman": (-1.0, 1.0), "word_perplexity": (1.0, math.inf), "byte_perplexity": (1.0, math.inf),
-                 "bits_per_byte": (0.0, math.inf)}
+                 "bits_per_byte": (0.0, math.inf), "chrf": (0.0, 100.0), "chrf++": (0.0, 100.0),
+                 "bleu": (0.0, 100.0), "exact_match": (0.0, 1.0)}
 
 
 @dataclass

@@ -7,7 +7,11 @@ batches (`twofold finetune`), and is scored on the held-out modules' functions:
   nDCG@10 and MRR@10 over the held-out functions; also the model *before* fine-tuning
   (zero-shot, the same pooling), random ranking and BM25 on the same queries and candidates;
 - `classify` (transformers Trainer): docstring -> top-level package, accuracy; also the
-  test set's majority class and a uniform random guess.
+  test set's majority class and a uniform random guess;
+- `generate` (transformers Trainer, the loss on the completion only): a function's code -> the
+  first line of its docstring, chrF / chrF++ / BLEU of greedy generations (sacrebleu); also the
+  model before fine-tuning (zero-shot) and the function's name in words ("read_file" -> "read
+  file"), the line a reader could guess from the signature alone.
 
 Each fine-tune runs once per seed (the seed orders the batches and initialises the new head);
 the report shows mean ± spread, so a difference smaller than the spread is not called a win.
@@ -18,6 +22,7 @@ The pieces are separate functions so that the fine-tunes can run side by side (`
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,19 +33,22 @@ from twofold.eval.metrics import bm25
 from twofold.eval.tasks.baselines import baseline, majority, random_ranking
 from twofold.finetune import RetrievalSet, finetune, load_data, prepare, resolve
 from twofold.finetune.recipes import Recipe
+from twofold.finetune.scoring import generation_scores, signatures
 from twofold.results import Result
 
 # What each fine-tuning task is called in the results, and the metrics kept.
-TASK_NAMES = {"embed": "code-search", "classify": "package-classification"}
+TASK_NAMES = {"embed": "code-search", "classify": "package-classification", "generate": "docstring-generation"}
+KEPT = {"embed": ("ndcg@10", "mrr@10"), "classify": ("accuracy",), "generate": ("chrf", "chrf++", "bleu")}
 FINE_TUNED, ZERO_SHOT = "fine-tuned", "zero-shot"
 
 
 def task_data(task: str, sizes: dict[str, int | None] | None = None):
-    """The built-in set of `task` with seeded samples of `sizes[task]` training examples and, with
-    key "test", at most `sizes["test"]` dev/test examples (quick looks and tests only); the same
-    for every model and seed."""
+    """The built-in set of `task` with seeded samples of `sizes[task]` training examples and at
+    most `sizes["<task> test"]` dev/test examples (or `sizes["test"]` for every task: quick looks
+    and tests); the same for every model and seed."""
     sizes = sizes or {}
-    return _sample(load_data(task, "stdlib"), sizes.get(task), sizes.get("test"))
+    caps = [size for size in (sizes.get("test"), sizes.get(f"{task} test")) if size is not None]
+    return _sample(load_data(task, "stdlib"), sizes.get(task), min(caps) if caps else None)
 
 
 def prepared_seeds(task: str, data, recipe: Recipe, seeds: Sequence[int], miner: str | Path, work: Path) -> dict:
@@ -87,12 +95,11 @@ def _subset_set(data: RetrievalSet, size: int) -> RetrievalSet:
 
 
 def _member_results(task: str, done, seed: int, n: int) -> list[Result]:
-    name = TASK_NAMES[task]
-    keep = ("ndcg@10", "mrr@10") if task == "embed" else ("accuracy",)
+    name, keep = TASK_NAMES[task], KEPT[task]
     common = dict(task=name, model=done.model, seed=seed, n=n, kind=done.kind)
     after = Result(**common, metrics={m: done.test[m] for m in keep}, variant=FINE_TUNED,
                    details={"learning_rate": done.learning_rate, "dev": done.dev})
-    if task != "embed":  # a classifier's untrained head scores chance: not a baseline worth a row
+    if task == "classify":  # a classifier's untrained head scores chance: not a baseline worth a row
         return [after]
     return [after, Result(**common, metrics={m: done.before[m] for m in keep}, variant=ZERO_SHOT)]
 
@@ -106,8 +113,19 @@ def task_baselines(task: str, data) -> list[Result]:
                          candidates=len(test.corpus)),
                 baseline(name, "BM25", bm25(test.queries, test.corpus, qrels), len(test), variant=FINE_TUNED,
                          library="bm25s")]
+    if task == "generate":
+        named = [" " + _function_name(example.prompt).replace("_", " ") for example in data.test]
+        scores = generation_scores(named, [example.completion for example in data.test])
+        return [baseline(name, "function name", {m: scores[m] for m in KEPT[task]}, len(data.test),
+                         variant=FINE_TUNED, library="sacrebleu", signatures=signatures())]
     test_labels = [label for _, label in data.test]
     classes = len(data.labels)
     return [baseline(name, "majority", majority(test_labels), len(test_labels), variant=FINE_TUNED),
             baseline(name, "random", {"accuracy": 1 / classes}, len(test_labels), variant=FINE_TUNED,
                      classes=classes)]
+
+
+def _function_name(prompt: str) -> str:
+    """The name of the function a prompt's code defines (its first `def`)."""
+    found = re.search(r"def\s+(\w+)", prompt)
+    return found.group(1) if found else ""

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from twofold.data.store import TokenStore
 from twofold.data.tokenizer import load_tokenizer
 from twofold.demo.completion import code_completion
-from twofold.demo.downstream import fine_tune, prepared_seeds, task_baselines, task_data
+from twofold.demo.downstream import KEPT, fine_tune, prepared_seeds, task_baselines, task_data
 from twofold.demo.lanes import Job, run_jobs
 from twofold.demo.layout import (
     ARMS,
@@ -185,7 +185,7 @@ def _describe(job: Job, value) -> str:
         auto = {"decoder": "AutoModelForCausalLM", "encoder": "AutoModelForMaskedLM"}[kind]
         return f"{job.name}: exported to {value} (loads with transformers' {auto})"
     if job.run is _fine_tune:
-        metric = "ndcg@10" if job.args[0] == "embed" else "accuracy"
+        metric = KEPT[job.args[0]][0]
         scores = {r.variant: r.metrics[metric] for r in value}
         before = f"{scores['zero-shot']:.3f} -> " if "zero-shot" in scores else ""
         return f"{job.name}: {metric} {before}{scores['fine-tuned']:.3f}"

@@ -33,15 +33,19 @@ KINDS = {"encoder": "encoder", "decoder": "decoder",
 # encoder is expected to win (both members and the decoder continued as an encoder), the
 # generative one where the decoder is (both decoders).
 FINE_TUNED_ARMS = {"embed": ("encoder", "decoder", "encoder-from-decoder"),
-                   "classify": ("encoder", "decoder", "encoder-from-decoder")}
+                   "classify": ("encoder", "decoder", "encoder-from-decoder"),
+                   "generate": ("decoder", "decoder-from-encoder")}
 # The downstream fine-tunes: the same for every model (twofold finetune's recipes, sized for a CPU).
 DEMO_SEEDS = (1, 2, 3)
-DOWNSTREAM_TASKS = ("code-search", "package-classification")
+DOWNSTREAM_TASKS = ("code-search", "package-classification", "docstring-generation")
 DOWNSTREAM_RECIPES = {
     "embed": dict(learning_rates=(1e-3,), batch_size=32, max_length=96, hard_negatives=0, epochs=1),
     "classify": dict(learning_rates=(1e-3,), batch_size=32, max_length=96, epochs=2),
+    # code -> its docstring's first line, greedy decoding of at most 24 tokens (docs/demo.md)
+    "generate": dict(learning_rates=(3e-4,), batch_size=16, max_length=128, epochs=1, max_new_tokens=24),
 }
-DOWNSTREAM_TRAIN = {"embed": 800, "classify": None}  # training examples (None: all 667)
+# training examples (None: all 667 of classify); "generate test": held-out functions scored by generation
+DOWNSTREAM_TRAIN = {"embed": 800, "classify": None, "generate": 1000, "generate test": 200}
 
 # Everything the demo writes into its folder (hidden names: partial outputs of a killed run).
 JOBS_LOG = "jobs.log"  # what the worker processes print

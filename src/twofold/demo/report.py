@@ -123,6 +123,12 @@ def findings(results) -> str:
                      f"{ppl:.1f} (the same quantity now)"
                      + (f"; {_completion_sentence(completion, 'decoder', 'decoder-from-encoder')}"
                         if {"decoder", "decoder-from-encoder"} <= set(completion) else "") + ".")
+    row = table.get(("docstring-generation[fine-tuned]", "chrf"))
+    if row is not None and {"decoder", "decoder-from-encoder"} <= set(row.cells):
+        lines.append(f"- generation, fine-tuned (a function's code -> its docstring's first line, chrF): the "
+                     f"decoder continued from the encoder ({row.cells['decoder-from-encoder']}) "
+                     f"{_against(row.winner(['decoder-from-encoder', 'decoder']), 'decoder')} "
+                     f"({row.cells['decoder']}).")
     lines.append("- " + _targets_sentence(table))
     lines.append("- What it does not show: these are models of about a million parameters trained on "
                  f"{_tokens_text(results)} tokens of one corpus (the Python standard library), with one "
@@ -179,7 +185,13 @@ def _targets_sentence(table) -> str:
         ("package-classification[fine-tuned]", "accuracy"), "majority")
     if acc is not None and top is not None:
         checks.append(f"classification {acc:.3f} vs majority {top:.3f} (target ≥ majority + 0.15)")
-    return "did the members learn? " + "; ".join(checks) + "."
+    for model in ("decoder", "decoder-from-encoder"):
+        tuned, before = get(("docstring-generation[fine-tuned]", "chrf"), model), get(
+            ("docstring-generation[zero-shot]", "chrf"), model)
+        if tuned is not None and before is not None:
+            checks.append(f"{model} chrF {before:.1f} before the generative fine-tune, {tuned:.1f} after "
+                          "(target: higher beyond the seeds' spread)")
+    return "did the models learn? " + "; ".join(checks) + "."
 
 
 def _tokens_text(results) -> str:
