@@ -45,7 +45,7 @@ DOWNSTREAM_RECIPES = {
     "generate": dict(learning_rates=(1e-3,), batch_size=16, max_length=128, epochs=1, max_new_tokens=24),
 }
 # training examples (None: all 667 of classify); "generate test": held-out functions scored by generation
-DOWNSTREAM_TRAIN = {"embed": 1600, "classify": None, "generate": 500, "generate test": 200}
+DOWNSTREAM_TRAIN = {"embed": 1200, "classify": None, "generate": 500, "generate test": 200}
 
 # Everything the demo writes into its folder (hidden names: partial outputs of a killed run).
 JOBS_LOG = "jobs.log"  # what the worker processes print
