@@ -116,9 +116,7 @@ def samples_markdown(results: list[Result]) -> str:
     for result in results:
         decoding = result.details.get("decoding")
         if decoding and result.details.get("samples"):
-            parts.append(f"- **{result.column}** continuations, sampled: temperature {decoding['temperature']}, "
-                         f"top-p {decoding['top_p']}, seed {decoding['seed']}, at most "
-                         f"{decoding['max_new_tokens']} new tokens")
+            parts.append(f"- **{result.column}** continuations, {_decoding_text(decoding)}")
         for sample in result.details.get("samples", []):
             output = sample["output"]
             if isinstance(output, list):  # fill-mask guesses
@@ -127,6 +125,15 @@ def samples_markdown(results: list[Result]) -> str:
                 shown = f"`{output!r}`"
             parts.append(f"- **{result.column}** `{sample['prompt']!r}` → {shown}")
     return "\n".join(parts)
+
+
+def _decoding_text(decoding: dict) -> str:
+    """How continuations were decoded, from the settings a result recorded."""
+    most = f"at most {decoding['max_new_tokens']} new tokens" if "max_new_tokens" in decoding else ""
+    if not decoding.get("do_sample"):
+        return ", ".join(filter(None, ("greedy", most)))
+    return ", ".join(filter(None, (f"sampled: temperature {decoding.get('temperature', 1.0)}",
+                                   f"top-p {decoding.get('top_p', 1.0)}", f"seed {decoding.get('seed')}", most)))
 
 
 def _panels(count: int, width: float = 4.0, height: float = 3.2):
