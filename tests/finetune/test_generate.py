@@ -261,3 +261,18 @@ def test_translation_between_two_made_up_languages_improves_chrf(tmp_path, expor
     print(capsys.readouterr().out)
     record = json.loads((out / RECORD).read_text())
     assert record["test"]["chrf"] > record["before"]["test"]["chrf"] + 30
+
+
+def test_a_pair_fine_tunes_its_decoder_and_says_why_the_encoder_is_left_out(tmp_path, exports, kelo_vora, capsys):
+    """`--pair` with a task one member cannot do fine-tunes the member that can (generate: the
+    decoder), names the other with the way to make it able, and records it."""
+    out = tmp_path / "pair-gen"
+    assert main(["finetune", "generate", "--pair", str(exports["encoder"].parent), "--data", kelo_vora["train"],
+                 "--dev", kelo_vora["dev"], "--test", kelo_vora["test"], "--template", TEMPLATE, "--lr", "1e-3",
+                 "--out", str(out), *FAST]) == 0
+    said = capsys.readouterr().out
+    assert "left out:" in said and "encoder is an encoder" in said and "--init-from" in said
+    record = json.loads((out / RECORD).read_text())
+    assert record["members"] == ["decoder"] and list(record["left_out"]) == ["encoder"]
+    assert record["data_order_identical"] is None  # one member: nothing to compare
+    assert (out / "decoder" / "model.safetensors").is_file() and not (out / "encoder").exists()

@@ -46,6 +46,7 @@ from twofold.finetune.tasks import (
     pooling_used,
     primary_metric,
     rerank_candidates,
+    unfit,
 )
 from twofold.quiet import quiet_head_load_reports
 from twofold.results import Result, save_results
@@ -131,14 +132,19 @@ def finetune(task: str, model: str | Path | BaseModel, data: str | Data, out: st
 
 def finetune_pair(task: str, pair: str | Path, data: str | Data, out: str | Path,
                   recipe: Recipe | None = None, say=print) -> list[FinetuneResult]:
-    """Both members of a pair with the same data, negatives, batches and recipe; `out/{encoder,decoder}`."""
+    """Both members of a pair with the same data, negatives, batches and recipe; `out/{encoder,decoder}`.
+
+    A task only one member can do (sparse needs the encoder's MLM head, generate a decoder)
+    fine-tunes that member and says why the other is left out."""
     recipe, out, scratch = _begin(task, recipe, out)
     try:
-        members = resolve_pair(pair, scratch / ".inputs")
-        for member in members:
-            check_fits(task, member)
+        encoder, decoder = resolve_pair(pair, scratch / ".inputs")
+        left_out = {m.name: unfit(task, m) for m in (encoder, decoder) if unfit(task, m)}
+        members = [m for m in (encoder, decoder) if m.name not in left_out]
+        for reason in left_out.values():
+            say(f"left out: {reason}")
         data = load_data(task, data, seed=recipe.seed) if isinstance(data, str) else data
-        prepared = prepare(task, data, recipe, members[0])  # mined once, with the encoder
+        prepared = prepare(task, data, recipe, encoder)  # mined once, with the encoder
         results = []
         for member in members:
             say(f"{member.name}: {task} on {data.name}")
@@ -146,8 +152,10 @@ def finetune_pair(task: str, pair: str | Path, data: str | Data, out: str | Path
             member_dir.mkdir()
             results.append(_finetune(task, member, data, prepared, recipe, member_dir, out / member.name, say))
         record = {"task": task, "pair": str(Path(pair).resolve()), "members": [r.model for r in results],
+                  "left_out": left_out,
                   "recipe": recipe.to_dict(), "data": _data_record(data, prepared),
-                  "data_order_identical": len({json.dumps([s["data_order"] for s in r.sweep]) for r in results}) == 1,
+                  "data_order_identical": len({json.dumps([s["data_order"] for s in r.sweep]) for r in results}) == 1
+                  if len(results) > 1 else None,
                   "results": [_summary(r) for r in results]}
         atomic_write_text(scratch / RECORD, json.dumps(record, indent=1) + "\n")
         shutil.rmtree(scratch / ".inputs", ignore_errors=True)

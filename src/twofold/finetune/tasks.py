@@ -66,15 +66,22 @@ def _ir_metrics(results: dict) -> dict[str, float]:
     return out
 
 
+def unfit(task: str, base: BaseModel) -> str | None:
+    """Why the model cannot do `task`, or None when it can."""
+    if task == "sparse" and base.causal:
+        return (f"{base.path}: sparse (SPLADE) needs a masked-LM head; {base.name} is a decoder. "
+                "Fine-tune the encoder, or use embed/rerank/colbert/classify for the decoder")
+    if task == "generate" and not base.causal:
+        return (f"{base.path}: {base.name} is an encoder and generate fine-tunes a decoder; continue it as "
+                f"a decoder first (`twofold train --init-from {base.path} --objective clm …`) and fine-tune that run")
+    return None
+
+
 def check_fits(task: str, base: BaseModel) -> None:
     """Refuse, before any work, a task the model cannot do."""
-    if task == "sparse" and base.causal:
-        raise TwofoldError(f"{base.path}: sparse (SPLADE) needs a masked-LM head; {base.name} is a decoder. "
-                           "Fine-tune the encoder, or use embed/rerank/colbert/classify for the decoder")
-    if task == "generate" and not base.causal:
-        raise TwofoldError(f"{base.path}: {base.name} is an encoder and generate fine-tunes a decoder; continue it as "
-                           f"a decoder first (`twofold train --init-from {base.path} --objective clm …`) and "
-                           "fine-tune that run")
+    reason = unfit(task, base)
+    if reason:
+        raise TwofoldError(reason)
 
 
 # ----------------------------------------------------------------------------- mining
