@@ -42,8 +42,8 @@ def register(subparsers) -> None:
     parser.add_argument("model", nargs="?", help="HF export, `twofold train` run (its newest checkpoint), RUN@TAG, "
                                                          "checkpoint directory or hub id")
     parser.add_argument("--pair", metavar="RUN", help="a pair run (or a folder with encoder/ and decoder/ exports): "
-                                                       "both members, identical data, batches and recipe (sparse, generate: "
-                                                       "the member the task fits; the other is named, left out)")
+                                                       "both members, identical data, batches and recipe "
+                                                       "(sparse, generate: the member the task fits)")
     parser.add_argument("--data", required=True, help="stdlib, a .jsonl/.tsv/.csv file, a BEIR folder, hf:NAME, or "
                                                       "(generate) SOURCE_FILE,TARGET_FILE")
     parser.add_argument("--dev", help="dev file (default: a seeded 10%% of --data)")
