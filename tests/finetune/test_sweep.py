@@ -220,7 +220,7 @@ def test_a_pair_fine_tunes_both_members_alike_and_records_both(tmp_path, scripte
     summary = {"learning_rate": 3e-5, "metric": "accuracy", "before": SCORES[None]["test"],
                "test": SCORES[3e-5]["test"]}
     assert record == {"task": "classify", "pair": str(Path(exports["encoder"]).parent.resolve()),
-                      "members": ["encoder", "decoder"], "recipe": recipe.to_dict(),
+                      "members": ["encoder", "decoder"], "left_out": {}, "recipe": recipe.to_dict(),
                       "data": json.loads((tmp_path / "pair" / "encoder" / RECORD).read_text())["data"],
                       "data_order_identical": True,
                       "results": [{"model": "encoder", "kind": "encoder", **summary},
@@ -314,8 +314,6 @@ def test_a_task_the_model_or_the_environment_cannot_do_is_refused_before_the_dat
             finetune("colbert", exports["encoder"], missing, tmp_path / "out")
     with pytest.raises(TwofoldError, match=r"sparse \(SPLADE\) needs a masked-LM head; decoder is a decoder"):
         finetune("sparse", exports["decoder"], missing, tmp_path / "out", name="decoder")
-    with pytest.raises(TwofoldError, match=r"sparse \(SPLADE\) needs a masked-LM head; decoder is a decoder"):
-        finetune_pair("sparse", Path(exports["encoder"]).parent, missing, tmp_path / "pair")
     assert list(tmp_path.iterdir()) == []  # no hidden working folder left
 
 
