@@ -98,8 +98,18 @@ def test_an_interrupted_finetune_leaves_no_hidden_folder(tmp_path, exports, labe
         time.sleep(0.1)
     assert list(tmp_path.glob(".out.tmp-*")), "the fine-tune never started"
     time.sleep(1)  # into the work
-    child.send_signal(signum)
-    _, err = child.communicate(timeout=120)
+    # Pressed again while it still runs, as a user would: Python drops a signal that lands in code
+    # whose exceptions it ignores (a finalizer), which one loaded CI run met once (the fine-tune then
+    # ran to its end). One press is what stops it almost always.
+    for _ in range(3):
+        child.send_signal(signum)
+        try:
+            _, err = child.communicate(timeout=10)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    else:
+        _, err = child.communicate(timeout=120)
     # Stopped, not finished: twofold's exit status 130, or, once in a loaded CI run, death by SIGINT
     # after "interrupted" was said (a KeyboardInterrupt met again during the interpreter's shutdown).
     assert child.returncode in (130, -signal.SIGINT) and "twofold: interrupted" in err, (child.returncode, err)
