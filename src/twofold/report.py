@@ -216,7 +216,7 @@ def training_figure(runs: dict[str, RunDir], starts: dict[str, int] | None = Non
     starts, kinds = starts or {}, kinds or {}
     figure = Figure(figsize=(11, 4.5), layout="constrained")
     ax = figure.subplots()
-    phase_starts: dict[tuple[str, int], None] = {}
+    phase_starts: set[tuple[str, int]] = set()
     for name, run in runs.items():
         offset = starts.get(name, 0)
         records = run.metrics()
@@ -232,7 +232,7 @@ def training_figure(runs: dict[str, RunDir], starts: dict[str, int] | None = Non
             ax.plot([offset + r["tokens"] for r in held_out], [r["eval_loss"] for r in held_out], color=colour,
                     marker="o", linestyle=":", label=f"{name} (held-out)")
         for r in steps:  # a phase starts where its first step's tokens begin
-            phase_starts.setdefault((r["phase"], offset + r["tokens"] - r.get("phase_tokens", 0)), None)
+            phase_starts.add((r["phase"], offset + r["tokens"] - r.get("phase_tokens", 0)))
     for level, (phase, start) in enumerate(sorted(phase_starts, key=lambda p: p[1])):
         ax.axvline(start, color="grey", linewidth=0.8, linestyle="--")
         # labels alternate between two heights: phases that start close together stay readable

@@ -94,13 +94,9 @@ def findings(results) -> str:
     mean = lambda key, model: table[key].cells[model].mean if key in table and model in table[key].cells else None
     lines = []
     for task, metric, what in (("package-classification[fine-tuned]", "accuracy", "classification"),
-                               ("code-search[fine-tuned]", "ndcg@10", "retrieval (code search)"),
-                               ("docstring-generation[fine-tuned]", "chrf", "generation (code → docstring line)")):
+                               ("code-search[fine-tuned]", "ndcg@10", "retrieval (code search)")):
         row = table.get((task, metric))
         if row is None:
-            continue
-        if "encoder" not in row.cells:  # generation: the decoders only
-            lines += _generation_lines(row)
             continue
         winner = row.winner(["encoder", "decoder"])
         pair = f"encoder {row.cells['encoder']} vs decoder {row.cells['decoder']} {metric}"
@@ -115,6 +111,7 @@ def findings(results) -> str:
             lines.append(f"  The decoder continued as an encoder ({row.cells['encoder-from-decoder']}) "
                          f"{_against(row.winner(['encoder-from-decoder', 'encoder']), 'encoder')}.")
         lines += _baseline_lines(row)
+    lines += _generation_lines(table.get(("docstring-generation[fine-tuned]", "chrf")))
     ppl, pseudo = mean(("lm", "perplexity"), "decoder"), mean(("lm[pseudo]", "pseudo_perplexity"), "encoder")
     if ppl is not None and pseudo is not None:
         lines.append(f"- generation: decoder perplexity {ppl:.1f}, encoder pseudo-perplexity {pseudo:.1f}. These "
@@ -141,7 +138,7 @@ def findings(results) -> str:
 def _generation_lines(row) -> list[str]:
     """The generative fine-tune: the encoder continued as a decoder against the decoder (the
     encoder itself cannot generate)."""
-    if not {"decoder", "decoder-from-encoder"} <= set(row.cells):
+    if row is None or not {"decoder", "decoder-from-encoder"} <= set(row.cells):
         return []
     return [f"- generation, fine-tuned (a function's code → its docstring's first line, chrF): the encoder "
             f"continued as a decoder ({row.cells['decoder-from-encoder']}) "

@@ -139,8 +139,9 @@ def finetune_pair(task: str, pair: str | Path, data: str | Data, out: str | Path
     recipe, out, scratch = _begin(task, recipe, out)
     try:
         encoder, decoder = resolve_pair(pair, scratch / ".inputs")
-        left_out = {m.name: unfit(task, m) for m in (encoder, decoder) if unfit(task, m)}
-        members = [m for m in (encoder, decoder) if m.name not in left_out]
+        reasons = {m.name: unfit(task, m) for m in (encoder, decoder)}
+        left_out = {name: reason for name, reason in reasons.items() if reason}
+        members = [m for m in (encoder, decoder) if not reasons[m.name]]
         for reason in left_out.values():
             say(f"left out: {reason}")
         data = load_data(task, data, seed=recipe.seed) if isinstance(data, str) else data
