@@ -5,6 +5,7 @@ import subprocess
 import pytest
 import torch
 from tests.cache import cached
+from tests.disk import Disk
 
 from twofold.data.stdlib import stdlib_documents
 from twofold.data.tokenizer import load_tokenizer, train_tokenizer
@@ -20,6 +21,12 @@ torch.set_num_threads(int(os.environ.get("TWOFOLD_TEST_THREADS", _DEFAULT_THREAD
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def disk(monkeypatch):
+    """What reaches the disk (fsyncs and renames), in order: see tests/disk.py."""
+    return Disk(monkeypatch)
 
 
 @pytest.fixture(scope="session")

@@ -28,54 +28,6 @@ from twofold.files import (
     staged_directory,
 )
 
-
-class Disk:
-    """What reaches the disk, in order: ("fsync", path, its bytes then, None for a folder) and
-    ("rename", from, to), observed at the os calls every writer goes through."""
-
-    def __init__(self, monkeypatch):
-        self.events: list[tuple] = []
-        opened: dict[int, Path] = {}
-        real_open, real_fsync, real_replace, real_rename = os.open, os.fsync, os.replace, os.rename
-
-        def open_(path, flags, *args, **kwargs):
-            descriptor = real_open(path, flags, *args, **kwargs)
-            opened[descriptor] = Path(path)
-            return descriptor
-
-        def fsync(descriptor):
-            path = opened[descriptor]
-            self.events.append(("fsync", path, path.read_bytes() if path.is_file() else None))
-            real_fsync(descriptor)
-
-        def renamer(real):
-            def rename(source, target, *args, **kwargs):
-                self.events.append(("rename", Path(source), Path(target)))
-                return real(source, target, *args, **kwargs)
-            return rename
-
-        monkeypatch.setattr(os, "open", open_)
-        monkeypatch.setattr(os, "fsync", fsync)
-        monkeypatch.setattr(os, "replace", renamer(real_replace))
-        monkeypatch.setattr(os, "rename", renamer(real_rename))
-
-    def synced_then_renamed(self, path: Path) -> bytes:
-        """The bytes fsynced for the file renamed onto `path`; fails unless the fsync of those whole
-        bytes came before the rename, from a temporary beside `path`."""
-        renames = [i for i, e in enumerate(self.events) if e[0] == "rename" and e[2] == path]
-        assert renames, f"{path} was never renamed into place: {self.events}"
-        source = self.events[renames[-1]][1]
-        assert source.parent == path.parent and source.name.startswith(f".{path.name}.tmp-")
-        synced = [e[2] for e in self.events[:renames[-1]] if e[:2] == ("fsync", source)]
-        assert synced and synced[-1] == path.read_bytes(), f"{path} renamed before its bytes were fsynced"
-        return synced[-1]
-
-
-@pytest.fixture
-def disk(monkeypatch):
-    return Disk(monkeypatch)
-
-
 # ---------------------------------------------------------------- whole or absent
 
 
@@ -160,8 +112,14 @@ def test_a_staged_folder_is_synced_then_renamed_onto_the_output_and_its_parent_s
     out = tmp_path / "out"
     with staged_directory(out) as partial:
         assert partial == tmp_path / ".out.partial" and partial.is_dir() and not out.exists()
-        (partial / "a.txt").write_text("a")
-    assert disk.events == [("fsync", partial, None), ("rename", partial, out), ("fsync", tmp_path, None)]
+        (partial / "a.txt").write_text("a")  # written by any library, not through atomic_write
+        (partial / "shards").mkdir()
+        (partial / "shards" / "0.bin").write_bytes(b"\x00\x01")
+        (partial / "link").symlink_to(tmp_path / "elsewhere")  # a dangling link is not synced
+    assert disk.published_whole(out) == partial
+    assert disk.events == [("fsync", partial / "shards" / "0.bin", b"\x00\x01"), ("fsync", partial / "shards", None),
+                           ("fsync", partial / "a.txt", b"a"), ("fsync", partial, None), ("rename", partial, out),
+                           ("fsync", tmp_path, None)]
     assert (out / "a.txt").read_text() == "a" and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 

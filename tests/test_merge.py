@@ -266,7 +266,7 @@ def test_ties_keeps_at_least_one_entry_and_weights_in_full_precision():
 
 
 def test_a_merge_of_run_checkpoints_carries_the_runs_tokenizer_and_replaces_a_stale_partial(tmp_path, models,
-                                                                                             capsys):
+                                                                                             capsys, disk):
     from twofold._version import __version__
 
     (_, a, b), (_, s_a, s_b) = models
@@ -290,6 +290,7 @@ def test_a_merge_of_run_checkpoints_carries_the_runs_tokenizer_and_replaces_a_st
     assert capsys.readouterr().err == ""  # no progress bar when asked for none
     assert (out / "tokenizer.json").is_file()  # the run's, as the export writes it for the member
     assert not (out / "stale.bin").exists() and not (tmp_path / ".out.merge-partial").exists()
+    disk.published_whole(out)
     record = json.loads((out / "merge.json").read_text())
     assert record["twofold_version"] == __version__
     assert [m["tokenizer_sha256"] for m in record["models"]] == [None, sha256_file(tmp_path / "tok" / "tokenizer.json")]

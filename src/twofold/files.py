@@ -178,8 +178,7 @@ def staged_directory(out: str | Path) -> Iterator[Path]:
     partial.mkdir()
     try:
         yield partial
-        fsync_path(partial)
-        replace_directory(partial, out)
+        publish_directory(partial, out)
     except OSError as error:  # name the output the user asked for, not the hidden partial folder
         shutil.rmtree(partial, ignore_errors=True)
         if error.errno is None:
@@ -189,6 +188,24 @@ def staged_directory(out: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+
+
+def sync_tree(folder: Path) -> None:
+    """fsync every file under `folder`, then every folder, deepest first: whatever wrote them
+    (numpy, tokenizers, a library's save_pretrained), their bytes are on disk before a rename
+    publishes them."""
+    for parent, _, files in os.walk(folder, topdown=False):
+        for name in files:
+            if not os.path.islink(os.path.join(parent, name)):  # a link's target is not this folder's
+                fsync_path(Path(parent) / name)
+        fsync_path(parent)
+
+
+def publish_directory(new: Path, out: Path) -> None:
+    """Sync folder `new` whole (`sync_tree`), then rename it onto `out` (`replace_directory`):
+    after a crash `out` is the complete new folder or what it was, never a folder of torn files."""
+    sync_tree(new)
+    replace_directory(new, out)
 
 
 def replace_directory(new: Path, out: Path) -> None:

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from twofold._version import __version__
 from twofold.errors import TwofoldError
-from twofold.files import atomic_write_text, sha256_file
+from twofold.files import atomic_write_text, publish_directory, sha256_file
 from twofold.hf import QKV, config_from_hf, our_name, read_mask_token_id, save_pretrained, weight_files
 from twofold.model.config import ModelConfig
 from twofold.model.transformer import TwofoldModel
@@ -290,9 +290,7 @@ def merge(models: list[str], out: str | Path, settings: MergeSettings, base: str
             "base": base_source.describe() if base_source else None,
             "models": [s.describe() for s in sources],
         }, indent=2) + "\n")
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        partial.rename(out)
+        publish_directory(partial, out)  # `out` is absent or empty, checked above
     except BaseException:  # nothing half-written stays behind
         shutil.rmtree(partial, ignore_errors=True)
         raise

@@ -148,7 +148,7 @@ def environment() -> dict:
 
 
 def test_the_sweep_keeps_the_best_rate_on_the_dev_accuracy_and_records_every_rate(tmp_path, scripted, exports,
-                                                                                  labels_file):
+                                                                                  labels_file, disk):
     data = scripted.data = load_data("classify", str(labels_file), seed=12)
     recipe = recipe_for("classify", learning_rates=RATES)
     lines = []
@@ -167,6 +167,7 @@ def test_the_sweep_keeps_the_best_rate_on_the_dev_accuracy_and_records_every_rat
     assert json.loads((out / "model.json").read_text()) == {"rate": 3e-5, "base": "enc"}  # the kept model, moved up
     assert sorted(p.name for p in out.iterdir()) == ["finetune.json", "model.json", RESULTS]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no hidden working folder left
+    disk.published_whole(out)
     record = json.loads((out / RECORD).read_text())
     export = Path(exports["encoder"])
     assert record == {
@@ -200,7 +201,7 @@ def test_the_sweep_keeps_the_best_rate_on_the_dev_accuracy_and_records_every_rat
                      "  lr 2e-05: dev accuracy 0.8000 (1 s)"]
 
 
-def test_a_pair_fine_tunes_both_members_alike_and_records_both(tmp_path, scripted, exports, labels_file):
+def test_a_pair_fine_tunes_both_members_alike_and_records_both(tmp_path, scripted, exports, labels_file, disk):
     data = scripted.data = load_data("classify", str(labels_file), seed=12)
     recipe = recipe_for("classify", learning_rates=(8e-5, 3e-5))
     lines = []
@@ -227,6 +228,7 @@ def test_a_pair_fine_tunes_both_members_alike_and_records_both(tmp_path, scripte
                                   {"model": "decoder", "kind": "decoder", **summary}]}
     assert sorted(p.name for p in (tmp_path / "pair").iterdir()) == ["decoder", "encoder", "finetune.json"]
     assert [p.name for p in tmp_path.iterdir()] == ["pair"]
+    disk.published_whole(tmp_path / "pair")
 
 
 def test_a_regression_sweep_selects_on_pearson(tmp_path, monkeypatch):

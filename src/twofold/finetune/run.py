@@ -31,7 +31,7 @@ import torch
 
 from twofold._version import __version__
 from twofold.errors import TwofoldError
-from twofold.files import atomic_write_text, sha256_file
+from twofold.files import atomic_write_text, publish_directory, sha256_file
 from twofold.finetune.datasets import LabelledData, RetrievalData, load_labelled, load_retrieval
 from twofold.finetune.generation_data import GenerationData, load_generation
 from twofold.finetune.inputs import BaseModel, resolve, resolve_pair
@@ -124,7 +124,7 @@ def finetune(task: str, model: str | Path | BaseModel, data: str | Data, out: st
         prepared = prepared or prepare(task, data, recipe, base)
         result = _finetune(task, base, data, prepared, recipe, scratch, out, say)
         shutil.rmtree(scratch / ".inputs", ignore_errors=True)
-        os.replace(scratch, out)
+        publish_directory(scratch, out)
         return result
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -160,7 +160,7 @@ def finetune_pair(task: str, pair: str | Path, data: str | Data, out: str | Path
                   "results": [_summary(r) for r in results]}
         atomic_write_text(scratch / RECORD, json.dumps(record, indent=1) + "\n")
         shutil.rmtree(scratch / ".inputs", ignore_errors=True)
-        os.replace(scratch, out)
+        publish_directory(scratch, out)
         return [_moved(r, out / r.model) for r in results]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
