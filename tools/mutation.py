@@ -64,6 +64,7 @@ MODULES = {
     "src/twofold/train/recipe.py": ["tests/train/test_recipe.py", "tests/train/test_mmbert_recipe.py",
                                     "tests/train/test_ettin_published.py", "tests/data/test_weights_from.py"],
     "src/twofold/eval/tasks/baselines.py": ["tests/eval/test_baselines.py", "tests/eval/test_demo_scoring.py"],
+    "src/twofold/report.py": ["tests/eval/test_report.py", "tests/eval/test_demo_scoring.py"],
 }
 
 # mutmut's limit per mutant counts the tests' own time but not their module fixtures; loop.py's
