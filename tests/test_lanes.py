@@ -39,6 +39,7 @@ def long_job(pid_file: str):
 def test_lanes_for_a_machine():
     assert lanes_for(1) == (1, 1)
     assert lanes_for(2) == (2, 1)
+    assert lanes_for(5) == (2, 2)
     assert lanes_for(16) == (2, 8)
 
 
@@ -64,11 +65,20 @@ def test_the_ready_job_of_highest_priority_starts_first(tmp_path):
 
 
 def test_workers_use_their_threads_and_write_to_the_log(tmp_path):
-    results = run_jobs([Job("t", threads_and_pid, ("hello from a worker",))], lanes=1, threads=1,
+    results = run_jobs([Job("t", threads_and_pid, ("hello from a worker",))], lanes=1, threads=3,
                        log=tmp_path / "log")
     threads, pid = results["t"]
-    assert threads == 1 and pid != os.getpid()
+    assert threads == 3 and pid != os.getpid()  # 3: neither one nor this machine's default
     assert "hello from a worker" in (tmp_path / "log").read_text()
+
+
+def test_progress_ticks_while_a_job_runs_and_each_job_is_timed(tmp_path):
+    ticks, seconds = [], {}
+    run_jobs([Job("a", interval, (1.0,)), Job("b", interval, (0.0,), needs=("a",))], lanes=1, threads=1,
+             log=tmp_path / "log", done=lambda job, value, took: seconds.setdefault(job.name, took),
+             tick=lambda: ticks.append(time.time()), every=0.1)
+    assert len(ticks) >= 8  # about ten in the second job "a" works
+    assert 1.0 <= seconds["a"] < 5.0 and seconds["b"] < 0.5  # the job's own time, not the run's
 
 
 def test_a_failing_job_raises_here_and_stops_the_others_at_once(tmp_path):

@@ -65,6 +65,7 @@ MODULES = {
                                     "tests/train/test_ettin_published.py", "tests/data/test_weights_from.py"],
     "src/twofold/eval/tasks/baselines.py": ["tests/eval/test_baselines.py", "tests/eval/test_demo_scoring.py"],
     "src/twofold/report.py": ["tests/eval/test_report.py", "tests/eval/test_demo_scoring.py"],
+    "src/twofold/demo/lanes.py": ["tests/test_lanes.py"],
 }
 
 # mutmut's limit per mutant counts the tests' own time but not their module fixtures; loop.py's
