@@ -191,3 +191,43 @@ def test_to_dict_round_trips_through_json():
                                                                        "phase.decay.mixture.temperature=null"])
     raw = json.loads(json.dumps(recipe.to_dict()))
     assert recipe_from_dict(raw, recipe.name) == recipe
+
+
+def test_an_override_value_may_hold_an_equals_sign_and_an_empty_value_is_null():
+    recipe = load_recipe("demo", overrides=["name=mine=v2", "phase.extension.lr="])
+    assert recipe.name == "mine=v2" and recipe.phase["extension"].lr is None
+
+
+def test_a_phase_without_decay_holds_its_start_ratio_and_a_decay_spans_what_the_warmup_leaves():
+    recipe = load_recipe("demo", overrides=["phase.pretrain.lr_min_ratio=0.1", "phase.pretrain.lr_start_ratio=0.8",
+                                            "phase.extension.lr_warmup_tokens=6K"])
+    held = recipe.phase["pretrain"].lr_schedule(1.0)  # warmup-stable: what `recipe show` prints and the run uses
+    assert (held.decay_tokens, held.start_ratio, held.min_ratio) == (0, 0.8, 0.8)
+    decaying = recipe.phase["extension"].lr_schedule(1.0)
+    assert (decaying.warmup_tokens, decaying.decay_tokens, decaying.min_ratio) == (6000, 54_000, 0.5)
+    assert lr_at(decaying, 60_000) == 0.5 and lr_at(decaying, 6000) == 1.0  # the decay starts when warmup ends
+
+
+def test_a_phase_hands_the_loader_its_layout_and_a_row_threshold_no_longer_than_its_sequences():
+    recipe = load_recipe("demo", overrides=["phase.extension.layout=documents", "phase.extension.min_row_tokens=600",
+                                            "phase.decay.min_row_tokens=100"])
+    long_rows, short_rows = recipe.phase["extension"].data(seed=5), recipe.phase["decay"].data(seed=6)
+    assert (long_rows.layout, long_rows.min_row_tokens, long_rows.seed) == ("documents", 512, 5)  # seq_len 512
+    assert (short_rows.layout, short_rows.min_row_tokens, short_rows.seed) == ("packed", 100, 6)
+
+
+def test_language_sets_expand_in_groups_and_boosts_and_weights_read_only_the_listed_groups(tmp_path):
+    (tmp_path / "counts.csv").write_text("language,n\nen,100\nfr,50\nde,25\nsw,5\n")
+    (tmp_path / "r.yaml").write_text(
+        "model: tiny\noptimizer: {lr: 1.0e-3}\nlanguage_sets: {euro: [fr, de], every: all}\n"
+        "phase:\n"
+        "  a: {tokens: 1K, seq_len: 64, batch_sequences: 2, checkpoint_every_tokens: 1K, tag: a,\n"
+        "      mixture: {groups: [en, euro], weights_from: counts.csv:n}}\n"
+        "  b: {tokens: 1K, seq_len: 64, batch_sequences: 2, checkpoint_every_tokens: 1K, tag: b,\n"
+        "      mixture: {groups: every, weights_from: counts.csv:n}}\n"
+        "  c: {tokens: 1K, seq_len: 64, batch_sequences: 2, checkpoint_every_tokens: 1K, tag: c,\n"
+        "      mixture: {groups: [en, euro], temperature: 0.5, boost: {euro: 2.0, sw: 3.0}}}\n")
+    a, b, c = (load_recipe(str(tmp_path / "r.yaml")).phase[name].mixture for name in "abc")
+    assert a.groups == c.groups == ("en", "fr", "de") and c.boost == {"fr": 2.0, "de": 2.0, "sw": 3.0}
+    assert a.weights == {"en": 100, "fr": 50, "de": 25}  # sw is not one of the phase's groups
+    assert b.groups is None and b.weights == {"en": 100, "fr": 50, "de": 25, "sw": 5}  # `all`: every row
