@@ -141,14 +141,16 @@ def test_token_counts_are_written_the_way_recipes_write_them(count, text):
 
 
 def test_each_phase_from_the_first_run_finds_its_languages_and_cross_only_when_asked():
-    recipe = load_recipe("demo", overrides=["phase.extension.mixture.groups=[en, fr]",
+    recipe = load_recipe("demo", overrides=["phase.pretrain.mixture.groups=[en, sw]",
+                                            "phase.extension.mixture.groups=[en, fr]",
                                             "phase.cross.mixture.groups=[en, de]"])
     stores = {"en": 10, "de": 5}
     refused = "recipe demo: phase.{}.mixture: group(s) {} named in the phase are provided by no store (stores have: {})"
-    with pytest.raises(TwofoldError) as raised:
-        recipe.check_groups(stores)
-    assert str(raised.value) == refused.format("extension", "fr", "de, en") + "; fix the names or add a source"
-    recipe.check_groups(stores, first=2)  # a run resumed at the decay phase: the extension is behind it
+    for first, phase, group in ((0, "pretrain", "sw"), (1, "extension", "fr")):
+        with pytest.raises(TwofoldError) as raised:
+            recipe.check_groups(stores, **({"first": first} if first else {}))
+        assert str(raised.value) == refused.format(phase, group, "de, en") + "; fix the names or add a source"
+    recipe.check_groups(stores, first=2)  # a run resumed at the decay phase: the others are behind it
     recipe.check_groups(stores, cross=True)  # a cross run reads only the cross phase
     with pytest.raises(TwofoldError, match=r"^recipe demo: phase\.cross\.mixture: group\(s\) de "):
         recipe.check_groups({"en": 10, "fr": 1}, cross=True)
@@ -160,3 +162,139 @@ def test_the_dropout_settings_reach_the_model_config_fields_of_the_same_name():
     assert dropout.model_fields() == {"attention_dropout": 0.1, "attention_output_dropout": 0.2,
                                       "embedding_dropout": 0.3, "mlp_dropout": 0.4}
     assert dropout.active and not load_recipe("demo").dropout.active
+
+
+FIX = "; fix the recipe or use --set {}=…"
+# (overrides, the whole line): a wrong type anywhere is named by its full key, inside lists, maps and mixtures
+TYPES = [
+    (["phase.extension.lr=fast"], "recipe demo: phase.extension.lr = 'fast' must be a number" + FIX),
+    (["optimizer.betas=[0.9, fast]"], "recipe demo: optimizer.betas[1] = 'fast' must be a number" + FIX),
+    (["optimizer.betas=[0.9]"], "recipe demo: optimizer.betas = [0.9] must be a list of 2 values" + FIX),
+    (["phase.extension.mixture.temperature=hot"],
+     "recipe demo: phase.extension.mixture.temperature = 'hot' must be a number" + FIX),
+    (["phase.extension.mixture.boost={en: lots}"],
+     "recipe demo: phase.extension.mixture.boost.en = 'lots' must be a number" + FIX),
+    (["phase.extension.mixture.groups=[en, [fr]]"],
+     "recipe demo: phase.extension.mixture.groups[1] = ['fr'] must be text" + FIX),
+    (["phase.extension.mixture=5"], "recipe demo: phase.extension.mixture = 5 must be a mapping of groups / top / "
+     "temperature / boost / weights / sources" + FIX),
+    (["phase.extension.mixture.colour=red"], "recipe demo: unknown key phase.extension.mixture.colour; known keys "
+     "here: groups, top, temperature, boost, weights, sources"),
+    (["phase.extension.colour=red"], "recipe demo: unknown key phase.extension.colour; known keys here: "
+     "batch_ramp, batch_sequences, batch_start_sequences, batch_warmup_tokens, checkpoint_every_tokens, layout, "
+     "lr, lr_decay, lr_decay_tokens, lr_min_ratio, lr_start_ratio, lr_warmup_tokens, mask_rate, mean_row_tokens, "
+     "min_row_tokens, mixture, name, rope_theta_global, rope_theta_local, seed, seq_len, tag, tokens, weight_decay"),
+    (["colour=red"], "recipe demo: unknown key colour; known keys here: batch_scale, dropout, model, name, "
+     "optimizer, phase, scale, seed, size, variant"),
+    (["seed=many"], "recipe demo: seed = 'many' must be a whole number (token counts may use K/M/B/T, e.g. 8.5B)"
+     + FIX),
+    (["phase.extension={}"], "recipe demo: missing key phase.extension.tokens; add it to the recipe or --set it"),
+    (["phase.extension=5"], "recipe demo: phase.extension = 5 must be a mapping of Phase keys" + FIX),
+    (["phase.extension.name=ext"], "demo: phase.extension.name: a phase is named by its key; remove `name`"),
+    (["phase=[pretrain]"], "demo: `phase` must map phase names to their settings, got ['pretrain']"),
+    (["phase={}"], "demo: `phase` must map phase names to their settings, got {}"),
+    (["phase.extension.tokens=.inf"], "recipe demo: phase.extension.tokens = inf must be a whole number (token "
+     "counts may use K/M/B/T, e.g. 8.5B)" + FIX),
+    (["phase.extension.mixture.groups=euro"], "recipe demo: phase.extension.mixture.groups = 'euro' names no "
+     "language set (sets: none (add a language_sets table)); for single groups write a list" + FIX),
+    (["language_sets={big: {top: many}}"], "recipe demo: language_sets.big.top = 'many' must be a whole number "
+     "(token counts may use K/M/B/T, e.g. 8.5B)" + FIX),
+]
+
+
+@pytest.mark.parametrize("overrides, line", TYPES, ids=[case[0][0] for case in TYPES])
+def test_a_value_of_the_wrong_kind_is_one_line_naming_its_full_key(overrides, line):
+    with pytest.raises(TwofoldError) as raised:
+        load_recipe("demo", overrides=overrides)
+    key = line.split(": ", 1)[1].split(" = ")[0]
+    assert str(raised.value) == (line.replace("{}", key) if line.endswith("=…") else line)
+
+
+SETS_RULE = "must be {top: N} or {top: N, with: [names]} when it is a mapping"
+LIST_RULE = "must be a non-empty list of names (or a file of names, all, {top: N})"
+
+
+@pytest.mark.parametrize("sets, value, rule", [
+    ("{big: {top: 3, more: 1}}", {"top": 3, "more": 1}, SETS_RULE),
+    ("{big: {with: [en]}}", {"with": ["en"]}, SETS_RULE),
+    ("{big: {top: 3, with: en}}", {"top": 3, "with": "en"}, SETS_RULE),
+    ("{big: []}", [], LIST_RULE),
+    ("{big: [en, [fr]]}", ["en", ["fr"]], LIST_RULE),
+    ("{big: 5}", 5, LIST_RULE),
+])
+def test_a_language_set_of_the_wrong_shape_is_one_line(sets, value, rule):
+    with pytest.raises(TwofoldError) as raised:
+        load_recipe("demo", overrides=[f"language_sets={sets}"])
+    assert str(raised.value) == f"recipe demo: language_sets.big = {value!r} {rule}" + FIX.format("language_sets.big")
+
+
+def test_language_sets_build_on_earlier_sets_read_files_and_take_the_top_of_the_stores(tmp_path):
+    (tmp_path / "langs.yml").write_text("model: demo\noptimizer: {lr: 1.0e-3}\nlanguage_sets:\n"
+                                        "  euro: [fr, de]\n  west: [en, euro, fr]\n  listed: names.txt\n"
+                                        "  high: {top: 4, with: [west, sw]}\n  few: {top: 2}\n  every: all\n"
+                                        "phase:\n  a: {tokens: 1K, seq_len: 64, batch_sequences: 2, "
+                                        "checkpoint_every_tokens: 1K, tag: a, mixture: {groups: high}}\n"
+                                        "  b: {tokens: 1K, seq_len: 64, batch_sequences: 2, "
+                                        "checkpoint_every_tokens: 1K, tag: b, mixture: {groups: [listed, sw]}}\n"
+                                        "  c: {tokens: 1K, seq_len: 64, batch_sequences: 2, "
+                                        "checkpoint_every_tokens: 1K, tag: c, mixture: {groups: few}}\n")
+    (tmp_path / "names.txt").write_text("# one name a line\nja  # Japanese # the first\n\nko\n")
+    recipe = load_recipe(str(tmp_path / "langs.yml"))  # a .yml file, its list file beside it
+    mixtures = {name: (phase.mixture.groups, phase.mixture.top) for name, phase in recipe.phase.items()}
+    assert mixtures == {"a": (("en", "fr", "de", "sw"), 4), "b": (("ja", "ko", "sw"), None), "c": (None, 2)}
+    with pytest.raises(TwofoldError, match=r"phase\.b\.mixture\.groups = .*lists set 'few', which is not a list"):
+        load_recipe(str(tmp_path / "langs.yml"), overrides=["phase.b.mixture.groups=[listed, few]"])
+    assert load_recipe(str(tmp_path / "langs.yml"), overrides=["phase.c.mixture.groups=every"]).phase[
+        "c"].mixture.groups is None  # `all` by a set's name: every group
+
+
+def test_a_phase_written_as_a_value_in_a_recipe_file_is_one_line(tmp_path):
+    (tmp_path / "r.yaml").write_text("model: demo\noptimizer: {lr: 1.0e-3}\nphase: {a: 5}\n")
+    with pytest.raises(TwofoldError) as raised:
+        load_recipe(str(tmp_path / "r.yaml"))
+    assert str(raised.value) == f"recipe {tmp_path / 'r.yaml'}: phase.a = 5 must be a mapping of Phase keys" + \
+        FIX.format("phase.a")
+
+
+def test_a_budget_sets_the_scale_and_scales_of_two_are_applied():
+    recipe = load_recipe("demo", overrides=["phase.cross.lr_decay_tokens=null"])
+    assert [p.tokens for p in load_recipe("demo", overrides=["phase.cross.lr_decay_tokens=null"],
+                                          budget=1).phases] == [1, 1, 1]  # the smallest budget: a token a phase
+    for budget in (0, -5):
+        with pytest.raises(TwofoldError) as raised:
+            load_recipe("demo", budget=budget)
+        assert str(raised.value) == f"--budget {budget} must be a positive token count"
+    doubled = load_recipe("demo", scale=2.0, batch_scale=2.0)
+    assert [(p.tokens, p.batch_sequences) for p in doubled.phase.values()] == \
+        [(2 * p.tokens, 2 * p.batch_sequences) for p in recipe.phase.values()]
+    assert (doubled.scale, doubled.batch_scale) == (2.0, 2.0)
+
+
+def test_numbers_are_read_as_recipes_write_them():
+    from twofold.train.recipe import parse_number
+
+    assert parse_number("8.5B") == 8_500_000_000 and type(parse_number("8.5B")) is int
+    assert parse_number("1_500K") == 1_500_000 and parse_number("2_000") == 2000
+    assert parse_number("1.0000001K") == 1000  # within a millionth of a whole number: that number
+    assert parse_number("1.0000015") == 1.0000015  # a millionth and a half off 1: kept as written
+    assert type(parse_number("3e-3")) is float and parse_number("3e-3") == 0.003
+    assert parse_number(float("inf")) is None and parse_number("inf") is None and parse_number(True) is None
+    assert parse_number("5K", suffixes=False) is None and parse_number(" 7 ") == 7
+
+
+def test_a_recipe_built_from_a_mapping_is_named_recipe_unless_told():
+    from twofold.train.recipe import recipe_from_dict
+
+    raw = load_recipe("demo").to_dict()
+    raw.pop("name")
+    assert recipe_from_dict(raw).name == "recipe" and recipe_from_dict(raw, "mine").name == "mine"
+
+
+def test_a_counts_file_in_a_folder_whose_name_holds_a_colon(tmp_path):
+    folder = tmp_path / "runs:2026"
+    folder.mkdir()
+    (folder / "counts.csv").write_text("language,n\nen,3\nfr,1\n")
+    (folder / "r.yaml").write_text("model: demo\noptimizer: {lr: 1.0e-3}\nphase:\n  a: {tokens: 1K, seq_len: 64, "
+                                   "batch_sequences: 2, checkpoint_every_tokens: 1K, tag: a, "
+                                   "mixture: {weights_from: counts.csv:n}}\n")
+    assert load_recipe(str(folder / "r.yaml")).phase["a"].mixture.weights == {"en": 3, "fr": 1}

@@ -480,8 +480,8 @@ def _expand_groups(value: Any, sets: dict[str, LanguageSet], path: str, label: s
             known = ", ".join(sets) or "none (add a language_sets table)"
             _fail(label, path, value, f"names no language set (sets: {known}); for single groups write a list")
         return ALL if sets[value] is None else sets[value]
-    if not isinstance(value, list):
-        return value  # the typed build names the problem
+    if not isinstance(value, list) or not all(isinstance(item, (str, int)) for item in value):
+        return value  # the typed build names the problem (a nested list is no group name)
     expanded = []
     for item in value:
         members = sets.get(item, [item]) if isinstance(item, str) else [item]
