@@ -98,10 +98,12 @@ def test_the_terminal_table_left_aligns_names_and_right_aligns_numbers_under_a_r
 def test_models_are_listed_once_with_their_size_and_training_tokens():
     results = [result("enc", "encoder", "a", {"x": 1.0}, parameters=16_994_560, checkpoint="decay", tokens=1_234_567),
                result("enc", "encoder", "b", {"x": 1.0}, parameters=16_994_560, checkpoint="decay", tokens=1_234_567),
-               result("dec", "decoder", "a", {"x": 1.0}, parameters=2_500_000)]
+               result("dec", "decoder", "a", {"x": 1.0}, parameters=2_500_000),
+               result("big", "decoder", "a", {"x": 1.0}, parameters=10**12)]
     assert models_markdown(results).splitlines() == [
         "| model | kind | parameters | training tokens |", "|---|---|---:|---:|",
-        "| enc@decay | encoder | 16.99M | 1,234,567 |", "| dec | decoder | 2.50M | – |"]
+        "| enc@decay | encoder | 16.99M | 1,234,567 |", "| dec | decoder | 2.50M | – |",
+        "| big | decoder | 1000000.00M | – |"]
 
 
 def test_samples_show_prompts_outputs_and_how_they_were_decoded():
@@ -138,13 +140,19 @@ def test_provenance_names_each_suite_tasks_library_and_data_once():
         result("enc", "encoder", "nfc", {"ndcg@10": 0.3}, suite="mteb", library="mteb", library_version="2",
                data={"dataset": "mteb/nfcorpus", "revision": "r1"}),
         result("enc", "encoder", "boolq", {"acc": 0.5}, suite="lm-eval", library="lm-eval", library_version="0.4"),
+        result("enc", "encoder", "cola", {"mcc": 0.1}, suite="glue", library="twofold", library_version="1.0",
+               data={"sha256": {"a.tsv": "00"}}),
+        result("enc", "encoder", "arc", {"acc": 0.3}, suite="lm-eval", library="lm-eval", library_version="0.4",
+               data={"dataset": "allenai/arc"}),
         result("enc", "encoder", "code-search", {"ndcg@10": 0.3})]  # a built-in task: no provenance row
     assert provenance_markdown(results).splitlines() == [
         "| task | library | data |", "|---|---|---|",
         f"| sst2 | twofold 1.0 | local /data/sst2 (2 files, sha256 of all: {digest}) |",
         "| piqa | lm-eval 0.4 | ybisk/piqa/plain @ abc |",
         "| nfc | mteb 2 | mteb/nfcorpus @ r1 |",
-        "| boolq | lm-eval 0.4 | – |"]
+        "| boolq | lm-eval 0.4 | – |",
+        f"| cola | twofold 1.0 | local  (1 files, sha256 of all: {hashlib.sha256(b'a.tsv00').hexdigest()[:12]}) |",
+        "| arc | lm-eval 0.4 | allenai/arc @  |"]
     assert provenance_markdown(results[-1:]) == ""
 
 
@@ -154,16 +162,19 @@ def test_the_report_holds_models_scores_seeds_failures_plots_provenance_samples_
                       library_version="1"),
                result("dec", "decoder", "sst2", {"accuracy": 0.7}, seed=12),
                result("dec", "decoder", "cola", {}, details={"error": "ValueError: bad"}),
+               result("enc", "encoder", "mrpc", {}, details={"error": "OSError: gone"}),
                result("dec", "decoder", "samples", {}, details={"samples": [{"prompt": "p", "output": "q"}]})]
     path = write_report(results, tmp_path / "new" / "out", title="Pair", sections=["## Extra\n\ntext"])
     assert path == tmp_path / "new" / "out" / "report.md"
     assert path.read_text() == "\n\n".join([
         "# Pair", models_markdown(results), "## Scores", markdown_table(results),
         "`best`: the winner of each row (↓ lower is better, ↑ higher). Seeds: 0, 12, 3.",
-        "Tasks that failed (their error; the other tasks ran):", "- **dec** `cola`: ValueError: bad",
+        "Tasks that failed (their error; the other tasks ran):",
+        "- **dec** `cola`: ValueError: bad\n- **enc** `mrpc`: OSError: gone",
         "![scores](scores.png)", "## Provenance", provenance_markdown(results), "## Samples",
         "- **dec** `'p'` → `'q'`", "## Extra\n\ntext"]) + "\n"
     assert list(figures) == [tmp_path / "new" / "out" / "scores.png"]
+    assert write_report(results[:2], tmp_path / "new" / "out") == path  # an existing folder is written again
     bare = write_report(results[1:2], tmp_path / "bare")
     assert bare.read_text().split("\n\n")[0] == "# Evaluation"
     assert "failed" not in bare.read_text() and "## Provenance" not in bare.read_text() and "## Samples" not in \
@@ -205,6 +216,8 @@ def test_the_scores_figure_has_a_panel_per_score_bars_coloured_by_kind_from_zero
 
 
 def lines_of(ax):
+    """label -> (x, y, colour, line style) of each line, every point drawn as a dot."""
+    assert {line.get_marker() for line in ax.lines} == {"o"}
     return {line.get_label(): (list(line.get_xdata()), list(line.get_ydata()), to_hex(line.get_color()),
                                line.get_linestyle()) for line in ax.lines}
 
@@ -233,15 +246,17 @@ def test_score_against_parameters_joins_each_role_across_sizes_and_dashes_a_cont
 
 
 def test_score_against_tokens_draws_a_line_per_model_through_its_checkpoints(tmp_path, figures):
-    results = [result("enc", "encoder", "t", {"accuracy": a}, checkpoint=f"s{t}", tokens=t)
+    results = [result("17m/enc", "encoder", "t", {"accuracy": a}, checkpoint=f"s{t}", tokens=t)
                for t, a in ((300, 0.6), (100, 0.2), (200, 0.5))] + \
-              [result("dec", "decoder", "t", {"accuracy": 0.3}, checkpoint="s1", tokens=100),
-               result("dec", "decoder", "t", {"accuracy": 0.4}, checkpoint="x"),  # tokens unknown: no point
-               result("dec", "decoder", "t", {"accuracy": 0.35}, checkpoint="s2", tokens=200)]
+              [result("17m/dec", "decoder", "t", {"accuracy": 0.3}, checkpoint="s1", tokens=100),
+               result("17m/dec", "decoder", "t", {"accuracy": 0.4}, checkpoint="x"),  # tokens unknown: no point
+               result("17m/dec", "decoder", "t", {"accuracy": 0.35}, checkpoint="s2", tokens=200)]
     report.plot_against(results, tmp_path / "t.png", "tokens")
-    ax = visible(figures[tmp_path / "t.png"])[0]
-    assert lines_of(ax) == {"dec": ([100, 200], [0.3, 0.35], ORANGE, "--"),
-                            "enc": ([100, 200, 300], [0.2, 0.5, 0.6], BLUE, "--")}
+    figure = figures[tmp_path / "t.png"]
+    ax = visible(figure)[0]
+    assert len(figure.axes) == 1  # one score: one panel, nothing hidden
+    assert lines_of(ax) == {"17m/dec": ([100, 200], [0.3, 0.35], ORANGE, "--"),
+                            "17m/enc": ([100, 200, 300], [0.2, 0.5, 0.6], BLUE, "--")}
     assert (ax.get_xscale(), ax.get_xlabel()) == ("log", "training tokens")
 
 
@@ -263,6 +278,10 @@ def test_the_ettin_figure_has_a_panel_per_family_a_line_per_kind_against_size(tm
     assert lines_of(gen) == {"decoder": ([32], [0.5], ORANGE, "-"), "encoder": ([17], [0.2], BLUE, "-")}
     assert (glue.get_xscale(), glue.get_xlabel()) == ("log", "parameters")
     assert [t.get_text() for t in glue.get_legend().get_texts()] == ["decoder", "encoder"]
+    assert figure.get_suptitle() == "Encoder vs decoder by size (the Ettin protocol)"
+    report.plot_families([result("enc", "encoder", "mteb", {"score": 0.4}, suite="ettin")], tmp_path / "one.png")
+    one = figures[tmp_path / "one.png"]
+    assert len(one.axes) == 1 and one.axes[0].get_title() == "mteb"  # no family named: the task's name
 
 
 def test_plots_are_made_for_what_the_results_hold(tmp_path, figures):
@@ -294,8 +313,8 @@ def test_the_training_figure_gives_each_arm_its_colour_a_trend_and_readable_phas
         return RunDir(folder)
 
     noisy = lambda base: lambda i: base * math.exp(-i / 200) + (0.5 if i % 2 else -0.5)
-    runs = {"encoder": run("encoder", [("pretrain", 300), ("decay", 100)], noisy(8)),
-            "decoder": run("decoder", [("pretrain", 300), ("decay", 100)], noisy(7)),
+    runs = {"encoder": run("encoder", [("pretrain", 250), ("extension", 50), ("decay", 100)], noisy(8)),
+            "decoder": run("decoder", [("pretrain", 250), ("extension", 50), ("decay", 100)], noisy(7)),
             "encoder-from-decoder": run("efd", [("cross", 60)], noisy(5)),
             "decoder-from-encoder": run("dfe", [("cross", 60)], noisy(5))}
     figure = training_figure(runs, starts={"encoder-from-decoder": 40_000, "decoder-from-encoder": 40_000},
@@ -311,11 +330,37 @@ def test_the_training_figure_gives_each_arm_its_colour_a_trend_and_readable_phas
         assert list(raw.get_xdata()) == list(line.get_xdata())
         wiggle = lambda ys: sum(abs(b - a) for a, b in zip(ys, ys[1:]))
         assert wiggle(line.get_ydata()) < 0.3 * wiggle(raw.get_ydata())
+    # each phase's name above the axes where it starts, neighbours at two heights: never on each other
     labels = sorted((tuple(text.xy), text.get_text()) for text in ax.texts)
-    assert [(x, name) for (x, _), name in labels] == [(0, "pretrain"), (30_000, "decay"), (40_000, "cross")]
-    heights = [y for (_, y), _ in labels]
-    assert all(a != b for a, b in zip(heights, heights[1:]))  # neighbours at two heights: never on each other
+    assert labels == [((0, 1.01), "pretrain"), ((25_000, 1.06), "extension"), ((30_000, 1.01), "decay"),
+                      ((40_000, 1.06), "cross")]
+    assert {text.xycoords for text in ax.texts} == {("data", "axes fraction")}
+    marks = [line for line in ax.lines if len(set(line.get_xdata())) == 1]  # the phases' vertical lines
+    assert sorted(line.get_xdata()[0] for line in marks) == [0, 25_000, 30_000, 40_000]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == (
+        "training tokens (a continuation from where the run it continues ended)",
+        "loss (MLM for encoders, CLM for decoders)")
+    figure.canvas.draw()  # the legend sits beside the curves, never over them
+    assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1
     assert moving_average([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
+
+
+def test_a_run_without_phase_tokens_marks_its_phase_at_each_step_and_the_plot_is_the_figure(tmp_path, figures):
+    folder = tmp_path / "old"
+    folder.mkdir()  # metrics written without `phase_tokens`: every step's own tokens are a start
+    (folder / "metrics.jsonl").write_text("".join(json.dumps({"phase": "p", "tokens": t, "loss": 1.0}) + "\n"
+                                                  for t in (100, 200)))
+    assert report.plot_training({"decoder": RunDir(folder)}, tmp_path / "t.png", starts={"decoder": 50},
+                                kinds={"decoder": "encoder"}) == tmp_path / "t.png"
+    ax = figures[tmp_path / "t.png"].axes[0]
+    assert sorted(text.xy[0] for text in ax.texts) == [150, 250]
+    assert {to_hex(line.get_color()) for line in ax.lines if "decoder" in line.get_label()} == {BLUE}  # its kind's
+
+
+def test_a_line_joins_a_role_across_sizes_or_a_model_across_its_checkpoints():
+    crossed = result("runs/17m/encoder-from-decoder", "encoder", "t", {"accuracy": 0.5})
+    assert report.line_name(crossed, "parameters") == "encoder-from-decoder"
+    assert report.line_name(crossed, "tokens") == "runs/17m/encoder-from-decoder"
 
 
 # ---------------------------------------------------------------- over seeds
@@ -367,9 +412,13 @@ def test_two_standard_errors_of_the_difference_decide_in_either_direction():
     # 0.3 ahead with standard errors 0.1 and 0.1: 2 * hypot = 0.283 < 0.3 (their sum, 0.4, would refuse it)
     assert spread_rows([single("a", 0.8, 0.1), single("b", 0.5, 0.1)])[0].winner(["a", "b"]) == "a"
     assert spread_rows([single("a", 0.8, 0.2), single("b", 0.5, 0.1)])[0].winner(["a", "b"]) == "within 2 s.e."
-    # lower is better: the lower perplexity is ahead
+    # lower is better: the lower perplexity is ahead, by the same two standard errors
     assert spread_rows([single("a", 5.0, 0.1, "perplexity"),
                         single("b", 6.0, 0.1, "perplexity")])[0].winner(["a", "b"]) == "a"
+    assert spread_rows([single("a", 5.0, 0.1, "perplexity"),
+                        single("b", 5.2, 0.1, "perplexity")])[0].winner(["a", "b"]) == "within 2 s.e."
+    # exactly two standard errors ahead (2 x hypot(0.75, 1) = 2.5, exact in binary) is not beyond them
+    assert spread_rows([single("a", 3.5, 0.75), single("b", 1.0, 1.0)])[0].winner(["a", "b"]) == "within 2 s.e."
     # one model without a standard error: the spread rule decides
     assert spread_rows([single("a", 0.8, 0.3), result("b", "encoder", "t", {"accuracy": 0.5})])[0].winner(
         ["a", "b"]) == "a"
@@ -403,6 +452,16 @@ def test_the_spread_figure_shows_means_and_one_deviation_on_a_log_axis_for_perpl
     assert (accuracy.get_yscale(), perplexity.get_yscale()) == ("linear", "log")
     assert [p.get_height() for p in perplexity.patches] == [20.0, 5.0, 8.0, 9.0]
     assert (accuracy.get_title(), perplexity.get_title()) == ("t accuracy ↑", "t perplexity ↓")
+    assert [t.get_text() for t in accuracy.texts] == ["0.6", "0.4", "0.3", "0.2"]  # each mean on its bar
+    assert figures[tmp_path / "spread.png"].get_suptitle() == \
+        "Scores (error bars: ±1 s.d. over fine-tuning seeds; grey: baselines)"
+    # one score: one panel; a score at zero still grows from zero; all zero: a unit axis
+    report.plot_spread([result("a", "encoder", "u", {"f1": 0.0}), result("b", "decoder", "u", {"f1": 0.5})],
+                       tmp_path / "zero.png")
+    zero = figures[tmp_path / "zero.png"]
+    assert len(zero.axes) == 1 and zero.axes[0].get_ylim() == pytest.approx((0, 0.6))
+    report.plot_spread([result("a", "encoder", "u", {"f1": 0.0})], tmp_path / "none.png")
+    assert figures[tmp_path / "none.png"].axes[0].get_ylim() == (0, 1)
 
 
 @pytest.mark.parametrize("name, kind, colour", [
