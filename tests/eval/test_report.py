@@ -144,7 +144,7 @@ def test_provenance_names_each_suite_tasks_library_and_data_once():
                data={"sha256": {"a.tsv": "00"}}),
         result("enc", "encoder", "arc", {"acc": 0.3}, suite="lm-eval", library="lm-eval", library_version="0.4",
                data={"dataset": "allenai/arc"}),
-        result("enc", "encoder", "code-search", {"ndcg@10": 0.3})]  # a built-in task: no provenance row
+        result("enc", "encoder", "code-search", {"ndcg@10": 0.3}, library="twofold")]  # built in: no provenance
     assert provenance_markdown(results).splitlines() == [
         "| task | library | data |", "|---|---|---|",
         f"| sst2 | twofold 1.0 | local /data/sst2 (2 files, sha256 of all: {digest}) |",
@@ -190,7 +190,7 @@ def test_a_report_of_results_without_scores_has_no_plots(tmp_path, figures):
 
 
 def test_the_scores_figure_has_a_panel_per_score_bars_coloured_by_kind_from_zero(tmp_path, figures):
-    results = [result("enc", "encoder", "t1", {"accuracy": 0.8, "f1": 0.4}),
+    results = [result("enc", "encoder", "t1", {"accuracy": 0.8, "f1": 0.412345}),
                result("dec", "decoder", "t1", {"accuracy": 0.6, "f1": 0.5}),
                result("bm25", "baseline", "t1", {"accuracy": 0.2}),
                result("odd", "mystery", "t1", {"accuracy": 0.1}),
@@ -204,15 +204,17 @@ def test_the_scores_figure_has_a_panel_per_score_bars_coloured_by_kind_from_zero
     assert bars(accuracy) == [(0.8, BLUE), (0.6, ORANGE), (0.2, GREY), (0.1, GREY)]
     assert ticks(accuracy) == ["enc", "dec", "bm25", "odd"]
     assert [t.get_text() for t in accuracy.texts] == ["0.8", "0.6", "0.2", "0.1"]  # each bar's value on it
+    assert [t.get_text() for t in f1.texts] == ["0.4123", "0.5"]  # four significant digits, as the table
     assert accuracy.get_ylim() == pytest.approx((0, 0.8 * 1.15)) and f1.get_ylim() == pytest.approx((0, 0.5 * 1.15))
     assert delta.get_ylim()[0] < -0.5  # a negative bar is not cut off at zero
-    assert "blue: encoder, orange: decoder" in figure.get_suptitle()
+    assert figure.get_suptitle() == "Evaluation scores (blue: encoder, orange: decoder)"
     five = [result(f"m{i}", "encoder", f"t{i}", {"accuracy": 0.5}) for i in range(5)]
     report.plot_scores(five, tmp_path / "five.png")
     five = figures[tmp_path / "five.png"]  # rows of at most four panels, the unused places hidden
     assert (len(five.axes), len(visible(five)), five.get_size_inches().tolist()) == (8, 5, [16.0, 6.4])
     report.plot_scores([result("z", "encoder", "t", {"accuracy": 0.0})], tmp_path / "zero.png")
-    assert visible(figures[tmp_path / "zero.png"])[0].get_ylim() == (0, 1)  # all zero: a unit axis
+    zero = figures[tmp_path / "zero.png"]
+    assert len(zero.axes) == 1 and zero.axes[0].get_ylim() == (0, 1)  # all zero: a unit axis
 
 
 def lines_of(ax):
@@ -289,9 +291,10 @@ def test_plots_are_made_for_what_the_results_hold(tmp_path, figures):
     assert report.plots(one, tmp_path / "a") == [tmp_path / "a" / "scores.png"]
     sized = one + [result("big", "encoder", "t", {"accuracy": 0.6}, parameters=9)]
     assert report.plots(sized, tmp_path / "b") == [tmp_path / "b" / "scores.png", tmp_path / "b" / "vs-parameters.png"]
-    ettin = [result("enc", "encoder", "t", {"score": 0.5}, suite="ettin", tokens=10, checkpoint="c")]
+    ettin = [result("17m/enc", "encoder", "t", {"score": 0.5}, suite="ettin", tokens=10, checkpoint="c")]
     assert report.plots(ettin, tmp_path / "c") == [tmp_path / "c" / name for name in
                                                    ("scores.png", "vs-tokens.png", "ettin.png")]
+    assert [line.get_label() for line in visible(figures[tmp_path / "c" / "vs-tokens.png"])[0].lines] == ["17m/enc"]
     x_axes = {path.name: visible(figure)[0].get_xlabel() for path, figure in figures.items() if path.parent.name != "a"}
     assert x_axes == {"scores.png": "", "vs-parameters.png": "parameters", "vs-tokens.png": "training tokens",
                       "ettin.png": "parameters"}
@@ -309,14 +312,16 @@ def test_the_training_figure_gives_each_arm_its_colour_a_trend_and_readable_phas
                 tokens += 100
                 records.append({"phase": phase, "tokens": tokens, "phase_tokens": 100 * (step + 1),
                                 "loss": loss(len(records))})
+                if tokens % 10_000 == 0:  # a held-out evaluation every 100 steps
+                    records.append({"phase": phase, "tokens": tokens, "eval_loss": tokens / 10_000})
         (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
         return RunDir(folder)
 
     noisy = lambda base: lambda i: base * math.exp(-i / 200) + (0.5 if i % 2 else -0.5)
     runs = {"encoder": run("encoder", [("pretrain", 250), ("extension", 50), ("decay", 100)], noisy(8)),
             "decoder": run("decoder", [("pretrain", 250), ("extension", 50), ("decay", 100)], noisy(7)),
-            "encoder-from-decoder": run("efd", [("cross", 60)], noisy(5)),
-            "decoder-from-encoder": run("dfe", [("cross", 60)], noisy(5))}
+            "encoder-from-decoder": run("efd", [("cross", 100)], noisy(5)),
+            "decoder-from-encoder": run("dfe", [("cross", 100)], noisy(5))}
     figure = training_figure(runs, starts={"encoder-from-decoder": 40_000, "decoder-from-encoder": 40_000},
                              kinds={"encoder-from-decoder": "encoder", "decoder-from-encoder": "decoder"})
     ax = figure.axes[0]
@@ -325,6 +330,18 @@ def test_the_training_figure_gives_each_arm_its_colour_a_trend_and_readable_phas
     colours = {name: line.get_color() for name, line in trends.items()}
     assert len(set(colours.values())) == 4, colours  # no arm in another's colour
     assert trends["encoder-from-decoder"].get_xdata()[0] == 40_000 + 100  # drawn from where the decoder ended
+    for name, steps in (("encoder", 400), ("encoder-from-decoder", 100)):  # the trend: a mean over 1/40 of the run
+        window = max(5, steps // 40)  # 10 and 5 steps
+        raw = [r["loss"] for r in runs[name].metrics() if "loss" in r]
+        expected = [sum(raw[max(0, i + 1 - window):i + 1]) / min(i + 1, window) for i in range(len(raw))]
+        assert list(trends[name].get_ydata()) == pytest.approx(expected)
+    held = {line.get_label(): line for line in ax.lines if "held-out" in line.get_label()}
+    assert sorted(held) == ["decoder (held-out)", "decoder-from-encoder (held-out)", "encoder (held-out)",
+                            "encoder-from-decoder (held-out)"]
+    line = held["encoder-from-decoder (held-out)"]  # evaluated at 10K of its own tokens: 50K on the axis
+    assert (list(line.get_xdata()), list(line.get_ydata())) == ([50_000], [1.0])
+    assert (line.get_color(), line.get_marker(), line.get_linestyle()) == (colours["encoder-from-decoder"], "o", ":")
+    assert list(held["encoder (held-out)"].get_xdata()) == [10_000, 20_000, 30_000, 40_000]
     for name, line in trends.items():  # the faint raw loss is under the trend, which is smoother
         raw = next(r for r in ax.lines if r.get_color() == colours[name] and r.get_alpha() == 0.2)
         assert list(raw.get_xdata()) == list(line.get_xdata())
@@ -335,7 +352,8 @@ def test_the_training_figure_gives_each_arm_its_colour_a_trend_and_readable_phas
     assert labels == [((0, 1.01), "pretrain"), ((25_000, 1.06), "extension"), ((30_000, 1.01), "decay"),
                       ((40_000, 1.06), "cross")]
     assert {text.xycoords for text in ax.texts} == {("data", "axes fraction")}
-    marks = [line for line in ax.lines if len(set(line.get_xdata())) == 1]  # the phases' vertical lines
+    vertical = lambda line: len(line.get_xdata()) == 2 and len(set(line.get_xdata())) == 1
+    marks = [line for line in ax.lines if vertical(line)]  # the phases' lines
     assert sorted(line.get_xdata()[0] for line in marks) == [0, 25_000, 30_000, 40_000]
     assert (ax.get_xlabel(), ax.get_ylabel()) == (
         "training tokens (a continuation from where the run it continues ended)",
@@ -371,6 +389,8 @@ def test_a_spread_is_the_mean_and_sample_deviation_and_identical_seeds_show_none
     assert (spread.mean, spread.std) == (3.0, pytest.approx(math.sqrt(7.0)))  # n - 1: 14 / 2
     assert str(spread) == "3 ± 2.6" and str(Spread([0.25])) == "0.25"
     assert str(Spread([0.1 + 0.2, 0.3, 0.3])) == "0.3 ± 0"  # a difference of rounding is no spread
+    assert str(Spread([1000.0, 1000.0 + 1.4e-7])) == "1000 ± 0"  # below a billionth of the mean: rounding
+    assert str(Spread([1000.0, 1000.0 + 1.4e-5])) == "1000 ± 9.9e-06"
 
 
 def test_a_cell_keeps_a_standard_error_only_for_a_single_score():
@@ -439,12 +459,12 @@ def test_the_spread_table_puts_models_first_then_baselines_and_leaves_missing_ce
 def test_the_spread_figure_shows_means_and_one_deviation_on_a_log_axis_for_perplexity(tmp_path, figures):
     results = [result("enc", "encoder", "t", {"accuracy": v, "perplexity": p}, seed=s)
                for s, (v, p) in enumerate(((0.5, 10.0), (0.7, 30.0)))] + \
-              [result("dec", "decoder", "t", {"accuracy": 0.4, "perplexity": 5.0}),
+              [result("dec", "decoder", "t", {"accuracy": 0.412345, "perplexity": 5.0}),
                result("encoder-from-decoder", "encoder", "t", {"accuracy": 0.3, "perplexity": 8.0}),
                result("bm25", "baseline", "t", {"accuracy": 0.2, "perplexity": 9.0})]
     report.plot_spread(results, tmp_path / "spread.png")
     accuracy, perplexity = visible(figures[tmp_path / "spread.png"])
-    assert bars(accuracy) == [(0.6, BLUE), (0.4, ORANGE), (0.3, GREEN), (0.2, GREY)]
+    assert bars(accuracy) == [(0.6, BLUE), (0.412345, ORANGE), (0.3, GREEN), (0.2, GREY)]
     assert ticks(accuracy) == ["enc", "dec", "encoder-from-decoder", "bm25"]
     error_bar = accuracy.collections[0].get_segments()[0]  # enc's: mean ± the sample deviation of 0.5, 0.7
     assert [y for _, y in error_bar] == pytest.approx([0.6 - math.sqrt(0.02), 0.6 + math.sqrt(0.02)])
@@ -452,7 +472,7 @@ def test_the_spread_figure_shows_means_and_one_deviation_on_a_log_axis_for_perpl
     assert (accuracy.get_yscale(), perplexity.get_yscale()) == ("linear", "log")
     assert [p.get_height() for p in perplexity.patches] == [20.0, 5.0, 8.0, 9.0]
     assert (accuracy.get_title(), perplexity.get_title()) == ("t accuracy ↑", "t perplexity ↓")
-    assert [t.get_text() for t in accuracy.texts] == ["0.6", "0.4", "0.3", "0.2"]  # each mean on its bar
+    assert [t.get_text() for t in accuracy.texts] == ["0.6", "0.4123", "0.3", "0.2"]  # each mean on its bar
     assert figures[tmp_path / "spread.png"].get_suptitle() == \
         "Scores (error bars: ±1 s.d. over fine-tuning seeds; grey: baselines)"
     # one score: one panel; a score at zero still grows from zero; all zero: a unit axis
