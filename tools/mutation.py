@@ -355,6 +355,30 @@ EQUIVALENT: dict[str, str] = {
        "(tested), never a masked target, so '>= 0', '> 0' and '>= 1' pick the same targets" for n in (34, 35)},
     **{f"twofold.eval.tasks.baselines.x_majority__mutmut_{n}": "most_common(None) and most_common(2) also start "
        "with the most common label" for n in (5, 7)},
+    # train/recipe.py
+    "twofold.train.recipe.x__apply_override__mutmut_14": "yaml.safe_load of blank text is None too",
+    "twofold.train.recipe.x__coerce__mutmut_49": "suffixes=None is falsy, as False",
+    "twofold.train.recipe.x__expand_groups__mutmut_11": "a set meaning every group becomes groups None either way: "
+    "_mixture reads 'all' as None",
+    "twofold.train.recipe.x__expand_groups__mutmut_21": "set names are text: an int item is in no set, so get() "
+    "gives [item] as the else does",
+    "twofold.train.recipe.x_recipe_from_dict__mutmut_65": "a top-level key is named the same from path '' or None "
+    "(_join tests the path for truth)",
+    "twofold.train.recipe.x_parse_number__mutmut_11": "float() reads '1_500' itself (PEP 515): the underscore "
+    "removal only matters before a suffix, which 'XX_XX' still leaves in",
+    "twofold.train.recipe.x_parse_number__mutmut_38": "differs only for a number exactly a millionth (relative) off "
+    "a whole one, which no decimal text of a count is in binary",
+    "twofold.train.recipe.x_batch_scaled__mutmut_37": "batch scaling cannot break a rule (floors keep 1 <= start <= "
+    "batch, and a warmup can only disappear), so this label is never shown",
+    **{f"twofold.train.recipe.x__language_sets__mutmut_{n}": "the text before the first '#' is the same whatever "
+       "the number of splits" for n in (61, 64)},
+    **{f"twofold.train.recipe.{m}": "Python reads an encoding name in any case"
+       for m in ("x__language_sets__mutmut_68", "x__weights_from__mutmut_22")},
+    **{f"twofold.train.recipe.{m}": "the locale's encoding is UTF-8 on the platforms twofold supports (and in "
+       "Python's UTF-8 mode under the C locale)"
+       for m in ("x__language_sets__mutmut_66", "x__weights_from__mutmut_16", "x__weights_from__mutmut_19")},
+    **{f"twofold.train.recipe.x__weights_from__mutmut_{n}": "newline='' only keeps a line break inside a quoted "
+       "field as written; a counts file's names and numbers hold none" for n in (15, 18)},
 }
 
 # Functions that only style a figure: the tests check what a plot shows (bar heights, labels,

@@ -298,3 +298,19 @@ def test_a_counts_file_in_a_folder_whose_name_holds_a_colon(tmp_path):
                                    "batch_sequences: 2, checkpoint_every_tokens: 1K, tag: a, "
                                    "mixture: {weights_from: counts.csv:n}}\n")
     assert load_recipe(str(folder / "r.yaml")).phase["a"].mixture.weights == {"en": 3, "fr": 1}
+
+
+@pytest.mark.parametrize("recipe, flags, line", [
+    ("demo", {"size": "17m"}, "recipe demo has no size '17m'; sizes: none (omit --size)"),
+    ("ettin", {"size": "2m"}, "recipe ettin has no size '2m'; sizes: 17m, 32m, 68m, 150m, 400m, 1b"),
+    ("ettin", {}, "recipe ettin needs --size, one of 17m, 32m, 68m, 150m, 400m, 1b"),
+    ("demo", {"variant": "eng"}, "recipe demo has no variant 'eng'; variants: none (omit --variant)"),
+    ("mmbert", {"size": "base", "variant": "x"}, "recipe mmbert has no variant 'x'; variants: eng, cont, all"),
+    ("demo", {"overrides": ["language_sets={euro: [fr], west: [en]}", "phase.decay.mixture.groups=east"]},
+     "recipe demo: phase.decay.mixture.groups = 'east' names no language set (sets: euro, west); for single groups "
+     "write a list; fix the recipe or use --set phase.decay.mixture.groups=…"),
+])
+def test_a_size_variant_or_set_that_does_not_exist_is_one_line_listing_those_that_do(recipe, flags, line):
+    with pytest.raises(TwofoldError) as raised:
+        load_recipe(recipe, **flags)
+    assert str(raised.value) == line
