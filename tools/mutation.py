@@ -364,8 +364,8 @@ EQUIVALENT: dict[str, str] = {
     "gives [item] as the else does",
     "twofold.train.recipe.x_recipe_from_dict__mutmut_65": "a top-level key is named the same from path '' or None "
     "(_join tests the path for truth)",
-    "twofold.train.recipe.x_parse_number__mutmut_11": "float() reads '1_500' itself (PEP 515): the underscore "
-    "removal only matters before a suffix, which 'XX_XX' still leaves in",
+    "twofold.train.recipe.x_parse_number__mutmut_11": "float() reads underscores between digits itself "
+    "(PEP 515), as in '1_500' once a suffix is cut off",
     "twofold.train.recipe.x_parse_number__mutmut_38": "differs only for a number exactly a millionth (relative) off "
     "a whole one, which no decimal text of a count is in binary",
     "twofold.train.recipe.x_batch_scaled__mutmut_37": "batch scaling cannot break a rule (floors keep 1 <= start <= "
