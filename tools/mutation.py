@@ -81,6 +81,11 @@ TIMEOUT_CONSTANT = {"src/twofold/train/loop.py": 300.0}
 # test of a file is also given that file's tests of under this many seconds.
 SHARED_FIXTURE_SECONDS = 1.0
 
+# Functions that run only in spawned worker processes: mutmut records no test reaching them (it
+# counts the calls of its own process), but a spawned worker inherits the mutant's name and imports
+# the mutated copy, so every test of the module is given to them.
+IN_WORKERS = {"src/twofold/demo/lanes.py": ("x__start_worker", "x__timed")}
+
 # Surviving mutants that cannot change behaviour, with the reason (checked by hand).
 _NONE_SHAPE = ("with decay 'none' the decay branch returns the start ratio too (that shape is 1 everywhere), "
                "and before the decay begins progress clamps to 0, which also gives the start ratio")
@@ -532,10 +537,10 @@ def run(module: str, max_children: int, again: bool = False, keep: bool = False,
     started = time.perf_counter()
     if again and names:  # today's test map comes with a first mutant; then it gets the shared-fixture tests
         mutmut(work, env, module, "run", "--max-children", str(max_children), names[0])
-        share_fixture_tests(work)
+        share_fixture_tests(work, module)
     mutmut(work, env, module, "run", "--max-children", str(max_children), *names)
     if not again:  # the map was collected in the run: retest the survivors with the shared tests
-        share_fixture_tests(work)
+        share_fixture_tests(work, module)
         retest = count(work, module)[1]
         if retest:
             mutmut(work, env, module, "run", "--max-children", str(max_children), *retest)
@@ -559,8 +564,9 @@ def mutmut(work: Path, env: dict, module: str, *args: str) -> None:
         sys.exit(f"mutmut failed on {module} (see {work / 'mutmut.log'}):\n{(result.stdout + result.stderr)[-3000:]}")
 
 
-def share_fixture_tests(work: Path) -> None:
-    """Give every function the fast tests of each test file that reaches it (SHARED_FIXTURE_SECONDS)."""
+def share_fixture_tests(work: Path, module: str) -> None:
+    """Give every function the fast tests of each test file that reaches it (SHARED_FIXTURE_SECONDS),
+    and the functions that run only in worker processes (IN_WORKERS) every test of the module."""
     path = work / "mutants" / "mutmut-stats.json"
     stats = json.loads(path.read_text())
     fast: dict[str, set[str]] = {}
@@ -571,6 +577,10 @@ def share_fixture_tests(work: Path) -> None:
     for function, tests in tests_by_function.items():
         files = {test.split("::")[0] for test in tests}
         tests_by_function[function] = sorted(set(tests).union(*(fast.get(f, set()) for f in files)))
+    everything = sorted(t for t in stats["duration_by_test"] if t.split("::")[0] in MODULES[module])
+    dotted = module.removeprefix("src/").removesuffix(".py").replace("/", ".")
+    for function in IN_WORKERS.get(module, ()):
+        tests_by_function[f"{dotted}.{function}"] = everything
     path.write_text(json.dumps(stats))
 
 
