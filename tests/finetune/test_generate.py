@@ -9,9 +9,9 @@ import torch
 from twofold.cli import main
 from twofold.finetune import RECORD
 from twofold.finetune.generate import finetune_generate
-from twofold.finetune.generation_data import Example, load_generation, stdlib_docstrings
+from twofold.finetune.generation_data import Example, load_generation
 from twofold.finetune.recipes import recipe_for
-from twofold.finetune.scoring import generation_scores, signatures
+from twofold.finetune.scoring import signatures
 from twofold.finetune.sft import IGNORE, Generator, encode, generate, trainer
 from twofold.results import load_results
 
@@ -145,82 +145,6 @@ def test_the_loss_is_the_completions_mean_nll_and_prompt_predictions_get_no_grad
     noisy[:, :-1][~learned] = torch.randn_like(noisy[:, :-1][~learned]) * 10
     same = generator.model.loss_function(noisy, labels, vocab_size=noisy.shape[-1])
     assert same.item() == pytest.approx(out.loss.item(), rel=1e-6)
-
-
-# ----------------------------------------------------------------------------- scores
-
-HYPOTHESES = ["the cat sat on the mat", "a quick brown fox", "hello world", "Return the number of items."]
-REFERENCES = ["the cat sat on a mat", "the quick brown fox jumps", "hello world", "Return the count of items."]
-
-
-def test_scores_are_sacrebleus_on_a_hand_written_set():
-    import sacrebleu
-
-    scores = generation_scores([f" {h} " for h in HYPOTHESES], REFERENCES)  # surrounding spaces are stripped
-    assert scores["chrf"] == sacrebleu.corpus_chrf(HYPOTHESES, [REFERENCES]).score
-    assert scores["chrf++"] == sacrebleu.corpus_chrf(HYPOTHESES, [REFERENCES], word_order=2).score
-    assert scores["bleu"] == sacrebleu.corpus_bleu(HYPOTHESES, [REFERENCES]).score
-    assert scores["exact_match"] == 1 / 4
-    assert 0 < scores["bleu"] < scores["chrf"] < 100
-    assert generation_scores(REFERENCES, REFERENCES) == pytest.approx({"chrf": 100.0, "chrf++": 100.0, "bleu": 100.0,
-                                                                       "exact_match": 1.0})
-
-
-# ----------------------------------------------------------------------------- data
-
-def test_jsonl_prompt_completion_and_source_target_through_a_template(tmp_path):
-    given = tmp_path / "given.jsonl"
-    given.write_text("".join(json.dumps({"prompt": f"Q: {i}+2\nA:", "completion": f" {i + 2}"}) + "\n"
-                             for i in range(10)))
-    data = load_generation(str(given), seed=3)
-    assert len(data.train) == 8 and len(data.dev) == len(data.test) == 1
-    assert sorted(data.train + data.dev + data.test, key=lambda e: int(e.completion)) == \
-        [Example(f"Q: {i}+2\nA:", f" {i + 2}") for i in range(10)]
-    rendered = tmp_path / "rendered.jsonl"
-    rendered.write_text('{"source": "x", "target": "y", "id": 1}\n' * 3)
-    data = load_generation(str(rendered), template="In: {source} {not a field}\nOut:")
-    assert data.test == [Example("In: x {not a field}\nOut:", "y")]
-
-
-def test_dotted_fields_read_a_record_column_and_hf_reads_a_local_dataset_with_its_splits(tmp_path):
-    """A dataset saved with `datasets` in the hub's layout (data/SPLIT-*.parquet), rows holding a `translation`
-    record, loaded by name through `hf:` as `datasets.load_dataset` loads it."""
-    from datasets import Dataset
-
-    def rows(n, offset):
-        return [{"translation": {"src_lang": "kel", "tgt_lang": "vor", "src_text": f"ama {i}",
-                                 "tgt_text": f"tusi {i}"}} for i in range(offset, offset + n)]
-
-    for split, n, offset in (("train", 6, 0), ("validation", 2, 100), ("test", 3, 200)):
-        path = tmp_path / "kelo" / "data" / f"{split}-00000-of-00001.parquet"
-        Dataset.from_list(rows(n, offset)).to_parquet(str(path))
-    data = load_generation(f"hf:{tmp_path / 'kelo'}", template="{source} =", source_field="translation.src_text",
-                           target_field="translation.tgt_text")
-    assert data.name == "kelo" and (len(data.train), len(data.dev), len(data.test)) == (6, 2, 3)
-    assert data.test[0] == Example("ama 200 =", "tusi 200") and data.dev[1] == Example("ama 101 =", "tusi 101")
-
-
-def test_parallel_files_pair_line_i_with_line_i_and_skip_blank_pairs(tmp_path):
-    (tmp_path / "a.txt").write_text("ama beko\n\ncilu\nx\ny\n")
-    (tmp_path / "b.txt").write_text("tusi rano\n\npewa\nX\nY\n")
-    data = load_generation(f"{tmp_path / 'a.txt'},{tmp_path / 'b.txt'}", test=f"{tmp_path / 'a.txt'},"
-                           f"{tmp_path / 'b.txt'}", dev=f"{tmp_path / 'a.txt'},{tmp_path / 'b.txt'}")
-    assert data.test == [Example("ama beko\n", "tusi rano"), Example("cilu\n", "pewa"), Example("x\n", "X"),
-                         Example("y\n", "Y")]
-
-
-def test_the_built_in_set_trains_on_train_modules_and_tests_on_held_out_ones():
-    from twofold.data.stdlib import documented_functions
-
-    packages = ("json", "email")
-    data = stdlib_docstrings(packages)
-    first_lines = lambda part: {f.docstring.strip().splitlines()[0].strip()
-                                for f in documented_functions(part, packages)}
-    held_out, train = first_lines("held-out"), first_lines("train")
-    assert data.test and {e.completion.strip() for e in data.test} <= held_out - train
-    assert {e.completion.strip() for e in data.train + data.dev} <= train
-    assert all(e.prompt.endswith("\n# Summary:") and e.completion.startswith(" ") for e in data.test)
-    assert stdlib_docstrings(("json", "email"), seed=1).test == data.test  # every seed scores the same functions
 
 
 def test_finetune_generate_returns_chrf_before_and_after_as_recorded(exports, kelo_vora, tmp_path):
