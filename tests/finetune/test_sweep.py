@@ -379,3 +379,44 @@ def test_a_runs_checkpoint_is_exported_for_the_libraries_and_the_export_not_kept
     record = json.loads((tmp_path / "out" / RECORD).read_text())
     assert (record["model"]["kind"], record["model"]["checkpoint"]) == ("run", "000000002-step2")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["finetune.json", "model.json", RESULTS]
+
+
+def test_a_pair_fine_tunes_only_the_member_a_task_fits_and_says_why(tmp_path, monkeypatch, exports, pairs_file):
+    """sparse needs the encoder's MLM head: the decoder is left out, said and recorded; the task's default
+    recipe is used when none is given."""
+    table = {None: {"test": {"ndcg@10": 0.1}}, 2e-5: {"test": {"ndcg@10": 0.3}}}
+    library = Library(monkeypatch, table, task="sparse", primary="ndcg@10")
+    library.data = load_data("sparse", str(pairs_file), seed=12)
+    monkeypatch.setattr("twofold.finetune.run.prepare",
+                        lambda task, data, recipe, base: run.Prepared(data.train, data.dev, data.test, {}))
+    lines = []
+    out = tmp_path / "pair"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        [result] = library.run_pair("sparse", Path(exports["encoder"]).parent, library.data, out, recipe=None,
+                                    say=lines.append)
+    assert (result.model, result.out, result.learning_rate) == ("encoder", out / "encoder", 2e-5)
+    assert [name for name, _ in library.built] == ["encoder", "encoder"]
+    reason = tasks.unfit("sparse", run.resolve(exports["decoder"], tmp_path / "scratch", name="decoder"))
+    assert reason.startswith(f"{exports['decoder']}: sparse (SPLADE) needs a masked-LM head; decoder is a decoder")
+    assert [line for line in lines if not line.startswith("  ")] == [f"left out: {reason}",
+                                                                      f"encoder: sparse on {library.data.name}"]
+    record = json.loads((out / RECORD).read_text())
+    assert record["members"] == ["encoder"] and record["left_out"] == {"decoder": reason}
+    assert record["data_order_identical"] is None and record["recipe"] == recipe_for("sparse").to_dict()
+    assert sorted(p.name for p in out.iterdir()) == ["encoder", "finetune.json"]
+
+
+def test_a_pair_that_fails_leaves_no_hidden_folder(tmp_path, monkeypatch, scripted, exports, labels_file):
+    scripted.data = load_data("classify", str(labels_file), seed=12)
+
+    def fail(*args):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setitem(tasks.TASK_TABLE, "classify", tasks.Task("scripted", scripted.build, fail, scripted.score,
+                                                                 "accuracy", save=scripted.save))
+    with warnings.catch_warnings(), pytest.raises(RuntimeError, match="out of memory"):
+        warnings.simplefilter("ignore")
+        scripted.run_pair("classify", Path(exports["encoder"]).parent, scripted.data, tmp_path / "pair",
+                          recipe=recipe_for("classify", learning_rates=(3e-5,)), say=lambda *_: None)
+    assert list(tmp_path.iterdir()) == []
