@@ -308,6 +308,11 @@ EQUIVALENT: dict[str, str] = {
        "the same" for m in ("x__finetune__mutmut_269", "x__finetune__mutmut_271", "x__finetune__mutmut_272",
                              "x_finetune_pair__mutmut_102", "x_finetune_pair__mutmut_104",
                              "x_finetune_pair__mutmut_105")},
+    # finetune/inputs.py
+    "twofold.finetune.inputs.x__causal_of__mutmut_16": "any separator holding a space keeps 'CausalLM' from being "
+    "formed across two architecture names, and finds it within one",
+    **{f"twofold.finetune.inputs.x_resolve__mutmut_{n}": "`where` only names the folder in the error for a config "
+       "without model_type, and twofold's export always writes one" for n in (88, 91)},
     # finetune/scoring.py
     **{f"twofold.finetune.scoring.x_signatures__mutmut_{n}": "the pair scored first only tells sacrebleu the number "
        "of references (one): its texts are in no signature" for n in (6, 7, 8, 9)},

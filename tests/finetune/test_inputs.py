@@ -54,6 +54,22 @@ def test_an_hf_export_is_used_in_place_with_the_checksums_of_its_json_and_weight
     assert not (tmp_path / "scratch").exists()  # nothing exported for an HF directory
 
 
+def test_an_hf_directory_whose_config_names_no_model_is_refused_naming_it(exports, tmp_path):
+    folder = tmp_path / "untyped"
+    shutil.copytree(exports["encoder"], folder)
+    (folder / "config.json").write_text(json.dumps({"hidden_size": 8}))
+    with pytest.raises(TwofoldError, match=rf"^{folder}: config.json names no model_type"):
+        resolve(folder, tmp_path / "scratch")
+
+
+def test_a_pair_given_as_one_model_is_refused_naming_a_member(exports, tmp_path):
+    pair = Path(exports["encoder"]).parent
+    with pytest.raises(TwofoldError, match=rf"^model {pair} is .*; give .*, e.g. {pair / 'encoder'}$"):
+        resolve(pair, tmp_path / "scratch")
+    with pytest.raises(TwofoldError, match=rf"^model {tmp_path / 'absent'}: "):
+        resolve(tmp_path / "absent", tmp_path / "scratch")
+
+
 def test_an_hf_export_without_its_tokenizer_is_refused(exports, tmp_path):
     folder = tmp_path / "bare"
     shutil.copytree(exports["encoder"], folder)
@@ -75,6 +91,10 @@ def test_a_hub_id_is_read_through_transformers_config(monkeypatch, exports, tmp_
         asked.append(given)
         if given == "org/missing":
             raise OSError("org/missing is not a valid model identifier")
+        if given == "org/untyped":
+            from transformers import PretrainedConfig
+
+            return PretrainedConfig()  # no model_type, no architectures
         return real(exports["decoder"])
 
     monkeypatch.setattr(AutoConfig, "from_pretrained", from_pretrained)
@@ -84,7 +104,9 @@ def test_a_hub_id_is_read_through_transformers_config(monkeypatch, exports, tmp_
     with pytest.raises(TwofoldError, match=r"^org/missing: not a local directory and not loadable from the hub "
                                            r"\(org/missing is not a valid model identifier\)$"):
         resolve("org/missing", tmp_path / "scratch")
-    assert asked == ["org/tiny-decoder", "org/missing"]
+    with pytest.raises(TwofoldError, match=r"^org/untyped: config.json names no model_type"):
+        resolve("org/untyped", tmp_path / "scratch")
+    assert asked == ["org/tiny-decoder", "org/missing", "org/untyped"]
 
 
 def test_a_runs_checkpoint_is_exported_into_the_scratch_folder_and_recorded(exports, tmp_path):
@@ -96,6 +118,16 @@ def test_a_runs_checkpoint_is_exported_into_the_scratch_folder_and_recorded(expo
     assert base.source == {"kind": "run", "path": str(run_dir.resolve()), "checkpoint": "000000002-step2",
                            "sha256": {p.name: sha256_file(p) for p in sorted(exported.iterdir())
                                       if p.suffix in (".json", ".safetensors")}}
+
+
+def test_a_pair_of_runs_is_exported_into_the_scratch_folder(exports, tmp_path):
+    pair = tmp_path / "pair"
+    for member in ("encoder", "decoder"):
+        make_run(pair / member, exports[member])
+    encoder, decoder = resolve_pair(pair, tmp_path / "scratch")
+    assert (encoder.path, decoder.path) == (str(tmp_path / "scratch" / "encoder-export"),
+                                            str(tmp_path / "scratch" / "decoder-export"))
+    assert (encoder.causal, decoder.causal, encoder.source["kind"]) == (False, True, "run")
 
 
 def test_a_run_whose_tokenizer_is_gone_is_refused(exports, tmp_path):
@@ -110,6 +142,8 @@ def test_a_run_whose_tokenizer_is_gone_is_refused(exports, tmp_path):
 def test_a_pair_is_its_encoder_then_its_decoder_and_a_swapped_pair_is_refused(exports, tmp_path):
     encoder, decoder = resolve_pair(Path(exports["encoder"]).parent, tmp_path / "scratch")
     assert (encoder.name, encoder.causal, decoder.name, decoder.causal) == ("encoder", False, "decoder", True)
+    with pytest.raises(TwofoldError, match=rf"^--pair {tmp_path}: not a pair run"):
+        resolve_pair(tmp_path, tmp_path / "scratch")
     for encoder_from, decoder_from in (("decoder", "decoder"), ("encoder", "encoder"), ("decoder", "encoder")):
         swapped = tmp_path / f"{encoder_from}-{decoder_from}"
         shutil.copytree(exports[encoder_from], swapped / "encoder")
