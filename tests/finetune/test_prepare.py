@@ -15,7 +15,7 @@ from twofold.finetune import recipe_for
 from twofold.finetune.datasets import RetrievalSet
 from twofold.finetune.inputs import resolve
 from twofold.finetune.run import load_data, prepare
-from twofold.finetune.tasks import OrderRecorder, classification_metrics, embedder, rerank_candidates
+from twofold.finetune.tasks import classification_metrics, embedder, rerank_candidates
 
 
 def test_classification_metrics_on_predictions_where_each_metric_differs():
@@ -31,21 +31,6 @@ def test_classification_metrics_on_predictions_where_each_metric_differs():
     predicted = np.array([[0.0], [0.1], [0.2], [0.3], [0.4], [5.0]])  # the same order, far from a line
     assert classification_metrics(predicted, similarity, regression=True) == pytest.approx(
         {"pearson": float(np.corrcoef(predicted[:, 0], similarity)[0, 1]), "spearman": 1.0})
-
-
-def test_the_order_recorder_hashes_the_texts_of_every_batch_it_builds():
-    built = []
-    recorder = OrderRecorder(lambda features: built.append(features) or len(features))
-    assert recorder([{"query": "a", "positive": "b", "ids": [1, 2]}, {"query": "c", "label": 1}]) == 2
-    again = OrderRecorder(lambda features: None)
-    again([{"positive": "b", "query": "a", "ids": [9]}, {"label": 1, "query": "c"}])  # lists are not texts
-    assert recorder.batches == again.batches == 1 and recorder.hexdigest == again.hexdigest
-    again([{"query": "a"}])
-    other = OrderRecorder(lambda features: None)
-    other([{"query": "c", "label": 1}, {"query": "a", "positive": "b"}])  # the same texts, another order
-    assert len({recorder.hexdigest, again.hexdigest, other.hexdigest}) == 3 and again.batches == 2
-    recorder.collator.tag = "the collator's"
-    assert recorder.tag == "the collator's" and recorder.steps is None
 
 
 @pytest.fixture(scope="module")
