@@ -313,6 +313,8 @@ EQUIVALENT: dict[str, str] = {
     "formed across two architecture names, and finds it within one",
     **{f"twofold.finetune.inputs.x_resolve__mutmut_{n}": "`where` only names the folder in the error for a config "
        "without model_type, and twofold's export always writes one" for n in (88, 91)},
+    # finetune/generation_data.py
+    "twofold.finetune.generation_data.x__read_parallel__mutmut_4": "Python reads an encoding name in any case",
     # finetune/scoring.py
     **{f"twofold.finetune.scoring.x_signatures__mutmut_{n}": "the pair scored first only tells sacrebleu the number "
        "of references (one): its texts are in no signature" for n in (6, 7, 8, 9)},
@@ -467,6 +469,8 @@ NOT_KILLABLE_HERE: dict[str, str] = {
        for n in (18, 20, 21)},
     **{f"twofold.finetune.run.x__environment__mutmut_{n}": "PyLate's version is recorded only where it is "
        "installed (the colbert environment, `make colbert`), not in the test environment" for n in (8, 9)},
+    "twofold.finetune.generation_data.x__read_parallel__mutmut_2": "the locale's encoding is read instead of UTF-8: "
+    "differs only under a locale that is not UTF-8, and this machine's is",
     **{f"twofold.eval.suites.glue.x_read_tsv__mutmut_{n}": "the locale's encoding is read instead of UTF-8: "
        "differs only under a locale that is not UTF-8, and this machine's is" for n in (2, 4)},
     **{f"twofold.merge.x__hf_source__mutmut_{n}": "reads the tokenizer's mask id even when the config gives one: "

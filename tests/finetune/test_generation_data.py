@@ -205,3 +205,88 @@ def test_the_built_in_set_takes_a_functions_first_lines_and_its_docstrings_first
     assert stdlib_docstrings(("json", "email"), seed=1).dev != data.dev
     with pytest.raises(TwofoldError, match=r"^--template / --source-field / --target-field shape file data"):
         load_generation("stdlib", template="{source}")
+
+
+def test_a_local_dataset_with_configs_is_read_by_the_config_named(tmp_path, monkeypatch):
+    """`hf:FOLDER:CONFIG`, the hub's layout of a dataset with two configs (README front matter). `datasets`
+    caches what it reads in a folder of this test's own (its shared cache may hold another folder of this name)."""
+    import datasets
+    from datasets import Dataset
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+
+    folder = tmp_path / "multi"
+    for config in ("a", "b"):
+        Dataset.from_list([{"source": f"{config}{i}", "target": f"t{i}"} for i in range(10)]).to_parquet(
+            str(folder / config / "train-00000-of-00001.parquet"))
+    configs = "".join(f"- config_name: {c}\n  data_files:\n  - split: train\n    path: {c}/train-*.parquet\n"
+                      for c in "ab")
+    (folder / "README.md").write_text(f"---\nconfigs:\n{configs}---\n")
+    data = load_generation(f"hf:{folder}:b", seed=0)
+    assert data.name == "multi" and data.files == [] and len(data.train) == 8
+    assert {e.prompt for e in data.train + data.dev + data.test} == {f"b{i}\n" for i in range(10)}
+    with pytest.raises(TwofoldError, match=rf"^hf:{folder}: cannot load the dataset \(ValueError: Config name is "
+                                           "missing"):
+        load_generation(f"hf:{folder}")
+
+
+def test_a_hub_dataset_is_named_by_its_id_its_dev_split_may_be_called_dev_and_bad_rows_are_named(monkeypatch):
+    """No internet here: `datasets.load_dataset` is replaced by one that returns real `datasets` splits for
+    a hub id (and raises for an unknown one), as the hub would."""
+    import datasets
+
+    asked = []
+
+    def load_dataset(name, config=None, **kwargs):
+        asked.append((name, config))
+        if name == "org/absent":
+            raise ConnectionError("no route to the hub")
+        rows = lambda n, k: datasets.Dataset.from_list([{"source": f"{k}{i}", "target": f"t{i}"} for i in range(n)])
+        splits = {"train": rows(6, "s"), "dev": rows(2, "d")}
+        if name == "org/broken":
+            splits["test"] = datasets.Dataset.from_list([{"source": "a", "target": "b"}, {"source": "c"}])
+        if name == "org/no-train":
+            splits = {"test": rows(2, "x")}
+        return datasets.DatasetDict(splits)
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    data = load_generation("hf:org/mt:kel-vor", seed=0)
+    assert asked == [("org/mt", "kel-vor")] and data.name == "org_mt"
+    assert [e.prompt for e in data.dev] == ["d0\n", "d1\n"] and (len(data.train), len(data.test)) == (4, 1)
+    assert load_generation("hf:org/mt", seed=0).test == data.test and asked[-1] == ("org/mt", None)
+    with pytest.raises(TwofoldError, match=r"^hf:org/broken\[test\]:2: no 'target' field \(columns: source, target\)"):
+        load_generation("hf:org/broken")
+    with pytest.raises(TwofoldError, match=r"^hf:org/no-train: no train split \(splits: test\); fine-tuning needs one"):
+        load_generation("hf:org/no-train")
+    with pytest.raises(TwofoldError, match=r"^hf:org/absent: cannot load the dataset \(ConnectionError: no route to "
+                                           r"the hub\)$"):
+        load_generation("hf:org/absent")
+
+
+def test_a_target_file_with_a_comma_in_its_name_and_an_hf_spec_never_read_as_parallel_files(tmp_path):
+    source, target = write(tmp_path / "a.src", "x\ny\nz\n"), write(tmp_path / "b,c.tgt", "X\nY\nZ\n")
+    assert read_examples(f"{source},{target}")[0] == Example("x\n", "X")
+    with pytest.raises(TwofoldError, match=r"^hf:x,y: no such file; pass a .jsonl/.tsv/.csv file"):
+        read_examples("hf:x,y")
+
+
+def test_the_split_is_seeded_and_the_template_recorded(tmp_path):
+    rows = jsonl(tmp_path / "rows.jsonl", [{"source": f"s{i}", "target": f"t{i}"} for i in range(30)])
+    first, again, other = (load_generation(rows, seed=s, template="Q: {source}") for s in (3, 3, 4))
+    assert (first.dev, first.test) == (again.dev, again.test) and first.dev != other.dev
+    assert first.template == "Q: {source}" and load_generation(rows).template is None
+
+
+def test_the_built_in_set_through_load_generation_with_its_name_template_seed_and_limits():
+    packages = ("json", "email")
+    data = load_generation("stdlib", seed=3, packages=packages, max_train=5, max_test=4)
+    full = stdlib_docstrings(packages, seed=3)
+    assert (data.train, data.dev, data.test) == (full.train[:5], full.dev[:4], full.test[:4])
+    assert (data.name, data.template) == ("stdlib-docstrings", "{source}\n# Summary:")
+    assert stdlib_docstrings(packages, seed=3).dev == full.dev != stdlib_docstrings(packages, seed=4).dev
+    assert load_generation("stdlib", packages=("email",)).train != load_generation("stdlib", packages=packages).train
+    for option in ({"source_field": "code"}, {"target_field": "doc"}):
+        with pytest.raises(TwofoldError, match=r"^--template / --source-field / --target-field shape file data"):
+            load_generation("stdlib", **option)
+    small = stdlib_docstrings(("ctypes",))  # six train functions: round(0.6) = 1 held out for dev
+    assert (len(small.train), len(small.dev)) == (5, 1)
