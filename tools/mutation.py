@@ -318,6 +318,22 @@ EQUIVALENT: dict[str, str] = {
        "without model_type, and twofold's export always writes one" for n in (88, 91)},
     # finetune/generation_data.py
     "twofold.finetune.generation_data.x__read_parallel__mutmut_4": "Python reads an encoding name in any case",
+    # finetune/datasets.py
+    **{f"twofold.finetune.datasets.x__an_id__mutmut_{n}": "'_id' also ends with '_id', which the suffix test finds"
+       for n in (7, 8)},
+    **{f"twofold.finetune.datasets.x__as_set__mutmut_{n}": "a row without a positive is a labelled pair, which "
+       "always carries its label: the default is never read" for n in (39, 41, 44)},
+    **{f"twofold.finetune.datasets.x__fingerprint__mutmut_{n}": "default=sorted only serves values JSON cannot write "
+       "(sets), and the fingerprinted data holds none (qrels are sorted into lists first)" for n in (4, 7)},
+    "twofold.finetune.datasets.x__read_columns__mutmut_3": "it reads only rows _retrieval_example accepted, which "
+    "hold a query and a positive (or a labelled document): next() always finds one",
+    **{f"twofold.finetune.datasets.x__read_qrels__mutmut_{n}": "the score is the last field, which float() reads "
+       "with or without the whitespace around it" for n in (13, 14, 15)},
+    **{f"twofold.finetune.datasets.{m}": "Python reads an encoding name in any case"
+       for m in ("x__read_qrels__mutmut_5", "x_rows__mutmut_10", "x_rows__mutmut_34")},
+    "twofold.finetune.datasets.x_rows__mutmut_20": "an empty string is not a JSON object either: the same error",
+    "twofold.finetune.datasets.x_stdlib_classification__mutmut_12": "the held-out functions of other packages are "
+    "dropped by the package filter anyway, and their counts are read only for the packages asked for",
     # finetune/scoring.py
     **{f"twofold.finetune.scoring.x_signatures__mutmut_{n}": "the pair scored first only tells sacrebleu the number "
        "of references (one): its texts are in no signature" for n in (6, 7, 8, 9)},
@@ -472,6 +488,9 @@ NOT_KILLABLE_HERE: dict[str, str] = {
        for n in (18, 20, 21)},
     **{f"twofold.finetune.run.x__environment__mutmut_{n}": "PyLate's version is recorded only where it is "
        "installed (the colbert environment, `make colbert`), not in the test environment" for n in (8, 9)},
+    **{f"twofold.finetune.datasets.{m}": "the locale's encoding is read instead of UTF-8: differs only under a "
+       "locale that is not UTF-8, and this machine's is"
+       for m in ("x__read_qrels__mutmut_3", "x_rows__mutmut_8", "x_rows__mutmut_29", "x_rows__mutmut_31")},
     "twofold.finetune.generation_data.x__read_parallel__mutmut_2": "the locale's encoding is read instead of UTF-8: "
     "differs only under a locale that is not UTF-8, and this machine's is",
     **{f"twofold.eval.suites.glue.x_read_tsv__mutmut_{n}": "the locale's encoding is read instead of UTF-8: "

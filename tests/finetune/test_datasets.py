@@ -378,3 +378,143 @@ def test_the_built_in_classification_set_balances_its_test_packages():
     assert len(load_labelled("stdlib", packages=PACKAGES, max_train=7).train) == 7
     with pytest.raises(TwofoldError, match=r"stdlib: fewer than two packages with enough documented functions"):
         datasets.stdlib_classification(("json",))
+
+
+# ----------------------------------------------------------------------------- what the first tests left open
+
+def test_identifier_columns_are_expected_and_the_warning_names_the_file_read(tmp_path):
+    rows = [{"query": "q", "positive": "p", "pid": 1, "DocId": 2, "row_idx": 3, "Q-ID": 4, "note": "n"}] * 3
+    train, dev = jsonl(tmp_path / "train.jsonl", rows), jsonl(tmp_path / "dev.jsonl", rows)
+    with pytest.warns(UserWarning) as caught:
+        load_retrieval(str(train), str(dev), str(train))
+    assert [str(w.message).split(": column(s) ")[0] for w in caught] == [str(train), str(dev), str(train)]
+    assert all(str(w.message).split(" not read")[0].endswith("'note' (3 rows)") for w in caught)
+
+
+def test_a_fingerprint_is_the_same_whatever_the_order_of_keys():
+    a = RetrievalData("n", [{"query": "a", "positive": "x"}], RetrievalSet({"q1": "a", "q2": "b"}, {"d": "x"},
+                                                                          {"q1": {"d": 1}, "q2": {"d": 1}}),
+                      RetrievalSet({}, {}, {}))
+    b = RetrievalData("n", [{"positive": "x", "query": "a"}], RetrievalSet({"q2": "b", "q1": "a"}, {"d": "x"},
+                                                                          {"q2": {"d": 1}, "q1": {"d": 1}}),
+                      RetrievalSet({}, {}, {}))
+    assert a.fingerprint == b.fingerprint
+
+
+def test_qrels_ids_may_hold_spaces_and_queries_without_text_are_empty(tmp_path):
+    folder = tmp_path / "spaced"
+    jsonl(folder / "corpus.jsonl", [{"_id": "doc 1", "text": "x"}])
+    jsonl(folder / "queries.jsonl", [{"_id": "q 1", "text": "y"}, {"_id": "q2"}])
+    write(folder / "qrels" / "test.tsv", "q 1\tdoc 1\t1\nq2\tdoc 1\t2\n")
+    corpus, queries, qrels = read_beir(folder)
+    assert qrels == {"test": {"q 1": {"doc 1": 1}, "q2": {"doc 1": 2}}} and queries == {"q 1": "y", "q2": ""}
+
+
+def test_a_beir_split_searches_the_whole_corpus_and_the_seed_picks_the_held_out_queries(tmp_path):
+    folder = beir(tmp_path, splits=("train",), queries=30)
+    data = load_retrieval(str(folder), seed=3)
+    assert data.test.corpus == data.dev.corpus == read_beir(folder)[0]
+    assert load_retrieval(str(folder), seed=3).dev.queries == data.dev.queries
+    assert load_retrieval(str(folder), seed=4).dev.queries != data.dev.queries
+    assert load_retrieval(str(folder)).dev.queries == load_retrieval(str(folder), seed=0).dev.queries
+
+
+def test_regression_data_keeps_its_name_files_and_every_split(tmp_path):
+    train = write(tmp_path / "sts.tsv", "sentence\tlabel\n" + "".join(f"s{i}\t{i / 2}\n" for i in range(6)))
+    dev = write(tmp_path / "dev.tsv", "sentence\tlabel\nd\t0.25\n")
+    test = write(tmp_path / "test.tsv", "sentence\tlabel\nt\t4.5\n")
+    data = load_labelled(str(train), str(dev), str(test))
+    assert (data.name, data.dev, data.test, data.files) == ("sts", [(("d",), 0.25)], [(("t",), 4.5)],
+                                                            [train, dev, test])
+
+
+def test_csv_cells_keep_their_line_breaks_and_tsv_cells_their_quotes(tmp_path):
+    csv = tmp_path / "crlf.csv"
+    csv.write_bytes(b'text,label\r\n"two\r\nlines",1\r\n')
+    assert list(rows(csv)) == [(3, {"text": "two\r\nlines", "label": "1"})]
+    tsv = write(tmp_path / "quotes.tsv", 'sentence\tlabel\n"hi" she said\t1\n')
+    assert list(rows(tsv)) == [(2, {"sentence": '"hi" she said', "label": "1"})]
+
+
+def test_a_labelled_file_read_alone_names_its_bad_row(tmp_path):
+    path = write(tmp_path / "rows.tsv", "sentence\tgold\na\t1\n")
+    with pytest.raises(TwofoldError, match=rf"^{path}:2: label column 'label' is missing"):
+        read_labelled(path, ("sentence",), "label")
+
+
+def test_a_training_file_in_the_working_folder_is_named_by_its_stem(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "sst.tsv", "sentence\tlabel\na\tx\nb\ty\n")
+    assert train_and_dev("sst.tsv", "sst.tsv", ("sentence",), "label").name == "sst"
+
+
+def test_hub_data_is_read_from_its_train_split_and_named_by_its_id(monkeypatch):
+    """No internet here: `datasets.load_dataset` is replaced by one that returns a real `datasets` split."""
+    import datasets
+
+    asked = []
+
+    def load_dataset(name, config=None, split=None, **kwargs):
+        asked.append((name, config, split))
+        if name == "org/absent":
+            raise ConnectionError("no route to the hub")
+        if name == "org/labels":
+            return datasets.Dataset.from_list([{"sentence": f"s{i}", "label": i % 2} for i in range(10)])
+        pairs = [{"query": f"q{i}", "positive": f"p{i}"} for i in range(9)]
+        return datasets.Dataset.from_list(pairs + [{"query": "q"}])
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    with pytest.raises(TwofoldError, match=r"^hf:org/pairs:v2:10: no positive field"):
+        load_retrieval("hf:org/pairs:v2")
+    assert asked == [("org/pairs", "v2", "train")]
+    data = load_labelled("hf:org/labels", seed=1)
+    assert asked[-1] == ("org/labels", None, "train") and data.name == "org_labels" and data.files == []
+    assert sorted(data.train + data.dev + data.test) == sorted(((f"s{i}",), i % 2) for i in range(10))
+    with pytest.raises(TwofoldError, match=r"^hf:org/absent: cannot load the dataset \(ConnectionError: no route"):
+        load_labelled("hf:org/absent")
+
+
+def test_the_built_in_sets_default_to_seed_0_and_a_seed_repeats():
+    for load in (load_retrieval, load_labelled):
+        first, again, zero = load("stdlib", packages=PACKAGES, seed=2), load("stdlib", packages=PACKAGES, seed=2), \
+            load("stdlib", packages=PACKAGES)
+        assert first.dev == again.dev and zero.dev == load("stdlib", packages=PACKAGES, seed=0).dev != first.dev
+    assert datasets.stdlib_classification(PACKAGES).dev == datasets.stdlib_classification(PACKAGES, seed=0).dev
+    assert datasets.stdlib_retrieval(PACKAGES).dev == datasets.stdlib_retrieval(PACKAGES, seed=0).dev
+
+
+def test_the_built_in_retrieval_set_of_a_small_package_holds_out_one_dev_query():
+    small = datasets.stdlib_retrieval(("ctypes",))  # five unique train lines: round(0.5) = 0, at least 1
+    assert len(small.dev.queries) == 1 and small.name == "stdlib-code-search"
+    from twofold.data.stdlib import documented_functions
+
+    held = {f.docstring.strip().splitlines()[0] for f in documented_functions("held-out", ("ctypes",))}
+    assert set(small.test.queries.values()) <= held and len(small.test.queries) > 0
+
+
+def fake_functions(counts: dict[str, tuple[int, int]]):
+    """Made-up documented functions: package -> (functions in the train part, in the held-out part)."""
+    from twofold.data.stdlib import HeldOutFunction
+
+    def functions(part, packages):
+        index = 0 if part == "train" else 1
+        return tuple(HeldOutFunction(f"{p}.f{i}", p, p, f"Doc {p} {part} {i}.", f"def f{i}(): pass")
+                     for p, n in counts.items() for i in range(n[index]))
+    return functions
+
+
+def test_a_package_needs_30_train_and_10_held_out_functions_and_two_packages_suffice(monkeypatch):
+    monkeypatch.setattr(datasets, "_functions", fake_functions({"at": (30, 10), "low_train": (29, 50),
+                                                                "low_held": (60, 9), "big": (250, 60)}))
+    data = datasets.stdlib_classification(seed=0)
+    assert data.labels == ["at", "big"] and data.name == "stdlib-packages"
+    label = {(f"Doc {p} train {i}.",): p for p, n in (("at", 30), ("big", 250)) for i in range(n)}
+    assert all(data.labels[y] == label[t] for t, y in data.train + data.dev)  # each text its own package
+    assert all(t[0].startswith(f"Doc {data.labels[y]} held-out ") for t, y in data.test)
+    counts = lambda part: np.bincount([y for _, y in part], minlength=2).tolist()
+    assert counts(data.train) == [27, 180] and counts(data.dev) == [3, 20]  # at most 200 a package
+    assert counts(data.test) == [10, 45]  # at most 45 a package
+    monkeypatch.setattr(datasets, "_functions", fake_functions({"a": (5, 10), "b": (5, 10)}))
+    monkeypatch.setattr(datasets, "STDLIB_PACKAGES_MIN", (5, 10))
+    few = datasets.stdlib_classification(max_per_class=5)  # round(0.5) = 0: at least one for dev
+    assert counts(few.dev) == [1, 1] and counts(few.train) == [4, 4]
