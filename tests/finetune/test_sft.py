@@ -64,6 +64,8 @@ def fake_ids(generator, n: int, first: int = 10) -> str:
     (3, 30, 20, 3, 16),  # a long completion keeps its start, as much as the prompt leaves: 20 - 1 - 3
     (30, 30, 20, 9, 10),  # both long: half the window for the completion, the rest (less BOS) for the prompt
     (30, 30, 21, 10, 10),  # 21 // 2 = 10 for the completion
+    (30, 30, 3, 1, 1),  # one token of each
+    (30, 30, 2, 0, 1),  # no room left for the prompt: BOS and one completion token
 ])
 def test_an_example_is_bos_prompt_completion_eos_with_only_the_completion_learned(
         generator, prompt, completion, window, kept_prompt, kept_completion):
@@ -106,6 +108,7 @@ def test_training_records_its_batches_and_steps(generator, tmp_path, exports):
     recorder = OrderRecorder(None)
     sft.train(fresh, examples, recipe_for("generate", max_length=32, batch_size=2, epochs=1), 1e-3, tmp_path, recorder)
     assert (recorder.batches, recorder.steps) == (2, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "the Trainer saves nothing itself"
     assert any(not torch.equal(before[k], v) for k, v in fresh.model.state_dict().items())
 
 
@@ -162,3 +165,15 @@ def test_a_saved_generator_loads_back_with_its_tokenizer(generator, tmp_path):
 
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), generator.model.state_dict().values()))
+
+
+def test_build_loads_the_exports_causal_lm_and_tokenizer(exports, generator):
+    from safetensors.torch import load_file
+
+    from twofold.finetune.inputs import BaseModel
+
+    built = sft.build(BaseModel(str(exports["decoder"]), "decoder", causal=True), recipe_for("generate"))
+    saved = load_file(exports["decoder"] / "model.safetensors")
+    assert torch.equal(built.model.state_dict()["model.embeddings.tok_embeddings.weight"],
+                       saved["model.embeddings.tok_embeddings.weight"])
+    assert built.tokenizer.get_vocab() == generator.tokenizer.get_vocab()
