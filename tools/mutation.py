@@ -66,6 +66,7 @@ MODULES = {
     "src/twofold/finetune/sft.py": ["tests/finetune/test_sft.py"],
     "src/twofold/finetune/training.py": ["tests/finetune/test_training.py"],
     "src/twofold/finetune/generate.py": ["tests/finetune/test_sweep.py"],
+    "src/twofold/finetune/tasks.py": ["tests/finetune/test_tasks.py", "tests/finetune/test_prepare.py"],
     "src/twofold/eval/metrics.py": ["tests/eval/test_metrics.py"],
     "src/twofold/eval/suites/glue.py": ["tests/eval/test_glue.py"],
     "src/twofold/merge.py": ["tests/test_merge.py"],
