@@ -315,6 +315,7 @@ EQUIVALENT: dict[str, str] = {
     # finetune/inputs.py
     "twofold.finetune.inputs.x__causal_of__mutmut_16": "any separator holding a space keeps 'CausalLM' from being "
     "formed across two architecture names, and finds it within one",
+    "twofold.finetune.inputs.x_resolve__mutmut_8": "twofold.models.resolve names the model 'model' by default too",
     **{f"twofold.finetune.inputs.x_resolve__mutmut_{n}": "`where` only names the folder in the error for a config "
        "without model_type, and twofold's export always writes one" for n in (88, 91)},
     # finetune/generation_data.py

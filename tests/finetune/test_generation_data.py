@@ -275,6 +275,8 @@ def test_the_split_is_seeded_and_the_template_recorded(tmp_path):
     first, again, other = (load_generation(rows, seed=s, template="Q: {source}") for s in (3, 3, 4))
     assert (first.dev, first.test) == (again.dev, again.test) and first.dev != other.dev
     assert first.template == "Q: {source}" and load_generation(rows).template is None
+    assert load_generation(rows).dev == load_generation(rows, seed=0).dev  # the default seed is 0
+    assert stdlib_docstrings(("json", "email")).dev == stdlib_docstrings(("json", "email"), seed=0).dev
 
 
 def test_the_built_in_set_through_load_generation_with_its_name_template_seed_and_limits():
