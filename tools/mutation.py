@@ -341,6 +341,13 @@ EQUIVALENT: dict[str, str] = {
     "nothing into its output folder (tests/finetune/test_sft.py finds it empty after training)",
     "twofold.finetune.sft.x_trainer__mutmut_18": "DataCollatorForSeq2Seq's label_pad_token_id defaults to -100, the "
     "value passed",
+    # finetune/training.py
+    "twofold.finetune.training.x_training_args__mutmut_21": "transformers 5 reports to no integration by default "
+    "(report_to 'none'): the same arguments",
+    "twofold.finetune.training.x_training_args__mutmut_23": "TrainingArguments' disable_tqdm defaults to None",
+    "twofold.finetune.training.x_training_args__mutmut_34": "max(2, 10) is 10 too",
+    **{f"twofold.finetune.training.xǁOrderRecorderǁ__call____mutmut_{n}": "default=str only serves values JSON "
+       "cannot write, and _texts keeps only strings and numbers" for n in (4, 7)},
     # finetune/scoring.py
     **{f"twofold.finetune.scoring.x_signatures__mutmut_{n}": "the pair scored first only tells sacrebleu the number "
        "of references (one): its texts are in no signature" for n in (6, 7, 8, 9)},

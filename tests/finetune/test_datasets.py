@@ -366,7 +366,7 @@ def test_the_built_in_retrieval_set_pairs_unique_docstring_lines_with_their_code
 
 def test_the_built_in_classification_set_balances_its_test_packages():
     data = load_labelled("stdlib", packages=PACKAGES, seed=0)
-    assert data.labels == sorted(data.labels) and len(data.labels) >= 2
+    assert data.labels == ["asyncio", "email", "unittest"]  # json has 14 train functions, fewer than 30
     counts = np.bincount([y for _, y in data.test], minlength=len(data.labels))
     assert counts.max() <= 45 and counts.min() > 0
     small = datasets.stdlib_classification(PACKAGES, seed=0, max_per_class=20, max_test_per_class=5)
@@ -388,7 +388,7 @@ def test_identifier_columns_are_expected_and_the_warning_names_the_file_read(tmp
     with pytest.warns(UserWarning) as caught:
         load_retrieval(str(train), str(dev), str(train))
     assert [str(w.message).split(": column(s) ")[0] for w in caught] == [str(train), str(dev), str(train)]
-    assert all(str(w.message).split(" not read")[0].endswith("'note' (3 rows)") for w in caught)
+    assert all(": column(s) 'note' (3 rows) not read: " in str(w.message) for w in caught)
 
 
 def test_a_fingerprint_is_the_same_whatever_the_order_of_keys():
