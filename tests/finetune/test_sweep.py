@@ -431,21 +431,24 @@ def test_finetune_generate_loads_its_data_with_the_seed_and_limits_and_returns_c
              1e-5: {"dev": {"chrf": 5.0, "bleu": 0.9}, "test": {"chrf": 30.0, "bleu": 0.3}},
              3e-5: {"dev": {"chrf": 9.0, "bleu": 0.4}, "test": {"chrf": 20.0, "bleu": 0.5}}}
     library = Library(monkeypatch, table, task="generate", primary="chrf")
-    clock = iter([10.0, 12.5])
+    clock = iter([10.0, 12.3456])
     monkeypatch.setattr("twofold.finetune.generate.time", SimpleNamespace(perf_counter=lambda: next(clock)))
     packages = ("json", "email")
     library.data = load_generation("stdlib", seed=4, packages=packages, max_train=20, max_test=3)
     library.recipe = recipe_for("generate", learning_rates=(1e-5, 3e-5), epochs=2.0, seed=4)
+    lines = []
     found = finetune_generate(exports["decoder"], "stdlib", tmp_path / "out", seed=4, packages=packages, max_train=20,
-                              max_test=3, name="dec", say=lambda *_: None, learning_rates=(1e-5, 3e-5), epochs=2.0)
+                              max_test=3, name="dec", say=lines.append, learning_rates=(1e-5, 3e-5), epochs=2.0)
+    assert lines[0] == "  before fine-tuning: dev chrf 1.0000"  # the caller's say
     assert found == {"model": "dec", "kind": "decoder", "out": tmp_path / "out", "learning_rate": 3e-5,
                      "chrf_before": 2.0, "chrf_after": 20.0, "before": table[None]["test"],
-                     "after": table[3e-5]["test"], "examples": {"train": 20, "dev": 3, "test": 3}, "seconds": 2.5,
+                     "after": table[3e-5]["test"], "examples": {"train": 20, "dev": 3, "test": 3}, "seconds": 2.35,
                      "results": found["results"]}
     assert [r.variant for r in found["results"]] == ["stdlib-docstrings", "stdlib-docstrings/before"]
     assert json.loads((tmp_path / "out" / RECORD).read_text())["recipe"] == library.recipe.to_dict()
-    clock = iter([0.0, 1.0])  # data already loaded is used as it is
+    clock = iter([0.0, 1.0])  # data already loaded is used as it is; the seed is 0 unless given
     library.data.train = library.data.train[:7]
-    again = finetune_generate(exports["decoder"], library.data, tmp_path / "again", seed=4, say=lambda *_: None,
+    library.recipe = recipe_for("generate", learning_rates=(1e-5, 3e-5), epochs=2.0, seed=0)
+    again = finetune_generate(exports["decoder"], library.data, tmp_path / "again", say=lambda *_: None,
                               learning_rates=(1e-5, 3e-5), epochs=2.0)
     assert again["examples"] == {"train": 7, "dev": 3, "test": 3} and again["model"] == "decoder"
