@@ -143,7 +143,7 @@ def test_a_file_without_dev_or_test_holds_a_seeded_tenth_out_for_each(tmp_path):
     dev_file = jsonl(tmp_path / "dev.jsonl", pairs[:3])
     only_dev = load_retrieval(str(path), dev=str(dev_file), seed=5)
     assert sorted(only_dev.dev.queries.values()) == ["q0", "q1", "q2"] and only_dev.test == data.test
-    assert only_dev.files == [path, dev_file] and only_dev.train == train
+    assert only_dev.files == [path, dev_file] and only_dev.train == [p for p in pairs if p not in test]
     assert len(load_retrieval(str(path), seed=5, max_train=4).train) == 4
     labelled = jsonl(tmp_path / "labelled.jsonl", [{"query": f"q{i}", "document": f"d{i}", "label": 0}
                                                    for i in range(20)])
@@ -291,7 +291,8 @@ def test_pairs_of_texts_given_splits_held_out_splits_and_the_size_limit(tmp_path
     dev_file = write(tmp_path / "dev.csv", "premise,hypothesis,gold\nx,y,y\n")
     only_dev = load_labelled(str(path), dev=str(dev_file), text_fields=("premise", "hypothesis"),
                              label_field="gold", seed=2)
-    assert only_dev.dev == [(("x", "y"), 1)] and only_dev.test == test and only_dev.train == train
+    assert only_dev.dev == [(("x", "y"), 1)] and only_dev.test == test
+    assert only_dev.train == [((f"p{i}", f"h{i}"), i % 2) for i in range(20) if ((f"p{i}", f"h{i}"), i % 2) not in test]
     assert only_dev.files == [path, dev_file]
     assert len(load_labelled(str(path), text_fields=("premise", "hypothesis"), label_field="gold",
                              max_train=3).train) == 3
@@ -518,3 +519,25 @@ def test_a_package_needs_30_train_and_10_held_out_functions_and_two_packages_suf
     monkeypatch.setattr(datasets, "STDLIB_PACKAGES_MIN", (5, 10))
     few = datasets.stdlib_classification(max_per_class=5)  # round(0.5) = 0: at least one for dev
     assert counts(few.dev) == [1, 1] and counts(few.train) == [4, 4]
+
+
+def test_a_split_given_in_its_own_file_leaves_its_share_of_the_training_data_to_training(tmp_path):
+    """Only the missing split is held out of the training data: the tenth that would have been the given
+    split's stays in training (it is neither trained on nor scored otherwise)."""
+    pairs = [{"query": f"q{i}", "positive": f"d{i}"} for i in range(20)]
+    path, dev = jsonl(tmp_path / "pairs.jsonl", pairs), jsonl(tmp_path / "dev.jsonl", pairs[:2])
+    _, held_dev, held_test = _split_off(pairs, 5)
+    retrieval = load_retrieval(str(path), dev=str(dev), seed=5)
+    assert len(retrieval.train) == 18 and held_dev[0] in retrieval.train and held_test[0] not in retrieval.train
+    test_only = load_retrieval(str(path), test=str(dev), seed=5)
+    assert len(test_only.train) == 18 and held_test[0] in test_only.train and held_dev[0] not in test_only.train
+    labels = write(tmp_path / "cls.tsv", "sentence\tlabel\n" + "".join(f"s{i}\t{i % 2}\n" for i in range(20)))
+    labelled = load_labelled(str(labels), dev=str(labels), seed=5)
+    assert len(labelled.train) == 18 and len(labelled.test) == 2 and len(labelled.dev) == 20
+    folder = beir(tmp_path, splits=("train", "dev"), queries=20)
+    with_dev = load_beir(folder, seed=0)
+    pairs_of = read_beir(folder)[2]["train"]
+    assert sum(map(len, pairs_of.values())) == 21  # 20 queries, q1 with two relevant documents
+    test_queries = _split_off(sorted(pairs_of), 0)[2]
+    assert sorted(with_dev.test.queries) == test_queries
+    assert len(with_dev.train) == 21 - sum(len(pairs_of[q]) for q in test_queries)

@@ -162,10 +162,10 @@ def test_held_out_splits_only_where_none_is_given_and_the_size_limits(tmp_path):
                                                         for part in (rows[:12], rows[12:16], rows[16:]))
     assert given.files == [tmp_path / "train.jsonl", tmp_path / "dev.jsonl", tmp_path / "test.jsonl"]
     only_dev = load_generation(train, dev=dev, seed=1)  # the test split is held out of train; dev kept as given
-    assert only_dev.dev == given.dev and len(only_dev.test) == 1 and len(only_dev.train) == 10
-    assert set(only_dev.train + only_dev.test) <= set(given.train) and not set(only_dev.test) & set(only_dev.train)
+    assert only_dev.dev == given.dev and len(only_dev.test) == 1 and len(only_dev.train) == 11
+    assert sorted(only_dev.train + only_dev.test, key=given.train.index) == given.train
     only_test = load_generation(train, test=test, seed=1)
-    assert only_test.test == given.test and len(only_test.dev) == 1 and len(only_test.train) == 10
+    assert only_test.test == given.test and len(only_test.dev) == 1 and len(only_test.train) == 11
     cut = load_generation(train, dev, test, max_train=5, max_test=3)
     assert (cut.train, cut.dev, cut.test) == (given.train[:5], given.dev[:3], given.test[:3])
     empty_dev = write(tmp_path / "empty.jsonl", "")
@@ -252,7 +252,7 @@ def test_a_hub_dataset_is_named_by_its_id_its_dev_split_may_be_called_dev_and_ba
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
     data = load_generation("hf:org/mt:kel-vor", seed=0)
     assert asked == [("org/mt", "kel-vor")] and data.name == "org_mt"
-    assert [e.prompt for e in data.dev] == ["d0\n", "d1\n"] and (len(data.train), len(data.test)) == (4, 1)
+    assert [e.prompt for e in data.dev] == ["d0\n", "d1\n"] and (len(data.train), len(data.test)) == (5, 1)
     assert load_generation("hf:org/mt", seed=0).test == data.test and asked[-1] == ("org/mt", None)
     with pytest.raises(TwofoldError, match=r"^hf:org/broken\[test\]:2: no 'target' field \(columns: source, target\)"):
         load_generation("hf:org/broken")
@@ -292,3 +292,12 @@ def test_the_built_in_set_through_load_generation_with_its_name_template_seed_an
             load_generation("stdlib", **option)
     small = stdlib_docstrings(("ctypes",))  # six train functions: round(0.6) = 1 held out for dev
     assert (len(small.train), len(small.dev)) == (5, 1)
+
+
+def test_a_split_given_in_its_own_file_leaves_its_share_of_the_examples_to_training(tmp_path):
+    rows = [{"prompt": f"p{i}", "completion": f"c{i}"} for i in range(20)]
+    train, dev = jsonl(tmp_path / "train.jsonl", rows), jsonl(tmp_path / "dev.jsonl", rows[:2])
+    only_dev = load_generation(train, dev=dev, seed=1)
+    assert (len(only_dev.train), len(only_dev.test)) == (18, 2)
+    assert sorted(only_dev.train + only_dev.test, key=lambda e: int(e.prompt[1:])) == \
+        [Example(r["prompt"], r["completion"]) for r in rows]

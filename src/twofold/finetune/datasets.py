@@ -12,7 +12,8 @@
 - a BEIR folder: corpus.jsonl, queries.jsonl, qrels/{train,dev,test}.tsv;
 - `hf:NAME[:CONFIG]`: a Hugging Face `datasets` name (needs internet), its train/validation/
   test splits read like a file.
-Without a dev or test split, a seeded 10% of the training examples is held out for each.
+Without a dev or test split, a seeded 10% of the training examples is held out for each one missing
+(the share of a split given in its own file stays in training).
 Every problem is one `TwofoldError` naming the file, line or column and what to do.
 
 `datasets` (optional, the `hf` extra) is imported only for `hf:` data.
@@ -152,15 +153,23 @@ def _hf_rows(spec: str) -> tuple[str, list, list]:
     return name.replace("/", "_"), [(spec, i + 1, dict(row)) for i, row in enumerate(loaded)], []
 
 
-def _split_off(items: list, seed: int) -> tuple[list, list, list]:
-    """(train, dev, test): a seeded HELD_OUT_FRACTION each for dev and test."""
+def _split_off(items: list, seed: int, given: tuple[str, ...] = ()) -> tuple[list, list, list]:
+    """(train, dev, test): a seeded HELD_OUT_FRACTION each for dev and test. A split named in `given`
+    comes from its own file: it is returned empty and its share stays in train."""
     if len(items) < 3:
         raise TwofoldError(f"only {len(items)} examples; fine-tuning needs at least 3 to hold out a dev and a test "
                            "example (or pass --dev and --test)")
     order = np.random.default_rng(seed).permutation(len(items)).tolist()
     cut = max(1, round(len(items) * HELD_OUT_FRACTION))
+    parts = {"dev": order[:cut], "test": order[cut:2 * cut]}
+    train = order[2 * cut:] + [i for split in given for i in parts.pop(split)]
     pick = lambda idx: [items[i] for i in sorted(idx)]
-    return pick(order[2 * cut:]), pick(order[:cut]), pick(order[cut:2 * cut])
+    return pick(train), pick(parts.get("dev", [])), pick(parts.get("test", []))
+
+
+def _given(**splits) -> tuple[str, ...]:
+    """The names of the splits that were given (truthy)."""
+    return tuple(name for name, value in splits.items() if value)
 
 
 # ----------------------------------------------------------------------------- retrieval
@@ -253,8 +262,8 @@ def load_retrieval(spec: str, dev: str | None = None, test: str | None = None, s
         name, found, files = _file_rows(spec)
         train = [_retrieval_example(*row) for row in found]
         _warn_unread(spec, found)
-        if dev is None or test is None:
-            train, dev_part, test_part = _split_off(train, seed)
+        if not (dev and test):
+            train, dev_part, test_part = _split_off(train, seed, _given(dev=dev, test=test))
         dev_set = _as_set(_retrieval_file(dev, files)) if dev else _as_set(dev_part)
         test_set = _as_set(_retrieval_file(test, files)) if test else _as_set(test_part)
         data = RetrievalData(name, train, dev_set, test_set, files)
@@ -310,14 +319,14 @@ def load_beir(directory: Path, seed: int) -> RetrievalData:
         raise TwofoldError(f"{directory}: no qrels/train.tsv; fine-tuning needs training queries "
                            "(BEIR sets with only test qrels are for evaluation: `twofold eval --task beir`)")
     train_queries = sorted(qrels["train"])
-    held = {}
-    for split in ("dev", "test"):
-        if split not in qrels:  # a seeded tenth of the training queries
-            _, dev_q, test_q = _split_off(train_queries, seed)
-            held.setdefault("dev", dev_q)
-            held.setdefault("test", test_q)
-            qrels[split] = {q: qrels["train"][q] for q in held[split]}
-    taken = {q for split in ("dev", "test") for q in held.get(split, [])}
+    missing = [split for split in ("dev", "test") if split not in qrels]
+    taken = set()
+    if missing:  # a seeded tenth of the training queries for each
+        _, dev_q, test_q = _split_off(train_queries, seed, _given(dev="dev" in qrels, test="test" in qrels))
+        for split, held in (("dev", dev_q), ("test", test_q)):
+            if split in missing:
+                qrels[split] = {q: qrels["train"][q] for q in held}
+                taken |= set(held)
     train = [{"query": queries[q], "positive": corpus[d]} for q in train_queries if q not in taken
              for d in sorted(qrels["train"][q])]
     sets = {split: RetrievalSet({q: queries[q] for q in qrels[split]}, corpus, qrels[split])
@@ -384,7 +393,7 @@ def load_labelled(spec: str, dev: str | None = None, test: str | None = None, se
                 files += extra
                 raw[split] = [_labelled_example(*row, text_fields, label_field) for row in more]
         if "dev" not in raw or "test" not in raw:
-            train, dev_part, test_part = _split_off(raw["train"], seed)
+            train, dev_part, test_part = _split_off(raw["train"], seed, _given(dev="dev" in raw, test="test" in raw))
             raw["train"] = train
             raw.setdefault("dev", dev_part)
             raw.setdefault("test", test_part)

@@ -12,7 +12,8 @@
   translation of line i of the other, as MT corpora ship (`train.hat,train.eng`);
 - `hf:NAME[:CONFIG]`: a Hugging Face `datasets` name or a local dataset folder; its train,
   validation and test splits are read like a file.
-Without a dev or test split, a seeded 10% of the training examples is held out for each.
+Without a dev or test split, a seeded 10% of the training examples is held out for each one missing
+(the share of a split given in its own file stays in training).
 Every problem is one `TwofoldError` naming the file, line or field and what to do.
 
 `datasets` (optional, the `hf` extra) is imported only for `hf:` data.
@@ -30,7 +31,7 @@ import numpy as np
 
 from twofold.data.stdlib import documented_functions
 from twofold.errors import TwofoldError
-from twofold.finetune.datasets import HELD_OUT_FRACTION, _split_off, rows
+from twofold.finetune.datasets import HELD_OUT_FRACTION, _given, _split_off, rows
 
 DEFAULT_TEMPLATE = "{source}\n"  # source/target data without --template: the source, then the target
 STDLIB_TEMPLATE = "{source}\n# Summary:"  # the built-in set: a function, then its docstring's first line
@@ -217,7 +218,8 @@ def load_generation(spec: str, dev: str | None = None, test: str | None = None, 
         if not splits["train"]:
             raise TwofoldError(f"{spec}: no examples")
         if "dev" not in splits or "test" not in splits:
-            train, dev_part, test_part = _split_off(splits["train"], seed)
+            train, dev_part, test_part = _split_off(splits["train"], seed,
+                                                    _given(dev="dev" in splits, test="test" in splits))
             splits = {"dev": dev_part, "test": test_part, **splits, "train": train}
         data = GenerationData(name, splits["train"], splits["dev"], splits["test"], files, fields.template)
     for split in ("dev", "test"):
