@@ -348,6 +348,27 @@ EQUIVALENT: dict[str, str] = {
     "twofold.finetune.training.x_training_args__mutmut_34": "max(2, 10) is 10 too",
     **{f"twofold.finetune.training.xǁOrderRecorderǁ__call____mutmut_{n}": "default=str only serves values JSON "
        "cannot write, and _texts keeps only strings and numbers" for n in (4, 7)},
+    # finetune/tasks.py
+    **{f"twofold.finetune.tasks.x__score_{task}__mutmut_{n}": "the evaluator's other cut-offs (accuracy, precision, "
+       "MAP) are computed but never read, nDCG@10 and MRR@10 are its defaults, its batch size only groups the "
+       "encoding, and it writes a CSV only when given an output path, which it is not"
+       for task, numbers in (("embed", (11, 15, 16, 17, 18, 19, 20, 21, 24, 25, 26, 27, 28)),
+                             ("sparse", (11, 15, 16, 17, 18, 19, 20, 21, 24, 25, 26, 27, 28)),
+                             ("rerank", (5, 7, 8, 9, 11, 12))) for n in numbers},
+    **{f"twofold.finetune.tasks.x__build_rerank__mutmut_{n}": "any architecture name that does not end in ForCausalLM "
+       "keeps Sentence Transformers from making the decoder a yes/no-logit reranker; transformers picks the class "
+       "by model_type (the decoder's is checked)" for n in (7, 8, 9)},
+    **{f"twofold.finetune.tasks.x__classify_dataset__mutmut_{n}": "given max_length without truncation, "
+       "transformers' tokenizers truncate (longest_first) anyway, with a warning" for n in (5, 8)},
+    "twofold.finetune.tasks.x_classification_metrics__mutmut_21": "on [N, classes] logits argmax(+1) is argmax(-1)",
+    **{f"twofold.finetune.tasks.x_embedder__mutmut_{n}": "the installed Sentence Transformers has both "
+       "get_embedding_dimension and the older get_word_embedding_dimension, which give the same size (the "
+       "fallback serves older versions)" for n in (7, 8, 9, 13, 14)},
+    **{f"twofold.finetune.tasks.x_mine__mutmut_{n}": "mine_hard_negatives with sampling 'top' (also its default) "
+       "draws nothing at random, its batch size only groups the encoding, and verbose only shows progress"
+       for n in (3, 56, 60, 62, 63, 67, 68)},
+    **{f"twofold.finetune.tasks.x_rerank_candidates__mutmut_{n}": "similarity takes arrays or tensors alike and "
+       "returns a tensor; the batch size only groups the encoding" for n in (8, 11, 12, 13, 14, 17, 20, 21, 22, 23)},
     # finetune/scoring.py
     **{f"twofold.finetune.scoring.x_signatures__mutmut_{n}": "the pair scored first only tells sacrebleu the number "
        "of references (one): its texts are in no signature" for n in (6, 7, 8, 9)},
@@ -505,6 +526,10 @@ NOT_KILLABLE_HERE: dict[str, str] = {
     **{f"twofold.finetune.datasets.{m}": "the locale's encoding is read instead of UTF-8: differs only under a "
        "locale that is not UTF-8, and this machine's is"
        for m in ("x__read_qrels__mutmut_3", "x_rows__mutmut_8", "x_rows__mutmut_29", "x_rows__mutmut_31")},
+    **{f"twofold.finetune.tasks.x_{f}__mutmut_{n}": "PyLate lives in its own environment (`make colbert`, "
+       "tests/finetune/test_colbert.py), not in the one mutmut runs in"
+       for f, count in (("_build_colbert", 10), ("_train_colbert", 32), ("_score_colbert", 30))
+       for n in range(1, count + 1)},
     "twofold.finetune.generation_data.x__read_parallel__mutmut_2": "the locale's encoding is read instead of UTF-8: "
     "differs only under a locale that is not UTF-8, and this machine's is",
     **{f"twofold.eval.suites.glue.x_read_tsv__mutmut_{n}": "the locale's encoding is read instead of UTF-8: "

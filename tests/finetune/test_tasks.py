@@ -106,7 +106,7 @@ def test_the_ranking_loss_is_cached_only_when_a_batch_needs_mini_batches(members
     model = tasks.embedder(members["encoder"], recipe_for("embed", max_length=16))
     loss = tasks._ranking_loss(losses, model, recipe_for("embed", batch_size=batch, mini_batch_size=mini))
     assert isinstance(loss, losses.CachedMultipleNegativesRankingLoss) is cached
-    assert isinstance(loss, losses.MultipleNegativesRankingLoss) is not cached
+    assert isinstance(loss, losses.MultipleNegativesRankingLoss) is not cached and loss.model is model
     if cached:
         assert loss.mini_batch_size == mini
 
@@ -123,6 +123,7 @@ def test_embed_trains_with_no_duplicate_batches_of_the_recipes_size(members, tra
     assert trainer.args.batch_sampler == BatchSamplers.NO_DUPLICATES and trainer.args.learning_rate == 2e-4
     assert trainer.args.per_device_train_batch_size == 4 and trainer.args.seed == 3
     assert trainer.loss.mini_batch_size == 2 and trainer.model is model
+    assert trainer.args.output_dir == str(tmp_path / "work")
     assert (recorder.batches, recorder.steps) == (2, 2)
 
 
@@ -140,21 +141,22 @@ def test_sparse_is_splade_on_the_mlm_head_with_the_recipes_regularizers(members,
     tasks.TASK_TABLE["sparse"].train(model, Dataset.from_list(PAIRS), recipe, 1e-4, tmp_path, OrderRecorder(None))
     [trainer] = trained
     assert isinstance(trainer.loss, losses.SpladeLoss) and trainer.args.batch_sampler == BatchSamplers.NO_DUPLICATES
-    assert isinstance(trainer.loss.loss, losses.SparseMultipleNegativesRankingLoss)
+    assert isinstance(trainer.loss.loss, losses.SparseMultipleNegativesRankingLoss) and trainer.loss.loss.model is model
+    assert trainer.args.output_dir == str(tmp_path)
     assert (trainer.loss.query_regularizer_weight, trainer.loss.document_regularizer_weight) == (1e-3, 2e-3)
     assert (trainer.args.learning_rate, trainer.args.per_device_train_batch_size) == (1e-4, 4)
 
 
 @pytest.mark.parametrize("member", ["encoder", "decoder"])
 def test_the_reranker_is_a_one_output_scoring_head_seeded_by_the_recipe(members, member):
-    recipe = recipe_for("rerank", max_length=20, seed=5, pooling="cls" if member == "encoder" else None)
+    recipe = recipe_for("rerank", max_length=20, seed=5, pooling="mean" if member == "encoder" else None)
     first, again = (tasks.TASK_TABLE["rerank"].build(members[member], recipe) for _ in range(2))
     config = first.model.config
     assert config.num_labels == 1 and first.max_length == 20
     if member == "decoder":
         assert type(first.model).__name__ == "ModernBertDecoderForSequenceClassification"
     else:
-        assert config.classifier_pooling == "cls"
+        assert config.classifier_pooling == "mean"  # not transformers' default (cls)
     assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()))
 
 
@@ -168,6 +170,7 @@ def test_rerank_trains_with_binary_cross_entropy_weighting_positives(members, tr
     tasks.TASK_TABLE["rerank"].train(model, Dataset.from_list(rows), recipe, 1e-4, tmp_path, OrderRecorder(None))
     [trainer] = trained
     assert isinstance(trainer.loss, losses.BinaryCrossEntropyLoss) and trainer.loss.pos_weight.item() == 3.0
+    assert trainer.args.output_dir == str(tmp_path)
     assert (trainer.args.learning_rate, trainer.args.per_device_train_batch_size) == (1e-4, 4)
 
 
@@ -208,8 +211,10 @@ def test_the_classifier_has_the_labels_names_or_one_regression_output(members, m
     assert not first.regression and getattr(config, "classifier_pooling", "cls") == "cls"
     again = build(members[member], recipe, labels=["neg", "neu", "pos"])
     assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()))
-    regression = build(members[member], recipe, labels=None)
+    regression = build(members[member], recipe_for("classify"), labels=None)
     assert regression.regression and regression.model.config.num_labels == 1
+    if member == "encoder":  # the member's pooling, not transformers' default (cls)
+        assert regression.model.config.classifier_pooling == "mean"
     assert regression.model.config.problem_type == "regression"
 
 
@@ -241,7 +246,7 @@ def test_classify_trains_on_the_encoded_examples_and_predicts_each_in_order(memb
     tasks.TASK_TABLE["classify"].train(classifier, examples[:8], recipe, 1e-4, tmp_path, OrderRecorder(None))
     [trainer] = trained
     assert (trainer.args.learning_rate, trainer.args.per_device_train_batch_size) == (1e-4, 4)
-    assert trainer.train_dataset["labels"] == [y for _, y in examples[:8]]
+    assert trainer.train_dataset["labels"] == [y for _, y in examples[:8]] and trainer.args.output_dir == str(tmp_path)
     logits = tasks.predict(classifier, examples, recipe)  # two batches of 64 and 6, padded apart
     assert logits.shape == (70, 2)
     classifier.model.eval()
@@ -265,3 +270,14 @@ def test_constant_regression_predictions_score_zero_correlation_and_a_saved_clas
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
     assert (loaded.config.problem_type, loaded.config.num_labels) == ("regression", 1)
     assert AutoTokenizer.from_pretrained(tmp_path / "out").get_vocab() == regression.tokenizer.get_vocab()
+
+
+def test_only_colbert_needs_an_environment_of_its_own():
+    import importlib.util
+
+    for task in ("embed", "sparse", "rerank", "classify", "generate"):
+        tasks.check_environment(task)
+    if importlib.util.find_spec("pylate") is None:
+        with pytest.raises(TwofoldError, match=r"^colbert needs PyLate, which lives in its own environment .*"
+                                               r"`make colbert` creates .venv-colbert"):
+            tasks.check_environment("colbert")
