@@ -526,10 +526,6 @@ NOT_KILLABLE_HERE: dict[str, str] = {
     **{f"twofold.finetune.datasets.{m}": "the locale's encoding is read instead of UTF-8: differs only under a "
        "locale that is not UTF-8, and this machine's is"
        for m in ("x__read_qrels__mutmut_3", "x_rows__mutmut_8", "x_rows__mutmut_29", "x_rows__mutmut_31")},
-    **{f"twofold.finetune.tasks.x_{f}__mutmut_{n}": "PyLate lives in its own environment (`make colbert`, "
-       "tests/finetune/test_colbert.py), not in the one mutmut runs in"
-       for f, count in (("_build_colbert", 10), ("_train_colbert", 32), ("_score_colbert", 30))
-       for n in range(1, count + 1)},
     "twofold.finetune.generation_data.x__read_parallel__mutmut_2": "the locale's encoding is read instead of UTF-8: "
     "differs only under a locale that is not UTF-8, and this machine's is",
     **{f"twofold.eval.suites.glue.x_read_tsv__mutmut_{n}": "the locale's encoding is read instead of UTF-8: "

@@ -281,3 +281,91 @@ def test_only_colbert_needs_an_environment_of_its_own():
         with pytest.raises(TwofoldError, match=r"^colbert needs PyLate, which lives in its own environment .*"
                                                r"`make colbert` creates .venv-colbert"):
             tasks.check_environment("colbert")
+
+
+# ----------------------------------------------------------------------------- colbert, through a stand-in
+
+@pytest.fixture
+def pylate(monkeypatch):
+    """A stand-in `pylate` written from the calls twofold makes (models.ColBERT, losses.CachedContrastive,
+    utils.ColBERTCollator, evaluation.PyLateInformationRetrievalEvaluator): PyLate pins another
+    sentence-transformers and lives in .venv-colbert, where tests/finetune/test_colbert.py trains the real one.
+    Each part records what twofold hands it; Sentence Transformers' trainer is replaced by a recorder too."""
+    import importlib.machinery
+    import sys
+    import types
+
+    made = {}
+
+    class ColBERT:
+        def __init__(self, path, query_length=None, document_length=None):
+            made["model"] = (path, query_length, document_length, torch.initial_seed())
+
+        def tokenize(self, texts):
+            return texts
+
+    class CachedContrastive:
+        def __init__(self, model, mini_batch_size=32):
+            made["loss"] = (model, mini_batch_size)
+
+    class ColBERTCollator:
+        def __init__(self, tokenize):
+            self.tokenize = tokenize
+
+    class Evaluator:
+        def __init__(self, queries, corpus, relevant_docs, ndcg_at_k=(10,), mrr_at_k=(10,), **kwargs):
+            made["evaluator"] = (queries, corpus, relevant_docs)
+            self.at = {"ndcg": list(ndcg_at_k), "mrr": list(mrr_at_k)}
+
+        def __call__(self, model):
+            made["scored"] = model
+            return {f"split_MaxSim_{name}@{k}": 0.1 * k + (name == "mrr") for name, ks in self.at.items() for k in ks}
+
+    module = types.ModuleType("pylate")
+    module.__spec__ = importlib.machinery.ModuleSpec("pylate", None)
+    module.models = types.SimpleNamespace(ColBERT=ColBERT)
+    module.losses = types.SimpleNamespace(CachedContrastive=CachedContrastive)
+    module.utils = types.SimpleNamespace(ColBERTCollator=ColBERTCollator)
+    module.evaluation = types.ModuleType("pylate.evaluation")
+    module.evaluation.PyLateInformationRetrievalEvaluator = Evaluator
+    monkeypatch.setitem(sys.modules, "pylate", module)
+    monkeypatch.setitem(sys.modules, "pylate.evaluation", module.evaluation)
+
+    import sentence_transformers
+
+    class Trainer:
+        def __init__(self, **kwargs):
+            made["trainer"] = kwargs
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformerTrainer", Trainer)
+    monkeypatch.setattr(tasks, "train_with", lambda trainer, recorder: made.setdefault("trained", (trainer, recorder)))
+    return made
+
+
+def test_colbert_gets_the_recipes_lengths_seed_loss_sampler_and_collator(members, pylate, tmp_path):
+    from sentence_transformers.training_args import BatchSamplers
+
+    tasks.check_environment("colbert")  # PyLate found: nothing to refuse
+    colbert = tasks.TASK_TABLE["colbert"]
+    recipe = recipe_for("colbert", query_length=12, max_length=40, mini_batch_size=4, batch_size=8, seed=9)
+    model = colbert.build(members["encoder"], recipe)
+    assert pylate["model"] == (members["encoder"].path, 12, 40, 9)
+    recorder = OrderRecorder(None)
+    colbert.train(model, PAIRS, recipe, 3e-5, tmp_path / "work", recorder)
+    trainer, handed = pylate["trained"]
+    kwargs = pylate["trainer"]
+    assert handed is recorder and trainer is not None and pylate["loss"] == (model, 4)
+    assert (kwargs["model"], kwargs["train_dataset"]) == (model, PAIRS)
+    assert kwargs["data_collator"].tokenize == model.tokenize and kwargs["loss"] is not None
+    args = kwargs["args"]
+    assert (args.learning_rate, args.per_device_train_batch_size, args.output_dir, args.batch_sampler) == (
+        3e-5, 8, str(tmp_path / "work"), BatchSamplers.NO_DUPLICATES)
+
+
+def test_colbert_is_scored_by_pylates_evaluator_on_the_split(members, pylate):
+    split = identical_split()
+    colbert = tasks.TASK_TABLE["colbert"]
+    model = colbert.build(members["encoder"], recipe_for("colbert"))
+    assert colbert.score(model, split, recipe_for("colbert")) == {"ndcg@10": pytest.approx(1.0),
+                                                                  "mrr@10": pytest.approx(2.0)}
+    assert pylate["evaluator"] == (split.queries, split.corpus, split.relevant) and pylate["scored"] is model
