@@ -152,7 +152,7 @@ def test_the_reranker_is_a_one_output_scoring_head_seeded_by_the_recipe(members,
     recipe = recipe_for("rerank", max_length=20, seed=5, pooling="mean" if member == "encoder" else None)
     first, again = (tasks.TASK_TABLE["rerank"].build(members[member], recipe) for _ in range(2))
     config = first.model.config
-    assert config.num_labels == 1 and first.max_length == 20
+    assert config.num_labels == 1 and first.max_seq_length == 20
     if member == "decoder":
         assert type(first.model).__name__ == "ModernBertDecoderForSequenceClassification"
     else:
