@@ -494,13 +494,17 @@ def test_the_built_in_retrieval_set_of_a_small_package_holds_out_one_dev_query()
 
 
 def fake_functions(counts: dict[str, tuple[int, int]]):
-    """Made-up documented functions: package -> (functions in the train part, in the held-out part)."""
+    """Made-up documented functions: package -> (functions in the train part, in the held-out part); the
+    package "other" also documents, in the train part, a function with the docstring of at's first held-out one."""
     from twofold.data.stdlib import HeldOutFunction
 
     def functions(part, packages):
         index = 0 if part == "train" else 1
-        return tuple(HeldOutFunction(f"{p}.f{i}", p, p, f"Doc {p} {part} {i}.", f"def f{i}(): pass")
-                     for p, n in counts.items() for i in range(n[index]))
+        found = [HeldOutFunction(f"{p}.f{i}", p, p, f"Doc {p} {part} {i}.", f"def f{i}(): pass")
+                 for p, n in counts.items() for i in range(n[index])]
+        if part == "train":
+            found.append(HeldOutFunction("other.f", "other", "other", "Doc at held-out 0.", "def f(): pass"))
+        return tuple(f for f in found if packages is None or f.package in packages)
     return functions
 
 
@@ -514,7 +518,9 @@ def test_a_package_needs_30_train_and_10_held_out_functions_and_two_packages_suf
     assert all(t[0].startswith(f"Doc {data.labels[y]} held-out ") for t, y in data.test)
     counts = lambda part: np.bincount([y for _, y in part], minlength=2).tolist()
     assert counts(data.train) == [27, 180] and counts(data.dev) == [3, 20]  # at most 200 a package
-    assert counts(data.test) == [10, 45]  # at most 45 a package
+    assert counts(data.test) == [9, 45]  # at most 45 a package; at's first held-out docstring is seen in training
+    asked = datasets.stdlib_classification(("at", "big"), seed=0)  # "other"'s functions are not asked for
+    assert counts(asked.test) == [10, 45] and asked.labels == ["at", "big"]
     monkeypatch.setattr(datasets, "_functions", fake_functions({"a": (5, 10), "b": (5, 10)}))
     monkeypatch.setattr(datasets, "STDLIB_PACKAGES_MIN", (5, 10))
     few = datasets.stdlib_classification(max_per_class=5)  # round(0.5) = 0: at least one for dev
@@ -534,6 +540,8 @@ def test_a_split_given_in_its_own_file_leaves_its_share_of_the_training_data_to_
     labels = write(tmp_path / "cls.tsv", "sentence\tlabel\n" + "".join(f"s{i}\t{i % 2}\n" for i in range(20)))
     labelled = load_labelled(str(labels), dev=str(labels), seed=5)
     assert len(labelled.train) == 18 and len(labelled.test) == 2 and len(labelled.dev) == 20
+    labelled = load_labelled(str(labels), test=str(labels), seed=5)
+    assert len(labelled.train) == 18 and len(labelled.dev) == 2 and len(labelled.test) == 20
     folder = beir(tmp_path, splits=("train", "dev"), queries=20)
     with_dev = load_beir(folder, seed=0)
     pairs_of = read_beir(folder)[2]["train"]

@@ -322,7 +322,7 @@ def load_beir(directory: Path, seed: int) -> RetrievalData:
     missing = [split for split in ("dev", "test") if split not in qrels]
     taken = set()
     if missing:  # a seeded tenth of the training queries for each
-        _, dev_q, test_q = _split_off(train_queries, seed, _given(dev="dev" in qrels, test="test" in qrels))
+        _, dev_q, test_q = _split_off(train_queries, seed)  # only the missing splits' queries are taken
         for split, held in (("dev", dev_q), ("test", test_q)):
             if split in missing:
                 qrels[split] = {q: qrels["train"][q] for q in held}
