@@ -549,3 +549,10 @@ def test_a_split_given_in_its_own_file_leaves_its_share_of_the_training_data_to_
     test_queries = _split_off(sorted(pairs_of), 0)[2]
     assert sorted(with_dev.test.queries) == test_queries
     assert len(with_dev.train) == 21 - sum(len(pairs_of[q]) for q in test_queries)
+
+
+def test_two_training_examples_suffice_when_dev_and_test_are_given(tmp_path):
+    pairs = jsonl(tmp_path / "pairs.jsonl", [{"query": f"q{i}", "positive": f"d{i}"} for i in range(2)])
+    assert len(load_retrieval(str(pairs), str(pairs), str(pairs)).train) == 2
+    labels = write(tmp_path / "cls.tsv", "sentence\tlabel\na\tx\nb\ty\n")
+    assert len(load_labelled(str(labels), str(labels), str(labels)).train) == 2

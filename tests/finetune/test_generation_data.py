@@ -301,3 +301,10 @@ def test_a_split_given_in_its_own_file_leaves_its_share_of_the_examples_to_train
     assert (len(only_dev.train), len(only_dev.test)) == (18, 2)
     assert sorted(only_dev.train + only_dev.test, key=lambda e: int(e.prompt[1:])) == \
         [Example(r["prompt"], r["completion"]) for r in rows]
+
+
+def test_two_training_examples_suffice_when_dev_and_test_are_given(tmp_path):
+    rows = [{"prompt": f"p{i}", "completion": f"c{i}"} for i in range(2)]
+    train = jsonl(tmp_path / "train.jsonl", rows)
+    data = load_generation(train, train, train)
+    assert len(data.train) == len(data.dev) == len(data.test) == 2
