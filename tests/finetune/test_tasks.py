@@ -272,7 +272,7 @@ def test_constant_regression_predictions_score_zero_correlation_and_a_saved_clas
     assert AutoTokenizer.from_pretrained(tmp_path / "out").get_vocab() == regression.tokenizer.get_vocab()
 
 
-def test_only_colbert_needs_an_environment_of_its_own():
+def test_only_colbert_needs_an_environment_of_its_own(members):
     import importlib.util
 
     for task in ("embed", "sparse", "rerank", "classify", "generate"):
@@ -281,6 +281,8 @@ def test_only_colbert_needs_an_environment_of_its_own():
         with pytest.raises(TwofoldError, match=r"^colbert needs PyLate, which lives in its own environment .*"
                                                r"`make colbert` creates .venv-colbert"):
             tasks.check_environment("colbert")
+        with pytest.raises(TwofoldError, match=r"^colbert needs PyLate"):  # building says so too, not ImportError
+            tasks.TASK_TABLE["colbert"].build(members["encoder"], recipe_for("colbert"))
 
 
 # ----------------------------------------------------------------------------- colbert, through a stand-in
