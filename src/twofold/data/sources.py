@@ -28,6 +28,7 @@ from pathlib import Path
 from twofold.data.documents import Document, decode_utf8, replace_surrogates
 from twofold.errors import TwofoldError
 from twofold.files import sha256_file
+from twofold.local_datasets import load_dataset
 
 KINDS = ("text", "jsonl", "parquet", "numpy", "mds", "hf", "stdlib", "gettext")
 LOCAL_KINDS = ("text", "jsonl", "parquet", "numpy", "mds")
@@ -297,10 +298,8 @@ def _token_ids(value):
 
 
 def _read_hf(spec: SourceSpec) -> Iterator[Document]:
-    import datasets
-
     try:
-        dataset = datasets.load_dataset(
+        dataset = load_dataset(
             spec.path, spec.hf_config or None, split=spec.hf_split, streaming=spec.streaming,
             data_files=spec.hf_data_files or None,
         )

@@ -36,6 +36,7 @@ import numpy as np
 
 from twofold.data.stdlib import documented_functions
 from twofold.errors import TwofoldError
+from twofold.local_datasets import load_dataset
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 QUERY_FIELDS = ("query", "anchor", "question", "sentence1")
@@ -143,11 +144,9 @@ def _file_rows(spec: str) -> tuple[str, list[tuple[str, int, dict]], list[Path]]
 
 
 def _hf_rows(spec: str) -> tuple[str, list, list]:
-    import datasets
-
     name, _, config = spec[3:].partition(":")
     try:
-        loaded = datasets.load_dataset(name, config or None, split="train")
+        loaded = load_dataset(name, config or None, split="train")
     except Exception as error:  # network, unknown name: the library's message says which
         raise TwofoldError(f"{spec}: cannot load the dataset ({type(error).__name__}: {error})") from None
     return name.replace("/", "_"), [(spec, i + 1, dict(row)) for i, row in enumerate(loaded)], []

@@ -32,6 +32,7 @@ import numpy as np
 from twofold.data.stdlib import documented_functions
 from twofold.errors import TwofoldError
 from twofold.finetune.datasets import HELD_OUT_FRACTION, _given, _split_off, rows
+from twofold.local_datasets import load_dataset
 
 DEFAULT_TEMPLATE = "{source}\n"  # source/target data without --template: the source, then the target
 STDLIB_TEMPLATE = "{source}\n# Summary:"  # the built-in set: a function, then its docstring's first line
@@ -166,11 +167,9 @@ def _read_file(spec: str, fields: Fields) -> tuple[str, list[Example], list[Path
 
 
 def _read_hf(spec: str, fields: Fields) -> tuple[str, dict[str, list[Example]]]:
-    import datasets
-
     name, _, config = spec[3:].partition(":")
     try:
-        loaded = datasets.load_dataset(name, config or None)
+        loaded = load_dataset(name, config or None)
     except Exception as error:  # network, unknown name or config: the library's message says which
         raise TwofoldError(f"{spec}: cannot load the dataset ({type(error).__name__}: {error})") from None
     splits = {}
