@@ -14,7 +14,7 @@ PACKAGE = Path(twofold.__file__).parent
 # rooms of lower layers; rooms that share a layer never import each other.
 LAYERS = [
     {"_version", "errors"},
-    {"files", "quiet"},
+    {"files", "quiet", "local_datasets"},
     {"results"},
     {"model", "data"},
     {"hf"},
