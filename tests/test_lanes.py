@@ -30,6 +30,13 @@ def fail(seconds: float):
     raise OSError(28, "No space left on device", "somewhere")
 
 
+STARTED_HERE: list[str] = []  # filled in the test's process: a forked worker would inherit it, a spawned one not
+
+
+def parents_marks() -> int:
+    return len(STARTED_HERE)
+
+
 def long_job(pid_file: str):
     with open(pid_file, "w") as handle:
         handle.write(str(os.getpid()))
@@ -62,6 +69,31 @@ def test_the_ready_job_of_highest_priority_starts_first(tmp_path):
     order = []
     run_jobs(jobs, lanes=1, threads=1, log=tmp_path / "log", done=lambda job, value, seconds: order.append(job.name))
     assert order == ["high", "middle", "low"]
+    # a job that becomes ready later still goes before a waiting one of lower priority: nothing is queued
+    # beyond the free lanes
+    order.clear()
+    jobs = [Job("first", interval, (0.5,), priority=3), Job("low", interval, (0.0,), priority=1),
+            Job("next", interval, (0.0,), needs=("first",), priority=2)]
+    run_jobs(jobs, lanes=1, threads=1, log=tmp_path / "log", done=lambda job, value, seconds: order.append(job.name))
+    assert order == ["first", "next", "low"]
+
+
+def test_a_lane_takes_the_next_job_as_soon_as_it_is_free_and_done_gets_each_result(tmp_path):
+    results = {}
+    jobs = [Job("short", interval, (0.2,)), Job("long", interval, (3.0,)),
+            Job("then", interval, (0.0,), after=("short",))]
+    got = run_jobs(jobs, lanes=2, threads=1, log=tmp_path / "log", every=10.0,
+                   done=lambda job, value, seconds: results.setdefault(job.name, value))
+    assert results == got
+    assert got["then"][0] - got["short"][1] < 1.5  # not when the long job ends, nor at the next tick
+
+
+def test_workers_are_spawned_fresh_not_forked_from_this_process(tmp_path):
+    STARTED_HERE.append("a forked copy of this process would see this")
+    try:
+        assert run_jobs([Job("fresh", parents_marks)], lanes=1, threads=1, log=tmp_path / "log")["fresh"] == 0
+    finally:
+        STARTED_HERE.clear()
 
 
 def test_workers_use_their_threads_and_write_to_the_log(tmp_path):
