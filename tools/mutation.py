@@ -459,12 +459,12 @@ EQUIVALENT: dict[str, str] = {
     # demo/lanes.py
     "twofold.demo.lanes.x_run_jobs__mutmut_1": "the default interval of tick(), which only redraws a progress "
     "display",
-    "twofold.demo.lanes.x_run_jobs__mutmut_10": "a pool of more processes still runs at most `lanes` jobs at once: "
-    "run_jobs submits no more",
+    **{f"twofold.demo.lanes.x_run_jobs__mutmut_{n}": "a pool of more processes still runs at most `lanes` jobs at "
+       "once: run_jobs submits no more" for n in (10, 14)},
     **{f"twofold.demo.lanes.x__stop__mutmut_{n}": "run_jobs never submits more jobs than there are lanes, so no "
        "queued future is left to cancel, and shutdown waits by default" for n in (4, 5, 6, 8)},
     **{f"twofold.demo.lanes.x__start_worker__mutmut_{n}": "nothing writes through the handle: its descriptor is "
-       "duplicated onto stdout and stderr, whose own buffers decide when text reaches the log" for n in (5, 8, 11)},
+       "duplicated onto stdout and stderr, whose own buffers decide when text reaches the log" for n in (8, 11)},
 }
 
 # Functions that only style a figure: the tests check what a plot shows (bar heights, labels,
