@@ -96,6 +96,8 @@ SHARED_FIXTURE_SECONDS = 1.0
 IN_WORKERS = {"src/twofold/demo/lanes.py": ("x__start_worker", "x__timed")}
 
 # Surviving mutants that cannot change behaviour, with the reason (checked by hand).
+_STYLING = ("figure styling (font, figure and line sizes, tick rotation, guide lines' style, layout, legend "
+            "placement in the margin); what the plot shows is tested")
 _NONE_SHAPE = ("with decay 'none' the decay branch returns the start ratio too (that shape is 1 everywhere), "
                "and before the decay begins progress clamps to 0, which also gives the start ratio")
 _FULL_STEPS = ("without a batch warmup every step of the warmup loop is a full batch, so the loop and the "
@@ -465,6 +467,25 @@ EQUIVALENT: dict[str, str] = {
        "queued future is left to cancel, and shutdown waits by default" for n in (4, 5, 6, 8)},
     **{f"twofold.demo.lanes.x__start_worker__mutmut_{n}": "nothing writes through the handle: its descriptor is "
        "duplicated onto stdout and stderr, whose own buffers decide when text reaches the log" for n in (8, 11)},
+    # report.py
+    **{f"twofold.report.{function}__mutmut_{n}": _STYLING for function, numbers in (
+        ("x_plot_against", (78, 80, 81, 82, 83)), ("x_plot_families", (47, 49, 58, 59, 60)),
+        ("x_plot_scores", (34, 37, 39, 42, 44, 47, 48, 49, 51, 54, 56, 58, 59)),
+        ("x_plot_spread", (7, 13, 31, 36, 39, 42, 46, 47, 49, 50, 53, 55, 58, 59, 60, 62, 65, 67, 69, 70)),
+        ("x_training_figure", (5, 6, 7, 8, 9, 10, 50, 55, 57, 61, 66, 79, 122, 123, 124, 126, 127, 128, 131, 136,
+                               140, 151, 159, 161, 162, 164, 165, 167, 170, 171)),
+        ("x__panels", (14, 16))) for n in numbers},
+    **{f"twofold.report.{m}": "matplotlib reads colour names in any case"
+       for m in ("x_colour_of__mutmut_9", "x_colour_of__mutmut_15", "x_plot_scores__mutmut_31",
+                 "x_training_figure__mutmut_130")},
+    "twofold.report.x__panels__mutmut_24": "squeeze=None is falsy, as False",
+    "twofold.report.x__panels__mutmut_29": "matplotlib draws an artist only when get_visible() is truthy: None "
+    "hides it too",
+    **{f"twofold.report.x_line_name__mutmut_{n}": "the part after the last '/' is the same for any number of splits"
+       for n in (9, 12)},
+    "twofold.report.x_moving_average__mutmut_2": "every mean is a difference of two prefix sums: the first sum "
+    "cancels",
+    "twofold.report.xǁSpreadǁ__str____mutmut_8": "differs only for a deviation exactly a billionth of the mean",
 }
 
 # Functions that only style a figure: the tests check what a plot shows (bar heights, labels,
