@@ -81,7 +81,7 @@ def _fit(context: list[int], continuation: list[int], max_length: int | None) ->
     room = max_length - 2
     continuation = continuation[-room:]
     keep = room - len(continuation)
-    return (context[len(context) - keep:] if keep > 0 else []), continuation
+    return (context[-keep:] if keep > 0 else []), continuation  # a context shorter than keep: all of it
 
 
 @torch.no_grad()
