@@ -76,6 +76,10 @@ MODULES = {
     "src/twofold/eval/tasks/baselines.py": ["tests/eval/test_baselines.py", "tests/eval/test_demo_scoring.py"],
     "src/twofold/report.py": ["tests/eval/test_report.py", "tests/eval/test_demo_scoring.py"],
     "src/twofold/demo/lanes.py": ["tests/test_lanes.py"],
+    "src/twofold/eval/mlm_scoring.py": ["tests/eval/test_mlm_scoring.py"],
+    "src/twofold/eval/suites/runner.py": ["tests/eval/test_suite_runner.py"],
+    "src/twofold/eval/suites/base.py": ["tests/eval/test_suite_runner.py", "tests/eval/test_glue.py"],
+    "src/twofold/eval/suites/members.py": ["tests/eval/test_suite_runner.py"],
 }
 
 # mutmut's limit per mutant counts the tests' own time but not their module fixtures; loop.py's
