@@ -80,6 +80,7 @@ MODULES = {
     "src/twofold/eval/suites/runner.py": ["tests/eval/test_suite_runner.py"],
     "src/twofold/eval/suites/base.py": ["tests/eval/test_suite_runner.py", "tests/eval/test_glue.py"],
     "src/twofold/eval/suites/members.py": ["tests/eval/test_suite_runner.py"],
+    "src/twofold/eval/suites/lmeval.py": ["tests/eval/test_lmeval_suite.py"],
 }
 
 # mutmut's limit per mutant counts the tests' own time but not their module fixtures; loop.py's
@@ -490,6 +491,26 @@ EQUIVALENT: dict[str, str] = {
     "twofold.report.x_moving_average__mutmut_2": "every mean is a difference of two prefix sums: the first sum "
     "cancels",
     "twofold.report.xǁSpreadǁ__str____mutmut_8": "differs only for a deviation exactly a billionth of the mean",
+    # eval/mlm_scoring.py
+    "twofold.eval.mlm_scoring.x__logits_at__mutmut_19": "any label id marks the position: only where labels are "
+    "set matters, and the loss they give is not read",
+    **{f"twofold.eval.mlm_scoring.x__logits_at__mutmut_{n}": "the only transformers model with sparse_prediction "
+       "(ModernBERT) also has sparse_pred_ignore_index: the default is never read" for n in (29, 32, 35, 36)},
+    "twofold.eval.mlm_scoring.x_pseudo_loglikelihood__mutmut_1": "the default batch size only sets how many masked "
+    "copies share a forward pass; every batch size gives the same scores (tested)",
+    **{f"twofold.eval.mlm_scoring.x_pseudo_loglikelihood__mutmut_{n}": "the order of the rows only changes the "
+       "padding of each batch; every order gives the same scores (batch sizes 1, 3, 4, 64 tested)"
+       for n in (42, 44, 47)},
+    **{f"twofold.eval.mlm_scoring.x_pseudo_loglikelihood__mutmut_{n}": "every torch module has `training`: the "
+       "default is never read" for n in (57, 60, 63)},
+    # eval/suites/runner.py
+    "twofold.eval.suites.runner.x__a__mutmut_7": "a model's kind is a lower-case word, never one starting with X",
+    **{f"twofold.eval.suites.runner.x__forget_error__mutmut_{n}": "the stale record's file name comes from its "
+       "member, task and variant alone: its error text and library are not part of it" for n in (5, 6, 12, 13, 14)},
+    **{f"twofold.eval.suites.runner.x_plan__mutmut_{n}": "the first field of 'suite:task' is the same however many "
+       "times the text is split" for n in (7, 10)},
+    "twofold.eval.suites.runner.x__run_member__mutmut_45": "a task's seconds kept to the millisecond rather than the "
+    "hundredth: the same time, one more digit",
 }
 
 # Functions that only style a figure: the tests check what a plot shows (bar heights, labels,
@@ -577,6 +598,11 @@ NOT_KILLABLE_HERE: dict[str, str] = {
        "stderr is a terminal; under the tests it is not (its True is killed: no bars)" for n in (5, 10, 18, 26)},
     **{f"twofold.train.rng.x_seed_streams__mutmut_{n}": "torch's CPU generator keeps only the seed's low 32 bits; "
        "the high word seeds CUDA's generator only (no GPU here)" for n in (8, 10)},
+    **{f"twofold.eval.mlm_scoring.{m}": "a tensor made on the CPU rather than the model's device: differs only for "
+       "a model on an accelerator; no accelerator here"
+       for m in ("x__logits_at__mutmut_3", "x__logits_at__mutmut_5", "x__logits_at__mutmut_8",
+                 "x__logits_at__mutmut_10", "x_pseudo_loglikelihood__mutmut_64",
+                 "x_pseudo_loglikelihood__mutmut_82")},
 }
 
 # Lines whose mutants would only reword a message: the condition that raises or warns is

@@ -105,6 +105,8 @@ def test_a_transformers_tokenizer_without_cls_sep_pad_falls_back_to_bos_eos_and_
         vocabulary(PreTrainedTokenizerFast(tokenizer_file=source, bos_token=names[0], eos_token=names[1]))
     with pytest.raises(TwofoldError, match="the tokenizer has no cls token"):
         vocabulary(PreTrainedTokenizerFast(tokenizer_file=source))
+    with pytest.raises(TwofoldError, match="the tokenizer has no cls token"):  # a bare `tokenizers` one: no ids named
+        vocabulary(tokenizer.backend)
 
 
 def test_a_request_is_split_as_lm_eval_splits_it(tokenizer):
@@ -119,10 +121,12 @@ def test_a_request_is_split_as_lm_eval_splits_it(tokenizer):
     # context the tokens before it (whether the whole has as many tokens as the context, or fewer)
     merged = {}
     for word in ("default", "json", "decoder", "string", "indent", "separators", "paragraph", "return", "width"):
-        for cut in range(1, len(word)):
-            whole, prefix = encode(word), encode(word[:cut])
-            if len(whole) <= len(prefix):
-                merged.setdefault(len(whole) == len(prefix), (word[:cut], word[cut:]))
+        for start in ("import ", "x = ", ""):
+            for cut in range(len(start) + 1, len(start + word)):
+                text = start + word
+                whole, prefix = encode(text), encode(text[:cut])
+                if len(prefix) >= len(whole) >= 2:
+                    merged.setdefault(len(whole) == len(prefix), (text[:cut], text[cut:]))
     assert set(merged) == {True, False}
     for context, continuation in merged.values():
         whole = encode(context + continuation)
@@ -211,6 +215,41 @@ def test_the_context_is_cut_to_the_models_length_unless_told_another(tokenizer, 
         cut = pseudo_loglikelihood(bert, tokenizer, request)
         assert cut == pseudo_loglikelihood(bert, tokenizer, request, max_length=64)
         assert cut[0][0] == pytest.approx(naive_ids(bert, vocab, before, scored)[0], abs=1e-4)
+
+
+def test_the_vocabulary_projection_runs_at_the_masked_positions_only(encoder, tokenizer, exported):
+    """twofold's model through its labels, ModernBERT through its sparse prediction: the output layer
+    sees one row per masked copy, not every position of the batch."""
+    rows = count_scored_tokens(tokenizer, REQUESTS[:2])
+    for model, tok in ((encoder, tokenizer), exported):
+        seen = []
+        hook = model.decoder.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[:-1]))
+        try:
+            pseudo_loglikelihood(model, tok, REQUESTS[:2], batch_size=64)
+        finally:
+            hook.remove()
+        assert [tuple(shape) for shape in seen] == [(rows,)]
+
+
+def test_any_model_called_with_ids_and_a_mask_is_scored_without_a_config(encoder, tokenizer):
+    """The documented interface, `model(input_ids, attention_mask).logits`, is all the scorer needs:
+    no config (hence no length to cut to), no sparse prediction."""
+
+    class Bare(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = encoder
+
+        def forward(self, ids, attention):
+            return self.inner(ids, attention)
+
+    bare = Bare()
+    assert not hasattr(bare, "config")
+    got = pseudo_loglikelihood(bare, tokenizer, REQUESTS, batch_size=4)
+    assert [v for v, _ in got] == pytest.approx([v for v, _ in pseudo_loglikelihood(encoder, tokenizer, REQUESTS)],
+                                                abs=1e-4)
+    bare.config = object()  # a config without max_position_embeddings
+    assert pseudo_loglikelihood(bare, tokenizer, REQUESTS[:1]) == got[:1]
 
 
 def test_scoring_advances_the_progress_bar_per_token_and_leaves_the_models_mode(encoder, tokenizer):

@@ -8,6 +8,7 @@ tests/eval/test_suites.py."""
 from __future__ import annotations
 
 import json
+import time
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -51,6 +52,8 @@ class Scripted:
         self.ran.append((member.label, task, options))
         if task in self.failing:
             raise self.failing[task]
+        if task == "a":
+            time.sleep(0.03)
         return [base.result(member, self.name, task, self.metrics.get(task, {"score": 0.5}), 4, "numpy", {},
                             seed=options.seed, **({"seconds": 99.0} if task == "timed" else {}))]
 
@@ -95,9 +98,9 @@ def test_each_suite_gets_the_plain_tasks_and_its_own_qualified_ones_and_its_data
 
 
 def test_ettin_expands_into_the_suites_its_tasks_name_with_the_embed_fine_tune_for_retrieval(scripted):
-    options = Settings(tasks=("lm-eval", "glue", "mldr", "glue:cola", "lm-eval:piqa", "lm-eval:sciq"))
+    options = Settings(tasks=("lm-eval", "glue", "mldr", "glue:cola", "lm-eval:piqa", "lm-eval:sciq:2"))
     steps = runner.plan(["ettin"], options)
-    assert [(s.suite.name, s.tasks, s.ettin) for s in steps] == [("lm-eval", ["piqa", "sciq"], True),
+    assert [(s.suite.name, s.tasks, s.ettin) for s in steps] == [("lm-eval", ["piqa", "sciq:2"], True),
                                                                  ("glue", ["cola"], True), ("mldr", ["a", "b"], True)]
     assert [s.options.finetune_data for s in steps] == [None, None, runner.ETTIN_EMBED_DATA]
     assert runner.ETTIN_EMBED_DATA == "hf:sentence-transformers/msmarco-bm25:triplet"
@@ -142,6 +145,13 @@ def test_a_model_no_suite_asked_for_takes_is_one_line_naming_the_suite_that_woul
     with pytest.raises(TwofoldError, match="a classifier; --suite mteb cannot evaluate it .* use --suite glue "):
         runner.check_kinds([Member(Path("clf"), "clf", CLASSIFIER)], [glue], say=quiet)
     assert runner.check_kinds([Member(Path("e"), "e", "unusual")], [], say=quiet) == {"e": []}
+    with pytest.raises(TwofoldError, match=r"^e: an unusual; --suite glue cannot evaluate it \(it takes encoder, "
+                                           r"decoder\); use --suite another suite$"):
+        runner.check_kinds([Member(Path("e"), "e", "unusual")], steps[:1], say=quiet)
+    said.clear()
+    runner.check_kinds([Member(Path("st"), "st", EMBEDDER), DEC], steps, say=said.append)
+    assert said == ["st: skipping --suite glue (an embedder; it takes encoder, decoder)",
+                    "st: skipping --suite rank1 (an embedder; it takes decoder)"]
 
 
 def test_every_suite_takes_the_kinds_it_can_evaluate_and_names_the_library_that_does_the_work():
@@ -177,6 +187,45 @@ def test_a_suite_whose_library_is_missing_is_one_line_naming_the_extra(monkeypat
         runner.SUITES["glue"].check_data(["cola"], Settings())
 
 
+def test_a_lazy_function_imports_its_suite_module_when_called_and_passes_everything_on(monkeypatch):
+    import sys
+
+    from twofold.eval.suites import rank1
+
+    calls = []
+    monkeypatch.setattr(rank1, "tasks", lambda *args, **kwargs: calls.append((args, kwargs)) or ["t"])
+    lazy = runner._lazy("rank1", "tasks", "bm25s", "suites")
+    assert lazy(1, 2, key=3) == ["t"] and calls == [((1, 2), {"key": 3})]
+    monkeypatch.setitem(sys.modules, "twofold.eval.suites.rank1", None)
+    with pytest.raises(TwofoldError, match=r"^this suite needs bm25s \(twofold\.eval\.suites\.rank1\); "
+                                           r"pip install 'twofold\[suites\]'$"):
+        lazy()
+    lister = runner._lazy("mteb_suite", "task_lister", "mteb", "suites")
+    monkeypatch.setitem(sys.modules, "twofold.eval.suites.mteb_suite", None)
+    with pytest.raises(TwofoldError, match=r"^this suite needs mteb .*'twofold\[suites\]'$"):
+        lister("csn")
+
+
+def test_an_mteb_preset_is_a_suite_of_its_name_for_every_retrieval_kind(monkeypatch):
+    from twofold.eval.suites import mteb_suite
+
+    calls = []
+    monkeypatch.setattr(mteb_suite, "task_lister", lambda preset: lambda options: calls.append(("tasks", preset,
+                                                                                                options)) or [preset])
+    monkeypatch.setattr(mteb_suite, "run_task", lambda suite: lambda member, task, options: calls.append(
+        ("run", suite, member.name, task, options)) or [])
+    monkeypatch.setattr(mteb_suite, "check_data", lambda names, options: calls.append(("check", names, options)))
+    suite = runner._mteb_suite("csn", "CodeSearchNet")
+    assert (suite.name, suite.help, suite.kinds, suite.library) == ("csn", "CodeSearchNet",
+                                                                    (ENCODER, DECODER, EMBEDDER), "mteb")
+    assert suite.instead == {CLASSIFIER: "glue (classifiers are fine-tuned there)"}
+    options = Settings(tasks=("x",))
+    assert suite.tasks(options) == ["csn"]
+    assert suite.run(ENC, "t", options) == []
+    suite.check_data(["t"], options)
+    assert calls == [("tasks", "csn", options), ("run", "csn", "encoder", "t", options), ("check", ["t"], options)]
+
+
 def test_the_lazy_suites_call_their_modules_functions_with_the_suites_name(monkeypatch):
     from twofold.eval.suites import mteb_suite
 
@@ -207,7 +256,9 @@ def test_a_run_records_each_task_its_seconds_and_a_failure_in_one_line_and_goes_
         ("glue/timed", "", "", {"mcc": 0.75, "score": 75.0}), ("glue/average", "", "", {"score": 50.0})]
     assert said == ["decoder: glue a", "decoder: glue b", "  failed: RuntimeError: the library broke",
                     "decoder: glue timed"]
-    assert results[0].details["seconds"] < 5 and results[2].details["seconds"] == 99.0  # the suite's own time kept
+    seconds = results[0].details["seconds"]
+    assert 0.03 <= seconds < 5 and seconds == round(seconds, 2)
+    assert results[2].details["seconds"] == 99.0  # the suite's own time kept
     assert results[1].seed == 5 and results[1].library == "numpy" and results[1].n == 0
     assert sorted((r.task, r.variant) for r in load_results(tmp_path)) == sorted((r.task, r.variant) for r in results)
     assert [options.work for _, _, options in glue.ran] == [tmp_path / "work"] * 3
@@ -238,8 +289,12 @@ def test_each_member_is_prepared_for_its_own_steps_and_a_member_with_none_is_ski
 
     steps = runner.plan(["rank1", "lm-eval"], Settings(tasks=("a",)))
     clf = Member(Path("clf"), "clf", CLASSIFIER)
-    results = runner.run_plan([ENC, clf, DEC], steps, tmp_path, say=quiet, prepare=prepare)
+    said = []
+    results = runner.run_plan([ENC, clf, DEC], steps, tmp_path, say=said.append, prepare=prepare)
     assert prepared == ["encoder", "decoder"]
+    assert said[:3] == ["encoder: skipping --suite rank1 (an encoder; it takes decoder)",
+                        "clf: skipping --suite rank1 (a classifier; it takes decoder)",
+                        "clf: skipping --suite lm-eval (a classifier; it takes encoder, decoder)"]
     assert [(r.model, r.task) for r in results] == [("encoder", "lm-eval/a"), ("decoder", "rank1/a"),
                                                     ("decoder", "lm-eval/a")]
     assert [(label, task) for label, task, _ in scripted["lm-eval"].ran] == [("encoder", "a"), ("decoder", "a")]
@@ -277,7 +332,7 @@ def test_each_family_is_the_mean_of_its_tasks_headline_score_of_this_member_only
         _scored("lm-eval/piqa", {"acc": 0.6, "acc_norm": 0.64}, **mine),
         _scored("lm-eval/sciq", {"acc": 0.9, "exact_match": 0.1}, **mine),
         _scored("lm-eval/triviaqa", {"exact_match": 0.3, "p-mrr": 0.5}, **mine),
-        _scored("lm-eval/gsm", {"exact_match[strict-match]": 0.2, "bleu": 0.99}, **mine),
+        _scored("lm-eval/gsm/cot", {"exact_match[strict-match]": 0.2, "bleu": 0.99}, **mine),
         _scored("lm-eval/lambada", {"perplexity": 3.0}, **mine),  # no headline score: left out
         _scored("followir/Core17InstructionRetrieval", {"p-mrr": 0.05}, **mine),  # not a family of the figure
     ]
@@ -288,6 +343,7 @@ def test_each_family_is_the_mean_of_its_tasks_headline_score_of_this_member_only
     assert retrieval.metrics["score"] == pytest.approx((0.5 + 0.3) / 2) and retrieval.n == 2
     assert retrieval.details["tasks"] == {"SciFact": 0.5, "NFCorpus": 0.3}
     assert lm.metrics["score"] == pytest.approx(np.mean([0.64, 0.9, 0.3, 0.2])) and lm.n == 4
+    assert list(lm.details["tasks"]) == ["piqa", "sciq", "triviaqa", "gsm/cot"]
     assert lm.details["family"] == "generative (lm-eval)" and retrieval.details["family"] == "retrieval (MTEB v2)"
     assert all(r.suite == "ettin" and r.model == "encoder" and r.checkpoint == "step2" and r.tokens == 20
                and r.library == "twofold" for r in families.values())
