@@ -81,6 +81,8 @@ MODULES = {
     "src/twofold/eval/suites/base.py": ["tests/eval/test_suite_runner.py", "tests/eval/test_glue.py"],
     "src/twofold/eval/suites/members.py": ["tests/eval/test_suite_runner.py"],
     "src/twofold/eval/suites/lmeval.py": ["tests/eval/test_lmeval_suite.py"],
+    "src/twofold/eval/suites/mteb_suite.py": ["tests/eval/test_mteb_suite.py"],
+    "src/twofold/eval/suites/rank1.py": ["tests/eval/test_rank1_suite.py"],
 }
 
 # mutmut's limit per mutant counts the tests' own time but not their module fixtures; loop.py's
