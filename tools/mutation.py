@@ -513,6 +513,15 @@ EQUIVALENT: dict[str, str] = {
        "times the text is split" for n in (7, 10)},
     "twofold.eval.suites.runner.x__run_member__mutmut_45": "a task's seconds kept to the millisecond rather than the "
     "hundredth: the same time, one more digit",
+    # eval/suites/lmeval.py
+    "twofold.eval.suites.lmeval.xǁMaskedLMHarnessǁloglikelihood__mutmut_4": "lm-eval's log-likelihood requests "
+    "carry exactly (context, continuation): their first three arguments are those two",
+    "twofold.eval.suites.lmeval.x_harness_model__mutmut_15": "HFLM reads max_length None as not given: the model's "
+    "own context either way (tested)",
+    **{f"twofold.eval.suites.lmeval.x_harness_model__mutmut_{n}": "HFLM takes a device name it does not know as "
+       "none given and picks CUDA when available, else the CPU: the choice the name made" for n in (33, 34, 35, 36)},
+    **{f"twofold.eval.suites.lmeval.x_metrics_of__mutmut_{n}": "lm-eval's alias is text, which the number check "
+       "leaves out as well" for n in (17, 18)},
 }
 
 # Functions that only style a figure: the tests check what a plot shows (bar heights, labels,
@@ -600,6 +609,11 @@ NOT_KILLABLE_HERE: dict[str, str] = {
        "stderr is a terminal; under the tests it is not (its True is killed: no bars)" for n in (5, 10, 18, 26)},
     **{f"twofold.train.rng.x_seed_streams__mutmut_{n}": "torch's CPU generator keeps only the seed's low 32 bits; "
        "the high word seeds CUDA's generator only (no GPU here)" for n in (8, 10)},
+    **{f"twofold.eval.suites.lmeval.{m}": "the model placed on the CPU although CUDA is available: differs only "
+       "on a machine with a GPU; none here"
+       for m in ("x_harness_model__mutmut_31", "xǁMaskedLMHarnessǁ__init____mutmut_5",
+                 "xǁMaskedLMHarnessǁ__init____mutmut_7", "xǁMaskedLMHarnessǁ__init____mutmut_8",
+                 "xǁMaskedLMHarnessǁ__init____mutmut_12")},
     **{f"twofold.eval.mlm_scoring.{m}": "a tensor made on the CPU rather than the model's device: differs only for "
        "a model on an accelerator; no accelerator here"
        for m in ("x__logits_at__mutmut_3", "x__logits_at__mutmut_5", "x__logits_at__mutmut_8",

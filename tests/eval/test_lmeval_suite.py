@@ -16,7 +16,7 @@ from tools import suite_data
 import twofold
 from twofold.errors import TwofoldError
 from twofold.eval.member import DECODER, ENCODER, Member
-from twofold.eval.mlm_scoring import fill_greedy, pseudo_loglikelihood
+from twofold.eval.mlm_scoring import count_scored_tokens, fill_greedy, pseudo_loglikelihood
 from twofold.eval.settings import Settings
 from twofold.eval.suites import lmeval
 from twofold.files import sha256_file
@@ -29,8 +29,42 @@ def exports(tmp_path_factory, tokenizer):
     root = tmp_path_factory.mktemp("lm")
     torch.manual_seed(11)
     for name in ("encoder", "decoder"):
-        twofold.save(tiny_model(tokenizer, name == "decoder"), root / name, tokenizer=Path(tokenizer.source).parent)
+        model = tiny_model(tokenizer, name == "decoder")
+        with torch.no_grad():  # sharper random weights: what the model writes depends on the context
+            for parameter_name, weight in model.named_parameters():
+                if weight.dim() == 2 and "embeddings" not in parameter_name:
+                    weight.mul_(10)
+        twofold.save(model, root / name, tokenizer=Path(tokenizer.source).parent)
     return root
+
+
+class Bar:
+    """tqdm as the harness uses it, recording how it was asked to draw and what it was told."""
+
+    made: list = []
+
+    def __init__(self, iterable=None, **kwargs):
+        self.iterable, self.kwargs, self.updates = iterable, kwargs, []
+        Bar.made.append(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def __iter__(self):
+        return iter(self.iterable)
+
+    def update(self, n):
+        self.updates.append(n)
+
+
+@pytest.fixture
+def bars(monkeypatch):
+    Bar.made = []
+    monkeypatch.setattr(lmeval, "tqdm", Bar)
+    return Bar.made
 
 
 @pytest.fixture(scope="module")
@@ -59,38 +93,63 @@ def test_the_masked_lm_model_reads_its_settings(exports, harness):
     auto = lmeval.MaskedLMHarness(str(exports / "encoder"), batch_size="auto")
     assert (auto.batch_size, auto.max_length, auto.max_gen_toks) == (64, None, 64)
     assert lmeval.MaskedLMHarness(str(exports / "encoder"), batch_size=5).batch_size == 5
+    assert lmeval.MaskedLMHarness(str(exports / "encoder")).batch_size == 64
     assert not auto.model.training
 
 
-def test_each_request_kind_is_scored_by_twofolds_masked_lm_scorer(harness):
+def test_each_request_kind_is_scored_by_twofolds_masked_lm_scorer(harness, bars):
     harness.cache_hook = Hook()
-    pairs = [("import", " os"), ("def read(path):\n", "    return 1"), ("x = ", "json.loads(text)")]
-    got = harness.loglikelihood([request("loglikelihood", c, x) for c, x in pairs], disable_tqdm=True)
+    long = "def read(path):\n    return open(path).read()\n" * 3  # past the harness's 40 tokens: cut
+    pairs = [("import", " os"), ("def read(path):\n", "    return 1"), ("x = ", "json.loads(text)"), (long, "x = 1")]
+    got = harness.loglikelihood([request("loglikelihood", c, x) for c, x in pairs])
     want = pseudo_loglikelihood(harness.model, harness.tokenizer, pairs, batch_size=3, max_length=40)
-    assert got == want and len({v for v, _ in got}) == 3
+    assert got == want and len({v for v, _ in got}) == 4
+    assert got[3] != pseudo_loglikelihood(harness.model, harness.tokenizer, pairs[3:], batch_size=3)[0]
     assert harness.cache_hook.added == [("loglikelihood", pair, score) for pair, score in zip(pairs, want)]
+    tokens = count_scored_tokens(harness.tokenizer, pairs)
+    [bar] = bars
+    assert bar.kwargs == {"total": tokens, "desc": "masked-LM pseudo-log-likelihood", "unit": "tok", "disable": None,
+                          "dynamic_ncols": True}
+    assert sum(bar.updates) == tokens and len(bar.updates) > 1
+    harness.loglikelihood([request("loglikelihood", "import", " os")], disable_tqdm=True)
+    assert bars[1].kwargs["disable"] is True
     harness.cache_hook = Hook()
     texts = ["import os\nimport sys", "def f(x):\n    return x"]
-    rolling = harness.loglikelihood_rolling([request("loglikelihood_rolling", t) for t in texts], disable_tqdm=True)
+    rolling = harness.loglikelihood_rolling([request("loglikelihood_rolling", t) for t in texts])
     assert rolling == [v for v, _ in pseudo_loglikelihood(harness.model, harness.tokenizer, [("", t) for t in texts],
                                                           batch_size=3, max_length=40)]
     assert harness.cache_hook.added == [("loglikelihood_rolling", (t,), v) for t, v in zip(texts, rolling)]
+    assert bars[2].kwargs["disable"] is None and bars[2].kwargs["total"] == count_scored_tokens(
+        harness.tokenizer, [("", t) for t in texts])
+    harness.loglikelihood_rolling([request("loglikelihood_rolling", texts[0])], disable_tqdm=True)
+    assert bars[3].kwargs["disable"] is True
 
 
-def test_generation_fills_masks_greedily_with_the_requests_stops_and_length(harness):
+def test_generation_fills_masks_greedily_with_the_requests_stops_and_length(harness, bars):
     harness.cache_hook = Hook()
     context = "def read(path):\n"
-    whole = fill_greedy(harness.model, harness.tokenizer, context, 6, (), 40)
-    assert len(whole) >= 4
-    stop = whole[2:4]
-    asked = [request("generate_until", context, {"until": stop, "max_gen_toks": 6}),
+    whole = fill_greedy(harness.model, harness.tokenizer, context, 8, (), 40)
+    assert whole != fill_greedy(harness.model, harness.tokenizer, "", 8, (), 40)
+    # a stop string one of whose characters is written before it: cut at the string, not at a character
+    k = next(k for k in range(1, len(whole) - 1)
+             if (whole[k] in whole[:k] or whole[k + 1] in whole[:k]) and whole.index(whole[k:k + 2]) == k)
+    stop = whole[k:k + 2]
+    long = "import os\n" * 12  # past the harness's 40 tokens: the window slides
+    asked = [request("generate_until", context, {"until": stop, "max_gen_toks": 8}),
              request("generate_until", context, {"until": ["never", stop]}),
-             request("generate_until", context, {"max_gen_toks": 6}),
-             request("generate_until", context, None)]
-    got = harness.generate_until(asked, disable_tqdm=True)
+             request("generate_until", context, {"max_gen_toks": 8}),
+             request("generate_until", context, None),
+             request("generate_until", long, {"max_gen_toks": 2})]
+    got = harness.generate_until(asked)
     three = fill_greedy(harness.model, harness.tokenizer, context, 3, (), 40)
-    assert got == [whole[:whole.index(stop)], three[:three.index(stop)] if stop in three else three, whole, three]
-    assert [args for _, args, _ in harness.cache_hook.added] == [r.args for r in asked]
+    assert got[:4] == [whole[:k], three[:three.index(stop)] if stop in three else three, whole, three]
+    assert got[4] == fill_greedy(harness.model, harness.tokenizer, long, 2, (), 40) != \
+        fill_greedy(harness.model, harness.tokenizer, long, 2, ())
+    assert harness.cache_hook.added == [("generate_until", r.args, text) for r, text in zip(asked, got)]
+    [bar] = bars
+    assert bar.kwargs == {"desc": "masked-LM greedy fill", "disable": None} and bar.iterable == asked
+    harness.generate_until(asked[:1], disable_tqdm=True)
+    assert bars[1].kwargs["disable"] is True
 
 
 # ----------------------------------------------------------------------------- tasks and their data
@@ -102,13 +161,16 @@ class Manager:
 
     def __init__(self, include_path=None, include_defaults=True):
         self.include_path, self.include_defaults = include_path, include_defaults
-        local = ["tiny_a", "tiny_b"] if include_path else []
-        self.all_tasks = local + (["arc_easy", "arc_challenge", "piqa", "broken"] if include_defaults else [])
+        local = ["tiny_a", "tiny_b", "broken", "empty"] if include_path else []
+        self.all_tasks = local + (["arc_easy", "arc_challenge", "piqa", "broken", "empty"] + [
+            f"mmlu_{n}" for n in range(8)] if include_defaults else [])
         Manager.made.append(self)
 
     def load(self, names):
         if names == ["broken"]:
             raise FileNotFoundError("  no such dataset: broken\nmore")
+        if names == ["empty"]:
+            raise KeyError()
         return {name: object() for name in names}
 
 
@@ -142,6 +204,20 @@ def test_the_local_task_files_alone_are_read_when_they_hold_every_task_named(tmp
         lmeval.tasks(Settings(tasks=("piqa", "arc_eazy", "zzzz")))
     with pytest.raises(TwofoldError, match=r"^--suite lm-eval: unknown task 'qqqqqq' \(Ettin's: "):
         lmeval.tasks(Settings(tasks=("qqqqqq",)))
+    with pytest.raises(TwofoldError, match=r"; close: (mmlu_\d, ){4}mmlu_\d \(Ettin's"):
+        lmeval.tasks(Settings(tasks=("mmlu_",)))  # the five closest of eight
+    (tmp_path / "other").mkdir()
+    other = lmeval.task_manager(Settings(data_dir=tmp_path / "other"), ["tiny_a"])
+    assert other.include_path == str(tmp_path / "other") and not other.include_defaults  # a manager per folder
+
+
+def test_an_lm_eval_too_old_is_one_line(monkeypatch):
+    from twofold.eval.suites import base
+
+    monkeypatch.setattr(base, "version_of", lambda name: {"lm-eval": "0.4.2"}.get(name, ""))
+    with pytest.raises(TwofoldError, match=r"^--suite lm-eval needs lm-eval >= 0\.4\.5, found 0\.4\.2; pip install -U "
+                                           r"'twofold\[lmeval\]'$"):
+        lmeval.tasks(Settings())
 
 
 def test_a_task_whose_data_does_not_load_is_one_line_before_any_model_work(tmp_path, managers):
@@ -152,6 +228,11 @@ def test_a_task_whose_data_does_not_load_is_one_line_before_any_model_work(tmp_p
         lmeval.check_data(["piqa", "broken"], Settings())
     with pytest.raises(TwofoldError, match=f"from the task files under {tmp_path}"):
         lmeval.check_data(["broken"], Settings(data_dir=tmp_path))
+    with pytest.raises(TwofoldError, match=r"its data does not load from the hub \(KeyError: \); with no internet"):
+        lmeval.check_data(["empty"], Settings())
+    managers.clear()
+    lmeval.check_data(["tiny_a", "tiny_b"], Settings(data_dir=tmp_path / "fresh"))
+    assert [(m.include_path, m.include_defaults) for m in managers] == [(str(tmp_path / "fresh"), False)]  # no index
 
 
 def test_local_task_yamls_are_read_by_lm_evals_own_task_manager(tmp_path):
@@ -176,6 +257,15 @@ def test_each_member_gets_its_harness_model_once_and_one_model_is_kept(exports):
     hf = lmeval.harness_model(decoder, options)
     assert isinstance(hf, HFLM) and hf.batch_size == 5 and hf.max_length == 32 and len(lmeval._MODELS) == 1
     assert next(hf.model.parameters()).dtype == torch.float32
+    from transformers import AutoModelForCausalLM
+
+    half = exports / "decoder-bf16"
+    if not half.is_dir():
+        AutoModelForCausalLM.from_pretrained(exports / "decoder").to(torch.bfloat16).save_pretrained(half)
+        for f in (exports / "decoder").glob("*token*"):
+            (half / f.name).write_bytes(f.read_bytes())
+    stored = lmeval.harness_model(Member(half, "decoder", DECODER, causal=True), options)
+    assert next(stored.model.parameters()).dtype == torch.float32  # scored in float32 whatever the export holds
     assert lmeval.harness_model(decoder, Settings(batch_size=5)).max_length == 1024  # the model's own context
     assert lmeval.harness_model(encoder, options) is not masked  # the other one was let go
 
@@ -222,9 +312,13 @@ def evaluated(monkeypatch):
         calls.append(kwargs)
         return outcome
 
-    monkeypatch.setattr(evaluator, "simple_evaluate", simple_evaluate)
-    monkeypatch.setattr(lmeval, "harness_model", lambda member, options: ("model of", member.name))
-    monkeypatch.setattr(lmeval, "task_manager", lambda options, names=(): ("manager for", tuple(names)))
+    def simple_evaluate_quietly(**kwargs):
+        kwargs["git lookup"] = evaluator.get_git_commit_hash
+        return simple_evaluate(**kwargs)
+
+    monkeypatch.setattr(evaluator, "simple_evaluate", simple_evaluate_quietly)
+    monkeypatch.setattr(lmeval, "harness_model", lambda member, options: ("model of", member.name, options.seed))
+    monkeypatch.setattr(lmeval, "task_manager", lambda options, names=(): ("manager for", options.seed, tuple(names)))
     return calls, outcome
 
 
@@ -233,9 +327,16 @@ def test_a_task_is_evaluated_with_the_runs_settings_and_its_outcome_recorded(eva
     options = Settings(num_fewshot=2, limit=40, seed=7)
     member = Member(Path("enc"), "encoder", ENCODER)
     [r] = lmeval.run(member, "tiny", options)
-    assert calls == [dict(model=("model of", "encoder"), tasks=["tiny"], task_manager=("manager for", ("tiny",)),
-                          num_fewshot=2, limit=40, bootstrap_iters=0, log_samples=False, random_seed=7,
-                          numpy_random_seed=7, torch_random_seed=7, fewshot_random_seed=7)]
+    from lm_eval import evaluator
+
+    from twofold.quiet import _git_hash
+
+    assert calls == [{"model": ("model of", "encoder", 7), "tasks": ["tiny"],
+                      "task_manager": ("manager for", 7, ("tiny",)), "num_fewshot": 2, "limit": 40,
+                      "bootstrap_iters": 0, "log_samples": False, "random_seed": 7, "numpy_random_seed": 7,
+                      "torch_random_seed": 7, "fewshot_random_seed": 7,
+                      "git lookup": _git_hash}]
+    assert evaluator.get_git_commit_hash is not _git_hash  # restored after
     assert (r.task, r.metrics, r.n, r.seed, r.suite, r.library) == ("lm-eval/tiny", {"acc": 0.5}, 40, 7, "lm-eval",
                                                                       "lm-eval")
     assert r.data == {"dataset": "piqa", "config": "", "revision": "unpinned (latest)", "task_version": "1.5"}
@@ -245,7 +346,7 @@ def test_a_task_is_evaluated_with_the_runs_settings_and_its_outcome_recorded(eva
     [d] = lmeval.run(Member(Path("dec"), "decoder", DECODER, causal=True), "tiny", options)
     assert d.details["model"] == "hf" and d.details["task_config_hash"] == r.details["task_config_hash"]
     assert len(r.details["task_config_hash"]) == 16
-    outcome["configs"]["tiny"] = {**outcome["configs"]["tiny"], "doc_to_text": "another prompt"}
+    outcome["configs"]["tiny"] = {**outcome["configs"]["tiny"], "num_fewshot": 3}  # one value changed
     [changed] = lmeval.run(member, "tiny", options)
     assert changed.details["task_config_hash"] != r.details["task_config_hash"]
     outcome["results"] = {"tiny_sub": {"acc,none": 1.0}}
