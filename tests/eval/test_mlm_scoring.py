@@ -223,7 +223,7 @@ def test_the_vocabulary_projection_runs_at_the_masked_positions_only(encoder, to
     rows = count_scored_tokens(tokenizer, REQUESTS[:2])
     for model, tok in ((encoder, tokenizer), exported):
         seen = []
-        hook = model.decoder.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[:-1]))
+        hook = model.decoder.register_forward_hook(lambda module, args, out, seen=seen: seen.append(args[0].shape[:-1]))
         try:
             pseudo_loglikelihood(model, tok, REQUESTS[:2], batch_size=64)
         finally:
