@@ -401,6 +401,13 @@ def test_local_provenance_is_the_sha256_of_every_file_but_hidden_ones(tmp_path):
     one = base.local_files(data / "corpus.jsonl")
     assert one == {"path": str((data / "corpus.jsonl").resolve()),
                    "sha256": {"corpus.jsonl": sha256_file(data / "corpus.jsonl")}}
+    # huggingface-cli download --local-dir keeps its metadata under .cache/huggingface/download/ inside the copy;
+    # a copy that itself lives under a hidden folder keeps all its files
+    hidden = tmp_path / ".data" / "set"
+    for name in ("corpus.jsonl", ".cache/huggingface/download/qrels/test.tsv.metadata"):
+        (hidden / name).parent.mkdir(parents=True, exist_ok=True)
+        (hidden / name).write_text(name)
+    assert list(base.local_files(hidden)["sha256"]) == ["corpus.jsonl"]
     assert base.hub_data("mteb/scifact", None) == {"dataset": "mteb/scifact", "revision": "unpinned (latest)"}
     assert base.hub_data("nyu-mll/glue", "abc", "cola") == {"dataset": "nyu-mll/glue", "revision": "abc",
                                                            "config": "cola"}
@@ -420,6 +427,8 @@ def test_a_suites_result_and_failure_carry_the_member_the_suite_and_the_library(
         ("rank1/tiny", {}, 0, "error", 4, "ValueError: bad row 3")
     assert (failed.suite, failed.library, failed.library_version) == ("rank1", "numpy", np.__version__)
     assert base.failure(member, "rank1", "tiny", ValueError("  "), "").error == "ValueError: "
+    assert base.failure(member, "rank1", "tiny", ValueError("x"), "").seed == 0
+    assert base.result(member, "rank1", "tiny", {}, 1, "numpy", {}).seed == 0
     assert json.loads(json.dumps(failed.to_dict()))["details"] == {"error": "ValueError: bad row 3"}
 
 

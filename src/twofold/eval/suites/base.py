@@ -61,8 +61,9 @@ def require(distribution: str, minimum: str, feature: str, extra: str) -> str:
 
 def local_files(path: Path) -> dict:
     """Provenance of a local copy: its path and the sha256 of every file in it."""
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()
-                                                 and not any(part.startswith(".") for part in p.parts[-3:]))
+    # files hidden inside the copy (huggingface-cli's .cache/) are not data; folders above it do not count
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not any(
+        part.startswith(".") for part in p.relative_to(path).parts))
     root = path.parent if path.is_file() else path
     return {"path": str(path.resolve()), "sha256": {str(f.relative_to(root)): sha256_file(f) for f in files}}
 
