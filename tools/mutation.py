@@ -522,6 +522,10 @@ EQUIVALENT: dict[str, str] = {
        "none given and picks CUDA when available, else the CPU: the choice the name made" for n in (33, 34, 35, 36)},
     **{f"twofold.eval.suites.lmeval.x_metrics_of__mutmut_{n}": "lm-eval's alias is text, which the number check "
        "leaves out as well" for n in (17, 18)},
+    # eval/suites/members.py
+    **{f"twofold.eval.suites.members.x_suite_members__mutmut_{n}": "the subfolders of a pair or of an HF directory "
+       "(encoder/, decoder/, checkpoints/) are never pairs themselves: the search for pairs finds none and the "
+       "models are listed as before" for n in (4, 5, 10, 11)},
 }
 
 # Functions that only style a figure: the tests check what a plot shows (bar heights, labels,

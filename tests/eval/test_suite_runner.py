@@ -456,6 +456,9 @@ def sizes(tmp_path_factory, tokenizer):
                          tokenizer=Path(tokenizer.source).parent)
     (root / "runs").mkdir()
     tagged_run(root / "runs" / "decoder-run", tokenizer, causal=True)
+    for name in ("encoder", "decoder"):  # a folder of pairs of training runs
+        (root / "run-pairs" / "17m").mkdir(parents=True, exist_ok=True)
+        tagged_run(root / "run-pairs" / "17m" / name, tokenizer, causal=name == "decoder")
     return root
 
 
@@ -482,6 +485,7 @@ def test_a_runs_checkpoints_are_members_labelled_by_tag_and_exported_only_while_
         ("decoder-run", DECODER, True, "step1", 3000, "decoder-run@step1"),
         ("decoder-run", DECODER, True, "step2", 6000, "decoder-run@step2")]
     assert [m.path for m, _ in found] == [ref.checkpoint for _, ref in found]
+    assert all(m.parameters == 0 for m, _ in found)  # counted once exported
     [(named, _)] = suite_members(run, tokenizer=Path(tokenizer.source).parent, name="late")
     assert (named.name, named.checkpoint) == ("late", "step2")
     with pytest.raises(TwofoldError, match=r"^no tokenizer found for decoder-run; pass --tokenizer DIR"):
@@ -498,3 +502,14 @@ def test_a_runs_checkpoints_are_members_labelled_by_tag_and_exported_only_while_
     with exported(hf, hf_ref, scratch) as ready:
         assert ready.path == sizes / "pairs" / "17m" / "encoder"
     assert (sizes / "pairs" / "17m" / "encoder" / "config.json").is_file()
+
+
+def test_a_folder_of_pairs_of_runs_gives_each_members_tagged_checkpoints(sizes, tokenizer):
+    from twofold.eval.suites.members import suite_members
+
+    found = suite_members(sizes / "run-pairs", all_checkpoints=True, tokenizer=Path(tokenizer.source).parent)
+    assert [(m.name, m.kind, m.causal, m.checkpoint) for m, _ in found] == [
+        ("17m/decoder", DECODER, True, "step1"), ("17m/decoder", DECODER, True, "step2"),
+        ("17m/encoder", ENCODER, False, "step1"), ("17m/encoder", ENCODER, False, "step2")]
+    with pytest.raises(TwofoldError, match="^no tokenizer found for decoder; pass --tokenizer DIR"):
+        suite_members(sizes / "run-pairs")
