@@ -319,3 +319,17 @@ def test_a_hub_task_is_recorded_by_its_dataset_and_revision(exports, evaluated, 
     assert r.n == 4 and r.details["seconds"] == 1.23
     monkeypatch.setattr(task, "dataset", None, raising=False)
     assert mteb_suite._queries(task) == 0
+
+
+def test_an_mteb_too_old_or_missing_is_one_line(monkeypatch):
+    from twofold.eval.suites import base
+
+    versions = {"mteb": "1.38.0"}
+    monkeypatch.setattr(base, "version_of", lambda name: versions.get(name, ""))
+    with pytest.raises(TwofoldError, match=r"^--suite mteb needs mteb >= 2\.26, found 1\.38\.0; pip install -U "
+                                           r"'twofold\[suites\]'$"):
+        mteb_suite.task_lister("mteb")(Settings(tasks=("SciFact",)))
+    versions.clear()
+    with pytest.raises(TwofoldError, match=r"^--suite mteb needs mteb >= 2\.26, which is not installed; pip install "
+                                           r"'twofold\[suites\]'$"):
+        mteb_suite.resolve("SciFact", Settings())
