@@ -526,6 +526,13 @@ EQUIVALENT: dict[str, str] = {
     **{f"twofold.eval.suites.members.x_suite_members__mutmut_{n}": "the subfolders of a pair or of an HF directory "
        "(encoder/, decoder/, checkpoints/) are never pairs themselves: the search for pairs finds none and the "
        "models are listed as before" for n in (4, 5, 10, 11)},
+    # eval/suites/mteb_suite.py
+    **{f"twofold.eval.suites.mteb_suite.x_embedding_model__mutmut_{n}": "flush only changes when the fine-tune's "
+       "lines appear, not what they say (tested)" for n in (60, 62, 63)},
+    **{f"twofold.eval.suites.mteb_suite.x_embedding_model__mutmut_{n}": "the embedder's length is set again right "
+       "after, from the task's length and the model's context (tested)" for n in (81, 83, 86)},
+    "twofold.eval.suites.mteb_suite.x_embedding_model__mutmut_69": "embedder reads the base model's path and "
+    "attention only; its name labels fine-tune results, of which this writes none",
 }
 
 # Functions that only style a figure: the tests check what a plot shows (bar heights, labels,
@@ -613,6 +620,9 @@ NOT_KILLABLE_HERE: dict[str, str] = {
        "stderr is a terminal; under the tests it is not (its True is killed: no bars)" for n in (5, 10, 18, 26)},
     **{f"twofold.train.rng.x_seed_streams__mutmut_{n}": "torch's CPU generator keeps only the seed's low 32 bits; "
        "the high word seeds CUDA's generator only (no GPU here)" for n in (8, 10)},
+    **{f"twofold.eval.suites.mteb_suite.x_embedding_model__mutmut_{n}": "a Sentence Transformers directory loaded "
+       "on its default device (CUDA when available) instead of the CPU: differs only on a machine with a GPU; none "
+       "here" for n in (9, 11)},
     **{f"twofold.eval.suites.lmeval.{m}": "the model placed on the CPU although CUDA is available: differs only "
        "on a machine with a GPU; none here"
        for m in ("x_harness_model__mutmut_31", "xǁMaskedLMHarnessǁ__init____mutmut_5",

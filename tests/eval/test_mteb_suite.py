@@ -48,6 +48,8 @@ def test_each_preset_names_its_tasks_and_plain_mteb_the_tasks_asked_for():
         lister(Settings())
     with pytest.raises(TwofoldError, match=r"^--suite mteb: unknown MTEB task 'SciFakt'; close: SciFact.* \(mteb"):
         lister(Settings(tasks=("NFCorpus", "SciFakt", "Nope")))
+    with pytest.raises(TwofoldError, match=r"; close: ([\w.-]+, ){4}[\w.-]+ \(mteb"):  # the five closest
+        lister(Settings(tasks=("CQADupstackRetrievl",)))
     with pytest.raises(TwofoldError, match=r"^--suite mteb: unknown MTEB task 'qqqqqqqq' \(mteb\.get_tasks\(\)"):
         lister(Settings(tasks=("qqqqqqqq",)))
 
@@ -87,7 +89,8 @@ def test_a_local_copy_is_found_under_the_dataset_path_or_the_task_name_and_read_
         split = task.dataset["default"]["test"]
         assert split["relevant_docs"] == {f"q{i}": {f"d{i}": 1} for i in range(8)} and split["top_ranked"] is None
         assert dict(zip(split["queries"]["id"], split["queries"]["text"]))["q0"] == "json: " + suite_data.TOPICS[0][1]
-        assert len(split["corpus"]) == 8
+        assert dict(zip(split["corpus"]["id"], split["corpus"]["text"])) == {
+            f"d{i}": code for i, (_, _, code) in enumerate(suite_data.TOPICS)}
     with pytest.raises(TwofoldError, match=f"^{tmp_path / 'd' / 'mteb' / 'nfcorpus'}: missing; --data-dir holds, "
                                            "for each MTEB task, a copy of its dataset repository \\(huggingface-cli "
                                            f"download --repo-type dataset mteb/nfcorpus --local-dir "):
@@ -214,13 +217,15 @@ def test_the_export_is_embedded_with_its_members_pooling_at_the_tasks_length(exp
     assert made == "sentence-transformers directory" and model.max_seq_length == 512
 
 
-def test_with_fine_tune_data_the_embed_fine_tune_is_evaluated_and_made_once(exports, tmp_path, monkeypatch):
+def test_with_fine_tune_data_the_embed_fine_tune_is_evaluated_and_made_once(exports, tmp_path, monkeypatch,
+                                                                           capsys):
     from twofold.finetune import RECORD
 
     made = []
 
     def finetune(task, base, data, out, recipe, name, say):
         made.append((task, base, data, out, recipe.max_length, name))
+        say("epoch 1: loss 0.5\n")
         model, _ = mteb_suite.embedding_model(Member(exports / "encoder", "encoder", ENCODER), Settings(), "SciFact")
         model.save(str(out))
         (out / RECORD).write_text("{}")
@@ -228,7 +233,10 @@ def test_with_fine_tune_data_the_embed_fine_tune_is_evaluated_and_made_once(expo
     monkeypatch.setattr(mteb_suite, "finetune", finetune)
     member = Member(exports / "encoder", "encoder", ENCODER, checkpoint="step2")
     options = Settings(work=tmp_path / "work", finetune_data="pairs.jsonl", max_length=128)
+    (tmp_path / "work" / "encoder_step2" / "mteb-predictions").mkdir(parents=True)  # an earlier run's
+    capsys.readouterr()
     model, said = mteb_suite.embedding_model(member, options, "SciFact")
+    assert capsys.readouterr().out == "  embed epoch 1: loss 0.5\n"
     out = tmp_path / "work" / "encoder_step2" / "embed"
     assert made == [("embed", str(exports / "encoder"), "pairs.jsonl", out, 128, "encoder")]
     assert said == f"embed fine-tune on pairs.jsonl ({out})" and model.max_seq_length == 128
@@ -333,3 +341,20 @@ def test_an_mteb_too_old_or_missing_is_one_line(monkeypatch):
     with pytest.raises(TwofoldError, match=r"^--suite mteb needs mteb >= 2\.26, which is not installed; pip install "
                                            r"'twofold\[suites\]'$"):
         mteb_suite.resolve("SciFact", Settings())
+
+
+def test_mldr_is_evaluated_at_the_models_full_context_and_a_missing_time_is_zero(tmp_path, exports, evaluated):
+    import mteb
+
+    suite_data.write_beir(tmp_path / "data" / "MultiLongDocRetrieval")
+    suite_data.write_beir(tmp_path / "data" / "SciFact")
+    member = Member(exports / "encoder", "encoder", ENCODER)
+    options = Settings(data_dir=tmp_path / "data", work=tmp_path / "work", max_length=64)
+    [r] = mteb_suite.run_task("mldr")(member, "MultiLongDocRetrieval", options)
+    assert r.details["max_seq_length"] == 1024 and evaluated[0][0].max_seq_length == 1024
+    [short] = mteb_suite.run_task("mteb")(member, "SciFact", options)
+    assert short.details["max_seq_length"] == 64
+    result = SimpleNamespace(scores={"test": [{"ndcg_at_10": 0.5}]}, evaluation_time=None)
+    mteb.evaluate = lambda model, tasks, **kwargs: SimpleNamespace(task_results=[result])
+    [untimed] = mteb_suite.run_task("mteb")(member, "SciFact", options)
+    assert untimed.details["seconds"] == 0.0
