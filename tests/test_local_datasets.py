@@ -5,12 +5,15 @@ the first one's cached data."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from datasets import Dataset
 
 from twofold.data.sources import SourceSpec, read_documents
 from twofold.finetune.datasets import load_labelled
 from twofold.finetune.generation_data import load_generation
+from twofold.local_datasets import own_cache
 
 
 def hub_copy(folder, rows: list[dict]):
@@ -46,3 +49,26 @@ def test_two_copies_named_alike_are_read_apart(tmp_path, shared_cache):
     documents = [{d.text.split()[0] for d in read_documents(SourceSpec(str(copy), kind="hf", hf_config="first"))}
                  for copy in (sample, full)]
     assert documents == [{"sample"}, {"full"}]
+
+
+def test_each_local_copy_is_read_through_a_datasets_cache_of_its_own_without_progress_bars():
+    import datasets
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    before = datasets.config.HF_DATASETS_CACHE
+    enable_progress_bars()
+    with own_cache():
+        first = datasets.config.HF_DATASETS_CACHE
+        assert are_progress_bars_disabled()
+    with own_cache():
+        second = datasets.config.HF_DATASETS_CACHE
+    assert datasets.config.HF_DATASETS_CACHE == before and not are_progress_bars_disabled()
+    assert first != second and Path(first).parent == Path(before) and Path(first).is_dir()
+    assert Path(first).name.startswith("twofold-local-copy-")
+    disable_progress_bars()
+    try:
+        with own_cache():
+            pass
+        assert are_progress_bars_disabled()  # left as found
+    finally:
+        enable_progress_bars()

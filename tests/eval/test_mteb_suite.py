@@ -162,29 +162,6 @@ def test_a_local_copy_that_does_not_load_is_one_line_and_the_hubs_are_left_to_mt
     assert loaded == []
 
 
-def test_each_local_copy_is_read_through_a_datasets_cache_of_its_own_without_progress_bars():
-    import datasets
-    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-
-    before = datasets.config.HF_DATASETS_CACHE
-    enable_progress_bars()
-    with mteb_suite._own_datasets_cache():
-        first = datasets.config.HF_DATASETS_CACHE
-        assert are_progress_bars_disabled()
-    with mteb_suite._own_datasets_cache():
-        second = datasets.config.HF_DATASETS_CACHE
-    assert datasets.config.HF_DATASETS_CACHE == before and not are_progress_bars_disabled()
-    assert first != second and Path(first).parent == Path(before) and Path(first).is_dir()
-    assert Path(first).name.startswith("twofold-local-copy-")
-    disable_progress_bars()
-    try:
-        with mteb_suite._own_datasets_cache():
-            pass
-        assert are_progress_bars_disabled()  # left as found
-    finally:
-        enable_progress_bars()
-
-
 # ----------------------------------------------------------------------------- the model mteb is given
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,7 @@ mteb and sentence-transformers (optional, the `suites` extra) are imported where
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +29,7 @@ from twofold.eval.suites.base import hub_data, local_files, pick_tasks, require,
 from twofold.finetune import RECORD, BaseModel, finetune, recipe_for
 from twofold.finetune.datasets import read_beir
 from twofold.finetune.tasks import embedder
+from twofold.local_datasets import own_cache
 from twofold.quiet import quiet_head_load_reports, quiet_mteb
 from twofold.results import Result
 
@@ -185,39 +183,13 @@ def check_data(names: list[str], options: Settings) -> None:
         if not Path(task.metadata.dataset["path"]).is_dir():
             continue  # the hub's: mteb downloads it
         try:
-            with _own_datasets_cache():
+            with own_cache():  # two local copies named alike are never served each other's rows
                 task.load_data()
         except Exception as error:  # datasets/mteb say what is missing (a config, a split, a column)
             message = str(error).strip().splitlines()[0] if str(error).strip() else ""
             raise TwofoldError(f"{task.metadata.dataset['path']}: the local copy of {name} does not load "
                                f"({type(error).__name__}: {message}); it must hold the hub repository's files "
                                f"(configs and split {', '.join(task.eval_splits)})") from None
-
-
-_LOCAL_CACHES: list[tempfile.TemporaryDirectory] = []  # kept while the process runs: data is mapped from them
-
-
-@contextlib.contextmanager
-def _own_datasets_cache() -> Iterator[None]:
-    """`datasets` names the cache of a local repository copy by its folder's name and its README, not
-    by its files: a second copy named alike (another sample of the set, an edited copy) would be served
-    the first one's data. Each local copy is read through a cache of its own, removed at exit, without
-    the progress bars of its conversion (a check: a copy that does not load is one line)."""
-    import datasets
-    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-
-    root = Path(datasets.config.HF_DATASETS_CACHE)
-    root.mkdir(parents=True, exist_ok=True)
-    _LOCAL_CACHES.append(tempfile.TemporaryDirectory(prefix="twofold-local-copy-", dir=root))
-    previous, datasets.config.HF_DATASETS_CACHE = datasets.config.HF_DATASETS_CACHE, Path(_LOCAL_CACHES[-1].name)
-    shown = not are_progress_bars_disabled()
-    disable_progress_bars()
-    try:
-        yield
-    finally:
-        datasets.config.HF_DATASETS_CACHE = previous
-        if shown:
-            enable_progress_bars()
 
 
 def embedding_model(member: Member, options: Settings, name: str):
