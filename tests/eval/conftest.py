@@ -1,9 +1,15 @@
 """Tiny random encoder/decoder models and quick settings for the eval tests (the tokenizer: tests/conftest.py)."""
 
+import importlib.util
+
 import pytest
 
 from twofold.eval.tasks import Settings
 from twofold.model import TwofoldModel, preset
+
+# The lm-eval suite's own tests import the suite, which needs lm-eval; the PyLate environment, which
+# collects every test file for its `colbert` tests, has no lm-eval.
+collect_ignore = [] if importlib.util.find_spec("lm_eval") else ["test_lmeval_suite.py"]
 
 # Every task in a second or two with a tiny model.
 TINY = Settings(max_length=48, batch_size=16, lm_tokens=300, pseudo_perplexity_tokens=12, max_queries=12,
