@@ -203,7 +203,9 @@ def test_a_lazy_function_imports_its_suite_module_when_called_and_passes_everyth
         lister("csn")
 
 
-def test_an_mteb_preset_is_a_suite_of_its_name_for_every_retrieval_kind(monkeypatch):
+@pytest.fixture
+def mteb_calls(monkeypatch) -> list:
+    """The calls the mteb suite module gets, recorded instead of run."""
     from twofold.eval.suites import mteb_suite
 
     calls = []
@@ -212,6 +214,11 @@ def test_an_mteb_preset_is_a_suite_of_its_name_for_every_retrieval_kind(monkeypa
     monkeypatch.setattr(mteb_suite, "run_task", lambda suite: lambda member, task, options: calls.append(
         ("run", suite, member.name, task, options)) or [])
     monkeypatch.setattr(mteb_suite, "check_data", lambda names, options: calls.append(("check", names, options)))
+    return calls
+
+
+def test_an_mteb_preset_is_a_suite_of_its_name_for_every_retrieval_kind(monkeypatch, mteb_calls):
+    calls = mteb_calls
     suite = runner._mteb_suite("csn", "CodeSearchNet")
     assert (suite.name, suite.help, suite.kinds, suite.library) == ("csn", "CodeSearchNet",
                                                                     (ENCODER, DECODER, EMBEDDER), "mteb")
@@ -229,15 +236,8 @@ def test_an_mteb_preset_is_a_suite_of_its_name_for_every_retrieval_kind(monkeypa
             call()
 
 
-def test_the_lazy_suites_call_their_modules_functions_with_the_suites_name(monkeypatch):
-    from twofold.eval.suites import mteb_suite
-
-    calls = []
-    monkeypatch.setattr(mteb_suite, "task_lister", lambda preset: lambda options: calls.append(("tasks", preset,
-                                                                                                options)) or [preset])
-    monkeypatch.setattr(mteb_suite, "run_task", lambda suite: lambda member, task, options: calls.append(
-        ("run", suite, member.name, task, options)) or [])
-    monkeypatch.setattr(mteb_suite, "check_data", lambda names, options: calls.append(("check", names, options)))
+def test_the_lazy_suites_call_their_modules_functions_with_the_suites_name(mteb_calls):
+    calls = mteb_calls
     options = Settings(tasks=("x",))
     assert runner.SUITES["csn"].tasks(options) == ["csn"]
     assert runner.SUITES["mldr"].run(ENC, "t", options) == []
