@@ -1,9 +1,11 @@
 """Tiny random encoder/decoder models and quick settings for the eval tests (the tokenizer: tests/conftest.py)."""
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 
+import twofold
 from twofold.eval.tasks import Settings
 from twofold.model import TwofoldModel, preset
 
@@ -21,6 +23,15 @@ def tiny_model(tokenizer, causal: bool) -> TwofoldModel:
     return TwofoldModel(preset("tiny", causal=causal, vocab_size=tokenizer.vocab_size, cls_token_id=s.cls,
                                sep_token_id=s.sep, pad_token_id=s.pad, mask_token_id=s.mask,
                                bos_token_id=s.bos, eos_token_id=s.eos))
+
+
+def export_pair(folder, tokenizer):
+    """A tiny random encoder and decoder saved as Hugging Face exports with the tokenizer:
+    folder/encoder, folder/decoder (seed torch first for fixed weights)."""
+    for name in ("encoder", "decoder"):
+        twofold.save(tiny_model(tokenizer, name == "decoder"), Path(folder) / name,
+                     tokenizer=Path(tokenizer.source).parent)
+    return folder
 
 
 def tagged_run(path, tokenizer, causal: bool):

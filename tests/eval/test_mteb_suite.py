@@ -8,14 +8,12 @@ replaced by a recorder where only the mapping is under test (tests/eval/test_sui
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 from tools import suite_data
 
-import twofold
 from twofold.errors import TwofoldError
 from twofold.eval.member import DECODER, EMBEDDER, ENCODER, Member
 from twofold.eval.settings import Settings
@@ -166,13 +164,10 @@ def test_a_local_copy_that_does_not_load_is_one_line_and_the_hubs_are_left_to_mt
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory, tokenizer):
-    from tests.eval.conftest import tiny_model
+    from tests.eval.conftest import export_pair
 
-    root = tmp_path_factory.mktemp("mteb-models")
     torch.manual_seed(5)
-    for name in ("encoder", "decoder"):
-        twofold.save(tiny_model(tokenizer, name == "decoder"), root / name, tokenizer=Path(tokenizer.source).parent)
-    return root
+    return export_pair(tmp_path_factory.mktemp("mteb-models"), tokenizer)
 
 
 def test_the_export_is_embedded_with_its_members_pooling_at_the_tasks_length(exports, tmp_path):

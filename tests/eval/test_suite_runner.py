@@ -445,15 +445,11 @@ def test_requested_tasks_are_matched_without_case_spelled_as_the_suite_spells_th
 @pytest.fixture(scope="module")
 def sizes(tmp_path_factory, tokenizer):
     """A folder of two pairs (`17m/`, `32m/`, each encoder/ and decoder/ exports) and a training run."""
-    from tests.eval.conftest import tagged_run, tiny_model
-
-    import twofold
+    from tests.eval.conftest import export_pair, tagged_run
 
     root = tmp_path_factory.mktemp("sizes")
     for size in ("17m", "32m"):
-        for name in ("encoder", "decoder"):
-            twofold.save(tiny_model(tokenizer, name == "decoder"), root / "pairs" / size / name,
-                         tokenizer=Path(tokenizer.source).parent)
+        export_pair(root / "pairs" / size, tokenizer)
     (root / "runs").mkdir()
     tagged_run(root / "runs" / "decoder-run", tokenizer, causal=True)
     for name in ("encoder", "decoder"):  # a folder of pairs of training runs

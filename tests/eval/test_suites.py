@@ -33,13 +33,10 @@ def quiet(_line: str) -> None:
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory, tokenizer):
     """A tiny random pair with fixed weights (whatever ran before), exported with its tokenizer."""
-    from tests.eval.conftest import tiny_model
+    from tests.eval.conftest import export_pair
 
-    root = tmp_path_factory.mktemp("pair")
     torch.manual_seed(1234)
-    for name in ("encoder", "decoder"):
-        twofold.save(tiny_model(tokenizer, name == "decoder"), root / name, tokenizer=Path(tokenizer.source).parent)
-    return root
+    return export_pair(tmp_path_factory.mktemp("pair"), tokenizer)
 
 
 @pytest.fixture(scope="module")
