@@ -17,7 +17,6 @@ from twofold.finetune.datasets import (
     RetrievalData,
     RetrievalSet,
     _as_set,
-    _split_off,
     beir_test_set,
     load_beir,
     load_labelled,
@@ -25,6 +24,7 @@ from twofold.finetune.datasets import (
     read_beir,
     read_labelled,
     rows,
+    split_off,
     train_and_dev,
 )
 
@@ -60,15 +60,15 @@ def test_rows_of_jsonl_tsv_and_csv_with_their_line_numbers(tmp_path):
 
 def test_the_held_out_tenth_for_dev_and_test_is_seeded_and_counted():
     items = list(range(25))
-    train, dev, test = _split_off(items, seed=0)
+    train, dev, test = split_off(items, seed=0)
     order = np.random.default_rng(0).permutation(25).tolist()
     assert (dev, test) == (sorted(order[:2]), sorted(order[2:4]))  # round(2.5) = 2 each
     assert train == sorted(order[4:])
-    assert [len(part) for part in _split_off(list(range(35)), seed=0)] == [27, 4, 4]  # round(3.5) = 4
-    assert [len(part) for part in _split_off(list(range(3)), seed=0)] == [1, 1, 1]  # at least one each
-    assert _split_off(items, seed=1)[1] != dev
+    assert [len(part) for part in split_off(list(range(35)), seed=0)] == [27, 4, 4]  # round(3.5) = 4
+    assert [len(part) for part in split_off(list(range(3)), seed=0)] == [1, 1, 1]  # at least one each
+    assert split_off(items, seed=1)[1] != dev
     with pytest.raises(TwofoldError, match=r"^only 2 examples; fine-tuning needs at least 3 to hold out a dev"):
-        _split_off([1, 2], seed=0)
+        split_off([1, 2], seed=0)
 
 
 # ----------------------------------------------------------------------------- retrieval
@@ -137,7 +137,7 @@ def test_a_file_without_dev_or_test_holds_a_seeded_tenth_out_for_each(tmp_path):
     pairs = [{"query": f"q{i}", "positive": f"d{i}"} for i in range(20)]
     path = jsonl(tmp_path / "pairs.jsonl", pairs)
     data = load_retrieval(str(path), seed=5)
-    train, dev, test = _split_off(pairs, 5)
+    train, dev, test = split_off(pairs, 5)
     assert data.train == train and list(data.dev.queries.values()) == [p["query"] for p in dev]
     assert list(data.test.queries.values()) == [p["query"] for p in test]
     dev_file = jsonl(tmp_path / "dev.jsonl", pairs[:3])
@@ -207,7 +207,7 @@ def test_a_beir_folder_trains_on_its_train_qrels_and_holds_out_what_it_lacks(tmp
     assert data.files == [folder / "corpus.jsonl", folder / "queries.jsonl"] + \
         [folder / "qrels" / f"{s}.tsv" for s in ("train", "dev", "test")]
     only_train = load_beir(beir(tmp_path / "only", splits=("train",)), seed=0)
-    _, dev_q, test_q = _split_off(sorted(f"q{i}" for i in range(12)), 0)
+    _, dev_q, test_q = split_off(sorted(f"q{i}" for i in range(12)), 0)
     assert sorted(only_train.dev.queries) == dev_q and sorted(only_train.test.queries) == test_q
     assert not {p["query"] for p in only_train.train} & {f"query {q[1:]}" for q in dev_q + test_q}
     assert len(only_train.train) == 13 - sum(len(read_beir(beir(tmp_path / "x"))[2]["train"][q])
@@ -286,7 +286,7 @@ def test_pairs_of_texts_given_splits_held_out_splits_and_the_size_limit(tmp_path
     path = write(tmp_path / "pairs.csv", "premise,hypothesis,gold\n" + "".join(f"p{i},h{i},{'ny'[i % 2]}\n"
                                                                                 for i in range(20)))
     data = load_labelled(str(path), text_fields=("premise", "hypothesis"), label_field="gold", seed=2)
-    train, dev, test = _split_off([((f"p{i}", f"h{i}"), i % 2) for i in range(20)], 2)
+    train, dev, test = split_off([((f"p{i}", f"h{i}"), i % 2) for i in range(20)], 2)
     assert (data.train, data.dev, data.test, data.labels) == (train, dev, test, ["n", "y"])
     dev_file = write(tmp_path / "dev.csv", "premise,hypothesis,gold\nx,y,y\n")
     only_dev = load_labelled(str(path), dev=str(dev_file), text_fields=("premise", "hypothesis"),
@@ -532,7 +532,7 @@ def test_a_split_given_in_its_own_file_leaves_its_share_of_the_training_data_to_
     split's stays in training (it is neither trained on nor scored otherwise)."""
     pairs = [{"query": f"q{i}", "positive": f"d{i}"} for i in range(20)]
     path, dev = jsonl(tmp_path / "pairs.jsonl", pairs), jsonl(tmp_path / "dev.jsonl", pairs[:2])
-    _, held_dev, held_test = _split_off(pairs, 5)
+    _, held_dev, held_test = split_off(pairs, 5)
     retrieval = load_retrieval(str(path), dev=str(dev), seed=5)
     assert len(retrieval.train) == 18 and held_dev[0] in retrieval.train and held_test[0] not in retrieval.train
     test_only = load_retrieval(str(path), test=str(dev), seed=5)
@@ -546,7 +546,7 @@ def test_a_split_given_in_its_own_file_leaves_its_share_of_the_training_data_to_
     with_dev = load_beir(folder, seed=0)
     pairs_of = read_beir(folder)[2]["train"]
     assert sum(map(len, pairs_of.values())) == 21  # 20 queries, q1 with two relevant documents
-    test_queries = _split_off(sorted(pairs_of), 0)[2]
+    test_queries = split_off(sorted(pairs_of), 0)[2]
     assert sorted(with_dev.test.queries) == test_queries
     assert len(with_dev.train) == 21 - sum(len(pairs_of[q]) for q in test_queries)
 

@@ -152,7 +152,7 @@ def _hf_rows(spec: str) -> tuple[str, list, list]:
     return name.replace("/", "_"), [(spec, i + 1, dict(row)) for i, row in enumerate(loaded)], []
 
 
-def _split_off(items: list, seed: int, given: tuple[str, ...] = ()) -> tuple[list, list, list]:
+def split_off(items: list, seed: int, given: tuple[str, ...] = ()) -> tuple[list, list, list]:
     """(train, dev, test): a seeded HELD_OUT_FRACTION each for dev and test. A split named in `given`
     comes from its own file: it is returned empty and its share stays in train."""
     if len(items) < 3:
@@ -166,7 +166,7 @@ def _split_off(items: list, seed: int, given: tuple[str, ...] = ()) -> tuple[lis
     return pick(train), pick(parts.get("dev", [])), pick(parts.get("test", []))
 
 
-def _given(**splits) -> tuple[str, ...]:
+def given_splits(**splits) -> tuple[str, ...]:
     """The names of the splits that were given (truthy)."""
     return tuple(name for name, value in splits.items() if value)
 
@@ -262,7 +262,7 @@ def load_retrieval(spec: str, dev: str | None = None, test: str | None = None, s
         train = [_retrieval_example(*row) for row in found]
         _warn_unread(spec, found)
         if not (dev and test):
-            train, dev_part, test_part = _split_off(train, seed, _given(dev=dev, test=test))
+            train, dev_part, test_part = split_off(train, seed, given_splits(dev=dev, test=test))
         dev_set = _as_set(_retrieval_file(dev, files)) if dev else _as_set(dev_part)
         test_set = _as_set(_retrieval_file(test, files)) if test else _as_set(test_part)
         data = RetrievalData(name, train, dev_set, test_set, files)
@@ -321,7 +321,7 @@ def load_beir(directory: Path, seed: int) -> RetrievalData:
     missing = [split for split in ("dev", "test") if split not in qrels]
     taken = set()
     if missing:  # a seeded tenth of the training queries for each
-        _, dev_q, test_q = _split_off(train_queries, seed)  # only the missing splits' queries are taken
+        _, dev_q, test_q = split_off(train_queries, seed)  # only the missing splits' queries are taken
         for split, held in (("dev", dev_q), ("test", test_q)):
             if split in missing:
                 qrels[split] = {q: qrels["train"][q] for q in held}
@@ -392,7 +392,8 @@ def load_labelled(spec: str, dev: str | None = None, test: str | None = None, se
                 files += extra
                 raw[split] = [_labelled_example(*row, text_fields, label_field) for row in more]
         if "dev" not in raw or "test" not in raw:
-            train, dev_part, test_part = _split_off(raw["train"], seed, _given(dev="dev" in raw, test="test" in raw))
+            given = given_splits(dev="dev" in raw, test="test" in raw)
+            train, dev_part, test_part = split_off(raw["train"], seed, given)
             raw["train"] = train
             raw.setdefault("dev", dev_part)
             raw.setdefault("test", test_part)

@@ -31,7 +31,7 @@ import numpy as np
 
 from twofold.data.stdlib import documented_functions
 from twofold.errors import TwofoldError
-from twofold.finetune.datasets import HELD_OUT_FRACTION, _given, _split_off, rows
+from twofold.finetune.datasets import HELD_OUT_FRACTION, given_splits, rows, split_off
 from twofold.local_datasets import load_dataset
 
 DEFAULT_TEMPLATE = "{source}\n"  # source/target data without --template: the source, then the target
@@ -217,8 +217,8 @@ def load_generation(spec: str, dev: str | None = None, test: str | None = None, 
         if not splits["train"]:
             raise TwofoldError(f"{spec}: no examples")
         if "dev" not in splits or "test" not in splits:
-            train, dev_part, test_part = _split_off(splits["train"], seed,
-                                                    _given(dev="dev" in splits, test="test" in splits))
+            train, dev_part, test_part = split_off(splits["train"], seed,
+                                                    given_splits(dev="dev" in splits, test="test" in splits))
             splits = {"dev": dev_part, "test": test_part, **splits, "train": train}
         data = GenerationData(name, splits["train"], splits["dev"], splits["test"], files, fields.template)
     for split in ("dev", "test"):
