@@ -68,8 +68,8 @@ def fill_masks(subject: Subject, top_k: int = 5) -> list[dict]:
 
 def samples(subject: Subject, settings: Settings) -> list[Result]:
     if not subject.causal:
-        found = fill_masks(subject)
-        return [subject.result("samples", {}, settings.seed, len(found), samples=found)]
-    found = continuations(subject, settings)
-    decoding = {**SAMPLING, "seed": settings.seed, "max_new_tokens": settings.max_new_tokens}
-    return [subject.result("samples", {}, settings.seed, len(found), samples=found, decoding=decoding)]
+        found, extra = fill_masks(subject), {}
+    else:  # continuations carry how they were decoded
+        found = continuations(subject, settings)
+        extra = {"decoding": {**SAMPLING, "seed": settings.seed, "max_new_tokens": settings.max_new_tokens}}
+    return [subject.result("samples", {}, settings.seed, len(found), samples=found, **extra)]
