@@ -747,10 +747,11 @@ def share_fixture_tests(work: Path, module: str) -> None:
     for function, tests in tests_by_function.items():
         files = {test.split("::")[0] for test in tests}
         tests_by_function[function] = sorted(set(tests).union(*(fast.get(f, set()) for f in files)))
-    everything = sorted(t for t in stats["duration_by_test"] if t.split("::")[0] in MODULES[module])
-    dotted = module.removeprefix("src/").removesuffix(".py").replace("/", ".")
-    for function in IN_WORKERS.get(module, ()):
-        tests_by_function[f"{dotted}.{function}"] = everything
+    if module in IN_WORKERS:
+        everything = sorted(t for t in stats["duration_by_test"] if t.split("::")[0] in MODULES[module])
+        dotted = module.removeprefix("src/").removesuffix(".py").replace("/", ".")
+        for function in IN_WORKERS[module]:
+            tests_by_function[f"{dotted}.{function}"] = everything
     path.write_text(json.dumps(stats))
 
 
