@@ -101,6 +101,20 @@ def test_a_beir_folder_is_read_with_its_checksums_and_a_seeded_sample_of_limit_q
     rank1.check_data(["tiny"], Settings(data_dir=beir.parent))
     with pytest.raises(TwofoldError, match="--first-stage 'bm52': give bm25"):
         rank1.check_data(["tiny"], Settings(data_dir=beir.parent, first_stage="bm52"))
+    broken = suite_data.write_beir(beir.parent / "broken")
+    (broken / "qrels" / "test.tsv").rename(broken / "qrels" / "dev.tsv")  # found before any model runs
+    with pytest.raises(TwofoldError, match="broken: no qrels/test.tsv; evaluation scores the test queries"):
+        rank1.check_data(["tiny", "broken"], Settings(data_dir=beir.parent))
+
+
+def test_without_a_limit_every_judged_query_of_a_beir_folder_is_scored(tmp_path):
+    folder = tmp_path / "data" / "large"
+    suite_data.jsonl(folder / "corpus.jsonl", [{"_id": f"d{i}", "title": "", "text": f"doc {i}"} for i in range(120)])
+    suite_data.jsonl(folder / "queries.jsonl", [{"_id": f"q{i}", "text": f"query {i}"} for i in range(120)])
+    (folder / "qrels").mkdir()
+    (folder / "qrels" / "test.tsv").write_text("".join(f"q{i}\td{i}\t1\n" for i in range(110)))
+    assert len(rank1.load("large", Settings(data_dir=folder.parent))[0].queries) == 110
+    assert len(rank1.load("large", Settings(data_dir=folder.parent, limit=100))[0].queries) == 100
 
 
 def test_without_a_data_dir_a_task_is_read_from_mtebs_dataset(monkeypatch):
@@ -116,14 +130,18 @@ def test_without_a_data_dir_a_task_is_read_from_mtebs_dataset(monkeypatch):
                 "queries": [{"id": q, "text": f"query {q}"} for q in ("q3", "q1", "q2", "q4")],
                 "relevant_docs": {"q3": {"d3": 1}, "q1": {"d1": 2, "d2": 0}, "q2": {"d2": 0}, "q4": {"d1": 1}}}}}
 
-    monkeypatch.setattr(mteb, "get_task", lambda name: Task())
+    asked = []
+    monkeypatch.setattr(mteb, "get_task", lambda name: asked.append(name) or Task())
     data, provenance = rank1.load("Tiny", Settings(limit=2))
+    assert asked == ["Tiny"]
     assert data.corpus == {"d1": "Parsing json text", "d2": "sorting", "d3": "zip"}
     assert data.queries == {"q1": "query q1", "q3": "query q3"}  # q2 has no relevant document; the first 2 sorted
     assert data.qrels == {"q1": {"d1": 2, "d2": 0}, "q3": {"d3": 1}} and data.name == "Tiny"
     assert provenance == {"dataset": "mteb/tiny", "revision": "abc"}
     assert sorted(rank1.load("Tiny", Settings())[0].queries) == ["q1", "q3", "q4"]
+    asked.clear()
     rank1.check_data(["Tiny"], Settings())  # the hub's data is left to the run
+    assert asked == []
 
     def unknown(name):
         raise KeyError(name)
@@ -197,6 +215,34 @@ def test_an_embedder_directory_is_a_dense_first_stage_as_sentence_transformers_l
     assert given.keys() == export.keys() and all(given[q] == pytest.approx(export[q], abs=1e-4) for q in given)
 
 
+def test_a_sentence_transformers_directory_is_embedded_with_its_own_modules(tmp_path, beir, decoder_dir):
+    from sentence_transformers import SentenceTransformer, models
+
+    transformer = models.Transformer(str(decoder_dir))
+    SentenceTransformer(modules=[transformer, models.Pooling(transformer.get_embedding_dimension(), "mean")]) \
+        .save(str(tmp_path / "mean"))  # a decoder's export is pooled at its last token instead
+    data = data_of(beir)
+    given = rank1.dense(tmp_path / "mean", data, 8, 4)
+    model = SentenceTransformer(str(tmp_path / "mean"))
+    queries, ids = list(data.queries), list(data.corpus)
+    want = model.similarity(model.encode([data.queries[q] for q in queries]), model.encode(list(data.corpus.values())))
+    assert given == {q: pytest.approx(dict(zip(ids, row.tolist())), abs=1e-5) for q, row in zip(queries, want)}
+    export = rank1.dense(decoder_dir, data, 8, 4)
+    assert any(given[q][d] != pytest.approx(export[q][d], abs=1e-3) for q in given for d in given[q])
+
+
+def test_an_export_is_embedded_as_twofolds_embedder_reads_it_to_its_length(decoder_dir):
+    from transformers import AutoTokenizer
+
+    long = "def pad(x):\n    return x\n" * 60
+    assert len(AutoTokenizer.from_pretrained(str(decoder_dir))(long)["input_ids"]) > 300 > 256
+    data = RetrievalSet({"q": "pad"}, {"a": long + "alpha()", "b": long + "zip(beta)"}, {}, "long")
+    scores = rank1.dense(decoder_dir, data, 2, 4)["q"]  # the embed recipe reads 256 tokens: the tails are cut
+    assert scores["a"] == pytest.approx(scores["b"], abs=1e-6)
+    short = rank1.dense(decoder_dir, RetrievalSet({"q": "pad"}, {"a": "alpha()", "b": "zip(beta)"}, {}, "s"), 2, 4)
+    assert short["q"]["a"] != pytest.approx(short["q"]["b"], abs=1e-4)
+
+
 # ----------------------------------------------------------------------------- the reranker
 
 def test_the_score_is_p_true_over_true_and_false_after_the_closed_reasoning_whatever_the_batching(decoder_dir):
@@ -263,32 +309,89 @@ def test_a_written_close_tag_ends_the_reasoning(decoder_dir, monkeypatch):
     assert scorer._think(prompt) == prompt + scorer.tokenizer("so yes", add_special_tokens=False)["input_ids"] + close
 
 
-def test_a_tokenizer_that_cannot_tell_true_from_false_is_one_line(decoder_dir, monkeypatch):
+@pytest.mark.parametrize("words", [{" true": [7, 8], " false": [7, 9]}, {" true": [], " false": [9]},
+                                   {" true": [9], " false": []}], ids=["same first token", "no true", "no false"])
+def test_a_tokenizer_that_cannot_tell_true_from_false_is_one_line(decoder_dir, monkeypatch, words):
     from transformers import AutoTokenizer
 
     real = AutoTokenizer.from_pretrained
 
-    def same_first_token(path, **kwargs):
+    def tokenizer_with(path, **kwargs):
         tokenizer = real(path, **kwargs)
         encode = tokenizer.__call__
-        monkeypatch.setattr(type(tokenizer), "__call__", lambda self, text, **kw: {"input_ids": [7, 8]}
-                            if text in (" true", " false") else encode(text, **kw))
+        monkeypatch.setattr(type(tokenizer), "__call__", lambda self, text, **kw: {"input_ids": words[text]}
+                            if text in words else encode(text, **kw))
         return tokenizer
 
-    monkeypatch.setattr(AutoTokenizer, "from_pretrained", same_first_token)
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", tokenizer_with)
     with pytest.raises(TwofoldError, match="the tokenizer cannot tell ' true' from ' false' by their first token"):
         rank1.Rank1Scorer(decoder_dir)
 
 
-class Scripted:
-    """A reranker whose score of each passage is given: only the rerank's own ordering is under test."""
+def test_by_default_sixteen_passages_share_a_forward_pass(decoder_dir):
+    steps = []
+    rank1.Rank1Scorer(decoder_dir).scores([("q", f"x = {i}") for i in range(17)], SimpleNamespace(update=steps.append))
+    assert steps == [16, 1]
 
-    def __init__(self, values: dict[str, float]):
-        self.values, self.asked = values, []
+
+def test_a_model_whose_config_names_no_context_gets_2048_positions(decoder_dir, tmp_path):
+    import shutil
+
+    from transformers import BloomConfig, BloomForCausalLM
+
+    config = BloomConfig(vocab_size=512, hidden_size=32, n_layer=1, n_head=2)  # ALiBi: no position limit given
+    assert not hasattr(config, "max_position_embeddings")
+    BloomForCausalLM(config).save_pretrained(tmp_path / "bloom")
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(decoder_dir / name, tmp_path / "bloom" / name)
+    scorer = rank1.Rank1Scorer(tmp_path / "bloom", think_tokens=1500)
+    assert len(scorer.prompt_ids("q", "z = 2\n" * 600)) == 2048 - 1500 - 8
+
+
+class Scripted:
+    """A reranker whose score of each passage is given: only the rerank's own ordering is under test. It
+    moves its progress bar as the real one does, and takes `seconds` of a `clock` if given one."""
+
+    def __init__(self, values: dict[str, float], clock: list[float] | None = None, seconds: float = 0.0):
+        self.values, self.asked, self.clock, self.seconds = values, [], clock, seconds
 
     def scores(self, pairs, progress=None):
         self.asked += pairs
+        if self.clock:
+            self.clock[0] += self.seconds
+        if progress is not None:
+            progress.update(len(pairs))
         return [self.values[passage] for _, passage in pairs]
+
+
+class Bars:
+    """rank1's progress bars as opened (label, task, total, unit) and the passages each counted."""
+
+    def __init__(self):
+        self.opened, self.counted = [], []
+
+    def __call__(self, label, task, total, unit):
+        self.opened.append((label, task, total, unit))
+        self.counted.append(0)
+        bars = self
+
+        class Bar:
+            def update(self, n):
+                bars.counted[-1] += n
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+        return Bar()
+
+
+def fake_clock(monkeypatch) -> list[float]:
+    clock = [100.0]
+    monkeypatch.setattr(rank1, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    return clock
 
 
 def test_the_rerank_orders_by_rank1s_score_and_breaks_ties_by_the_first_stage():
@@ -301,6 +404,18 @@ def test_the_rerank_orders_by_rank1s_score_and_breaks_ties_by_the_first_stage():
     assert [d for d, _ in sorted(reranked["q"].items(), key=lambda x: -x[1])] == ["d2", "d1", "d0", "d3"]
     assert reranked["q"]["d1"] == pytest.approx(0.5, abs=1e-8) and reranked["r"] == {"d3": pytest.approx(0.1)}
     assert speed > 0
+
+
+def test_the_rerank_counts_its_passages_on_a_bar_and_reports_passages_per_second(monkeypatch):
+    data = RetrievalSet({"q": "query", "r": "other"}, {f"d{i}": f"text {i}" for i in range(4)}, {}, "tiny")
+    stage = {"q": {"d0": 1.0, "d1": 3.0, "d2": 2.0}, "r": {"d3": 1.0, "d0": 0.5}}
+    bars = Bars()
+    monkeypatch.setattr(rank1, "progress", bars)
+    clock = fake_clock(monkeypatch)
+    for seconds, speed in ((0.5, 10.0), (4.0, 1.25)):  # under a second and over it
+        scorer = Scripted(dict.fromkeys(data.corpus.values(), 0.5), clock, seconds)
+        assert rank1.rerank(scorer, data, stage, "decoder@step1")[1] == pytest.approx(speed)
+    assert bars.opened == [("decoder@step1", "rank1 tiny", 5, "passage")] * 2 and bars.counted == [5, 5]
 
 
 def test_a_task_reports_ndcg_before_and_after_on_the_judged_queries(beir, decoder_dir, tmp_path, monkeypatch):
@@ -342,3 +457,20 @@ def test_a_task_reports_ndcg_before_and_after_on_the_judged_queries(beir, decode
     bm25 = rank1.run(member, "tiny", Settings(data_dir=beir.parent, depth=2, think_tokens=1, batch_size=4))[0]
     assert made[1:] == [(decoder_dir, 1, 4)] and len(rank1._SCORERS) == 1
     assert bm25.library == "bm25s" and bm25.details["first_stage"] == "bm25"
+
+
+def test_both_records_name_the_suite_task_and_seed_and_the_second_the_rerank_speed(beir, tmp_path, monkeypatch):
+    data = data_of(beir)
+    run_file = suite_data.write_run(tmp_path / "run.trec", {f"q{i}": [f"d{i}", f"d{(i + 1) % 8}"] for i in range(8)})
+    clock = fake_clock(monkeypatch)
+    monkeypatch.setattr(rank1, "Rank1Scorer", lambda *key: Scripted(dict.fromkeys(data.corpus.values(), 0.5),
+                                                                    clock, 0.7))
+    monkeypatch.setattr(rank1, "_SCORERS", {})
+    bars = Bars()
+    monkeypatch.setattr(rank1, "progress", bars)
+    member = Member(Path("pair/decoder"), "decoder", DECODER, checkpoint="step1", causal=True)
+    records = rank1.run(member, "tiny", Settings(data_dir=beir.parent, first_stage=str(run_file), depth=2, seed=5))
+    assert [(r.task, r.suite, r.seed, r.variant) for r in records] == [
+        ("rank1/tiny", "rank1", 5, "first-stage"), ("rank1/tiny", "rank1", 5, "reranked")]
+    assert bars.opened == [(member.label, "rank1 tiny", 16, "passage")] and bars.counted == [16]
+    assert records[1].details["passages_per_second"] == round(16 / 0.7, 2) == 22.86
