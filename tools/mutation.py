@@ -97,10 +97,10 @@ TIMEOUT_CONSTANT = {"src/twofold/train/loop.py": 300.0}
 # test of a file is also given that file's tests of under this many seconds.
 SHARED_FIXTURE_SECONDS = 1.0
 
-# Functions that run only in spawned worker processes: mutmut records no test reaching them (it
-# counts the calls of its own process), but a spawned worker inherits the mutant's name and imports
-# the mutated copy, so every test of the module is given to them.
-IN_WORKERS = {"src/twofold/demo/lanes.py": ("x__start_worker", "x__timed")}
+# Functions that run in spawned processes (lanes' workers, a test's gloo ranks): mutmut records only
+# the tests that reached them in its own process, but a spawned process inherits the mutant's name
+# and imports the mutated copy, so every test of the module is given to them.
+IN_WORKERS = {"src/twofold/demo/lanes.py": ("x__start_worker", "x__timed"), "src/twofold/train/rng.py": ("x_gather",)}
 
 # Surviving mutants that cannot change behaviour, with the reason (checked by hand).
 _STYLING = ("figure styling (font, figure and line sizes, tick rotation, guide lines' style, layout, legend "
@@ -314,6 +314,8 @@ EQUIVALENT: dict[str, str] = {
     **{f"twofold.files.x_sha256_file__mutmut_{n}": "the block size only bounds memory: the digest of the whole "
        "file is the same" for n in (13, 15, 16)},
     # train/rng.py
+    **{f"twofold.train.rng.x_gather__mutmut_{n}": "gather_object sends to rank 0 when given no destination"
+       for n in (13, 16)},
     "twofold.train.rng.x_restore__mutmut_24": "np.random.set_state converts the saved keys (all below 2^32, exact "
     "in float64) to uint32 itself",
     # finetune/run.py
@@ -522,6 +524,22 @@ EQUIVALENT: dict[str, str] = {
        "none given and picks CUDA when available, else the CPU: the choice the name made" for n in (33, 34, 35, 36)},
     **{f"twofold.eval.suites.lmeval.x_metrics_of__mutmut_{n}": "lm-eval's alias is text, which the number check "
        "leaves out as well" for n in (17, 18)},
+    # eval/suites/rank1.py
+    "twofold.eval.suites.rank1.x_dense__mutmut_14": "embedder reads the base model's path and attention only; its "
+    "name labels fine-tune results, of which this writes none",
+    **{f"twofold.eval.suites.rank1.x_dense__mutmut_{n}": "Sentence Transformers' similarity takes arrays as well as "
+       "tensors: the same cosine scores" for n in (29, 32, 33, 37, 40, 41)},
+    **{f"twofold.eval.suites.rank1.x_dense__mutmut_{n}": "the batch size only groups the texts of a forward pass: "
+       "padding is masked, the embeddings are the same" for n in (31, 39)},
+    **{f"twofold.eval.suites.rank1.x_dense__mutmut_{n}": "the similarities are a 2-D matrix: dimension -1, +1 and "
+       "topk's default are the same one" for n in (46, 55)},
+    **{f"twofold.eval.suites.rank1.x_load__mutmut_{n}": "11^9 and 10^10 queries are as unlimited as 10^9"
+       for n in (13, 14)},
+    "twofold.eval.suites.rank1.x_load__mutmut_50": "without a limit the slice [:None] keeps every query, as the "
+    "other branch does (--limit is at least 1)",
+    "twofold.eval.suites.rank1.x_read_run__mutmut_4": "'UTF-8' and 'utf-8' name the same codec",
+    "twofold.eval.suites.rank1.xǁRank1Scorerǁprompt_ids__mutmut_16": "a prompt exactly as long as the room is cut "
+    "to its first token and its last room - 1: itself",
     # eval/suites/members.py
     **{f"twofold.eval.suites.members.x_suite_members__mutmut_{n}": "the subfolders of a pair or of an HF directory "
        "(encoder/, decoder/, checkpoints/) are never pairs themselves: the search for pairs finds none and the "
@@ -593,10 +611,6 @@ NOT_KILLABLE_HERE: dict[str, str] = {
        for n in (6, 17, 27)},
     "twofold.files.x_read_yaml__mutmut_4": "the locale's encoding is read instead of UTF-8: differs only under a "
     "locale that is not UTF-8, and this machine's is",
-    **{f"twofold.train.rng.x_gather__mutmut_{n}": "the gather of several ranks' streams runs in several processes "
-       "(torchrun: tests/train/test_dropout_rng.py), which import the package, not mutmut's mutated copy (a spawned "
-       "pair of gloo ranks was tried: its mutants survive the same way)"
-       for n in (4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17)},
     **{f"twofold.finetune.run.x__environment__mutmut_{n}": "the GPU named in finetune.json: no GPU here"
        for n in (18, 20, 21)},
     **{f"twofold.finetune.run.x__environment__mutmut_{n}": "PyLate's version is recorded only where it is "
@@ -623,6 +637,11 @@ NOT_KILLABLE_HERE: dict[str, str] = {
     **{f"twofold.eval.suites.mteb_suite.x_embedding_model__mutmut_{n}": "a Sentence Transformers directory loaded "
        "on its default device (CUDA when available) instead of the CPU: differs only on a machine with a GPU; none "
        "here" for n in (9, 11)},
+    "twofold.eval.suites.rank1.x_read_run__mutmut_2": "the locale's encoding is read instead of UTF-8: differs "
+    "only under a locale that is not UTF-8, and this machine's is",
+    **{f"twofold.eval.suites.rank1.xǁRank1Scorerǁ__init____mutmut_{n}": "the model and its inputs left on the CPU "
+       "(device None keeps them there) although CUDA is available: differs only on a machine with a GPU; none here"
+       for n in (3, 4, 5, 7, 8, 12)},
     **{f"twofold.eval.suites.lmeval.{m}": "the model placed on the CPU although CUDA is available: differs only "
        "on a machine with a GPU; none here"
        for m in ("x_harness_model__mutmut_31", "xǁMaskedLMHarnessǁ__init____mutmut_5",
