@@ -83,6 +83,8 @@ MODULES = {
     "src/twofold/eval/suites/lmeval.py": ["tests/eval/test_lmeval_suite.py"],
     "src/twofold/eval/suites/mteb_suite.py": ["tests/eval/test_mteb_suite.py"],
     "src/twofold/eval/suites/rank1.py": ["tests/eval/test_rank1_suite.py"],
+    "src/twofold/train/microbatch.py": ["tests/train/test_microbatch_estimate.py", "tests/train/test_microbatch.py"],
+    "src/twofold/data/replay.py": ["tests/data/test_replay.py", "tests/train/test_replay_order.py"],
 }
 
 # mutmut's limit per mutant counts the tests' own time but not their module fixtures; loop.py's
@@ -100,7 +102,8 @@ SHARED_FIXTURE_SECONDS = 1.0
 # Functions that run in spawned processes (lanes' workers, a test's gloo ranks): mutmut records only
 # the tests that reached them in its own process, but a spawned process inherits the mutant's name
 # and imports the mutated copy, so every test of the module is given to them.
-IN_WORKERS = {"src/twofold/demo/lanes.py": ("x__start_worker", "x__timed"), "src/twofold/train/rng.py": ("x_gather",)}
+IN_WORKERS = {"src/twofold/demo/lanes.py": ("x__start_worker", "x__timed"), "src/twofold/train/rng.py": ("x_gather",),
+              "src/twofold/train/microbatch.py": ("x__least",)}
 
 # Surviving mutants that cannot change behaviour, with the reason (checked by hand).
 _STYLING = ("figure styling (font, figure and line sizes, tick rotation, guide lines' style, layout, legend "
@@ -540,6 +543,23 @@ EQUIVALENT: dict[str, str] = {
     "twofold.eval.suites.rank1.x_read_run__mutmut_4": "'UTF-8' and 'utf-8' name the same codec",
     "twofold.eval.suites.rank1.xǁRank1Scorerǁprompt_ids__mutmut_16": "a prompt exactly as long as the room is cut "
     "to its first token and its last room - 1: itself",
+    # data/replay.py
+    **{f"twofold.data.replay.{m}": "every column is read instead of the one needed: the same column, more reading"
+       for m in ("xǁPublishedOrderǁ__init____mutmut_25", "xǁPublishedOrderǁ__init____mutmut_27",
+                 "xǁPublishedOrderǁ_row__mutmut_17", "xǁPublishedOrderǁ_row__mutmut_19",
+                 "xǁPublishedOrderǁcheck__mutmut_5")},
+    "twofold.data.replay.xǁPublishedOrderǁ__init____mutmut_5": "a folder that is not there has no files to glob "
+    "either: the same refusal",
+    **{f"twofold.data.replay.xǁPublishedOrderǁ__init____mutmut_{n}": "reached only when the step is neither the last "
+       "one nor the next: then step > last + 1, step >= last + 1 and step > last - 1 agree" for n in (72, 73)},
+    **{f"twofold.data.replay.{m}": "numpy's default integer is int64 on the platforms twofold supports"
+       for m in ("xǁPublishedOrderǁ__init____mutmut_83", "xǁPublishedOrderǁ__init____mutmut_85",
+                 "xǁPublishedOrderǁ_row__mutmut_22", "xǁPublishedOrderǁ_row__mutmut_24")},
+    "twofold.data.replay.xǁPublishedOrderǁ__init____mutmut_94": "any fixed separator between the files' names and "
+    "sizes identifies them alike",
+    "twofold.data.replay.xǁPublishedOrderǁ_row__mutmut_27": "last=None is false too: the oldest row group goes",
+    **{f"twofold.data.replay.xǁPublishedOrderǁcheck__mutmut_{n}": "list lengths have no nulls, so the zero-copy "
+       "conversion works and gives the same array" for n in (26, 28)},
     # eval/suites/members.py
     **{f"twofold.eval.suites.members.x_suite_members__mutmut_{n}": "the subfolders of a pair or of an HF directory "
        "(encoder/, decoder/, checkpoints/) are never pairs themselves: the search for pairs finds none and the "

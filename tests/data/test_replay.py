@@ -102,7 +102,7 @@ def test_an_order_is_identified_by_its_files_names_and_sizes_wherever_it_lies(pu
 
 
 def test_check_refuses_ids_outside_the_vocabulary_and_rows_longer_than_the_phase(tmp_path):
-    rows = [(1, [5, 6, 7]), (1, [8] * 10), (2, [9, 511]), (2, [4])]
+    rows = [(1, [5, 6, 7]), (1, [8] * 10), (2, [9, 511]), (2, [0])]
     write(tmp_path / "good" / "o.parquet", rows)
     PublishedOrder(tmp_path / "good").check(vocab_size=512, seq_len=10)  # the edges pass
     for name, change, says in [
