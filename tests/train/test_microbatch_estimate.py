@@ -6,14 +6,12 @@ tests/train/test_microbatch.py."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from tests.gloo import on_ranks
 
 from twofold.errors import TwofoldError
 from twofold.train import microbatch
@@ -215,15 +213,10 @@ def test_only_a_gpu_raises_when_memory_runs_out_and_two_sequences_halve_to_one()
 
 # ----------------------------------------------------------------------------- ranks agree
 
-def _choose_in_rank(rank: int, world_size: int, folder: str) -> None:
-    """One of several spawned gloo ranks (module level: the spawned process imports it by name)."""
-    dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=world_size)
-    least = microbatch._least([5, 3, 4][rank], World(rank=rank, world_size=world_size))
-    Path(folder, f"rank{rank}.json").write_text(json.dumps(least))
-    dist.destroy_process_group()
+def _least(world: World) -> int:
+    return microbatch._least([5, 3, 4][world.rank], world)
 
 
 def test_every_rank_takes_the_smallest_micro_batch_any_rank_chose(tmp_path):
-    mp.spawn(_choose_in_rank, args=(3, str(tmp_path)), nprocs=3)  # real processes and a real gloo group
-    assert [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(3)] == [3, 3, 3]
+    assert on_ranks(_least, 3, tmp_path) == [3, 3, 3]
     assert microbatch._least(5, CPU) == 5

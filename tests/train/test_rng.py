@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from tests.gloo import on_ranks
 
 from twofold.errors import TwofoldError
 from twofold.train import rng
@@ -64,24 +62,19 @@ def test_capture_and_restore_repeat_every_stream_exactly():
     assert draws() == expected != again
 
 
-def _gather_in_rank(rank: int, world_size: int, folder: str) -> None:
-    """One of several spawned gloo ranks (module level: the spawned process imports it by name): each
-    moves its own stream by a different amount, then rank 0 gathers them all and draws from each."""
-    dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=world_size)
-    rng.seed_streams(5, 0, rank)
-    torch.rand(rank + 1)
-    mine = rng.capture()
-    gathered = rng.gather(World(rank=rank, world_size=world_size))
+def _gather(world: World) -> dict:
+    """On each rank: move its own stream by a different amount; rank 0 gathers every rank's streams
+    and draws from each."""
+    rng.seed_streams(5, 0, world.rank)
+    torch.rand(world.rank + 1)
+    gathered = rng.gather(world)
     own_draws = json.dumps(list(draws()))
-    result = None if gathered is None else [json.dumps(list(own(streams))) for streams in gathered]
-    Path(folder, f"rank{rank}.json").write_text(json.dumps({"own": own_draws, "gathered": result}))
-    rng.restore(mine)
-    dist.destroy_process_group()
+    return {"own": own_draws, "gathered": None if gathered is None else
+            [json.dumps(list(own(streams))) for streams in gathered]}
 
 
 def test_the_main_rank_gathers_every_ranks_own_streams_in_rank_order(tmp_path):
-    mp.spawn(_gather_in_rank, args=(3, str(tmp_path)), nprocs=3)  # real processes and a real gloo group
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(3)]
+    ranks = on_ranks(_gather, 3, tmp_path)
     assert ranks[0]["gathered"] == [r["own"] for r in ranks] and len({r["own"] for r in ranks}) == 3
     assert ranks[1]["gathered"] is None and ranks[2]["gathered"] is None
 
