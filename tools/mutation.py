@@ -106,6 +106,9 @@ SHARED_FIXTURE_SECONDS = 1.0
 IN_WORKERS = {"src/twofold/demo/lanes.py": ("x__start_worker", "x__timed"), "src/twofold/train/rng.py": ("x_gather",),
               "src/twofold/train/microbatch.py": ("x__least",)}
 
+# The hub libraries' offline switches (huggingface_hub, datasets, transformers), set for the mutants' tests.
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
 # Surviving mutants that cannot change behaviour, with the reason (checked by hand).
 _STYLING = ("figure styling (font, figure and line sizes, tick rotation, guide lines' style, layout, legend "
             "placement in the margin); what the plot shows is tested")
@@ -751,8 +754,10 @@ def run(module: str, max_children: int, again: bool = False, keep: bool = False,
     # mutmut puts its mutated copy (work/mutants/src) first on sys.path itself.
     # One torch thread per test process (an OpenMP pool does not survive mutmut's fork), and the
     # tokenizers and stores the tests build kept in work/cache for every mutant's pytest session.
+    # The tests run offline; the hub libraries are told so, so that a mutant that reaches for the hub
+    # fails at once instead of retrying a connection until mutmut's limit (a timeout, not a kill).
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TWOFOLD_TEST_THREADS": "1", "TWOFOLD_TEST_CACHE": str(work / "cache"),
-           "PYTHONPATH": os.environ.get("MUTMUT_PATH", "")}
+           "PYTHONPATH": os.environ.get("MUTMUT_PATH", ""), **OFFLINE}
     started = time.perf_counter()
     if again and names:  # today's test map comes with a first mutant; then it gets the shared-fixture tests
         mutmut(work, env, module, "run", "--max-children", str(max_children), names[0])
