@@ -106,6 +106,12 @@ SHARED_FIXTURE_SECONDS = 1.0
 IN_WORKERS = {"src/twofold/demo/lanes.py": ("x__start_worker", "x__timed"), "src/twofold/train/rng.py": ("x_gather",),
               "src/twofold/train/microbatch.py": ("x__least",)}
 
+# Modules whose tests start a thread pool that a forked process cannot use: polars', which mteb's
+# dataset loaders start (a mutant forked from a process that ran them deadlocks, a false timeout).
+# Their mutants are forked from mutmut's fork server, which has imported these libraries and run no test.
+FORK_SERVER = {"src/twofold/eval/suites/mteb_suite.py": ["torch", "transformers", "datasets", "polars", "mteb",
+                                                         "sentence_transformers"]}
+
 # The hub libraries' offline switches (huggingface_hub, datasets, transformers), set for the mutants' tests.
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
@@ -722,6 +728,10 @@ def prepare(module: str, tests: list[str]) -> Path:
         "use_git_change_detection": False,
         "also_copy": ["tools"],  # tests import the test-data writers in tools/
     }
+    if module in FORK_SERVER:
+        (work / "preload.txt").write_text("\n".join(FORK_SERVER[module]) + "\n")
+        settings |= {"process_isolation": "forkserver", "forkserver_warmup": "import",
+                     "preload_modules_file": str(work / "preload.txt")}
     lines = ["[tool.mutmut]"] + [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
     (work / "pyproject.toml").write_text(base + "\n".join(lines) + "\n")
     return work
