@@ -7,7 +7,10 @@ replaced by a recorder where only the mapping is under test (tests/eval/test_sui
 
 from __future__ import annotations
 
+import io
 import json
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -19,11 +22,15 @@ from twofold.eval.member import DECODER, EMBEDDER, ENCODER, Member
 from twofold.eval.settings import Settings
 from twofold.eval.suites import mteb_suite
 from twofold.files import sha256_file
+from twofold.finetune import RECORD
 
 
 @pytest.fixture(autouse=True)
-def fresh(monkeypatch):
+def fresh(monkeypatch, tmp_path):
+    """No task resolved yet, and each test in a working folder of its own: what one writes to a
+    relative path (a model saved to 'None') is never found by another."""
     monkeypatch.setattr(mteb_suite, "_RESOLVED", {})
+    monkeypatch.chdir(tmp_path)
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -62,6 +69,19 @@ def test_task_objects_given_in_python_run_under_their_own_names(tmp_path):
     assert mteb_suite.resolve("TinyCodeRetrieval", options) is task  # resolved once
     local = Settings(tasks=(task,), data_dir=tmp_path / "elsewhere")  # a task on its own local files
     assert mteb_suite.resolve("TinyCodeRetrieval", local).metadata.dataset["path"] == str(tmp_path / "tiny")
+    other = suite_data.retrieval_task(suite_data.write_retrieval(tmp_path / "other"))  # the same name, anew
+    assert mteb_suite.resolve("TinyCodeRetrieval", Settings(tasks=(other,))) is other
+
+
+def test_a_task_on_local_files_named_from_the_working_folder_is_read_in_its_layout(tmp_path):
+    """A task defined on a relative folder that --data-dir does not hold reads that folder: here a
+    repository copy whose qrels are BEIR's TSV files, which twofold's BEIR reader puts into the task."""
+    suite_data.write_beir(tmp_path / "tiny")
+    (tmp_path / "tiny" / "README.md").write_text("---\nconfigs:\n- config_name: corpus\n---\n")
+    task = suite_data.retrieval_task(Path("tiny"))  # relative to the working folder, tmp_path
+    resolved = mteb_suite.resolve("TinyCodeRetrieval", Settings(tasks=(task,), data_dir=tmp_path / "elsewhere"))
+    assert resolved is task and task.metadata.dataset["path"] == "tiny" and task.data_loaded
+    assert task.dataset["default"]["test"]["relevant_docs"] == {f"q{i}": {f"d{i}": 1} for i in range(8)}
 
 
 def test_mldr_is_its_english_test_set_and_other_tasks_as_mteb_defines_them():
@@ -69,6 +89,7 @@ def test_mldr_is_its_english_test_set_and_other_tasks_as_mteb_defines_them():
     assert mldr.hf_subsets == ["en"] and mldr.eval_splits == ["test"]
     assert mteb_suite.resolve("CodeSearchNetRetrieval", Settings()).hf_subsets == [
         "python", "javascript", "go", "ruby", "java", "php"]
+    assert mteb_suite.resolve("MSMARCO", Settings()).eval_splits == ["dev"]  # not narrowed to test as MLDR is
     first = mteb_suite.resolve("SciFact", Settings())
     assert mteb_suite.resolve("SciFact", Settings()) is first
 
@@ -101,6 +122,9 @@ def test_the_layout_of_a_local_copy_decides_who_reads_it(tmp_path):
     beir = suite_data.write_beir(tmp_path / "beir")
     assert mteb_suite.layout(beir, scifact) == mteb_suite.BEIR
     repository = suite_data.beir_as_repository(beir, tmp_path / "repo")
+    assert mteb_suite.layout(repository, scifact) == mteb_suite.REPOSITORY
+    card = repository / "README.md"
+    card.write_bytes(card.read_bytes() + "Jeu de donn\xe9es.\n".encode("latin-1"))  # a card that is not UTF-8
     assert mteb_suite.layout(repository, scifact) == mteb_suite.REPOSITORY
     (repository / "qrels" / "extra.tsv").write_text("query-id\tcorpus-id\tscore\n")  # TSV qrels: twofold reads them
     assert mteb_suite.layout(repository, scifact) == mteb_suite.BEIR
@@ -160,6 +184,34 @@ def test_a_local_copy_that_does_not_load_is_one_line_and_the_hubs_are_left_to_mt
     assert loaded == []
 
 
+def test_every_local_copy_is_loaded_before_any_model_work_and_its_error_is_its_first_line(tmp_path, monkeypatch):
+    """A task given in Python on local files is loaded by check_data, also after a hub task (which
+    is skipped, not the end of the list); the loader's error is named by its class and first line."""
+    folder = suite_data.write_retrieval(tmp_path / "tiny")
+    task = suite_data.retrieval_task(folder)
+    loaded = []
+    errors = {"TinyCodeRetrieval": ValueError("\n  Config 'corpus' not found.\nAvailable: 'queries'\n")}
+
+    def load_data(self, **kwargs):
+        loaded.append(self.metadata.name)
+        if self.metadata.name in errors:
+            raise errors[self.metadata.name]
+
+    monkeypatch.setattr(type(mteb_suite.resolve("NFCorpus", Settings())), "load_data", load_data)
+    monkeypatch.setattr(type(task), "load_data", load_data)
+    options = Settings(tasks=("NFCorpus", task))
+    with pytest.raises(TwofoldError, match=f"^{folder}: the local copy of TinyCodeRetrieval does not load "
+                                           r"\(ValueError: Config 'corpus' not found\.\); it must hold"):
+        mteb_suite.check_data(["NFCorpus", "TinyCodeRetrieval"], options)
+    assert loaded == ["TinyCodeRetrieval"]  # the hub's NFCorpus is left to mteb
+    errors["TinyCodeRetrieval"] = ValueError()
+    with pytest.raises(TwofoldError, match=r"does not load \(ValueError: \); it must hold"):
+        mteb_suite.check_data(["NFCorpus", "TinyCodeRetrieval"], options)
+    del errors["TinyCodeRetrieval"]
+    mteb_suite.check_data(["NFCorpus", "TinyCodeRetrieval"], options)
+    assert loaded == ["TinyCodeRetrieval"] * 3
+
+
 # ----------------------------------------------------------------------------- the model mteb is given
 
 @pytest.fixture(scope="module")
@@ -189,15 +241,34 @@ def test_the_export_is_embedded_with_its_members_pooling_at_the_tasks_length(exp
     assert made == "sentence-transformers directory" and model.max_seq_length == 512
 
 
-def test_with_fine_tune_data_the_embed_fine_tune_is_evaluated_and_made_once(exports, tmp_path, monkeypatch,
-                                                                           capsys):
-    from twofold.finetune import RECORD
+def test_each_model_goes_where_sentence_transformers_places_models_on_the_machine(exports, tmp_path, monkeypatch):
+    """The export, the fine-tune and a given Sentence Transformers directory alike go to the device
+    Sentence Transformers picks (an accelerator where there is one). This machine has none: 'meta'
+    stands in for it as the device picked."""
+    from sentence_transformers import SentenceTransformer
 
-    made = []
+    encoder = Member(exports / "encoder", "encoder", ENCODER)
+    model, _ = mteb_suite.embedding_model(encoder, Settings(work=tmp_path), "SciFact")
+    model.save(str(tmp_path / "st"))
+    model.save(str(tmp_path / "work" / "encoder" / "embed"))
+    (tmp_path / "work" / "encoder" / "embed" / RECORD).write_text("{}")  # a fine-tune made earlier
+    monkeypatch.setattr(SentenceTransformer, "get_device_name", lambda self: "meta")
+    given = Member(tmp_path / "st", "st", EMBEDDER)
+    for member, options in ((encoder, Settings(work=tmp_path)), (given, Settings(work=tmp_path)),
+                            (encoder, Settings(work=tmp_path / "work", finetune_data="pairs.jsonl"))):
+        model, made = mteb_suite.embedding_model(member, options, "SciFact")
+        assert model.device.type == "meta", made
+
+
+def test_with_fine_tune_data_the_embed_fine_tune_is_evaluated_and_made_once(exports, tmp_path, monkeypatch):
+    made, shown = [], []
+    stdout = io.BytesIO()  # stdout as a pipe to a log file: block-buffered
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(stdout, encoding="utf-8"))
 
     def finetune(task, base, data, out, recipe, name, say):
         made.append((task, base, data, out, recipe.max_length, name))
         say("epoch 1: loss 0.5\n")
+        shown.append(stdout.getvalue())  # the progress line is out while the fine-tune still runs
         model, _ = mteb_suite.embedding_model(Member(exports / "encoder", "encoder", ENCODER), Settings(), "SciFact")
         model.save(str(out))
         (out / RECORD).write_text("{}")
@@ -206,14 +277,16 @@ def test_with_fine_tune_data_the_embed_fine_tune_is_evaluated_and_made_once(expo
     member = Member(exports / "encoder", "encoder", ENCODER, checkpoint="step2")
     options = Settings(work=tmp_path / "work", finetune_data="pairs.jsonl", max_length=128)
     (tmp_path / "work" / "encoder_step2" / "mteb-predictions").mkdir(parents=True)  # an earlier run's
-    capsys.readouterr()
     model, said = mteb_suite.embedding_model(member, options, "SciFact")
-    assert capsys.readouterr().out == "  embed epoch 1: loss 0.5\n"
+    assert shown == [b"  embed epoch 1: loss 0.5\n"]
     out = tmp_path / "work" / "encoder_step2" / "embed"
     assert made == [("embed", str(exports / "encoder"), "pairs.jsonl", out, 128, "encoder")]
     assert said == f"embed fine-tune on pairs.jsonl ({out})" and model.max_seq_length == 128
     mteb_suite.embedding_model(member, options, "NFCorpus")
     assert len(made) == 1  # the fine-tune is kept for the member's other tasks
+    fresh = Settings(work=tmp_path / "new" / "work", finetune_data="pairs.jsonl")  # its folders made on the way
+    mteb_suite.embedding_model(member, fresh, "SciFact")
+    assert made[-1][3] == tmp_path / "new" / "work" / "encoder_step2" / "embed"
 
 
 # ----------------------------------------------------------------------------- scores

@@ -198,7 +198,7 @@ def embedding_model(member: Member, options: Settings, name: str):
 
     length = None if name in FULL_CONTEXT else (options.max_length or DEFAULT_LENGTH)
     if member.kind == EMBEDDER:
-        model, made = SentenceTransformer(str(member.path), device="cpu"), "sentence-transformers directory"
+        model, made = SentenceTransformer(str(member.path)), "sentence-transformers directory"
     elif options.finetune_data:
         out = options.work / member.label.replace("@", "_") / "embed"
         if not (out / RECORD).is_file():
