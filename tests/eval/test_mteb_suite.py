@@ -36,6 +36,8 @@ def fresh(monkeypatch, tmp_path):
 # ----------------------------------------------------------------------------- tasks
 
 def test_each_preset_names_its_tasks_and_plain_mteb_the_tasks_asked_for():
+    import mteb
+
     retrieval = mteb_suite.preset_tasks("mteb-retrieval")
     assert "ArguAna" in retrieval and "SCIDOCS" in retrieval and len(retrieval) == 10
     assert "STS12" not in retrieval  # MTEB(eng, v2) tasks of other types are left out
@@ -53,8 +55,11 @@ def test_each_preset_names_its_tasks_and_plain_mteb_the_tasks_asked_for():
         lister(Settings())
     with pytest.raises(TwofoldError, match=r"^--suite mteb: unknown MTEB task 'SciFakt'; close: SciFact.* \(mteb"):
         lister(Settings(tasks=("NFCorpus", "SciFakt", "Nope")))
-    with pytest.raises(TwofoldError, match=r"; close: ([\w.-]+, ){4}[\w.-]+ \(mteb"):  # the five closest
+    with pytest.raises(TwofoldError, match=r"; close: ([\w.-]+, ){4}[\w.-]+ \(mteb") as error:  # the five closest
         lister(Settings(tasks=("CQADupstackRetrievl",)))
+    close = str(error.value).partition("; close: ")[2].partition(" (mteb")[0].split(", ")
+    assert close[0] == "CQADupstackRetrieval" and len(close) == 5
+    assert set(close) <= {t.metadata.name for t in mteb.get_tasks()}  # each one a task's name
     with pytest.raises(TwofoldError, match=r"^--suite mteb: unknown MTEB task 'qqqqqqqq' \(mteb\.get_tasks\(\)"):
         lister(Settings(tasks=("qqqqqqqq",)))
 
