@@ -764,7 +764,7 @@ def run(module: str, max_children: int, again: bool = False, keep: bool = False,
     # One torch thread per test process (an OpenMP pool does not survive mutmut's fork), and the
     # tokenizers and stores the tests build kept in work/cache for every mutant's pytest session.
     # The tests run offline; the hub libraries are told so, so that a mutant that reaches for the hub
-    # fails at once instead of retrying a connection until mutmut's limit (a timeout, not a kill).
+    # fails at once instead of retrying a connection until mutmut's limit (a timeout, counted as killed).
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TWOFOLD_TEST_THREADS": "1", "TWOFOLD_TEST_CACHE": str(work / "cache"),
            "PYTHONPATH": os.environ.get("MUTMUT_PATH", ""), **OFFLINE}
     started = time.perf_counter()
