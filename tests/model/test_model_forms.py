@@ -17,8 +17,8 @@ from .hf_reference import hf_twin
 
 TOL = 1e-5
 SHAPE = dict(local_attention=8, global_attn_every_n_layers=2, num_hidden_layers=4)
-BIASED = dict(attention_bias=True, mlp_bias=True, norm_bias=True, classifier_bias=True, decoder_bias=True,
-              norm_eps=0.1, tie_word_embeddings=False)
+BIASED = dict(attention_bias=True, mlp_bias=True, norm_bias=True, classifier_bias=True, decoder_bias=False,
+              norm_eps=0.1, tie_word_embeddings=False)  # every bias the other way round from ModernBERT's
 
 
 def make(causal: bool, **fields) -> TwofoldModel:
@@ -45,7 +45,7 @@ def batch(vocab: int):
 
 
 @pytest.mark.parametrize("causal", [False, True], ids=["encoder", "decoder"])
-def test_every_bias_an_own_norm_epsilon_and_an_untied_decoder_match_transformers(causal):
+def test_biases_an_own_norm_epsilon_and_an_untied_decoder_match_transformers(causal):
     ours = scrambled(make(causal, **BIASED))
     twin = hf_twin(ours)
     ids, mask = batch(ours.config.vocab_size)
@@ -103,10 +103,16 @@ def test_the_trainers_form_gives_the_packed_forms_loss_and_hidden_states(causal)
     assert trainer.num_targets.item() == packed.num_targets.item() == 5 and trainer.logits is None
     assert trainer.loss.item() == pytest.approx(packed.loss.item(), abs=1e-5)
     assert torch.allclose(trainer.hidden_states, packed.hidden_states, atol=1e-6)
+    one_label = torch.full_like(flat, -100)
+    one_label[4] = flat[5]
     with torch.no_grad():
         none = model(flat, labels=torch.full((2,), -100), cu_seqlens=cu, max_seqlen=32, position_ids=positions,
                      target_index=torch.tensor([0, 0]))
+        one = model(flat, labels=torch.tensor([int(flat[5]), -100]), cu_seqlens=cu, max_seqlen=32,
+                    position_ids=positions, target_index=torch.tensor([4, 0]))
+        one_packed = model(flat, labels=one_label, cu_seqlens=cu, max_seqlen=int(lengths.max()))
     assert none.loss.item() == 0.0 and none.num_targets.item() == 0
+    assert one.num_targets.item() == 1 and one.loss.item() == pytest.approx(one_packed.loss.item(), abs=1e-5)
 
 
 def test_a_batch_of_one_target_is_its_cross_entropy_and_hidden_states_come_back_in_the_callers_layout():
@@ -126,11 +132,12 @@ def test_a_batch_of_one_target_is_its_cross_entropy_and_hidden_states_come_back_
     assert torch.equal(model.encode(ids, attention_mask=mask), dense.hidden_states)
     assert not dense.hidden_states[1, 12:].any() and dense.hidden_states[1, :12].abs().sum() > 0
     assert flat_out.num_targets.item() == one_row.num_targets.item() == 0
-    labels[0, 2] = 9
-    with torch.no_grad():
-        flat_out = model(ids[0], labels=labels[0], attention_mask=mask[0])
-        one_row = model(ids[:1], labels=labels[:1], attention_mask=mask[:1])
+    with torch.no_grad():  # a row with padding, given as one 1-D sequence and as a batch of one
+        flat_out = model(ids[1], labels=labels[1], attention_mask=mask[1])
+        one_row = model(ids[1:2], labels=labels[1:2], attention_mask=mask[1:2])
+        unmasked = model(ids[1], labels=labels[1])
     assert flat_out.loss.item() == pytest.approx(one_row.loss.item(), abs=1e-6) and flat_out.num_targets.item() == 1
+    assert flat_out.loss.item() != pytest.approx(unmasked.loss.item(), abs=1e-4)  # the padding was left out
     flat, cu = ids[mask.bool()], F.pad(mask.sum(1).cumsum(0), (1, 0)).to(torch.int32)
     with torch.no_grad():
         assert torch.allclose(model.encode(flat, cu_seqlens=cu, max_seqlen=20), dense.hidden_states[mask.bool()],
@@ -166,3 +173,15 @@ def test_new_rotary_bases_act_at_once_and_the_config_follows():
         other.load_state_dict(model.state_dict())
         with torch.no_grad():
             assert not torch.allclose(model(ids, attention_mask=mask).logits, other(ids, attention_mask=mask).logits)
+
+
+def test_fill_mask_reads_text_with_the_tokenizer_given_and_a_mask_id_of_ones_own(tokenizer):
+    from twofold.model.generate import fill_mask
+
+    model = scrambled(make(False, vocab_size=tokenizer.vocab_size, mask_token_id=tokenizer.special.mask))
+    backend = tokenizer.backend  # a `tokenizers.Tokenizer`, as transformers' fast tokenizers hold
+    [top] = model.fill_mask("def loads(text): return [MASK]", backend)
+    assert len(top) == 5 and top == fill_mask(model, "def loads(text): return [MASK]", backend)[0]
+    ids = [9, 7, 11, 7]  # 7 marks the masks here, not the config's mask id
+    assert len(model.fill_mask(ids, mask_token_id=7, top_k=3)) == 2
+    assert model.fill_mask(ids, mask_token_id=7) == fill_mask(model, ids, top_k=5, mask_token_id=7)
