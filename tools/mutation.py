@@ -87,7 +87,7 @@ MODULES = {
     "src/twofold/data/replay.py": ["tests/data/test_replay.py", "tests/train/test_replay_order.py"],
     "src/twofold/model/transformer.py": ["tests/model/test_model_forms.py", "tests/model/test_parity.py",
                                          "tests/model/test_config_and_inputs.py", "tests/model/test_generate.py",
-                                         "tests/model/test_attention_dropout.py", "tests/train/test_device_step.py"],
+                                         "tests/model/test_attention_dropout.py"],
 }
 
 # mutmut's limit per mutant counts the tests' own time but not their module fixtures; loop.py's

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from twofold.model import TwofoldModel, preset
 
+from . import varlen_standin
 from .hf_reference import hf_twin
 
 TOL = 1e-5
@@ -113,6 +114,13 @@ def test_the_trainers_form_gives_the_packed_forms_loss_and_hidden_states(causal)
         one_packed = model(flat, labels=one_label, cu_seqlens=cu, max_seqlen=int(lengths.max()))
     assert none.loss.item() == 0.0 and none.num_targets.item() == 0
     assert one.num_targets.item() == 1 and one.loss.item() == pytest.approx(one_packed.loss.item(), abs=1e-5)
+    model.attention_kernel = "varlen"  # forced, as on a GPU: one varlen call per layer (a CPU stand-in here)
+    before = varlen_standin.calls["forward"]
+    with torch.no_grad():
+        forced = model(flat, labels=target_labels, cu_seqlens=cu, max_seqlen=20, position_ids=positions,
+                       target_index=rows)
+    assert varlen_standin.calls["forward"] - before == 4
+    assert forced.loss.item() == pytest.approx(packed.loss.item(), abs=1e-5)
 
 
 def test_a_batch_of_one_target_is_its_cross_entropy_and_hidden_states_come_back_in_the_callers_layout():
