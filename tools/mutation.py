@@ -577,6 +577,16 @@ EQUIVALENT: dict[str, str] = {
     "twofold.train.microbatch.x__bytes_from_env__mutmut_50": "a unit's scale is 1 or at least 1024: > 1 and > 2 agree",
     "twofold.train.microbatch.x_fitting_sequences__mutmut_28": "int() of the quotient and its floor differ only "
     "below zero, where max(0, ...) gives 0 either way",
+    # model/transformer.py
+    "twofold.model.transformer.x_init_weights__mutmut_14": "mean 0.0 is trunc_normal_'s default",
+    **{f"twofold.model.transformer.x_pack_inputs__mutmut_{n}": "a mask of integer ones is made boolean right after "
+       "(attention_mask.bool())" for n in (56, 58)},
+    **{f"twofold.model.transformer.xǁBodyǁ__init____mutmut_{n}": "persistent=None is false, as False"
+       for n in (15, 28)},
+    "twofold.model.transformer.xǁTwofoldModelǁ__init____mutmut_14": "an empty kernel name and None both let each "
+    "call choose (`kernel or fast_kernel(...)`)",
+    **{f"twofold.model.transformer.xǁTwofoldModelǁencode__mutmut_{n}": "without max_seqlen the layout computes the "
+       "longest sequence from cu_seqlens itself" for n in (6, 12)},
     # eval/suites/members.py
     **{f"twofold.eval.suites.members.x_suite_members__mutmut_{n}": "the subfolders of a pair or of an HF directory "
        "(encoder/, decoder/, checkpoints/) are never pairs themselves: the search for pairs finds none and the "
@@ -682,6 +692,8 @@ NOT_KILLABLE_HERE: dict[str, str] = {
        "machine's cgroup sets a memory limit; this one sets none (tests give the folder)" for n in (1, 2)},
     **{f"twofold.train.microbatch.x__least__mutmut_{n}": "the count made on the CPU rather than the rank's device: "
        "gloo reduces CPU tensors either way; NCCL (GPUs) needs it on the GPU" for n in (4, 6)},
+    "twofold.model.transformer.x_pack_inputs__mutmut_68": "cu_seqlens left int64: the CPU kernels index with either; "
+    "the GPU's varlen kernels take int32 only",
     **{f"twofold.eval.suites.lmeval.{m}": "the model placed on the CPU although CUDA is available: differs only "
        "on a machine with a GPU; none here"
        for m in ("x_harness_model__mutmut_31", "xǁMaskedLMHarnessǁ__init____mutmut_5",
