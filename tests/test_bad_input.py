@@ -747,3 +747,29 @@ def test_a_demo_budget_below_its_minimum_says_the_minimum(tmp_path, capsys, budg
     err = refused(capsys, ["demo", "--budget", budget, "--out", tmp_path / "demo"], [tmp_path],
                   "is too small", "takes --budget")
     assert "--set" not in err
+
+
+def test_an_interrupt_that_comes_back_wrapped_is_still_an_interrupt(monkeypatch, capsys):
+    """A SIGTERM that lands while a library makes a class: Python 3.11 wraps it (RuntimeError from
+    `__set_name__`), and transformers' lazy import wraps that again. Seen once in a loaded test run."""
+    import twofold.commands.languages as languages
+
+    class Interrupts:
+        def __set_name__(self, owner, name):
+            raise KeyboardInterrupt
+
+    def work(args):
+        try:
+            type("Made", (), {"field": Interrupts()})  # the class a library module defines at import
+        except Exception as error:
+            raise RuntimeError("Could not import module 'Trainer'") from error
+
+    def other_failure(args):
+        raise RuntimeError("a bug, not an interrupt")
+
+    argv = ["eval-languages", "m", "--store", "s"]
+    monkeypatch.setattr(languages, "run_eval_languages", work)
+    assert main(argv) == 130 and capsys.readouterr().err == "twofold: interrupted\n"
+    monkeypatch.setattr(languages, "run_eval_languages", other_failure)
+    with pytest.raises(RuntimeError, match="a bug, not an interrupt"):
+        main(argv)

@@ -90,7 +90,25 @@ def _run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
         except KeyboardInterrupt:
             print("twofold: interrupted", file=sys.stderr)
             return 130
+        except Exception as error:
+            if not _started_by_interrupt(error):
+                raise
+            print("twofold: interrupted", file=sys.stderr)
+            return 130
     return int(result or 0)
+
+
+def _started_by_interrupt(error: BaseException | None) -> bool:
+    """Is Ctrl-C or SIGTERM at the root of this error? An interrupt can come back wrapped: Python 3.11
+    turns one raised while a class is made (`__set_name__`: any dataclass) into a RuntimeError, and
+    transformers' lazy imports turn that into an import error of their own."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 if __name__ == "__main__":
