@@ -85,6 +85,7 @@ MODULES = {
     "src/twofold/eval/suites/rank1.py": ["tests/eval/test_rank1_suite.py"],
     "src/twofold/train/microbatch.py": ["tests/train/test_microbatch_estimate.py", "tests/train/test_microbatch.py"],
     "src/twofold/data/replay.py": ["tests/data/test_replay.py", "tests/train/test_replay_order.py"],
+    "src/twofold/data/orderlog.py": ["tests/data/test_orderlog.py", "tests/train/test_replay_order.py"],
     "src/twofold/model/transformer.py": ["tests/model/test_model_forms.py", "tests/model/test_parity.py",
                                          "tests/model/test_config_and_inputs.py", "tests/model/test_generate.py",
                                          "tests/model/test_attention_dropout.py"],
@@ -572,6 +573,11 @@ EQUIVALENT: dict[str, str] = {
     "twofold.data.replay.xǁPublishedOrderǁ_row__mutmut_27": "last=None is false too: the oldest row group goes",
     **{f"twofold.data.replay.xǁPublishedOrderǁcheck__mutmut_{n}": "list lengths have no nulls, so the zero-copy "
        "conversion works and gives the same array" for n in (26, 28)},
+    # data/orderlog.py
+    **{f"twofold.data.orderlog.xǁOrderLogǁ__init____mutmut_{n}": "the description's indentation: the same JSON"
+       for n in (17, 19, 20)},
+    **{f"twofold.data.orderlog.xǁOrderLogǁ__init____mutmut_{n}": "read from one byte before the end, any count "
+       "reads that one byte" for n in (38, 39)},
     # train/microbatch.py
     "twofold.train.microbatch.x__bytes_from_env__mutmut_42": "suffixes=None is false, as False",
     "twofold.train.microbatch.x__bytes_from_env__mutmut_50": "a unit's scale is 1 or at least 1024: > 1 and > 2 agree",
@@ -692,6 +698,8 @@ NOT_KILLABLE_HERE: dict[str, str] = {
        "machine's cgroup sets a memory limit; this one sets none (tests give the folder)" for n in (1, 2)},
     **{f"twofold.train.microbatch.x__least__mutmut_{n}": "the count made on the CPU rather than the rank's device: "
        "gloo reduces CPU tensors either way; NCCL (GPUs) needs it on the GPU" for n in (4, 6)},
+    "twofold.data.orderlog.x_replay_batch__mutmut_70": "stops after the first rank's record of a replayed "
+    "published order: one process logs one rank; several ranks need torchrun",
     "twofold.model.transformer.x_pack_inputs__mutmut_68": "cu_seqlens left int64: the CPU kernels index with either; "
     "the GPU's varlen kernels take int32 only",
     **{f"twofold.eval.suites.lmeval.{m}": "the model placed on the CPU although CUDA is available: differs only "

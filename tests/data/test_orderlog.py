@@ -108,3 +108,63 @@ def test_logged_hash_is_the_hash_of_the_logged_tokens(tmp_path, group_store, tok
         assert replayed.input_ids.tolist() == ids.tolist()  # CLM inputs are the tokens themselves
         hashes.add(digest)
     assert len(hashes) == 4
+
+
+def test_each_rank_is_replayed_as_its_own_batch(tmp_path, group_store):
+    yielded = {rank: run(tmp_path / "run", group_store, 2, rank=rank, world_size=2)[1] for rank in range(2)}
+    for step in range(2):
+        replayed = replay_batch(tmp_path / "run", step)
+        assert [b.rank for b in replayed] == [0, 1] and [b.first_sequence for b in replayed] == [6 * step, 6 * step + 3]
+        assert [b.token_hash for b in replayed] == [yielded[r][step].token_hash for r in range(2)]
+        (one,) = replay_batch(tmp_path / "run", step, rank=1)
+        assert one.rank == 1 and one.token_hash == yielded[1][step].token_hash
+    with pytest.raises(TwofoldError, match="rank 2 did not log step 0"):
+        replay_batch(tmp_path / "run", 0, rank=2)
+
+
+def test_a_logged_segment_the_stores_do_not_hold_is_refused_at_its_edges(tmp_path, group_store):
+    from twofold.data.orderlog import _check_segments
+    from twofold.data.sampling import Corpus
+
+    store = TokenStore(group_store)
+    corpus = Corpus([store])
+    last = store.num_documents - 1
+    length = lambda doc: int(store.offsets[doc + 1] - store.offsets[doc]) + 2  # noqa: E731  [CLS] body [SEP]
+    _check_segments(corpus, [[(0, 0, 0, length(0)), (0, last, 3, 3)], [(0, 1, 0, length(1))]], "run", 4)
+    for segment, where in [((1, 0, 0, 1), "store 1"), ((-1, 0, 0, 1), "store -1"), ((0, -1, 0, 1), store.path),
+                           ((0, last + 1, 0, 1), store.path), ((0, 1, 0, length(1) + 1), store.path),
+                           ((0, 1, 3, 2), store.path), ((0, 1, -1, 2), store.path)]:
+        _, doc, begin, end = segment
+        with pytest.raises(TwofoldError, match=f"^run: step 4 used document {doc} \\[{begin}:{end}\\] of {where}, "
+                                               "which the store does not hold"):
+            _check_segments(corpus, [[(0, 0, 0, 1), segment]], "run", 4)
+
+
+def test_a_log_that_names_segments_the_store_lacks_is_one_line_naming_the_run_and_step(tmp_path, group_store):
+    run(tmp_path / "run", group_store, 2)
+    log = tmp_path / "run" / LOG_DIR / "rank0.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    records[1]["sequences"][0][0][1] = 10**6  # a document the store does not have
+    log.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+    with pytest.raises(TwofoldError, match=f"^{tmp_path / 'run'}: step 1 used document 1000000 "):
+        replay_batch(tmp_path / "run", 1)
+
+
+def test_a_log_reopened_after_a_whole_last_line_is_left_as_it_was(tmp_path, group_store):
+    loader, _ = run(tmp_path / "run", group_store, 2)
+    log = tmp_path / "run" / LOG_DIR / "rank0.jsonl"
+    before = log.read_bytes()
+    run(tmp_path / "run", group_store, 1, start_state=loader.state_dict())  # a resume opens the log again
+    after = log.read_bytes()
+    assert after.startswith(before) and after[len(before):].count(b"\n") == 1  # one whole line more, no blank one
+
+
+def test_an_empty_log_or_an_edited_description_is_one_line(tmp_path, group_store):
+    run(tmp_path / "run", group_store, 1)
+    (tmp_path / "run" / LOG_DIR / "rank0.jsonl").write_text("")  # e.g. a crash before the first line
+    with pytest.raises(TwofoldError, match="step 0 was not logged; the run consumed steps none$"):
+        replay_batch(tmp_path / "run", 0)
+    (tmp_path / "run" / LOG_DIR / "loader.json").write_text("{torn")
+    with pytest.raises(TwofoldError, match="loader.json: not valid JSON .*; the batch order of this phase cannot "
+                                           "be read back$"):
+        replay_batch(tmp_path / "run", 0)

@@ -102,3 +102,16 @@ def test_a_bad_order_is_one_line_and_nothing_written(tmp_path, tiny_store, tiny_
     err = capsys.readouterr().err
     assert says in err and err.count("\n") == 1, err
     assert not (tmp_path / "run").exists()
+
+
+def test_show_batch_of_a_masked_lm_phase_on_an_order_masks_as_the_run_did(tmp_path, tiny_store, tiny_recipe, received):
+    order = write_order(tmp_path / "order", order_rows())
+    run = tmp_path / "run"
+    assert main(["train", "--recipe", str(tiny_recipe), "--store", str(tiny_store), "--out", str(run),
+                 "--objective", "mlm", "--phase", "decay", "--order", str(order), "--no-progress"]) == 0
+    log = [json.loads(line) for line in (run / "decay" / "data_order" / "rank0.jsonl").read_text().splitlines()]
+    assert len(log) == len(received) == 3
+    for record, trained in zip(log, received):
+        (replayed,) = replay_batch(run / "decay", record["step"])
+        bounds = replayed.cu_seqlens.tolist()
+        assert [replayed.input_ids[a:b].tolist() for a, b in zip(bounds, bounds[1:])] == trained  # the same masks
