@@ -87,10 +87,7 @@ def _run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
                 raise
             print(f"twofold: error: {line}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt:
-            print("twofold: interrupted", file=sys.stderr)
-            return 130
-        except Exception as error:
+        except (KeyboardInterrupt, Exception) as error:
             if not _started_by_interrupt(error):
                 raise
             print("twofold: interrupted", file=sys.stderr)
