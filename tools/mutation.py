@@ -126,6 +126,9 @@ _NONE_SHAPE = ("with decay 'none' the decay branch returns the start ratio too (
 _FULL_STEPS = ("without a batch warmup every step of the warmup loop is a full batch, so the loop and the "
                "formula after it count the same ceil(tokens / full batch) steps")
 _TIE = "a uniform float draw equals the threshold exactly with probability 2^-53"
+_CODEC = "Python reads an encoding name in any case"
+_LOCALE = ("the locale's encoding is read instead of UTF-8: differs only under a locale that is not UTF-8, and this "
+           "machine's is")
 _INT64 = "numpy's default integer is int64 on the platforms twofold supports (Linux, macOS; numpy >= 2 everywhere)"
 _B = "twofold.data.batches."
 _DTYPE_DEFAULT = "torch.full with an integer fill value makes an int64 tensor anyway"
@@ -154,8 +157,8 @@ EQUIVALENT: dict[str, str] = {
     _B + "xǁBatchǁto_padded__mutmut_31": _DTYPE_DEFAULT,
     _B + "x_pack__mutmut_8": "np.fromiter's count only preallocates",
     _B + "x_pack__mutmut_42": "np.fromiter's count only preallocates",
-    _B + "x_pack__mutmut_26": "numpy's default integer is int64 on the platforms twofold supports",
-    _B + "x_pack__mutmut_28": "numpy's default integer is int64 on the platforms twofold supports",
+    _B + "x_pack__mutmut_26": _INT64,
+    _B + "x_pack__mutmut_28": _INT64,
     _B + "x_pack__mutmut_38": "float64 sums of lengths are exact below 2^53 and cast to int32 right after",
     **{f"twofold.train.optim.x_build_optimizer__mutmut_{n}": "max_lr None defaults to lr, which is the peak here"
        for n in (25, 30)},
@@ -325,7 +328,7 @@ EQUIVALENT: dict[str, str] = {
     **{_L + f"xǁTrainerǁ_restore__mutmut_{n}": "streams_for_resume then sets every stream again (this rank's own, "
        "or fresh ones), whatever load_latest put there" for n in (5, 9, 10)},
     # files.py
-    "twofold.files.x_read_yaml__mutmut_6": "Python reads an encoding name in any case",
+    "twofold.files.x_read_yaml__mutmut_6": _CODEC,
     "twofold.files.x_save_figure__mutmut_22": "matplotlib lower-cases the format name",
     **{f"twofold.files.x_sha256_file__mutmut_{n}": "the block size only bounds memory: the digest of the whole "
        "file is the same" for n in (13, 15, 16)},
@@ -346,7 +349,7 @@ EQUIVALENT: dict[str, str] = {
     **{f"twofold.finetune.inputs.x_resolve__mutmut_{n}": "`where` only names the folder in the error for a config "
        "without model_type, and twofold's export always writes one" for n in (88, 91)},
     # finetune/generation_data.py
-    "twofold.finetune.generation_data.x__read_parallel__mutmut_4": "Python reads an encoding name in any case",
+    "twofold.finetune.generation_data.x__read_parallel__mutmut_4": _CODEC,
     # finetune/datasets.py
     **{f"twofold.finetune.datasets.x__an_id__mutmut_{n}": "'_id' also ends with '_id', which the suffix test finds"
        for n in (7, 8)},
@@ -358,7 +361,7 @@ EQUIVALENT: dict[str, str] = {
     "hold a query and a positive (or a labelled document): next() always finds one",
     **{f"twofold.finetune.datasets.x__read_qrels__mutmut_{n}": "the score is the last field, which float() reads "
        "with or without the whitespace around it" for n in (13, 14, 15)},
-    **{f"twofold.finetune.datasets.{m}": "Python reads an encoding name in any case"
+    **{f"twofold.finetune.datasets.{m}": _CODEC
        for m in ("x__read_qrels__mutmut_5", "x_rows__mutmut_10", "x_rows__mutmut_34")},
     "twofold.finetune.datasets.x_rows__mutmut_20": "an empty string is not a JSON object either: the same error",
     "twofold.finetune.datasets.x_stdlib_classification__mutmut_12": "the held-out functions of other packages are "
@@ -476,7 +479,7 @@ EQUIVALENT: dict[str, str] = {
     "batch, and a warmup can only disappear), so this label is never shown",
     **{f"twofold.train.recipe.x__language_sets__mutmut_{n}": "the text before the first '#' is the same whatever "
        "the number of splits" for n in (61, 64)},
-    **{f"twofold.train.recipe.{m}": "Python reads an encoding name in any case"
+    **{f"twofold.train.recipe.{m}": _CODEC
        for m in ("x__language_sets__mutmut_68", "x__weights_from__mutmut_22")},
     **{f"twofold.train.recipe.{m}": "the locale's encoding is UTF-8 on the platforms twofold supports (and in "
        "Python's UTF-8 mode under the C locale)"
@@ -553,7 +556,7 @@ EQUIVALENT: dict[str, str] = {
        for n in (13, 14)},
     "twofold.eval.suites.rank1.x_load__mutmut_50": "without a limit the slice [:None] keeps every query, as the "
     "other branch does (--limit is at least 1)",
-    "twofold.eval.suites.rank1.x_read_run__mutmut_4": "'UTF-8' and 'utf-8' name the same codec",
+    "twofold.eval.suites.rank1.x_read_run__mutmut_4": _CODEC,
     "twofold.eval.suites.rank1.xǁRank1Scorerǁprompt_ids__mutmut_16": "a prompt exactly as long as the room is cut "
     "to its first token and its last room - 1: itself",
     # data/replay.py
@@ -565,7 +568,7 @@ EQUIVALENT: dict[str, str] = {
     "either: the same refusal",
     **{f"twofold.data.replay.xǁPublishedOrderǁ__init____mutmut_{n}": "reached only when the step is neither the last "
        "one nor the next: then step > last + 1, step >= last + 1 and step > last - 1 agree" for n in (72, 73)},
-    **{f"twofold.data.replay.{m}": "numpy's default integer is int64 on the platforms twofold supports"
+    **{f"twofold.data.replay.{m}": _INT64
        for m in ("xǁPublishedOrderǁ__init____mutmut_83", "xǁPublishedOrderǁ__init____mutmut_85",
                  "xǁPublishedOrderǁ_row__mutmut_22", "xǁPublishedOrderǁ_row__mutmut_24")},
     "twofold.data.replay.xǁPublishedOrderǁ__init____mutmut_94": "any fixed separator between the files' names and "
@@ -605,7 +608,7 @@ EQUIVALENT: dict[str, str] = {
        "and the model's context (tested)" for n in (76, 78, 81)},
     **{f"twofold.eval.suites.mteb_suite.x_layout__mutmut_{n}": "the locale's encoding is read instead of UTF-8, "
        "errors replaced: the ASCII 'configs:' is found alike in any ASCII-compatible encoding" for n in (11, 13)},
-    "twofold.eval.suites.mteb_suite.x_layout__mutmut_16": "Python reads an encoding name in any case",
+    "twofold.eval.suites.mteb_suite.x_layout__mutmut_16": _CODEC,
 }
 
 # Functions that only style a figure: the tests check what a plot shows (bar heights, labels,
@@ -664,22 +667,18 @@ NOT_KILLABLE_HERE: dict[str, str] = {
     **{_L + f"xǁTrainerǁ_save__mutmut_{n}": "checkpoint.save captures this process's streams when given none: the "
        "same for one process on a CPU; other ranks' and a GPU's streams would be lost (torchrun, CUDA)"
        for n in (6, 17, 27)},
-    "twofold.files.x_read_yaml__mutmut_4": "the locale's encoding is read instead of UTF-8: differs only under a "
-    "locale that is not UTF-8, and this machine's is",
+    "twofold.files.x_read_yaml__mutmut_4": _LOCALE,
     **{f"twofold.finetune.run.x__environment__mutmut_{n}": "the GPU named in finetune.json: no GPU here"
        for n in (18, 20, 21)},
     **{f"twofold.finetune.run.x__environment__mutmut_{n}": "PyLate's version is recorded only where it is "
        "installed (the colbert environment, `make colbert`), not in the test environment" for n in (8, 9)},
-    **{f"twofold.finetune.datasets.{m}": "the locale's encoding is read instead of UTF-8: differs only under a "
-       "locale that is not UTF-8, and this machine's is"
+    **{f"twofold.finetune.datasets.{m}": _LOCALE
        for m in ("x__read_qrels__mutmut_3", "x_rows__mutmut_8", "x_rows__mutmut_29", "x_rows__mutmut_31")},
     **{f"twofold.finetune.tasks.x__score_colbert__mutmut_{n}": "a cut-off list or batch size of None would fail "
        "inside PyLate's evaluator (Sentence Transformers' InformationRetrievalEvaluator, which it extends), and "
        "PyLate runs only in .venv-colbert; the tests here reach its calls through a stand-in" for n in (7, 8, 9, 10)},
-    "twofold.finetune.generation_data.x__read_parallel__mutmut_2": "the locale's encoding is read instead of UTF-8: "
-    "differs only under a locale that is not UTF-8, and this machine's is",
-    **{f"twofold.eval.suites.glue.x_read_tsv__mutmut_{n}": "the locale's encoding is read instead of UTF-8: "
-       "differs only under a locale that is not UTF-8, and this machine's is" for n in (2, 4)},
+    "twofold.finetune.generation_data.x__read_parallel__mutmut_2": _LOCALE,
+    **{f"twofold.eval.suites.glue.x_read_tsv__mutmut_{n}": _LOCALE for n in (2, 4)},
     **{f"twofold.merge.x__hf_source__mutmut_{n}": "reads the tokenizer's mask id even when the config gives one: "
        "differs only for a tokenizer.json whose mask token read_mask_token_id recognises, and the tests' BPE "
        "tokenizer's is not one (a test with such a tokenizer is still to write)" for n in (15, 16)},
@@ -689,8 +688,7 @@ NOT_KILLABLE_HERE: dict[str, str] = {
        "stderr is a terminal; under the tests it is not (its True is killed: no bars)" for n in (5, 10, 18, 26)},
     **{f"twofold.train.rng.x_seed_streams__mutmut_{n}": "torch's CPU generator keeps only the seed's low 32 bits; "
        "the high word seeds CUDA's generator only (no GPU here)" for n in (8, 10)},
-    "twofold.eval.suites.rank1.x_read_run__mutmut_2": "the locale's encoding is read instead of UTF-8: differs "
-    "only under a locale that is not UTF-8, and this machine's is",
+    "twofold.eval.suites.rank1.x_read_run__mutmut_2": _LOCALE,
     **{f"twofold.eval.suites.rank1.xǁRank1Scorerǁ__init____mutmut_{n}": "the model and its inputs left on the CPU "
        "(device None keeps them there) although CUDA is available: differs only on a machine with a GPU; none here"
        for n in (3, 4, 5, 7, 8, 12)},
@@ -821,7 +819,7 @@ def mutmut(work: Path, env: dict, module: str, *args: str) -> None:
 
 def share_fixture_tests(work: Path, module: str) -> None:
     """Give every function the fast tests of each test file that reaches it (SHARED_FIXTURE_SECONDS),
-    and the functions that run only in worker processes (IN_WORKERS) every test of the module."""
+    and the functions that run in spawned processes (IN_WORKERS) every test of the module."""
     path = work / "mutants" / "mutmut-stats.json"
     stats = json.loads(path.read_text())
     fast: dict[str, set[str]] = {}
