@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from tests.published_order import write_order_file
 
 from twofold.data.replay import ORDER_GROUP, PublishedOrder
 from twofold.errors import TwofoldError
@@ -28,23 +29,15 @@ def rows_of(steps: dict[int, int], seed: int = 0) -> list[tuple[int, list[int]]]
             for _ in range(n)]
 
 
-def write(path, rows, row_group_size=2, **columns):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = {"input_ids": pa.array([ids for _, ids in rows], type=pa.list_(pa.int32())),
-             "step": pa.array([step for step, _ in rows], type=pa.int64()), **columns}
-    pq.write_table(pa.table(table), path, row_group_size=row_group_size)
-    return path
-
-
 @pytest.fixture
 def published(tmp_path):
     """Steps 4..7 of a phase (4, 1, 6, 3 rows) in three files, found in path order (a subfolder
     included); step 6 starts in one file and ends in the next; row groups of 2 rows."""
     rows = rows_of({4: 4, 5: 1, 6: 6, 7: 3})
     folder = tmp_path / "order"
-    write(folder / "a.parquet", rows[:7])  # steps 4, 5 and two rows of 6
-    write(folder / "b" / "part.parquet", rows[7:11])  # the rest of 6
-    write(folder / "c.parquet", rows[11:], row_group_size=3)
+    write_order_file(folder / "a.parquet", rows[:7])  # steps 4, 5 and two rows of 6
+    write_order_file(folder / "b" / "part.parquet", rows[7:11])  # the rest of 6
+    write_order_file(folder / "c.parquet", rows[11:], row_group_size=3)
     (folder / "notes.txt").write_text("not part of the order")
     return folder, rows
 
@@ -97,19 +90,19 @@ def test_an_order_is_identified_by_its_files_names_and_sizes_wherever_it_lies(pu
     assert PublishedOrder(moved).fingerprint == order.fingerprint
     (moved / "c.parquet").rename(moved / "d.parquet")
     renamed = PublishedOrder(moved).fingerprint
-    write(moved / "d.parquet", rows[11:] + rows[11:12], row_group_size=3)  # same name, one more row
+    write_order_file(moved / "d.parquet", rows[11:] + rows[11:12], row_group_size=3)  # same name, one more row
     assert len({order.fingerprint, renamed, PublishedOrder(moved).fingerprint}) == 3
 
 
 def test_check_refuses_ids_outside_the_vocabulary_and_rows_longer_than_the_phase(tmp_path):
     rows = [(1, [5, 6, 7]), (1, [8] * 10), (2, [9, 511]), (2, [0])]
-    write(tmp_path / "good" / "o.parquet", rows)
+    write_order_file(tmp_path / "good" / "o.parquet", rows)
     PublishedOrder(tmp_path / "good").check(vocab_size=512, seq_len=10)  # the edges pass
     for name, change, says in [
         ("high", (2, [9, 512]), "a row of step 2 holds token id 512, outside the vocabulary of 512"),
         ("negative", (2, [9, -1]), "a row of step 2 holds token id -1, outside the vocabulary of 512"),
     ]:
-        write(tmp_path / name / "o.parquet", rows[:2] + [change] + rows[3:])
+        write_order_file(tmp_path / name / "o.parquet", rows[:2] + [change] + rows[3:])
         with pytest.raises(TwofoldError, match=f"^--order {tmp_path / name / 'o.parquet'}: {says}; train with stores "
                                                "prepared with the tokenizer the order was made with$"):
             PublishedOrder(tmp_path / name).check(vocab_size=512, seq_len=10)
@@ -124,7 +117,7 @@ def test_check_refuses_ids_outside_the_vocabulary_and_rows_longer_than_the_phase
     ([3, 2], "the rows of step 2 are not together (or the steps are out of order)"),
 ])
 def test_an_order_whose_steps_are_not_each_once_in_order_is_refused(tmp_path, steps, says):
-    write(tmp_path / "o" / "o.parquet", [(s, [5, 6]) for s in steps])
+    write_order_file(tmp_path / "o" / "o.parquet", [(s, [5, 6]) for s in steps])
     with pytest.raises(TwofoldError) as refused:
         PublishedOrder(tmp_path / "o")
     assert str(refused.value) == (f"--order {tmp_path / 'o' / 'o.parquet'}: {says}; a batch order lists every step "

@@ -365,27 +365,25 @@ class Scripted:
 
 
 class Bars:
-    """rank1's progress bars as opened (label, task, total, unit) and the passages each counted."""
+    """rank1's progress bars as opened (label, task, total, unit) and the passages each counted: each
+    bar opened is this recorder, counting into its newest entry."""
 
     def __init__(self):
         self.opened, self.counted = [], []
 
-    def __call__(self, label, task, total, unit):
-        self.opened.append((label, task, total, unit))
+    def __call__(self, *opened):
+        self.opened.append(opened)
         self.counted.append(0)
-        bars = self
+        return self
 
-        class Bar:
-            def update(self, n):
-                bars.counted[-1] += n
+    def update(self, n):
+        self.counted[-1] += n
 
-            def __enter__(self):
-                return self
+    def __enter__(self):
+        return self
 
-            def __exit__(self, *exc):
-                return False
-
-        return Bar()
+    def __exit__(self, *exc):
+        return False
 
 
 def fake_clock(monkeypatch) -> list[float]:

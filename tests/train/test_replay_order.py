@@ -7,11 +7,10 @@ import json
 import shutil
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
 from safetensors.torch import load_file
+from tests.published_order import write_order_file
 
 from twofold.cli import main
 from twofold.data.orderlog import replay_batch
@@ -30,10 +29,8 @@ def order_rows(seed=0, vocab=512):
 def write_order(folder, rows, split_at=5):
     """Two files; step 2 starts in the first and ends in the second."""
     folder.mkdir()
-    for name, part in (("part-0.parquet", rows[:split_at]), ("part-1.parquet", rows[split_at:])):
-        table = pa.table({"input_ids": pa.array([ids for _, ids in part], type=pa.list_(pa.int32())),
-                          "step": pa.array([step for step, _ in part], type=pa.int64())})
-        pq.write_table(table, folder / name, row_group_size=2)
+    write_order_file(folder / "part-0.parquet", rows[:split_at])
+    write_order_file(folder / "part-1.parquet", rows[split_at:])
     return folder
 
 
