@@ -89,6 +89,11 @@ MODULES = {
     "src/twofold/model/transformer.py": ["tests/model/test_model_forms.py", "tests/model/test_parity.py",
                                          "tests/model/test_config_and_inputs.py", "tests/model/test_generate.py",
                                          "tests/model/test_attention_dropout.py"],
+    "src/twofold/model/rope.py": ["tests/model/test_model_forms.py", "tests/model/test_parity.py"],
+    "src/twofold/model/loss.py": ["tests/model/test_loss.py", "tests/model/test_model_forms.py"],
+    "src/twofold/model/flops.py": ["tests/model/test_flops.py"],
+    "src/twofold/train/budget.py": ["tests/train/test_budget.py"],
+    "src/twofold/data/order.py": ["tests/train/test_schedule.py", "tests/data/test_loader.py"],
 }
 
 # mutmut's limit per mutant counts the tests' own time but not their module fixtures; loop.py's

@@ -21,9 +21,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from twofold.data.batches import Batch, target_capacity
 from twofold.data.loader import BatchLoader
 from twofold.model import TwofoldModel, preset
-from twofold.model.attention import allowed
 from twofold.model.config import LOCAL
-from twofold.model.flops import keys_seen, training_flops
+from twofold.model.flops import training_flops
 from twofold.model.loss import IGNORE_INDEX
 from twofold.train import loop, runs
 from twofold.train.distributed import World
@@ -206,18 +205,6 @@ def recipe_data():
     from twofold.train.recipe import DataSpec
 
     return DataSpec(Mixture(), 32, BatchSchedule(4), 0.3, 1)
-
-
-@pytest.mark.parametrize("causal", [False, True])
-def test_the_flop_formula_counts_the_pairs_the_mask_allows(causal):
-    rng = np.random.default_rng(0)
-    lengths = [1, 2, 7, 8, 9, 33, 100] + rng.integers(1, 300, 20).tolist()
-    for radius in (None, 1, 8, 64):
-        brute = 0
-        for n in lengths:
-            q = torch.arange(n)
-            brute += int(allowed(q[:, None], q[None, :], causal, radius).sum())
-        assert keys_seen(np.array(lengths), causal, radius) == brute, radius
 
 
 def test_the_trainer_reports_mfu_from_the_shared_formula(tmp_path, tiny_store, monkeypatch):
