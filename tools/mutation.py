@@ -89,11 +89,18 @@ MODULES = {
     "src/twofold/model/transformer.py": ["tests/model/test_model_forms.py", "tests/model/test_parity.py",
                                          "tests/model/test_config_and_inputs.py", "tests/model/test_generate.py",
                                          "tests/model/test_attention_dropout.py"],
-    "src/twofold/model/rope.py": ["tests/model/test_model_forms.py", "tests/model/test_parity.py"],
+    "src/twofold/model/rope.py": ["tests/model/test_rope.py", "tests/model/test_model_forms.py",
+                                  "tests/model/test_parity.py"],
     "src/twofold/model/loss.py": ["tests/model/test_loss.py", "tests/model/test_model_forms.py"],
     "src/twofold/model/flops.py": ["tests/model/test_flops.py"],
-    "src/twofold/train/budget.py": ["tests/train/test_budget.py"],
+    "src/twofold/train/budget.py": ["tests/train/test_budget_rules.py", "tests/train/test_budget.py"],
     "src/twofold/data/order.py": ["tests/train/test_schedule.py", "tests/data/test_loader.py"],
+    "src/twofold/eval/text.py": ["tests/eval/test_text_and_lm.py", "tests/eval/test_exports_in_libraries.py"],
+    "src/twofold/model/config.py": ["tests/model/test_config_and_inputs.py", "tests/model/test_hf_interop.py"],
+    "src/twofold/data/tokenizer.py": ["tests/data/test_tokenizer.py"],
+    "src/twofold/eval/tasks/retrieval.py": ["tests/eval/test_held_out.py", "tests/eval/test_tasks.py"],
+    "src/twofold/eval/tasks/classification.py": ["tests/eval/test_held_out.py", "tests/eval/test_tasks.py"],
+    "src/twofold/data/store.py": ["tests/data/test_store.py", "tests/data/test_pretokenized.py"],
 }
 
 # mutmut's limit per mutant counts the tests' own time but not their module fixtures; loop.py's
@@ -614,6 +621,27 @@ EQUIVALENT: dict[str, str] = {
     **{f"twofold.eval.suites.mteb_suite.x_layout__mutmut_{n}": "the locale's encoding is read instead of UTF-8, "
        "errors replaced: the ASCII 'configs:' is found alike in any ASCII-compatible encoding" for n in (11, 13)},
     "twofold.eval.suites.mteb_suite.x_layout__mutmut_16": _CODEC,
+    # model/flops.py, model/rope.py, model/loss.py
+    "twofold.model.flops.x_keys_seen__mutmut_31": "n - 1 >= -1, and at m = -1 (an empty row) the count is 0 "
+    "with or without the clip",
+    **{f"twofold.model.flops.x_training_flops__mutmut_{n}": "keys_seen makes its own int64 copy, and numpy sums an "
+       "int32 array in int64" for n in (4, 6)},
+    **{f"twofold.model.rope.x_inverse_frequencies__mutmut_{n}": "an integer arange divided by an int is float32 "
+       "(torch's default dtype) anyway" for n in (8, 12)},
+    **{f"twofold.model.loss.xǁ_LinearCrossEntropyǁbackward__mutmut_{n}": "autograd casts a returned gradient to "
+       "its input's dtype (bf16 inputs get bf16 gradients either way)" for n in (3, 5, 10)},
+    **{f"twofold.model.loss.xǁ_LinearCrossEntropyǁforward__mutmut_{n}": "torch.zeros is float32 by default"
+       for n in (16, 19, 25, 28, 32, 35)},
+    "twofold.model.loss.xǁ_LinearCrossEntropyǁforward__mutmut_61": "logits are [rows, V]: dim +1 is dim -1",
+    "twofold.model.loss.xǁ_LinearCrossEntropyǁforward__mutmut_73": "an ignored row's stand-in target is masked "
+    "out of the loss and the gradient; any id in the vocabulary does",
+    # data/order.py
+    "twofold.data.order.xǁBatchScheduleǁsequences_at__mutmut_10": "the ramp is computed only while tokens < "
+    "warmup_tokens, where the ratio is below 1",
+    "twofold.data.order.xǁBatchScheduleǁsequences_at__mutmut_4": "at tokens == warmup_tokens the ramp gives "
+    "start + (sequences - start) x 1, the full batch",
+    "twofold.data.order.xǁBatchScheduleǁsequences_at_step__mutmut_4": "at step == warmup_steps the ramp gives "
+    "start + (sequences - start) x s // s, the full batch",
 }
 
 # Functions that only style a figure: the tests check what a plot shows (bar heights, labels,
@@ -715,6 +743,10 @@ NOT_KILLABLE_HERE: dict[str, str] = {
        for m in ("x__logits_at__mutmut_3", "x__logits_at__mutmut_5", "x__logits_at__mutmut_8",
                  "x__logits_at__mutmut_10", "x_pseudo_loglikelihood__mutmut_64",
                  "x_pseudo_loglikelihood__mutmut_82")},
+    "twofold.model.rope.x_rope_cos_sin__mutmut_3": "the frequencies left where they are rather than moved to the "
+    "positions' device: the same here; no accelerator here",
+    **{f"twofold.model.loss.xǁ_LinearCrossEntropyǁforward__mutmut_{n}": "an accumulator made on the CPU rather "
+       "than the hidden states' device: the same here; no accelerator here" for n in (17, 20, 26, 29, 33, 36)},
 }
 
 # Lines whose mutants would only reword a message: the condition that raises or warns is

@@ -16,13 +16,22 @@ from twofold.model.flops import keys_seen, peak_flops, training_flops
 @pytest.mark.parametrize("causal", [False, True])
 def test_keys_seen_counts_the_pairs_the_mask_allows(causal):
     rng = np.random.default_rng(0)
-    lengths = [1, 2, 7, 8, 9, 33, 100] + rng.integers(1, 300, 20).tolist()
+    lengths = [0, 1, 2, 7, 8, 9, 33, 100] + rng.integers(1, 300, 20).tolist()  # 0: a fixed shape's empty row
     for radius in (None, 1, 8, 64):
         brute = 0
         for n in lengths:
             q = torch.arange(n)
             brute += int(allowed(q[:, None], q[None, :], causal, radius).sum())
         assert keys_seen(np.array(lengths), causal, radius) == brute, radius
+
+
+def test_keys_seen_is_exact_for_the_trainers_int32_lengths_past_float_precision():
+    n = 2**27 + 1  # n(n + 1) / 2 = 2^53 + 3 * 2^26 + 1: odd and past 2^53, so a float would round it
+    lengths = np.array([n], dtype=np.int32)  # as the trainer passes them: cu_seqlens.diff().numpy()
+    assert keys_seen(lengths, True, None) == n * (n + 1) // 2
+    assert keys_seen(lengths, False, None) == n * n  # past int32 too
+    assert keys_seen(lengths, True, n) == n * (n + 1) // 2
+    assert keys_seen(lengths, False, n - 2) == n * n - 2  # all but the two pairs at distance n - 1
 
 
 def counted_matmul_flops(model, lengths, targets):

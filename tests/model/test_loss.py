@@ -51,4 +51,34 @@ def test_rows_without_a_label_contribute_nothing():
 def test_without_a_bias():
     hidden, weight, _, labels = inputs(rows=50)
     got = linear_cross_entropy(hidden, weight, None, labels)
-    assert got.item() == pytest.approx(dense(hidden, weight, None, labels).item(), rel=1e-6)
+    want = dense(hidden, weight, None, labels)
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    for g, w in zip(torch.autograd.grad(got, (hidden, weight)), torch.autograd.grad(want, (hidden, weight))):
+        assert torch.allclose(g, w, atol=1e-5)
+
+
+def test_under_autocast_the_logits_are_computed_in_its_dtype():
+    """As `nn.Linear` under autocast: the bf16 product, not a more precise fp32 one."""
+    hidden, weight, bias, labels = inputs(rows=300)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = linear_cross_entropy(hidden, weight, bias, labels).item()
+        in_bf16 = dense(hidden, weight, bias, labels).item()
+    in_fp32 = dense(hidden, weight, bias, labels).item()
+    assert abs(got - in_bf16) < abs(got - in_fp32) / 10
+
+
+def test_the_logits_exist_one_chunk_of_rows_at_a_time(monkeypatch):
+    monkeypatch.setattr(chunked, "LOGIT_ELEMENTS_PER_CHUNK", 256 * 3000)
+    shapes = []
+    linear = F.linear
+
+    def recorded(*args):
+        logits = linear(*args)
+        shapes.append(tuple(logits.shape))
+        return logits
+
+    monkeypatch.setattr(chunked.F, "linear", recorded)
+    hidden, weight, bias, labels = inputs(rows=700, width=32, vocab=3000)
+    linear_cross_entropy(hidden, weight, bias, labels)
+    assert shapes == [(256, 3000), (256, 3000), (188, 3000)]
+    assert chunk_rows(10**9) == 256  # never fewer rows than 256, whatever the vocabulary

@@ -1,10 +1,12 @@
 """Schedules on hand-computed values."""
 
 import math
+import re
 
 import pytest
 
 from twofold.data.order import BatchSchedule, StepPlan
+from twofold.errors import TwofoldError
 from twofold.train.recipe import Schedule, load_recipe
 from twofold.train.schedule import (
     cosine_decay,
@@ -105,6 +107,40 @@ def test_step_batches_follow_the_ramp_by_tokens_seen():
     steps = StepPlan(BatchSchedule(sequences=3, start_sequences=1, warmup_tokens=30), seq_len=10)
     assert [steps.size(s) for s in range(5)] == [1, 1, 2, 3, 3]
     assert [steps.tokens_before(s) for s in range(5)] == [0, 10, 20, 40, 70]
+
+
+def test_step_batches_follow_a_ramp_linear_in_steps():
+    """ModernBERT's packer warmup: 4 → 16 sequences of 64 over 5K tokens lasts
+    ceil(2 · 5000 / ((4 + 16) · 64)) = 8 steps of 4 + 12 · s // 8 sequences, then 16."""
+    schedule = BatchSchedule(sequences=16, start_sequences=4, warmup_tokens=5000, ramp="steps")
+    assert schedule.warmup_steps(64) == 8
+    steps = StepPlan(schedule, seq_len=64)
+    sizes = [steps.size(s) for s in range(11)]
+    assert sizes == [4, 5, 7, 8, 10, 11, 13, 14, 16, 16, 16] and {type(n) for n in sizes} == {int}
+    assert steps.first_sequence(9) == 88 and steps.tokens_before(9) == 88 * 64
+    # rounded down to a multiple (ranks × micro-batch), never below one
+    assert [schedule.sequences_at_step(s, 64, multiple_of=3) for s in (0, 1, 2, 8)] == [3, 3, 6, 15]
+    assert BatchSchedule(sequences=2, start_sequences=1, warmup_tokens=5000, ramp="steps").sequences_at_step(
+        0, 64, multiple_of=4) == 4
+
+
+def test_without_warmup_every_step_is_the_full_batch():
+    assert BatchSchedule(sequences=8, warmup_tokens=100).sequences_at(0) == 8  # no start: no ramp
+    assert BatchSchedule(sequences=8, start_sequences=2).sequences_at(0) == 8  # no warmup tokens: no ramp
+    assert BatchSchedule(sequences=8, start_sequences=2, warmup_tokens=100).sequences_at(100) == 8
+
+
+@pytest.mark.parametrize("settings, problem", [
+    (dict(sequences=0), "0 sequences starting at None is impossible"),
+    (dict(sequences=8, start_sequences=9), "8 sequences starting at 9 is impossible"),
+    (dict(sequences=8, start_sequences=0), "8 sequences starting at 0 is impossible"),
+    (dict(sequences=8, warmup_tokens=-1), "warmup_tokens must be >= 0, got -1"),
+    (dict(sequences=8, ramp="STEPS"), "ramp 'STEPS' is unknown; use tokens or steps"),
+])
+def test_an_impossible_batch_schedule_is_refused(settings, problem):
+    with pytest.raises(TwofoldError, match=re.escape(problem)):
+        BatchSchedule(**settings)
+    BatchSchedule(sequences=8, start_sequences=8, ramp="steps")  # the edges pass
 
 
 def test_start_ratio_scales_the_warmup_and_the_hold():

@@ -20,10 +20,7 @@ FEW_STEPS = 10  # fewer steps than this in a phase: `recipe show` marks it
 
 
 def _first_rows(phase: Phase) -> int:
-    batch = phase.batch
-    if batch.warms_up and batch.ramp == "steps":
-        return batch.sequences_at_step(0, phase.seq_len)
-    return batch.sequences_at(0)
+    return phase.batch.sequences_at(0)  # a ramp in tokens or in steps starts at start_sequences
 
 
 def _largest_rows(phase: Phase) -> int:
