@@ -51,6 +51,28 @@ def tagged_run(path, tokenizer, causal: bool):
     return path
 
 
+class Bars:
+    """A stand-in for `progress`: the bars opened (label, task, total, unit) and what each counted; each
+    bar opened is this recorder, counting into its newest entry."""
+
+    def __init__(self):
+        self.opened, self.counted = [], []
+
+    def __call__(self, *opened):
+        self.opened.append(opened)
+        self.counted.append(0)
+        return self
+
+    def update(self, n):
+        self.counted[-1] += n
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
 @pytest.fixture(scope="session")
 def encoder(tokenizer):
     return tiny_model(tokenizer, causal=False)

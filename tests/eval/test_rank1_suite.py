@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from tests.eval.conftest import Bars
 from tools import suite_data
 
 import twofold
@@ -362,28 +363,6 @@ class Scripted:
         if progress is not None:
             progress.update(len(pairs))
         return [self.values[passage] for _, passage in pairs]
-
-
-class Bars:
-    """rank1's progress bars as opened (label, task, total, unit) and the passages each counted: each
-    bar opened is this recorder, counting into its newest entry."""
-
-    def __init__(self):
-        self.opened, self.counted = [], []
-
-    def __call__(self, *opened):
-        self.opened.append(opened)
-        self.counted.append(0)
-        return self
-
-    def update(self, n):
-        self.counted[-1] += n
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def fake_clock(monkeypatch) -> list[float]:

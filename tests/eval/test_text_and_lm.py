@@ -2,14 +2,16 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from tests.eval.conftest import TINY
 
+from twofold.data.tokenizer import for_member
 from twofold.eval.tasks.lm import causal_lm, held_out_windows, mask_windows, pseudo_perplexity
 from twofold.eval.tasks.subject import Subject
-from twofold.eval.text import embed_texts, frame
+from twofold.eval.text import _fit, batches_by_length, embed_texts, frame, pad
 from twofold.model.heads import embed
 
 
@@ -20,6 +22,42 @@ def test_frame_adds_specials_and_cuts_the_longest_part_first(tokenizer):
     assert len(pair) == 16 and pair.count(sep) == 2
     first = tokenizer.encode_batch(["short"])[0]
     assert pair[1:1 + len(first)] == first  # the short part is kept whole
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["encoder", "decoder"])
+def test_frame_gives_the_exported_tokenizers_ids_and_cuts_to_exactly_the_length(tokenizer, causal):
+    member = for_member(tokenizer.backend, tokenizer.special, causal)
+    texts = ["def f(x): return x", ("import os", "os.path.join(a, b)"), ("x", "y", "z")]
+    framed = frame(tokenizer, texts, max_length=64, causal=causal)
+    assert framed[0] == member.encode(texts[0]).ids
+    assert framed[1] == member.encode(*texts[1]).ids  # what transformers' tokenizer(a, b) gives
+    cls, sep = tokenizer.special.cls, tokenizer.special.sep
+    x, y, z = (tokenizer.encode_batch([t])[0] for t in texts[2])
+    assert framed[2] == [cls, *x, sep, *y, sep, *z] + ([] if causal else [sep])
+    whole = len(framed[1])
+    assert frame(tokenizer, texts[1:2], whole, causal) == framed[1:2]  # exactly the length: nothing cut
+    cut = frame(tokenizer, texts[1:2], whole - 1, causal)[0]
+    assert len(cut) == whole - 1 and cut.count(sep) == (1 if causal else 2)
+    assert frame(tokenizer, ["hello"], 1 if causal else 2, causal) == [[cls] if causal else [cls, sep]]
+    assert frame(tokenizer, [], 16, causal) == []
+
+
+def test_fit_keeps_the_largest_cap_that_fits():
+    """Each part keeps min(its length, cap) for the largest cap whose total fits the room."""
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        pieces = [list(range(n)) for n in rng.integers(0, 12, rng.integers(1, 5))]
+        room = int(rng.integers(0, 40))
+        cap = max(c for c in range(0, 13) if sum(min(len(p), c) for p in pieces) <= room)
+        assert _fit(pieces, room) == [p[:cap] for p in pieces], (pieces, room)
+
+
+def test_batches_by_length_go_shortest_first_in_batches_of_the_size_given():
+    sequences = [[0] * n for n in (5, 1, 3, 2, 4)]
+    assert list(batches_by_length(sequences, 2)) == [[1, 3], [2, 4], [0]]
+    ids, mask = pad([[7, 8, 9], [4]], pad_id=0)
+    assert ids.tolist() == [[7, 8, 9], [4, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert ids.dtype == mask.dtype == torch.long
 
 
 def test_embed_texts_pools_like_the_model_heads(tokenizer, encoder):

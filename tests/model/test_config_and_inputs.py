@@ -1,5 +1,7 @@
 """Presets, config validation and input checks."""
 
+import re
+
 import pytest
 import torch
 
@@ -56,9 +58,49 @@ def test_config_validation(bad, match):
         ModelConfig(**bad)
 
 
+@pytest.mark.parametrize("bad, match", [
+    (dict(hidden_size="64"), "hidden_size is '64'; it must be int"),
+    (dict(num_hidden_layers=True), "num_hidden_layers is True; it must be int"),
+    (dict(causal=1), "causal is 1; it must be bool"),
+    (dict(global_rope_theta="1e4"), "global_rope_theta is '1e4'; it must be float"),
+    (dict(vocab_size=100, mask_token_id=100), "mask_token_id 100 is outside the vocabulary [0, 100)"),
+    (dict(vocab_size=100, cls_token_id=-1), "cls_token_id -1 is outside the vocabulary"),
+    (dict(mlp_dropout=1.0), "mlp_dropout = 1.0 must be in [0, 1)"),
+    (dict(attention_dropout=-0.1), "attention_dropout = -0.1 must be in [0, 1)"),
+    (dict(local_rope_theta=0), "local_rope_theta = 0 must be positive"),
+])
+def test_each_field_s_type_and_range_is_checked_at_its_edge(bad, match):
+    with pytest.raises(TwofoldError, match=re.escape(match)):
+        preset("tiny", **bad)
+
+
+def test_the_last_values_of_each_range_are_accepted():
+    config = preset("tiny", vocab_size=100, pad_token_id=99, mask_token_id=0, mlp_dropout=0.99, global_rope_theta=0.5,
+                    local_rope_theta=1, attention_output_dropout=None)
+    assert config.global_rope_theta == 0.5 and config.output_dropout == config.attention_dropout
+
+
+def test_for_tokenizer_rounds_the_vocabulary_up_to_64_and_takes_the_tokenizers_ids():
+    shape = preset("tiny", vocab_size=64)
+    ids = {"cls": 5, "sep": 6, "pad": 7, "mask": 8, "bos": 5, "eos": 6, "unk": 9}
+    config = shape.for_tokenizer(100, ids)
+    assert config.vocab_size == 128  # 100 rounded up to a multiple of 64
+    assert (config.cls_token_id, config.sep_token_id, config.pad_token_id, config.mask_token_id,
+            config.bos_token_id, config.eos_token_id) == (5, 6, 7, 8, 5, 6)
+    assert shape.for_tokenizer(128, ids).vocab_size == 128 and shape.for_tokenizer(129, ids).vocab_size == 192
+    assert shape.for_tokenizer(30, {}).vocab_size == 64  # never below the shape's own table
+    assert shape.for_tokenizer(30, {"pad": 9}).pad_token_id == 9 and shape.for_tokenizer(30, {}) == shape
+
+
 def test_unknown_preset_lists_valid_ones():
     with pytest.raises(TwofoldError, match="ettin-17m"):
         preset("ettin-5m")
+
+
+def test_an_unknown_override_of_a_preset_names_the_valid_fields():
+    valid = r"preset 'tiny': unknown field hidden_dim, layers; valid fields: .*hidden_size"
+    with pytest.raises(TwofoldError, match=valid):
+        preset("tiny", hidden_dim=3, layers=2)
 
 
 def test_from_dict_round_trip_and_unknown_keys():
