@@ -659,6 +659,14 @@ EQUIVALENT: dict[str, str] = {
     **{f"twofold.eval.text.x_pad__mutmut_{n}": _DTYPE_DEFAULT for n in (8, 11)},
     **{f"twofold.eval.text.x_pad__mutmut_{n}": "a list of Python ints becomes an int64 tensor anyway"
        for n in (20, 22)},
+    "twofold.eval.text.x__fit__mutmut_10": "at equality the cap is that part's own length, and every later part "
+    "is at least as long: no part is cut that the loop would have kept whole",
+    # data/tokenizer.py
+    **{f"twofold.data.tokenizer.x_for_member__mutmut_{n}": "tokenizers always writes the added_tokens list"
+       for n in (4, 6)},
+    **{f"twofold.data.tokenizer.x_save_tokenizer__mutmut_{n}": "its one caller gives it the staged folder, which "
+       "exists" for n in (3, 5, 7)},
+    "twofold.data.tokenizer.x_train_tokenizer__mutmut_54": "causal None is false: the encoder's template, as False",
     # eval/tasks/retrieval.py, eval/tasks/classification.py
     **{f"twofold.eval.tasks.retrieval.x_code_search_set__mutmut_{n}": "code_search names its task itself; a set's "
        "name is read only for BEIR sets' variants" for n in (14, 18, 22, 23)},
@@ -779,6 +787,8 @@ NOT_KILLABLE_HERE: dict[str, str] = {
     **{f"twofold.model.config.x__shape__mutmut_{n}": "_shape runs only at import, when PRESETS is built, before "
        "mutmut picks a mutant (each mutant's tests reuse the imported module); applied by hand, a preset built "
        "wrong fails test_preset_parameter_counts_match_published" for n in range(1, 14)},
+    **{f"twofold.data.tokenizer.x_train_tokenizer__mutmut_{n}": "tokenizers' trainer draws its bar only when "
+       "stderr is a terminal, which it is not under the tests" for n in (36, 38)},
     "twofold.model.rope.x_rope_cos_sin__mutmut_3": "the frequencies left where they are rather than moved to the "
     "positions' device: the same here; no accelerator here",
     **{f"twofold.model.loss.xǁ_LinearCrossEntropyǁforward__mutmut_{n}": "an accumulator made on the CPU rather "
