@@ -142,8 +142,10 @@ def load_results(path: str | Path) -> list[Result]:
 
 
 def _looks_like_result(path: Path) -> bool:
+    """A result or a list of them, as `load_results` reads a file (other JSON in a folder is left alone)."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(data, dict) and {"task", "model", "metrics"} <= set(data)
+    items = data if isinstance(data, list) else [data]
+    return bool(items) and all(isinstance(item, dict) and {"task", "model", "metrics"} <= set(item) for item in items)
