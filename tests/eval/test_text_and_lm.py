@@ -1,16 +1,11 @@
-"""Framing texts as training did, masking, and the language-modelling scores."""
-
-import math
+"""Framing texts as training did, embedding them, and masking held-out windows."""
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-from tests.eval.conftest import TINY
 
 from twofold.data.tokenizer import for_member
-from twofold.eval.tasks.lm import causal_lm, held_out_windows, mask_windows, pseudo_perplexity
-from twofold.eval.tasks.subject import Subject
+from twofold.eval.tasks.lm import held_out_windows, mask_windows
 from twofold.eval.text import _fit, batches_by_length, embed_texts, frame, pad
 from twofold.model.heads import embed
 
@@ -83,33 +78,3 @@ def test_mask_windows_masks_regular_tokens_at_the_rate_and_by_seed(tokenizer):
     assert 0.10 < len(masked) / regular < 0.20
     assert mask_windows(windows, tokenizer, 0.15, seed=0) == (inputs, labels)
     assert mask_windows(windows, tokenizer, 0.15, seed=1) != (inputs, labels)
-
-
-def test_pseudo_perplexity_equals_masking_each_token_alone(tokenizer, encoder):
-    subject = Subject(encoder, tokenizer, "encoder")
-    value, n = pseudo_perplexity(subject, TINY)
-    windows = held_out_windows(tokenizer, TINY.length, TINY.pseudo_perplexity_tokens, TINY.seed + 1)
-    nll, count = 0.0, 0
-    with torch.no_grad():
-        for window in windows:
-            for i, token in enumerate(window):
-                if token in tokenizer.special.all():
-                    continue
-                ids = torch.tensor(window)
-                ids[i] = tokenizer.special.mask
-                nll += -F.log_softmax(encoder(ids[None]).logits[0, i], -1)[token].item()
-                count += 1
-    assert n == count and value == pytest.approx(math.exp(nll / count), rel=1e-4)
-
-
-def test_decoder_perplexity_is_exp_of_the_next_token_loss(tokenizer, decoder):
-    subject = Subject(decoder, tokenizer, "decoder")
-    value, n = causal_lm(subject, TINY)
-    windows = held_out_windows(tokenizer, TINY.length, TINY.lm_tokens, TINY.seed)
-    nll = 0.0
-    with torch.no_grad():
-        for window in windows:
-            logits = decoder(torch.tensor([window])).logits[0, :-1]
-            nll += F.cross_entropy(logits, torch.tensor(window[1:]), reduction="sum").item()
-    assert n == sum(len(w) - 1 for w in windows)
-    assert value == pytest.approx(math.exp(nll / n), rel=1e-4)
