@@ -1,6 +1,8 @@
 """`twofold.models`: what each way of naming a model names, on real runs, checkpoints and exports,
 and the one line it says for a name of a kind the command does not take."""
 
+import shutil
+
 import pytest
 import torch
 from tests.eval.conftest import tagged_run, tiny_model
@@ -96,3 +98,95 @@ def test_init_from_is_named_as_every_command_names_a_model(house, capsys):
     err = capsys.readouterr().err.strip()
     assert "--init-from" in err and "is a pair run" in err and "\n" not in err
     assert not (root / "new-run").exists()
+
+
+def test_a_folder_of_models_lists_each_in_name_order(house):
+    root, run = house
+    found = models_under(root)  # export/ and run/; pair/ is neither a model nor a run
+    assert [(f.kind, f.name, f.path, f.tag) for f in found] == [(HF, "export", root / "export", ""),
+                                                                (RUN, "run", run, "step2")]
+    assert [(f.name, f.tag) for f in models_under(root, all_checkpoints=True)] == [("run", "step1"), ("run", "step2")]
+    assert [(f.kind, f.name) for f in models_under(root / "pair")] == [(HF, "decoder"), (HF, "encoder")]
+
+
+def test_the_newest_checkpoint_may_be_untagged_but_every_checkpoint_means_every_tagged_one(tmp_path, tokenizer):
+    run = tagged_run(tmp_path / "run", tokenizer, causal=True)
+    model = tiny_model(tokenizer, causal=True)
+    checkpoint.save(run / "checkpoints", step=9, states=checkpoint.capture(model), progress={"tokens": 9000},
+                    data={}, config=model.config.to_dict(), recipe={})
+    assert [(f.tag, f.tokens) for f in models_under(run)] == [(checkpoint.list_checkpoints(run / "checkpoints")[-1]
+                                                             .name, 9000)]
+    assert [f.tag for f in models_under(run, all_checkpoints=True)] == ["step1", "step2"]
+
+
+@pytest.mark.parametrize("name, all_checkpoints, says", [
+    ("file.txt", False, "{p}: not a directory; give a Hugging Face model directory, a `twofold train` run (RUN or "
+     "RUN@TAG) or a pair run (or a folder with encoder/ and decoder/), or a folder of them"),
+    ("export", True, "{p} is one model; --all-checkpoints needs a training run (a folder with run.json)"),
+    ("empty", False, "{p}: not a model directory (no config.json) and holds no model directories or training runs; "
+     "give"),
+    ("pair", True, "{p}: not a model directory (no config.json) and holds no training runs (folders with run.json); "
+     "give"),
+    ("fresh", False, "{p}: no checkpoints yet; train longer or give another run"),
+    ("fresh", True, "{p}: no tagged checkpoints yet; train longer or give another run"),
+])
+def test_a_folder_without_models_is_refused_in_one_line(house, tmp_path, name, all_checkpoints, says):
+    root, run = house
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "fresh").mkdir()
+    (tmp_path / "fresh" / "run.json").write_text((run / "run.json").read_text())
+    path = (root if name in ("export", "pair") else tmp_path) / name
+    with pytest.raises(TwofoldError) as error:
+        models_under(path, all_checkpoints)
+    assert str(error.value).startswith(says.format(p=path))
+
+
+def test_runs_pairs_checkpoints_and_hub_ids_as_each_is_named(house, tmp_path):
+    root, run = house
+    (tmp_path / "fresh").mkdir()
+    (tmp_path / "fresh" / "run.json").write_text((run / "run.json").read_text())
+    with pytest.raises(TwofoldError, match=r"is a `twofold train` run \(RUN or RUN@TAG\); give a Hugging Face model "
+                                           r"directory$"):
+        resolve(tmp_path / "fresh", "export", (HF,))  # its kind is named before its checkpoints are read
+    (tmp_path / "paired").mkdir()
+    (tmp_path / "paired" / "pair.json").write_text("{}")
+    assert resolve(tmp_path / "paired").kind == PAIR
+    for ref in (resolve(tmp_path / "paired"), resolve(root / "pair")):
+        with pytest.raises(TwofoldError, match=r"a pair names no single model to load"):
+            ref.load()
+        with pytest.raises(TwofoldError, match=r"a pair is no single checkpoint to export"):
+            ref.export(tmp_path / "out")
+    loose = tmp_path / "loose"  # a checkpoint folder copied out of its run
+    shutil.copytree(checkpoint.list_checkpoints(run / "checkpoints")[0], loose)
+    ref = resolve(loose)
+    assert (ref.kind, ref.name, ref.run, ref.tag, ref.tokenizer()) == (CHECKPOINT, "loose", None, "step1", None)
+    assert same_weights(ref.load(), weights_of(loose))
+    hub = resolve("jhu-clsp/ettin-encoder-17m")
+    assert (hub.path, hub.name, hub.checkpoint, hub.tag, hub.tokens) == (None, "ettin-encoder-17m", None, "", None)
+    for not_hub in ("jhu-clsp/ettin encoder", "/ettin", "a/b/c"):
+        with pytest.raises(TwofoldError, match="no such file or directory"):
+            resolve(not_hub)
+
+
+def test_a_checkpoint_exports_as_a_hugging_face_directory(house, tmp_path, tokenizer):
+    root, run = house
+    export = resolve(root / "export")
+    assert export.export(tmp_path / "unused") == root / "export" and not (tmp_path / "unused").exists()
+    ref = resolve(f"{run}@step1")
+    out = ref.export(tmp_path / "out", tokenizer=root / "export")
+    assert out == tmp_path / "out" and (out / "tokenizer.json").is_file()
+    assert same_weights(resolve(out).load(), weights_of(ref.checkpoint))
+    no_tokenizer = tmp_path / "bare"
+    save_pretrained(tiny_model(tokenizer, causal=False), no_tokenizer)
+    assert resolve(no_tokenizer).tokenizer() is None
+
+
+def test_pair_members_refuse_a_folder_that_is_no_pair(house):
+    root, _ = house
+    with pytest.raises(TwofoldError, match=r"^merge input .*export: not a pair run \(no pair.json\) nor a folder with "
+                                           r"encoder/ and decoder/; give a pair run"):
+        pair_members(root / "export", "merge input")
+    with pytest.raises(TwofoldError, match=r"^--pair .*pair/encoder is a Hugging Face model directory; give a "
+                                           r"`twofold train` run \(RUN or RUN@TAG\)$"):
+        pair_members(root / "pair", "--pair", accept=(RUN,))
