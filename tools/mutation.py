@@ -111,7 +111,7 @@ MODULES = {
     "src/twofold/data/sources.py": ["tests/data/test_sources.py", "tests/data/test_mixture_sources.py"],
     "src/twofold/data/loader.py": ["tests/data/test_loader.py", "tests/data/test_weights_from.py",
                                    "tests/data/test_language_sampling.py"],
-    "src/twofold/eval/member.py": ["tests/eval/test_suite_runner.py"],
+    "src/twofold/eval/member.py": ["tests/eval/test_member.py", "tests/eval/test_suite_runner.py"],
 }
 
 # mutmut's limit per mutant counts the tests' own time but not their module fixtures; loop.py's
