@@ -109,8 +109,10 @@ MODULES = {
                                      "tests/eval/test_baselines.py"],
     "src/twofold/models.py": ["tests/test_models.py"],
     "src/twofold/data/sources.py": ["tests/data/test_sources.py", "tests/data/test_mixture_sources.py"],
-    "src/twofold/data/loader.py": ["tests/data/test_loader.py", "tests/data/test_weights_from.py",
-                                   "tests/data/test_language_sampling.py"],
+    "src/twofold/data/loader.py": ["tests/data/test_loader_contract.py", "tests/data/test_loader.py",
+                                   "tests/data/test_weights_from.py", "tests/data/test_language_sampling.py",
+                                   "tests/data/test_orderlog.py", "tests/data/test_replay.py",
+                                   "tests/train/test_replay_order.py", "tests/train/test_document_rows.py"],
     "src/twofold/eval/member.py": ["tests/eval/test_member.py", "tests/eval/test_suite_runner.py"],
 }
 
