@@ -42,6 +42,7 @@ def test_a_folder_reads_results_and_leaves_other_json_and_suites_work(tmp_path):
     (tmp_path / "empty.json").write_text("[]")
     (tmp_path / "glue" / "work" / "sst2").mkdir(parents=True)  # a suite's fine-tunes
     (tmp_path / "glue" / "work" / "sst2" / "finetune.json").write_text(json.dumps(record(task="ft")))
+    (tmp_path / "glue" / "work" / "summary.json").write_text(json.dumps(record(task="ft-summary")))
     (tmp_path / "glue" / "work.json").write_text(json.dumps(record(task="named-work")))
     (tmp_path / "mteb").mkdir()
     (tmp_path / "mteb" / "both.json").write_text(json.dumps([record(task="a"), record(task="b")]))
