@@ -1,7 +1,9 @@
 """`twofold.models`: what each way of naming a model names, on real runs, checkpoints and exports,
 and the one line it says for a name of a kind the command does not take."""
 
+import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,6 +25,11 @@ def house(tmp_path_factory, tokenizer):
     for member, causal in (("encoder", False), ("decoder", True)):
         save_pretrained(tiny_model(tokenizer, causal=causal), root / "pair" / member, tokenizer=tokenizer.source)
     return root, run
+
+
+def named(ref):
+    """A reference as comparable values (a run by its folder)."""
+    return ref.given, ref.kind, ref.path, ref.name, ref.run.path if ref.run else None, ref.checkpoint
 
 
 def weights_of(path):
@@ -87,7 +94,8 @@ def test_a_name_of_another_kind_is_one_line_saying_what_to_give(house, given, ac
     with pytest.raises(TwofoldError) as error:
         resolve(given.format(root=root), "merge input", accept)
     message = str(error.value)
-    assert says.format(root=root) in message and "\n" not in message and message.startswith("merge input")
+    assert says.format(root=root) in message and "\n" not in message
+    assert message.startswith(f"merge input {given.format(root=root)}") and message.count("merge input") == 1
 
 
 def test_init_from_is_named_as_every_command_names_a_model(house, capsys):
@@ -190,3 +198,44 @@ def test_pair_members_refuse_a_folder_that_is_no_pair(house):
     with pytest.raises(TwofoldError, match=r"^--pair .*pair/encoder is a Hugging Face model directory; give a "
                                            r"`twofold train` run \(RUN or RUN@TAG\)$"):
         pair_members(root / "pair", "--pair", accept=(RUN,))
+
+
+def test_every_way_of_naming_gives_the_whole_reference(house, tmp_path):
+    root, run = house
+    step1, step2 = checkpoint.list_checkpoints(run / "checkpoints")
+    assert named(resolve(run)) == (str(run), RUN, run, "run", run, step2)
+    assert named(resolve(f"{run}@step1")) == (f"{run}@step1", RUN, run, "run", run, step1)
+    assert named(resolve(step1)) == (str(step1), CHECKPOINT, step1, "run", run, step1)
+    assert named(resolve(root / "export")) == (str(root / "export"), HF, root / "export", "export", None, None)
+    assert named(resolve(root / "pair")) == (str(root / "pair"), PAIR, root / "pair", "pair", None, None)
+    assert named(resolve("org/name")) == ("org/name", HUB, None, "name", None, None)
+    assert [named(f) for f in models_under(root / "export")] == [
+        (str(root / "export"), HF, root / "export", "export", None, None)]
+    assert [named(f) for f in models_under(run, all_checkpoints=True)] == [
+        (str(run), RUN, run, "run", run, step1), (str(run), RUN, run, "run", run, step2)]
+    odd = tmp_path / "runs@2"  # an @ in a folder's name: the tag is what follows the last one
+    shutil.copytree(run, odd / "run")
+    assert named(resolve(f"{odd / 'run'}@step2"))[1:4] == (RUN, odd / "run", "run")
+
+
+def test_the_default_names_in_messages(house):
+    root, _ = house
+    with pytest.raises(TwofoldError, match=r"^model .*missing: no such file or directory"):
+        resolve(root / "missing")
+    with pytest.raises(TwofoldError, match=r"^pair .*export: not a pair run"):
+        pair_members(root / "export")
+    with pytest.raises(TwofoldError, match=r"^pair .*pair/encoder is a Hugging Face model directory"):
+        pair_members(root / "pair", accept=(RUN,))
+
+
+def test_a_runs_tokenizer_is_the_one_its_first_store_was_made_with(house, tmp_path, tokenizer):
+    _, run = house
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "manifest.json").write_text(json.dumps({"tokenizer": {"path": str(Path(tokenizer.source).parent)}}))
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    info = json.loads((copy / "run.json").read_text())
+    (copy / "run.json").write_text(json.dumps(info | {"options": {"stores": [str(store)]}}))
+    assert resolve(copy).tokenizer() == Path(tokenizer.source).parent
+    assert resolve(f"{copy}@step1").tokenizer() == Path(tokenizer.source).parent

@@ -670,6 +670,15 @@ EQUIVALENT: dict[str, str] = {
     **{f"twofold.data.tokenizer.x_save_tokenizer__mutmut_{n}": "its one caller gives it the staged folder, which "
        "exists" for n in (3, 5, 7)},
     "twofold.data.tokenizer.x_train_tokenizer__mutmut_54": "causal None is false: the encoder's template, as False",
+    # eval/tasks/lm.py, models.py, eval/member.py
+    "twofold.eval.tasks.lm.x_mask_windows__mutmut_17": _TIE,
+    "twofold.eval.tasks.lm.x_text_windows__mutmut_18": "rng.integers(n) draws from [0, n) as integers(0, n) does, "
+    "from the same stream (checked for n < 500)",
+    "twofold.eval.tasks.lm.x_text_windows__mutmut_6": "at total == budget every later window is empty "
+    "(min(max_length, 0) tokens) and dropped",
+    "twofold.models.x__named__mutmut_104": "a hub id matches org/name: its second part is its last",
+    "twofold.eval.member.x_kind_of__mutmut_10": "architecture names hold no spaces: another separator finds the "
+    "same words",
     # eval/tasks/retrieval.py, eval/tasks/classification.py
     **{f"twofold.eval.tasks.retrieval.x_code_search_set__mutmut_{n}": "code_search names its task itself; a set's "
        "name is read only for BEIR sets' variants" for n in (14, 18, 22, 23)},
@@ -792,6 +801,8 @@ NOT_KILLABLE_HERE: dict[str, str] = {
        "wrong fails test_preset_parameter_counts_match_published" for n in range(1, 14)},
     **{f"twofold.data.tokenizer.x_train_tokenizer__mutmut_{n}": "tokenizers' trainer draws its bar only when "
        "stderr is a terminal, which it is not under the tests" for n in (36, 38)},
+    "twofold.eval.tasks.lm.x_text_windows__mutmut_24": "a text exactly max_length long gets offset 0 either way; "
+    "the extra draw only moves later texts' offsets: an equally valid seeded sample",
     "twofold.model.rope.x_rope_cos_sin__mutmut_3": "the frequencies left where they are rather than moved to the "
     "positions' device: the same here; no accelerator here",
     **{f"twofold.model.loss.xǁ_LinearCrossEntropyǁforward__mutmut_{n}": "an accumulator made on the CPU rather "

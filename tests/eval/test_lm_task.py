@@ -53,6 +53,11 @@ def test_masks_fall_on_regular_tokens_and_every_window_gets_one(tokenizer):
             assert all(x[i] == window[i] for i in range(len(window)) if i not in chosen)
         assert [sum(label != -100 for label in y) for y in labels] == (
             [1, 0, 1] if rate == 0 else [len(regular), 0, len(regular)])  # at least one, where there is one
+    long = [s.cls, *tokenizer.encode_batch(["def read(path):\n    return open(path).read() + 'x' * 40"])[0], s.sep]
+    _, labels = lm.mask_windows([long] * 20, tokenizer, 0.5, seed=2)
+    counts = [sum(label != -100 for label in y) for y in labels]
+    assert len(long) > 20 and all(0 < c < len(long) - 2 for c in counts)  # a draw per token, not per window
+    assert len(set(map(tuple, labels))) == 20
 
 
 def test_masked_lm_counts_accuracy_and_loss_over_every_masked_token(tokenizer, monkeypatch):
