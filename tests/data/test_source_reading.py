@@ -74,6 +74,7 @@ def test_spec_items_are_stripped_and_booleans_read_in_any_case():
     assert (spec.streaming, spec.skip_bad_lines) == (True, False)
     assert parse_source_spec("path=a.jsonl,skip_bad_lines=0").skip_bad_lines is False
     assert parse_source_spec("data/a.jsonl") == SourceSpec("data/a.jsonl")
+    assert parse_source_spec("path=data/n=2.jsonl,group=fr").path == "data/n=2.jsonl"  # the first "=" splits
     with pytest.raises(TwofoldError, match="bad item 'group'"):
         parse_source_spec("path=a.jsonl,group")
 
@@ -106,10 +107,11 @@ def test_text_files_are_checksummed_and_their_replacements_summed(tmp_path):
 
 def test_blank_line_blocks_keep_their_indentation_and_split_on_whitespace_lines(tmp_path):
     file = tmp_path / "book.txt"
-    file.write_text("\n\n  indented\nline\n \t\nnext  \n\n\n\n")
+    file.write_text("\n\n  indented\nline\n \t\nnext  \n\nX marks\nthe spotX\n\n\n")
     documents, _ = read(SourceSpec(str(file), split="blank-line", group="en"))
     assert rows(documents) == [("  indented\nline", "book.txt#0", "book", "en", None),
-                               ("next  ", "book.txt#1", "book", "en", None)]
+                               ("next  ", "book.txt#1", "book", "en", None),
+                               ("X marks\nthe spotX", "book.txt#2", "book", "en", None)]
 
 
 # ---- JSONL -------------------------------------------------------------------------------------
@@ -150,6 +152,20 @@ def test_jsonl_ids_that_are_not_a_list_of_integers_stop_or_are_skipped(tmp_path,
     documents, stats = read(SourceSpec(str(file), ids_field="input_ids", skip_bad_lines=True))
     assert [d.ids.tolist() for d in documents] == [[1, 2], [3]]
     assert stats.bad_lines_skipped == 1
+
+
+def test_token_ids_beyond_64_bits_are_a_bad_line_not_a_crash(tmp_path):
+    file = write_jsonl(tmp_path / "ids.jsonl", [{"input_ids": [1, 2]}, {"input_ids": [3, 2 ** 64]}])
+    with pytest.raises(TwofoldError, match=f"^{file}:2: not a JSON object with a list of token ids 'input_ids'"):
+        read(SourceSpec(str(file), ids_field="input_ids"))
+    documents, stats = read(SourceSpec(str(file), ids_field="input_ids", skip_bad_lines=True))
+    assert ([d.ids.tolist() for d in documents], stats.bad_lines_skipped) == ([[1, 2]], 1)
+    import pyarrow as pa
+
+    column = pa.array([[1], [2 ** 63]], pa.list_(pa.uint64()))  # fits uint64, not int64
+    parquet = write_parquet(tmp_path / "ids.parquet", {"input_ids": column})
+    with pytest.raises(TwofoldError, match=f"^{parquet}: row 2: column 'input_ids' is not a list of token ids"):
+        read(SourceSpec(str(parquet), ids_field="input_ids"))
 
 
 @pytest.mark.parametrize("line", ['{"text": 5}', '{"body": "x"}', '["text"]', '"text"', "{broken"])
@@ -203,6 +219,13 @@ def test_parquet_rows_are_numbered_across_batches_with_ids_and_groups_from_colum
     with_ids, _ = read(SourceSpec(str(file), id_field="uid"))
     assert [d.doc_id for d in with_ids[:2]] == ["u1", "u2"]
     assert stats.files == {str(file): sha256(file)}
+
+
+def test_parquet_row_without_a_group_names_the_file_and_row(tmp_path):
+    file = write_parquet(tmp_path / "p.parquet", {"text": ["a", "b", "c"], "lang": ["fr", "de", None]})
+    with pytest.raises(TwofoldError) as error:
+        read(SourceSpec(str(file), group_field="lang"))
+    assert str(error.value) == f"{file}:3: no group field 'lang'; add it or drop group_field"
 
 
 def test_parquet_token_ids_from_ids_field_skip_empty_rows(tmp_path):
@@ -366,6 +389,17 @@ def test_hf_config_and_split_pick_the_records_and_name_the_ids(tmp_path):
     assert rows(documents) == [("b", "validation:1", "set", "g", None), ("c", "validation:2", "set", "g", None)]
     documents, _ = read(SourceSpec(str(copy), kind="hf", hf_config="first", id_field="n"))
     assert [(d.text, d.doc_id) for d in documents] == [("one", "1")]
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_hf_streaming_reads_the_records_without_writing_an_arrow_copy(tmp_path, monkeypatch, streaming):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    copy = hub_copy(tmp_path / "set", {"default": {"train": [{"text": "one"}, {"text": "two"}]}})
+    documents, _ = read(SourceSpec(str(copy), kind="hf", streaming=streaming))
+    assert [(d.text, d.doc_id) for d in documents] == [("one", "train:0"), ("two", "train:1")]
+    assert bool(list((tmp_path / "cache").rglob("*.arrow"))) is not streaming
 
 
 def test_hf_records_without_the_field_or_without_text_are_one_line(tmp_path):

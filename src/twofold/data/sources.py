@@ -294,7 +294,10 @@ def _token_ids(value):
 
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise TypeError("not a list of integers")
-    return np.asarray(value, dtype=np.int64)
+    try:
+        return np.asarray(value, dtype=np.int64)
+    except OverflowError:  # an id beyond 64 bits: a bad line like any other, not a crash
+        raise ValueError("a token id does not fit in 64 bits") from None
 
 
 def _read_hf(spec: SourceSpec) -> Iterator[Document]:
