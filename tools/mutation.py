@@ -694,6 +694,19 @@ EQUIVALENT: dict[str, str] = {
     "twofold.eval.tasks.classification.x_fine_tune_and_score__mutmut_93": "logits are [N, labels]: dim +1 is dim -1",
     **{f"twofold.eval.tasks.classification.x_fine_tune_and_score__mutmut_{n}": "most_common(n) is the first n of "
        "the same stable sort: its first entry is the same for any n" for n in (97, 99)},
+    # data/sources.py
+    **{f"twofold.data.sources.x_read_documents__mutmut_{n}": "the count is only compared with 0, and one "
+       "document makes it non-zero under each of these steps (= 1, -= 1, += 2)" for n in (65, 66, 67)},
+    **{f"twofold.data.sources.x__read_hf__mutmut_{n}": "the count is only compared with 0, and one document makes "
+       "it non-zero under each of these steps (= 1, -= 1, += 2)" for n in (20, 21, 22)},
+    **{f"twofold.data.sources.{m}": "numpy has no dtype kind 'X': the added letters match nothing"
+       for m in ("x__read_mds__mutmut_22", "x__read_numpy__mutmut_15")},
+    "twofold.data.sources.x__read_mds__mutmut_57": "numpy (2.4 here) reads any negative size in reshape as the "
+    "one unknown dimension: reshape(-2) flattens as reshape(-1) does",
+    **{f"twofold.data.sources.x__read_numpy__mutmut_{n}": "np.load's allow_pickle defaults to False and None is "
+       "false too: a pickled file is refused either way (tested)" for n in (6, 8)},
+    "twofold.data.sources.x__read_parquet__mutmut_12": "the batch size only cuts the file into batches; rows are "
+    "numbered across batches (tested past one batch)",
 }
 
 # Functions that only style a figure: the tests check what a plot shows (bar heights, labels,
