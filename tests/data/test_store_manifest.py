@@ -1,0 +1,150 @@
+"""What `prepare` writes down and shows: the manifest's counts per source and store, checked by hand
+against the tokenizer (an empty document included), the tokenizer it names, and the progress bar
+of bytes read with its running counts."""
+
+import json
+import platform
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from twofold.data import store as store_module
+from twofold.data.sources import SourceSpec, estimated_size
+from twofold.data.store import TokenStore, prepare_store
+from twofold.data.tokenizer import Tokenizer
+from twofold.errors import TwofoldError
+
+TEXTS = ["def f(x):\n    return x + 1", "import os\nprint(os.getcwd())", "class A:\n    pass"]
+
+
+class Bar:
+    """tqdm as prepare uses it: what it was opened with, the units counted, the last counts shown."""
+
+    def __init__(self, **opened):
+        self.opened, self.counted, self.postfix = opened, 0, []
+        bars.append(self)
+
+    def update(self, n):
+        self.counted += n
+
+    def set_postfix(self, **shown):
+        self.postfix.append(shown)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+bars: list[Bar] = []
+
+
+@pytest.fixture
+def sources(tmp_path):
+    (tmp_path / "code.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
+    (tmp_path / "none.jsonl").write_text(json.dumps({"text": ""}) + "\n")  # read, but no tokens to keep
+    return [SourceSpec(str(tmp_path / "code.jsonl")), SourceSpec(str(tmp_path / "none.jsonl"))]
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_the_manifest_counts_each_source_by_hand(tokenizer, sources, tmp_path, monkeypatch, progress):
+    bars.clear()
+    monkeypatch.setattr(store_module, "tqdm", Bar)
+    manifest = prepare_store(sources, tokenizer, tmp_path / "store", progress=progress)
+    ids = tokenizer.encode_batch(TEXTS)
+    tokens = sum(len(i) for i in ids)
+    assert (manifest["num_documents"], manifest["num_tokens"], manifest["max_token_id"]) == (
+        4, tokens, max(max(i) for i in ids))
+    code, none = manifest["sources"]
+    assert (code["name"], code["kind"], code["location"], code["documents"], code["tokens"]) == (
+        "code", "jsonl", str((tmp_path / "code.jsonl").resolve()), 3, tokens)
+    assert code["input_files"] and (none["name"], none["documents"], none["tokens"]) == ("none", 1, 0)
+    assert manifest["tokenizer"]["path"] == str(Path(tokenizer.source).resolve())
+    assert manifest["tokenizer"]["vocab_size"] == tokenizer.vocab_size
+    text = (tmp_path / "store" / "manifest.json").read_text()
+    assert json.loads(text) == manifest and text == json.dumps(manifest, indent=2) + "\n"
+    assert TokenStore(tmp_path / "store").fingerprint == manifest["fingerprint"] != ""
+
+    (bar,) = bars
+    assert bar.opened == {"total": sum(estimated_size(s) for s in sources), "unit": "B", "unit_scale": True,
+                          "disable": None if progress else True, "desc": "prepare store"}
+    assert bar.counted == sum(map(len, TEXTS))
+    assert bar.postfix[-1] == {"docs": 4, "tokens": tokens, "refresh": False}
+
+
+def test_a_store_without_tokens_has_no_largest_id_and_a_tokenizer_in_memory_no_path(tokenizer, sources, tmp_path):
+    in_memory = Tokenizer(tokenizer.backend, tokenizer.special)  # not loaded from a file
+    manifest = prepare_store(sources[1:], in_memory, tmp_path / "empty", progress=False)
+    assert (manifest["num_documents"], manifest["num_tokens"], manifest["max_token_id"]) == (1, 0, None)
+    assert manifest["tokenizer"]["path"] == ""
+
+
+def edited(store, tmp_path, change) -> Path:
+    """A copy of the store whose manifest `change` edited (the fingerprint covers none of these fields)."""
+    copy = tmp_path / "edited"
+    shutil.copytree(store, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    change(manifest)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return copy
+
+
+def set_tokenizer(key, value):
+    return lambda manifest: manifest["tokenizer"].__setitem__(key, value)
+
+
+@pytest.mark.parametrize("change, says", [
+    (set_tokenizer("vocab_size", 0), "vocab_size 0 is not a count (edited?)"),
+    (set_tokenizer("vocab_size", "512"), "vocab_size '512' is not a count (edited?)"),
+    (set_tokenizer("vocab_size", 1), "token id 1 does not fit vocab_size 1 (edited?)"),  # [SEP] is 1
+    (lambda m: m.__setitem__("max_token_id", m["tokenizer"]["vocab_size"]), "token id 512 does not fit vocab_size 512"),
+    (lambda m: m.__setitem__("max_token_id", "7"), "token id '7' does not fit vocab_size 512"),
+    (lambda m: m["tokenizer"]["special_ids"].__setitem__("mask", 512), "token id 512 does not fit vocab_size 512"),
+    (lambda m: m["groups"][0].__setitem__("tokens", m["groups"][0]["tokens"] + 1), "the groups hold"),
+])
+def test_an_edited_manifest_is_refused_when_the_store_opens(group_store, tmp_path, change, says):
+    path = edited(group_store, tmp_path, change)
+    with pytest.raises(TwofoldError) as refused:
+        TokenStore(path)
+    assert str(refused.value).startswith(f"{path / 'manifest.json'}: ") and says in str(refused.value)
+
+
+def test_the_edges_that_still_open(group_store, tmp_path):
+    vocab = TokenStore(group_store).vocab_size
+    TokenStore(edited(group_store, tmp_path, lambda m: m.__setitem__("max_token_id", vocab - 1)))
+    shutil.rmtree(tmp_path / "edited")
+    TokenStore(edited(group_store, tmp_path, lambda m: m.pop("max_token_id")))  # stores from before it was kept
+
+
+def test_offsets_that_do_not_end_at_the_last_token_are_refused(group_store, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(group_store, copy)
+    offsets = np.fromfile(copy / "offsets.bin", dtype=np.int64)
+    offsets[-1] -= 1
+    offsets.tofile(copy / "offsets.bin")
+    with pytest.raises(TwofoldError, match=r"offsets.bin: does not span the \d+ tokens \(damaged\)"):
+        TokenStore(copy)
+
+
+def test_verify_reads_every_token_against_the_vocabulary(group_store, tmp_path):
+    largest = int(TokenStore(group_store).tokens.max())
+
+    def shrink(manifest):  # a vocabulary that ends at the largest id stored, the manifest's own ids made to fit
+        manifest["tokenizer"]["vocab_size"] = largest
+        manifest["max_token_id"] = largest - 1
+
+    store = TokenStore(edited(group_store, tmp_path, shrink))
+    with pytest.raises(TwofoldError, match=f"tokens.bin: token id {largest} is outside the vocabulary \\({largest}\\)"):
+        store.verify()
+
+
+def test_each_source_is_located_as_a_reader_would_find_it_again(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("hello")
+    assert store_module._location(SourceSpec("notes.txt")) == str(tmp_path / "notes.txt")  # absolute
+    assert store_module._location(SourceSpec("org/dataset", kind="hf")) == "org/dataset"  # a hub name as given
+    assert store_module._location(SourceSpec("stdlib", part="held-out")) == (
+        f"stdlib of Python {platform.python_version()} (held-out)")
