@@ -96,6 +96,7 @@ def test_a_name_of_another_kind_is_one_line_saying_what_to_give(house, given, ac
     message = str(error.value)
     assert says.format(root=root) in message and "\n" not in message
     assert message.startswith(f"merge input {given.format(root=root)}") and message.count("merge input") == 1
+    assert "None" not in message
 
 
 def test_init_from_is_named_as_every_command_names_a_model(house, capsys):

@@ -675,6 +675,14 @@ EQUIVALENT: dict[str, str] = {
     # data/store.py
     **{f"twofold.data.store.xǁ_StoreWriterǁfinish__mutmut_{n}": "never used: a source without documents is "
        "refused when it is read, so every source has counts of its own" for n in range(11, 18)},
+    # data/loader.py
+    "twofold.data.loader.xǁBatchLoaderǁ__init____mutmut_60": "a chunk holds at least one token: a minimum of 1 "
+    "drops none, as 0 does",
+    **{f"twofold.data.loader.xǁBatchLoaderǁ__iter____mutmut_{n}": "with batch_size None DataLoader converts each "
+       "item with default_convert, which returns a Batch as it is; the prefetch depth is speed only"
+       for n in (27, 28, 33, 34, 36)},
+    **{f"twofold.data.loader.xǁBatchLoaderǁstep_tokens__mutmut_{n}": "a packed row is seq_len real tokens, so "
+       "adding up the rows gives size x seq_len too" for n in (4, 5)},
     # eval/tasks/lm.py, models.py, eval/member.py
     "twofold.eval.tasks.lm.x_mask_windows__mutmut_17": _TIE,
     "twofold.eval.tasks.lm.x_text_windows__mutmut_18": "rng.integers(n) draws from [0, n) as integers(0, n) does, "

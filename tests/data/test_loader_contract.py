@@ -4,13 +4,16 @@ the order log opened once, naming what defines the order."""
 
 import itertools
 import json
+import pickle
 
 import pytest
+from tests.published_order import write_order_file
 
-from twofold.data.loader import BatchLoader, DataSpec
+from twofold.data.loader import BatchLoader, DataSpec, OrderLoader
 from twofold.data.mixture import Mixture
 from twofold.data.order import BatchSchedule
 from twofold.data.orderlog import read_description, read_step
+from twofold.data.replay import PublishedOrder
 from twofold.data.store import TokenStore
 from twofold.errors import TwofoldError
 
@@ -80,3 +83,39 @@ def test_iteration_starts_where_it_was_left_logs_once_and_a_replay_ends(group_st
     ending = BatchLoader.from_spec([group_store], spec(), objective="clm")
     ending.total_steps, ending.step = 6, 4
     assert [b.step for b in ending] == [4, 5]
+
+
+def test_batches_are_built_here_by_default_and_in_workers_when_asked(group_store, monkeypatch):
+    built = []
+    real = BatchLoader.batch
+    monkeypatch.setattr(BatchLoader, "batch", lambda self, step: built.append(step) or real(self, step))
+    default = BatchLoader([group_store], Mixture(), seq_len=32, batch_size=2)
+    assert default.describe()["seed"] == 21  # the recipes' seed
+    assert [b.step for b in itertools.islice(iter(default), 2)] == built == [0, 1]
+    built.clear()
+    one_worker = BatchLoader([group_store], Mixture(), seq_len=32, batch_size=2, num_workers=1)
+    assert [b.step for b in itertools.islice(iter(one_worker), 2)] == [0, 1] and built == []  # in its process
+
+
+def test_a_copy_for_a_worker_never_writes_the_log(group_store, tmp_path):
+    loader = BatchLoader([group_store], Mixture(), seq_len=32, batch_size=2, run_dir=tmp_path / "run")
+    next(iter(loader))
+    copy = pickle.loads(pickle.dumps(loader))
+    assert loader.order_log is not None and copy.order_log is None and copy.step == loader.step
+
+
+def test_the_description_records_the_mixtures_probabilities_and_only_a_documents_minimum(group_store, tmp_path):
+    loader = BatchLoader.from_spec([group_store], spec(), objective="clm", run_dir=tmp_path / "run")
+    next(iter(loader))
+    assert read_description(tmp_path / "run")["probabilities"] == loader.probabilities
+    packed = BatchLoader.from_spec([group_store], spec(layout="packed"), objective="clm")
+    assert "min_row_tokens" not in packed.describe()
+
+
+def test_a_replayed_order_keeps_the_specs_seed_and_mask_rate(group_store, tmp_path):
+    write_order_file(tmp_path / "order" / "a.parquet", [(0, [5, 6, 7, 8]), (0, [9, 10, 11]), (1, [12, 13, 14])])
+    order = PublishedOrder(tmp_path / "order")
+    loader = OrderLoader(order, [group_store], spec(seed=5, mask_rate=0.15), objective="mlm")
+    assert (loader.describe()["seed"], loader.describe()["mask_rate"], loader.total_steps) == (5, 0.15, 2)
+    assert loader.step_tokens(0) == 7 and loader.step_tokens(1) == 3
+    assert [b.step for b in loader] == [0, 1]
