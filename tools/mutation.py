@@ -116,6 +116,7 @@ MODULES = {
                                    "tests/data/test_orderlog.py", "tests/data/test_replay.py",
                                    "tests/train/test_replay_order.py", "tests/train/test_document_rows.py"],
     "src/twofold/eval/member.py": ["tests/eval/test_member.py", "tests/eval/test_suite_runner.py"],
+    "src/twofold/eval/tasks/languages.py": ["tests/data/test_language_scores.py"],
 }
 
 # mutmut's limit per mutant counts the tests' own time but not their module fixtures; loop.py's
