@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from tests.cache import cached
 
-from twofold.data.sources import SourceSpec
+from twofold.data.sources import SourceSpec, SourceStats, read_documents
 from twofold.data.stdlib import stdlib_documents
 from twofold.data.store import prepare_store
 
@@ -18,6 +18,12 @@ PACKAGES = ["json", "email"]
 def write_jsonl(path: Path, records: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path
+
+
+def read(spec: SourceSpec) -> tuple[list, SourceStats]:
+    """A source's documents and the counts its reading kept."""
+    stats = SourceStats()
+    return list(read_documents(spec, stats)), stats
 
 
 def paragraphs() -> list[str]:

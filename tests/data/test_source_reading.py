@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.data.conftest import write_jsonl
+from tests.data.conftest import read, write_jsonl
 
 from twofold.data.catalogues import is_held_out as message_held_out
 from twofold.data.sources import (
     SourceSpec,
-    SourceStats,
     estimated_size,
     input_files,
     parse_source_spec,
@@ -27,11 +26,6 @@ from twofold.data.sources import (
 from twofold.data.stdlib import is_held_out as module_held_out
 from twofold.data.stdlib import stdlib_documents, stdlib_modules
 from twofold.errors import TwofoldError
-
-
-def read(spec: SourceSpec) -> tuple[list, SourceStats]:
-    stats = SourceStats()
-    return list(read_documents(spec, stats)), stats
 
 
 def rows(documents) -> list[tuple]:

@@ -1,19 +1,12 @@
 import pytest
-from tests.data.conftest import write_jsonl
+from tests.data.conftest import read, write_jsonl
 
 from twofold.data.documents import decode_utf8
 from twofold.data.sources import (
     SourceSpec,
-    SourceStats,
     parse_source_spec,
-    read_documents,
 )
 from twofold.errors import TwofoldError
-
-
-def read(spec: SourceSpec) -> tuple[list, SourceStats]:
-    stats = SourceStats()
-    return list(read_documents(spec, stats)), stats
 
 
 def test_text_directory_gives_one_document_per_file_with_stable_ids(tmp_path):

@@ -26,6 +26,14 @@ def sharp(tokenizer, causal: bool):
     return model
 
 
+@pytest.fixture
+def bars(monkeypatch) -> Bars:
+    """The task's progress bars, recorded."""
+    recorder = Bars()
+    monkeypatch.setattr(lm, "progress", recorder)
+    return recorder
+
+
 def test_windows_fill_the_budget_exactly_with_slices_of_each_framed_text(tokenizer):
     texts = [f"def function_{i}(value):\n    return value * {i} + len(str(value))" for i in range(60)]
     framed = [[tokenizer.special.cls, *ids, tokenizer.special.sep] for ids in tokenizer.encode_batch(texts)]
@@ -60,10 +68,8 @@ def test_masks_fall_on_regular_tokens_and_every_window_gets_one(tokenizer):
     assert len(set(map(tuple, labels))) == 20
 
 
-def test_masked_lm_counts_accuracy_and_loss_over_every_masked_token(tokenizer, monkeypatch):
+def test_masked_lm_counts_accuracy_and_loss_over_every_masked_token(tokenizer, bars):
     model = sharp(tokenizer, causal=False)
-    bars = Bars()
-    monkeypatch.setattr(lm, "progress", bars)
     scores = lm.masked_lm(Subject(model, tokenizer, "enc"), SETTINGS)
     windows = lm.held_out_windows(tokenizer, 24, 150, seed=3)
     inputs, labels = lm.mask_windows(windows, tokenizer, 0.4, seed=3)
@@ -83,10 +89,8 @@ def test_masked_lm_counts_accuracy_and_loss_over_every_masked_token(tokenizer, m
     assert bars.opened == [("enc", "lm (masked)", tokens, "tok")] and bars.counted == [tokens]
 
 
-def test_pseudo_perplexity_masks_one_token_at_a_time(tokenizer, monkeypatch):
+def test_pseudo_perplexity_masks_one_token_at_a_time(tokenizer, bars):
     model = sharp(tokenizer, causal=False)
-    bars = Bars()
-    monkeypatch.setattr(lm, "progress", bars)
     value, n = lm.pseudo_perplexity(Subject(model, tokenizer, "enc"), SETTINGS)
     nll, count = 0.0, 0
     with torch.no_grad():
@@ -101,10 +105,8 @@ def test_pseudo_perplexity_masks_one_token_at_a_time(tokenizer, monkeypatch):
     assert bars.opened == [("enc", "lm (pseudo-perplexity)", count, "tok")] and bars.counted == [count]
 
 
-def test_decoder_perplexity_over_several_batches(tokenizer, monkeypatch):
+def test_decoder_perplexity_over_several_batches(tokenizer, bars):
     model = sharp(tokenizer, causal=True)
-    bars = Bars()
-    monkeypatch.setattr(lm, "progress", bars)
     value, n = lm.causal_lm(Subject(model, tokenizer, "dec"), SETTINGS)
     windows = lm.held_out_windows(tokenizer, 24, 150, seed=3)
     nll = 0.0
