@@ -148,3 +148,21 @@ def test_each_source_is_located_as_a_reader_would_find_it_again(tmp_path, monkey
     assert store_module._location(SourceSpec("org/dataset", kind="hf")) == "org/dataset"  # a hub name as given
     assert store_module._location(SourceSpec("stdlib", part="held-out")) == (
         f"stdlib of Python {platform.python_version()} (held-out)")
+
+
+def test_each_group_lists_its_documents_and_counts_their_tokens(group_store):
+    store = TokenStore(group_store)
+    lengths = store.document_lengths()
+    for index, group in enumerate(store.groups):
+        mine = [doc for doc, g in enumerate(store.doc_groups) if g == index]
+        assert store.documents_of(group).tolist() == mine
+        assert store.group_tokens()[group] == int(sum(lengths[d] for d in mine)) > 0
+
+
+def test_a_store_of_empty_documents_opens_and_verifies(tokenizer, tmp_path):
+    (tmp_path / "a.jsonl").write_text(json.dumps({"text": ""}) + "\n")
+    prepare_store([SourceSpec(str(tmp_path / "a.jsonl"))], tokenizer, tmp_path / "store", progress=False)
+    store = TokenStore(tmp_path / "store")
+    assert (store.tokens.shape, store.tokens.dtype, store.num_documents) == ((0,), np.uint16, 1)
+    assert store.document(0).tolist() == []
+    store.verify()
