@@ -166,3 +166,55 @@ def test_a_store_of_empty_documents_opens_and_verifies(tokenizer, tmp_path):
     assert (store.tokens.shape, store.tokens.dtype, store.num_documents) == ((0,), np.uint16, 1)
     assert store.document(0).tolist() == []
     store.verify()
+
+
+def test_ids_past_two_bytes_take_four(group_store):
+    assert store_module.token_dtype(1 << 16) == np.uint16 and store_module.token_dtype((1 << 16) + 1) == np.uint32
+    assert TokenStore(group_store).sources == ["langs"]
+
+
+def test_a_missing_source_is_refused_before_anything_is_tokenized(tokenizer, sources, tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "_tokenized_chunks", lambda *a: pytest.fail("tokenized before checking"))
+    with pytest.raises(TwofoldError, match="missing.jsonl"):
+        prepare_store([sources[0], SourceSpec(str(tmp_path / "missing.jsonl"))], tokenizer, tmp_path / "s")
+    assert store_module._total_size([sources[0], SourceSpec("org/data", kind="hf")]) is None  # a size unknown
+
+
+def test_prepare_shows_its_bar_by_default(tokenizer, sources, tmp_path, monkeypatch):
+    bars.clear()
+    monkeypatch.setattr(store_module, "tqdm", Bar)
+    prepare_store(sources, tokenizer, tmp_path / "store")
+    assert bars[0].opened["disable"] is None  # drawn where stderr is a terminal
+
+
+def test_document_ids_stay_one_a_line_and_a_largest_id_of_zero_is_kept(tokenizer, tmp_path):
+    records = [{"id": "a\nb", "input_ids": [0, 0, 0]}, {"id": "none", "input_ids": []}]
+    (tmp_path / "ids.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    spec = SourceSpec(str(tmp_path / "ids.jsonl"), ids_field="input_ids", id_field="id")
+    manifest = prepare_store([spec], tokenizer, tmp_path / "store", progress=False)
+    store = TokenStore(tmp_path / "store")
+    assert store.doc_ids == ["a b", "none"] and store.document(1).tolist() == []
+    assert manifest["max_token_id"] == 0 == int(store.tokens.max())
+
+
+def test_a_store_that_is_no_store_says_how_to_make_it(tmp_path):
+    (tmp_path / "store").mkdir()
+    with pytest.raises(TwofoldError) as plain:
+        TokenStore(tmp_path / "store")
+    assert str(plain.value) == f"{tmp_path / 'store'}: not a complete token store (no manifest.json); create it with " \
+                               "`twofold data prepare`"
+    (tmp_path / ".store.partial").mkdir()
+    with pytest.raises(TwofoldError, match=r"no manifest.json\) \(an interrupted prepare leaves \.NAME\.partial; "
+                                           r"rerun it\); create it"):
+        TokenStore(tmp_path / "store")
+    (tmp_path / "store" / "manifest.json").write_text("{torn")
+    with pytest.raises(TwofoldError, match=r"manifest.json: not valid JSON .*; the store is damaged; prepare it "
+                                           r"again with `twofold data prepare --overwrite`$"):
+        TokenStore(tmp_path / "store")
+
+
+@pytest.mark.parametrize("key, value", [("num_documents", True), ("num_tokens", -1), ("num_tokens", "9")])
+def test_a_count_that_is_no_count_is_refused(group_store, tmp_path, key, value):
+    path = edited(group_store, tmp_path, lambda manifest: manifest.__setitem__(key, value))
+    with pytest.raises(TwofoldError, match=f"manifest.json: {key} is {value!r}, not a count"):
+        TokenStore(path)
