@@ -131,11 +131,12 @@ TIMEOUT_CONSTANT = {"src/twofold/train/loop.py": 300.0}
 # test of a file is also given that file's tests of under this many seconds.
 SHARED_FIXTURE_SECONDS = 1.0
 
-# Functions that run in spawned processes (lanes' workers, a test's gloo ranks): mutmut records only
-# the tests that reached them in its own process, but a spawned process inherits the mutant's name
+# Functions that run in other processes (lanes' workers, a test's gloo ranks, DataLoader workers): mutmut records only
+# the tests that reached them in its own process, but a spawned or forked process inherits the mutant's name
 # and imports the mutated copy, so every test of the module is given to them.
 IN_WORKERS = {"src/twofold/demo/lanes.py": ("x__start_worker", "x__timed"), "src/twofold/train/rng.py": ("x_gather",),
-              "src/twofold/train/microbatch.py": ("x__least",)}
+              "src/twofold/train/microbatch.py": ("x__least",),
+              "src/twofold/data/loader.py": ("xǁ_Stepsǁ__getitem__",)}
 
 # Modules whose tests start a thread pool that a forked process cannot use: polars', which mteb's
 # dataset loaders start (a mutant forked from a process that ran them deadlocks, a false timeout).
@@ -700,6 +701,15 @@ EQUIVALENT: dict[str, str] = {
        for n in (27, 28, 33, 34, 36)},
     **{f"twofold.data.loader.xǁBatchLoaderǁstep_tokens__mutmut_{n}": "a packed row is seq_len real tokens, so "
        "adding up the rows gives size x seq_len too" for n in (4, 5)},
+    # eval/tasks/languages.py
+    **{f"twofold.eval.tasks.languages.x_plot__mutmut_{n}": _STYLING
+       for n in (14, 19, 24, 25, 26, 27, 28, 33, 34, 35, 36, 37, 63, 64, 67, 68, 70, 71, 84, 85, 89, 93)},
+    **{f"twofold.eval.tasks.languages.x_masked_sets__mutmut_{n}": "a store's chunks hold no [PAD], [MASK] or "
+       "[UNK] id (documents are framed [CLS] … [SEP] by the store, and byte-level BPE needs no [UNK])"
+       for n in range(16, 22)},
+    "twofold.eval.tasks.languages.x_masked_sets__mutmut_39": "with one group every draw is that group, whatever "
+    "its weight",
+    "twofold.eval.tasks.languages.x_masked_sets__mutmut_73": _TIE,
     # eval/tasks/lm.py, models.py, eval/member.py
     "twofold.eval.tasks.lm.x_mask_windows__mutmut_17": _TIE,
     "twofold.eval.tasks.lm.x_text_windows__mutmut_18": "rng.integers(n) draws from [0, n) as integers(0, n) does, "

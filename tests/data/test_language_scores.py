@@ -69,7 +69,7 @@ def test_accuracy_is_the_share_of_masked_tokens_predicted(sets, tokenizer):
 
 
 def test_groups_without_tokens_are_left_out_and_a_store_of_none_is_refused(tmp_path, tokenizer):
-    records = [{"text": "", "lang": "void"}, {"text": "def f(x): return x", "lang": "py"}]
+    records = [{"text": "", "lang": "a-void"}, {"text": "def f(x): return x", "lang": "py"}]  # empty first
     prepare_store([SourceSpec(str(write_jsonl(tmp_path / "a.jsonl", records)), group_field="lang")], tokenizer,
                   tmp_path / "some", progress=False)
     assert list(languages.masked_sets([tmp_path / "some"], sequences=2)) == ["py"]
@@ -91,6 +91,9 @@ def test_the_table_puts_the_largest_language_first_and_a_mean_last():
         "mean                  0.375        0.438",
     ]
     assert languages.format_table(SCORES).splitlines()[1].startswith("de ")  # by name without counts
+    assert languages.format_table(SCORES, {"en": 5}).splitlines()[2].startswith("de ")  # uncounted: last
+    alone = languages.format_table({"enc-a": SCORES["enc-a"]}).splitlines()
+    assert alone[1] == "de            10      0.500" and alone[-1] == "mean                  0.375"
 
 
 def test_the_figure_draws_a_bar_per_model_and_language(tmp_path, monkeypatch):
@@ -100,8 +103,31 @@ def test_the_figure_draws_a_bar_per_model_and_language(tmp_path, monkeypatch):
     (axes,) = drawn[0].axes
     heights = [round(bar.get_height(), 3) for bar in axes.patches]
     assert heights == [0.25, 0.5, 0.125, 0.75]  # enc-a's bars, then the merge's, in the order given
+    assert [bar.get_width() for bar in axes.patches] == pytest.approx([0.4] * 4)
+    assert axes.get_xlim() == pytest.approx((-0.6, 1.6)) and axes.get_ylabel() == "MLM accuracy (15% masked)"
     assert [t.get_text() for t in axes.get_xticklabels()] == ["en", "de"]
     assert [t.get_text() for t in axes.get_legend().get_texts()] == ["enc-a", "merged-model"]
     assert axes.get_title() == "held-out MLM accuracy per language"
     centres = [bar.get_x() + bar.get_width() / 2 for bar in axes.patches]
     assert centres == pytest.approx([-0.2, 0.8, 0.2, 1.2])  # two bars of 0.4 around each language
+    languages.plot(SCORES, tmp_path / "by-name.png")
+    assert [t.get_text() for t in drawn[1].axes[0].get_xticklabels()] == ["de", "en"]  # by name when no order
+
+
+def test_masks_come_from_a_stream_of_their_own_per_seed_group_and_chunk(group_store, sets, tokenizer):
+    def pattern(labels):
+        return tuple(label != -100 for label in labels)
+
+    same_length = [(g, k) for g, (inputs, _) in sets.items() for k in range(6) if len(inputs[k]) == 40]
+    patterns = {pattern(sets[g][1][k]) for g, k in same_length}
+    assert len(same_length) > 3 and len(patterns) == len(same_length)  # chunks and groups draw apart
+    assert languages.masked_sets([group_store]) == languages.masked_sets([group_store], seed=0)
+    other = languages.masked_sets([group_store], seq_len=40, sequences=6, rate=0.3, seed=3)
+    assert pattern(other["big"][1][0]) != pattern(sets["big"][1][0])
+    firsts = []
+    for inputs, labels in sets.values():  # a first regular token is masked by its own draw, not always
+        for x, y in zip(inputs, labels):
+            original = [label if label != -100 else token for token, label in zip(x, y)]
+            first = next(i for i, t in enumerate(original) if t not in tokenizer.special.all())
+            firsts.append(y[first] != -100)
+    assert not all(firsts)
