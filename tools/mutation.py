@@ -682,6 +682,8 @@ EQUIVALENT: dict[str, str] = {
     **{f"twofold.data.store.x__chunks__mutmut_{n}": "only how many documents go to the tokenizer at once: every "
        "document's ids and their order are the same" for n in (2, 7, 9, 10, 11, 13)},
     "twofold.data.store.x__encode__mutmut_6": "encode_batch of no texts is an empty list",
+    "twofold.data.store.x_prepare_store__mutmut_16": "the bar's total, read right after, lists every local "
+    "source's files too (estimated_size), with the same one-line error before any work",
     **{f"twofold.data.store.x__tokenized_chunks__mutmut_{n}": "the number of chunks encoded ahead in threads: "
        "speed only, the chunks come back in order" for n in (2, 3, 16)},
     **{f"twofold.data.store.xǁTokenStoreǁverify__mutmut_{n}": "every group and source of a store holds a "
@@ -856,6 +858,8 @@ NOT_KILLABLE_HERE: dict[str, str] = {
        "stderr is a terminal, which it is not under the tests" for n in (36, 38)},
     "twofold.eval.tasks.lm.x_text_windows__mutmut_24": "a text exactly max_length long gets offset 0 either way; "
     "the extra draw only moves later texts' offsets: an equally valid seeded sample",
+    "twofold.data.store.xǁTokenStoreǁ_map__mutmut_21": "np.memmap's default mode r+ opens the files for "
+    "writing: refused only for a store on read-only files, which root (running these tests) writes anyway",
     "twofold.model.rope.x_rope_cos_sin__mutmut_3": "the frequencies left where they are rather than moved to the "
     "positions' device: the same here; no accelerator here",
     **{f"twofold.model.loss.xǁ_LinearCrossEntropyǁforward__mutmut_{n}": "an accumulator made on the CPU rather "
