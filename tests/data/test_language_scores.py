@@ -92,6 +92,7 @@ def test_the_table_puts_the_largest_language_first_and_a_mean_last():
     ]
     assert languages.format_table(SCORES).splitlines()[1].startswith("de ")  # by name without counts
     assert languages.format_table(SCORES, {"en": 5}).splitlines()[2].startswith("de ")  # uncounted: last
+    assert languages.format_table(SCORES, {"de": 0}).splitlines()[1].startswith("de ")  # counted as none
     alone = languages.format_table({"enc-a": SCORES["enc-a"]}).splitlines()
     assert alone[1] == "de            10      0.500" and alone[-1] == "mean                  0.375"
 
@@ -131,3 +132,13 @@ def test_masks_come_from_a_stream_of_their_own_per_seed_group_and_chunk(group_st
             first = next(i for i, t in enumerate(original) if t not in tokenizer.special.all())
             firsts.append(y[first] != -100)
     assert not all(firsts)
+
+
+def test_the_defaults_are_32_chunks_of_at_most_256_tokens_masked_at_15_percent(group_store, tokenizer):
+    sets = languages.masked_sets([group_store])
+    chunks = [x for inputs, _ in sets.values() for x in inputs]
+    assert len(sets["big"][0]) == 32 and max(map(len, chunks)) == 256  # longer documents are cut
+    masked = sum(label != -100 for _, labels in sets.values() for y in labels for label in y)
+    regular = sum(t not in tokenizer.special.all() for x in chunks for t in x) + masked  # masked ones were regular
+    regular -= sum(t == tokenizer.special.mask for x in chunks for t in x)
+    assert 0.12 < masked / regular < 0.18
