@@ -18,6 +18,21 @@ def interval(seconds: float, *inputs):
     return start, time.time(), inputs
 
 
+def meet(me: str, other: str, folder: str, seconds: float, *inputs):
+    """(start, end, inputs) of a job that marks its start, waits (up to a minute) for `other` to have
+    started, then works for `seconds`: it ends only if both ran at the same time, however slowly a
+    worker process starts."""
+    start = time.time()
+    open(os.path.join(folder, me), "w").close()
+    deadline = start + 60
+    while not os.path.exists(os.path.join(folder, other)):
+        if time.time() > deadline:
+            raise TimeoutError(f"{other} never ran beside {me}")
+        time.sleep(0.01)
+    time.sleep(seconds)
+    return start, time.time(), inputs
+
+
 def threads_and_pid(message: str):
     import torch
 
@@ -51,13 +66,13 @@ def test_lanes_for_a_machine():
 
 
 def test_jobs_wait_for_what_they_need_get_its_results_and_run_side_by_side(tmp_path):
-    jobs = [Job("a", interval, (0.6,)), Job("b", interval, (0.6,)),
+    jobs = [Job("a", meet, ("a", "b", str(tmp_path), 0.6)), Job("b", meet, ("b", "a", str(tmp_path), 0.6)),
             Job("c", interval, (0.0,), needs=("b", "a")), Job("d", interval, (0.0,), after=("c",))]
     ended = []
     results = run_jobs(jobs, lanes=2, threads=1, log=tmp_path / "log",
                        done=lambda job, value, seconds: ended.append((job.name, seconds)))
     (a_start, a_end, _), (b_start, b_end, _) = results["a"], results["b"]
-    assert a_start < b_end and b_start < a_end  # a and b overlapped: two processes
+    assert a_start < b_end and b_start < a_end  # a and b overlapped (each waited for the other): two processes
     c_start, _, c_inputs = results["c"]
     assert c_start >= max(a_end, b_end) and c_inputs == (results["b"], results["a"])
     assert results["d"][0] >= results["c"][1] and results["d"][2] == ()  # `after`: order only
