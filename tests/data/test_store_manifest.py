@@ -20,11 +20,10 @@ TEXTS = ["def f(x):\n    return x + 1", "import os\nprint(os.getcwd())", "class 
 
 
 class Bar:
-    """tqdm as prepare uses it: what it was opened with, the units counted, the last counts shown."""
+    """tqdm as prepare uses it: what it was opened with, the units counted, the counts shown."""
 
     def __init__(self, **opened):
         self.opened, self.counted, self.postfix = opened, 0, []
-        bars.append(self)
 
     def update(self, n):
         self.counted += n
@@ -39,7 +38,17 @@ class Bar:
         return False
 
 
-bars: list[Bar] = []
+@pytest.fixture
+def bars(monkeypatch) -> list[Bar]:
+    """The bars prepare opens, in order."""
+    opened = []
+
+    def tqdm(**settings) -> Bar:
+        opened.append(Bar(**settings))
+        return opened[-1]
+
+    monkeypatch.setattr(store_module, "tqdm", tqdm)
+    return opened
 
 
 @pytest.fixture
@@ -50,9 +59,7 @@ def sources(tmp_path):
 
 
 @pytest.mark.parametrize("progress", [True, False])
-def test_the_manifest_counts_each_source_by_hand(tokenizer, sources, tmp_path, monkeypatch, progress):
-    bars.clear()
-    monkeypatch.setattr(store_module, "tqdm", Bar)
+def test_the_manifest_counts_each_source_by_hand(tokenizer, sources, tmp_path, bars, progress):
     manifest = prepare_store(sources, tokenizer, tmp_path / "store", progress=progress)
     ids = tokenizer.encode_batch(TEXTS)
     tokens = sum(len(i) for i in ids)
@@ -180,9 +187,7 @@ def test_a_missing_source_is_refused_before_anything_is_tokenized(tokenizer, sou
     assert store_module._total_size([sources[0], SourceSpec("org/data", kind="hf")]) is None  # a size unknown
 
 
-def test_prepare_shows_its_bar_by_default(tokenizer, sources, tmp_path, monkeypatch):
-    bars.clear()
-    monkeypatch.setattr(store_module, "tqdm", Bar)
+def test_prepare_shows_its_bar_by_default(tokenizer, sources, tmp_path, bars):
     prepare_store(sources, tokenizer, tmp_path / "store")
     assert bars[0].opened["disable"] is None  # drawn where stderr is a terminal
 

@@ -2,6 +2,7 @@
 subset of the training rows is what it trains on, the dev accuracy and the majority baseline are
 counted by hand from the classifier's own logits, and the built-in split's edges."""
 
+import dataclasses
 import importlib.util
 from collections import Counter
 
@@ -50,7 +51,7 @@ def seen(monkeypatch):
     real_recipe_for, real_predict = classification.recipe_for, classification.predict
     monkeypatch.setattr(classification, "recipe_for", recipe_for)
     monkeypatch.setattr(classification, "predict", predict)
-    monkeypatch.setitem(TASK_TABLE, "classify", type(spec)(spec.library, build, train, spec.score, spec.primary))
+    monkeypatch.setitem(TASK_TABLE, "classify", dataclasses.replace(spec, build=build, train=train))
     return seen
 
 
