@@ -64,8 +64,9 @@ def bench_train_step(store: Path, batch: int, steps: int, tokenizer) -> float | 
         from twofold.model import TwofoldModel, preset
     except ImportError:
         return None
-    shape = preset("ettin-17m", vocab_size=tokenizer.vocab_size)
-    model = TwofoldModel(shape.for_tokenizer(tokenizer.vocab_size, tokenizer.special.to_dict()))
+    s = tokenizer.special  # the table at the tokenizer's size, its ids in range (the preset's are ModernBERT's)
+    model = TwofoldModel(preset("ettin-17m", vocab_size=tokenizer.vocab_size, cls_token_id=s.cls, sep_token_id=s.sep,
+                                pad_token_id=s.pad, mask_token_id=s.mask, bos_token_id=s.bos, eos_token_id=s.eos))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loader = BatchLoader([store], Mixture(temperature=0.7), seq_len=1024, batch_size=batch,
                          objective="mlm", seed=21)
